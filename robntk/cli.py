@@ -1,0 +1,54 @@
+"""Command-line interface: ``robntk <command> ...``.
+
+Each command lives in the module that owns its concept and exposes ``add_arguments(parser)`` and
+``run(args) -> int``; this file only wires them together. Every command takes ``--data-dir``
+(default ``$ROBNTK_DATA``, then ``./data``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: command name → (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "score": ("robntk.scoring", "NTK scores (λ_min of the robust kernel family) for NB201 archs"),
+    "correlate": ("robntk.correlation", "Kendall τ / Spearman of score columns vs benchmark metrics"),
+    "reproduce": ("robntk.reproduce", "main job: score a random sample on CIFAR-10 and correlate"),
+    "merge": ("robntk.engine", "merge shard result stores of `score --shard K/N`"),
+    "train": ("robntk.training", "adversarially train an NB201 arch as NAS-RobBench-201 did"),
+    "evaluate": ("robntk.evaluation", "evaluate a checkpoint: clean, FGSM, PGD, APGD, Square, AA-style"),
+    "bound": ("robntk.theory.cli", "numerical check of the λ_min lower bounds (theory setting)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robntk", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (modname, help_) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:  # command not built in this version
+            if exc.name != modname:
+                raise
+            continue
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--data-dir", default=None, help="data directory (default $ROBNTK_DATA, then ./data)")
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``robntk`` script. Returns the exit code (2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"robntk {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
