@@ -1,0 +1,621 @@
+"""Image readers for CIFAR-10, CIFAR-100 and NB201's ImageNet16-120, in the formats people have.
+
+Every loader returns ``(x, y)`` with ``x`` uint8 of shape (N, H, W, 3) (NHWC, RGB, pixel values
+0…255) and ``y`` int64 of shape (N,). :func:`fixed_batch` turns one of them into the deterministic
+float32 batch in [0, 1] that NTK scoring feeds to every architecture.
+
+Formats read (searched inside the data directory, see :mod:`robntk.paths`):
+
+=================  ==========================================================================
+CIFAR-10           (a) official python batches ``cifar-10-batches-py/`` (``data_batch_1..5``,
+                   ``test_batch``); (b) decoded npz ``cifar10_jpeg/cifar10_{test_decoded,
+                   train_decoded_10k}.npz``; (c) image folders ``.../<split>/<class>/*.png|jpg``;
+                   (d) tar(.gz) archives of such folders, e.g.
+                   ``cifar10_jpeg/CIFAR-10-images_{train,test}_jpg.tar.gz``.
+CIFAR-100          official ``cifar-100-python/{train,test}`` pickles.
+ImageNet16-120     NB201's ``ImageNet16/{train_data_batch_1..10, val_data}`` pickles.
+=================  ==========================================================================
+
+The official archives are at https://www.cs.toronto.edu/~kriz/cifar.html (CIFAR) and in the
+NAS-Bench-201 authors' release (ImageNet16, linked from github.com/D-X-Y/NAS-Bench-201 and
+github.com/TT2408/nasrobbench201). Pickle files are read with :mod:`pickle`: only load files
+from a source you trust.
+
+Errors: a missing file/directory raises :class:`FileNotFoundError` naming it and where to get
+it; a corrupt file (truncated pickle, bad npz, undecodable image, wrong array shapes) raises
+:class:`ValueError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from . import paths
+
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+IMAGENET16_SOURCE = (
+    "the NAS-Bench-201 authors' release of ImageNet16 (downsampled 16x16 ImageNet; linked from "
+    "github.com/D-X-Y/NAS-Bench-201 and github.com/TT2408/nasrobbench201, folder 'ImageNet16')"
+)
+#: Standard CIFAR-10 label order (label id = position).
+CIFAR10_CLASSES: tuple[str, ...] = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+DATASET_NAMES: tuple[str, ...] = ("cifar10", "cifar100", "ImageNet16-120")
+CIFAR10_SOURCES: tuple[str, ...] = ("auto", "batches", "npz", "folder", "tar")
+IMAGE_EXTS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+#: Image side length per dataset.
+IMAGE_SIZE: dict[str, int] = {"cifar10": 32, "cifar100": 32, "ImageNet16-120": 16}
+
+_CIFAR10_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+_CIFAR10_NPZ = {"train": "cifar10_jpeg/cifar10_train_decoded_10k.npz", "test": "cifar10_jpeg/cifar10_test_decoded.npz"}
+_CIFAR10_TARS = {
+    "train": ("cifar10_jpeg/CIFAR-10-images_train_jpg.tar.gz", "cifar10_jpeg/CIFAR-10-images_train_jpg.tar",
+              "CIFAR-10-images_train_jpg.tar.gz", "CIFAR-10-images_train.tar.gz"),
+    "test": ("cifar10_jpeg/CIFAR-10-images_test_jpg.tar.gz", "cifar10_jpeg/CIFAR-10-images_test_jpg.tar",
+             "CIFAR-10-images_test_jpg.tar.gz", "CIFAR-10-images_test.tar.gz"),
+}
+_CIFAR10_FOLDER_ROOTS = ("CIFAR-10-images", "cifar10_jpeg/CIFAR-10-images", "cifar10_images", "cifar10")
+_IMAGENET16_FILES = {"train": [f"train_data_batch_{i}" for i in range(1, 11)], "val": ["val_data"]}
+
+
+# --------------------------------------------------------------------------- small helpers
+def _check_split(split: str, allowed: Sequence[str]) -> str:
+    if split not in allowed:
+        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(map(repr, allowed))}")
+    return split
+
+
+def _apply_limit(x: np.ndarray, y: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    if limit is None:
+        return x, y
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+        raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+    return x[:limit], y[:limit]
+
+
+def _check_limit(limit) -> None:
+    _apply_limit(np.empty(0), np.empty(0), limit)
+
+
+def _load_pickle(path: Path, encoding: str) -> dict:
+    """Unpickle one batch file; ValueError naming the file if it is truncated or not a dict."""
+    try:
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh, encoding=encoding)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # truncated / garbage pickles raise many different types
+        raise ValueError(f"corrupt pickle file {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"corrupt batch file {path}: expected a pickled dict, got {type(obj).__name__}")
+    return obj
+
+
+def _entry(d: dict, key: str, path: Path):
+    """``d[key]`` accepting both str and bytes keys (py2 pickles loaded with encoding='bytes')."""
+    for k in (key, key.encode()):
+        if k in d:
+            return d[k]
+    keys = ", ".join(repr(k) for k in list(d)[:10])
+    raise ValueError(f"corrupt batch file {path}: no {key!r} entry (keys: {keys})")
+
+
+def _batch_arrays(path: Path, label_key: str, side: int, encoding: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read one CIFAR/ImageNet16 pickle batch → x (N, side, side, 3) uint8, y (N,) int64."""
+    d = _load_pickle(path, encoding)
+    data = np.asarray(_entry(d, "data", path))
+    labels = np.asarray(_entry(d, label_key, path))
+    n_feat = 3 * side * side
+    if data.ndim != 2 or data.shape[1] != n_feat or data.dtype != np.uint8:
+        raise ValueError(
+            f"corrupt batch file {path}: 'data' must be uint8 of shape (N, {n_feat}), "
+            f"got {data.dtype} {data.shape}"
+        )
+    if labels.ndim != 1 or labels.shape[0] != data.shape[0] or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"corrupt batch file {path}: {label_key!r} must be {data.shape[0]} integers, "
+            f"got {labels.dtype} {labels.shape}"
+        )
+    x = data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x), labels.astype(np.int64)
+
+
+def _read_batches(directory: Path, files: Sequence[str], label_key: str, side: int, encoding: str,
+                  source_hint: str) -> tuple[np.ndarray, np.ndarray]:
+    if not directory.is_dir():
+        raise FileNotFoundError(f"dataset directory not found: {directory}. Obtain it from {source_hint}.")
+    missing = [f for f in files if not (directory / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"dataset files missing in {directory}: {', '.join(missing)}. Obtain them from {source_hint}."
+        )
+    xs, ys = zip(*(_batch_arrays(directory / f, label_key, side, encoding) for f in files))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _decode_image(data: bytes, name: str, side: int) -> np.ndarray:
+    """Decode PNG/JPEG bytes with Pillow to RGB uint8 (side, side, 3); ValueError naming ``name``."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Exception as exc:
+        raise ValueError(f"cannot decode image {name}: {type(exc).__name__}: {exc}") from None
+    if arr.shape != (side, side, 3):
+        raise ValueError(f"image {name} has shape {arr.shape}, expected ({side}, {side}, 3)")
+    return arr
+
+
+def _class_selection(classes: Iterable[str | int] | None) -> list[int]:
+    """Class names/ids → sorted list of CIFAR-10 label ids. ValueError for unknown classes."""
+    if classes is None:
+        return list(range(len(CIFAR10_CLASSES)))
+    if isinstance(classes, (str, int)):
+        classes = [classes]
+    ids = set()
+    for c in classes:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c < len(CIFAR10_CLASSES):
+            ids.add(int(c))
+        elif isinstance(c, str) and c in CIFAR10_CLASSES:
+            ids.add(CIFAR10_CLASSES.index(c))
+        else:
+            raise ValueError(f"unknown CIFAR-10 class {c!r}; allowed: {', '.join(CIFAR10_CLASSES)} or ids 0..9")
+    return sorted(ids)
+
+
+def _select_members(entries: Iterable[tuple[str, str, str]], class_ids: list[int], limit: int | None,
+                    where: str) -> list[tuple[int, str, str]]:
+    """(key, class_name, file_name) triples → the selected ones as (label, file_name, key),
+    ordered by label then file name, truncated to ``limit``."""
+    chosen = []
+    for key, cls, fname in entries:
+        if cls not in CIFAR10_CLASSES:
+            raise ValueError(
+                f"unknown CIFAR-10 class folder {cls!r} in {where}; allowed: {', '.join(CIFAR10_CLASSES)}"
+            )
+        label = CIFAR10_CLASSES.index(cls)
+        if label in class_ids:
+            chosen.append((label, fname, key))
+    chosen.sort()
+    return chosen[:limit] if limit is not None else chosen
+
+
+def _stack(images: list[np.ndarray], labels: list[int], side: int) -> tuple[np.ndarray, np.ndarray]:
+    x = np.stack(images) if images else np.zeros((0, side, side, 3), np.uint8)
+    return x, np.asarray(labels, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- folder / tar readers
+def read_image_folder(split_dir: str | os.PathLike, classes: Iterable[str | int] | None = None,
+                      limit: int | None = None, side: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Read a CIFAR-10 image folder ``split_dir/<class_name>/*.png|jpg|jpeg``.
+
+    Class ids follow :data:`CIFAR10_CLASSES` (standard CIFAR-10 order, not alphabetical); images
+    are ordered by class id, then by file name, and decoded with Pillow to RGB. Missing class
+    folders are allowed (partial datasets); an unknown class folder is an error.
+
+    Args:
+        split_dir: directory holding the class folders (e.g. ``CIFAR-10-images/test``).
+        classes: optional subset of class names or ids to read (labels keep their standard id).
+        limit: read at most this many images (the first in the order above); only these are decoded.
+        side: expected image side in pixels.
+
+    Returns:
+        x uint8 (N, side, side, 3), y int64 (N,).
+
+    Raises:
+        FileNotFoundError: ``split_dir`` is not a directory.
+        ValueError: unknown class folder or class, undecodable image, wrong image size, or no image.
+    """
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"image folder not found: {split_dir} (expected <split>/<class_name>/*.jpg|png)")
+    _check_limit(limit)
+    class_ids = _class_selection(classes)
+    entries = []
+    for cdir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        for f in cdir.iterdir():
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTS:
+                entries.append((str(f), cdir.name, f.name))
+    if not entries:
+        raise ValueError(f"no images found in {split_dir} (expected <class_name>/*.png|jpg|jpeg)")
+    chosen = _select_members(entries, class_ids, limit, str(split_dir))
+    images = [_decode_image(Path(key).read_bytes(), key, side) for _, _, key in chosen]
+    return _stack(images, [lab for lab, _, _ in chosen], side)
+
+
+_TAR_MEMBER = re.compile(r"^(?:.*/)?(?P<split>[^/]+)/(?P<cls>[^/]+)/(?P<file>[^/]+)$")
+
+
+def read_image_tar(archive: str | os.PathLike, split: str, classes: Iterable[str | int] | None = None,
+                   limit: int | None = None, side: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Read CIFAR-10 images from a tar / tar.gz archive with members ``[prefix/]<split>/<class>/<file>``.
+
+    Same ordering and labels as :func:`read_image_folder` (class id, then file name). The archive
+    is streamed twice: once to list member names (cheap), once to decode only the selected
+    members, so ``limit``/``classes`` keep reading a few images fast even from the 50k train tar.
+
+    Args:
+        archive: path of the archive (any compression :mod:`tarfile` understands).
+        split: the ``<split>`` path component to read (``'train'`` or ``'test'``).
+        classes, limit, side: as in :func:`read_image_folder`.
+
+    Returns:
+        x uint8 (N, side, side, 3), y int64 (N,).
+
+    Raises:
+        FileNotFoundError: the archive does not exist.
+        ValueError: not a readable tar archive, no images of ``split`` in it, unknown class
+            folder, undecodable image (message names ``archive:member``).
+    """
+    archive = Path(archive)
+    if not archive.is_file():
+        raise FileNotFoundError(f"image archive not found: {archive}")
+    _check_limit(limit)
+    class_ids = _class_selection(classes)
+    try:
+        with tarfile.open(archive, "r:*") as tf:
+            entries = []
+            for m in tf:
+                mt = _TAR_MEMBER.match(m.name)
+                if m.isfile() and mt and mt["split"] == split and Path(mt["file"]).suffix.lower() in IMAGE_EXTS:
+                    entries.append((m.name, mt["cls"], mt["file"]))
+    except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read tar archive {archive}: {type(exc).__name__}: {exc}") from None
+    if not entries:
+        raise ValueError(f"no images of split {split!r} in {archive} (expected members [prefix/]{split}/<class>/<file>)")
+    chosen = _select_members(entries, class_ids, limit, str(archive))
+    want = {key: i for i, (_, _, key) in enumerate(chosen)}
+    images: list[np.ndarray | None] = [None] * len(chosen)
+    try:
+        with tarfile.open(archive, "r:*") as tf:
+            found = 0
+            for m in tf:
+                i = want.get(m.name)
+                if i is None or images[i] is not None:
+                    continue
+                fh = tf.extractfile(m)
+                images[i] = _decode_image(fh.read(), f"{archive}:{m.name}", side)
+                found += 1
+                if found == len(chosen):
+                    break
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ValueError(f"cannot read tar archive {archive}: {type(exc).__name__}: {exc}") from None
+    return _stack(images, [lab for lab, _, _ in chosen], side)
+
+
+def read_npz(path: str | os.PathLike, side: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Read decoded images from an npz with keys ``x`` (N, side, side, 3) uint8 and ``y`` (N,).
+
+    This is the layout of ``cifar10_jpeg/cifar10_*_decoded*.npz`` (which also has ``names``,
+    ignored here). Loaded with ``allow_pickle=False``.
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: not a valid npz, missing keys, wrong shapes/dtypes (message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"npz file not found: {path}")
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as d:
+            x, y = d["x"], d["y"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"corrupt npz file {path}: {type(exc).__name__}: {exc}") from None
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (side, side, 3):
+        raise ValueError(f"corrupt npz file {path}: 'x' must be uint8 (N, {side}, {side}, 3), got {x.dtype} {x.shape}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"corrupt npz file {path}: 'y' must be {x.shape[0]} integers, got {y.dtype} {y.shape}")
+    return x, y.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+def _infer_source(path: Path) -> str:
+    name = path.name.lower()
+    if path.is_dir():
+        if any((path / f).is_file() for f in ("data_batch_1", "test_batch")):
+            return "batches"
+        return "folder"
+    if name.endswith(".npz"):
+        return "npz"
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return "tar"
+    raise ValueError(
+        f"cannot tell the CIFAR-10 format of {path}: expected a cifar-10-batches-py directory, an image "
+        "folder, a .npz file or a .tar(.gz) archive; pass source= explicitly"
+    )
+
+
+def _folder_split_dir(path: Path, split: str) -> Path:
+    """An image folder path is either the split directory itself or its parent."""
+    return path / split if (path / split).is_dir() else path
+
+
+def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: str = "auto",
+                 path: str | os.PathLike | None = None, limit: int | None = None,
+                 classes: Iterable[str | int] | None = None,
+                 allow_subset: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Load CIFAR-10 images and labels.
+
+    Sources (``source='auto'`` tries them in this order inside the data directory):
+
+    * ``'batches'``: official python batches ``cifar-10-batches-py/`` (``data_batch_1..5`` for
+      train, ``test_batch`` for test; pickled dicts with ``b'data'`` (N, 3072) uint8 flattened
+      CHW and ``b'labels'``), exactly as ``torchvision.datasets.CIFAR10`` reads them. File order.
+    * ``'npz'``: decoded JPEG re-encodings ``cifar10_jpeg/cifar10_test_decoded.npz`` (all 10,000
+      test images) / ``cifar10_jpeg/cifar10_train_decoded_10k.npz``. NOTE: the train npz is a
+      **10,000-image subset** (the first 1,000 files of each class), not the 50,000 train set;
+      pass ``allow_subset=False`` (auto skips it) or ``source='tar'`` to read all 50,000 from
+      the train tar. The JPEGs are lossy (quality 75) re-encodings, not bit-identical to the
+      official arrays.
+    * ``'folder'``: image folders ``<root>/<split>/<class_name>/*.png|jpg`` with ``<root>`` one of
+      ``CIFAR-10-images``, ``cifar10_jpeg/CIFAR-10-images``, ``cifar10_images``, ``cifar10``.
+    * ``'tar'``: tar(.gz) archives of such folders, e.g. the shared
+      ``cifar10_jpeg/CIFAR-10-images_{train,test}_jpg.tar.gz`` (prefix ``CIFAR-10-images/``).
+
+    Folder/tar/npz images are ordered by class (standard order :data:`CIFAR10_CLASSES`), then
+    file name; decoding uses Pillow (RGB). Another JPEG decoder may differ by ±1–2 per pixel.
+
+    Args:
+        split: ``'train'`` or ``'test'``.
+        data_dir: data directory (see :func:`robntk.paths.data_dir`).
+        source: one of :data:`CIFAR10_SOURCES`.
+        path: explicit location overriding the data-dir search: the batches directory, the npz
+            file, the image folder (split directory or its parent) or the archive. With
+            ``source='auto'`` the format is inferred from the path.
+        limit: keep only the first ``limit`` images (of the source's order); for folders/tars
+            only those are decoded.
+        classes: folder/tar only: subset of class names/ids to read (labels keep their ids).
+        allow_subset: in auto mode, accept the 10k train npz subset (default True).
+
+    Returns:
+        x uint8 (N, 32, 32, 3) NHWC RGB, y int64 (N,) in 0..9.
+
+    Raises:
+        ValueError: unknown split/source, ``classes`` with a source other than folder/tar,
+            corrupt file (named).
+        FileNotFoundError: no source found (message lists the places searched and
+            https://www.cs.toronto.edu/~kriz/cifar.html).
+    """
+    _check_split(split, ("train", "test"))
+    if source not in CIFAR10_SOURCES:
+        raise ValueError(f"unknown CIFAR-10 source {source!r}; allowed: {', '.join(CIFAR10_SOURCES)}")
+    _check_limit(limit)
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise FileNotFoundError(f"CIFAR-10 path not found: {p}")
+        src = _infer_source(p) if source == "auto" else source
+        return _load_cifar10_from(src, p, split, limit, classes)
+
+    root = paths.data_dir(data_dir)
+    searched = []
+    candidates: list[tuple[str, Path]] = [("batches", root / "cifar-10-batches-py")]
+    if split == "test" or allow_subset or source == "npz":
+        candidates.append(("npz", root / _CIFAR10_NPZ[split]))
+    candidates += [("folder", root / r / split) for r in _CIFAR10_FOLDER_ROOTS]
+    candidates += [("tar", root / t) for t in _CIFAR10_TARS[split]]
+    for src, p in candidates:
+        if source != "auto" and src != source:
+            continue
+        searched.append(str(p))
+        ok = p.is_dir() if src in ("batches", "folder") else p.is_file()
+        if ok:
+            return _load_cifar10_from(src, p, split, limit, classes)
+    raise FileNotFoundError(
+        f"no CIFAR-10 {split} data found (source={source!r}) in data directory {root}; searched: "
+        f"{'; '.join(searched)}. Obtain the official python version (cifar-10-python.tar.gz, unpacks to "
+        f"cifar-10-batches-py/) from {CIFAR_URL}, or point path= / --data-dir at your copy."
+    )
+
+
+def _load_cifar10_from(src: str, p: Path, split: str, limit, classes) -> tuple[np.ndarray, np.ndarray]:
+    if classes is not None and src not in ("folder", "tar"):
+        raise ValueError(f"classes= is only supported for the folder and tar sources, not {src!r}")
+    if src == "batches":
+        x, y = _read_batches(p, _CIFAR10_BATCHES[split], "labels", 32, "bytes", CIFAR_URL)
+        return _apply_limit(x, y, limit)
+    if src == "npz":
+        return _apply_limit(*read_npz(p, 32), limit)
+    if src == "folder":
+        return read_image_folder(_folder_split_dir(p, split), classes=classes, limit=limit, side=32)
+    return read_image_tar(p, split, classes=classes, limit=limit, side=32)
+
+
+# --------------------------------------------------------------------------- CIFAR-100
+def load_cifar100(split: str, data_dir: str | os.PathLike | None = None, path: str | os.PathLike | None = None,
+                  limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load CIFAR-100 from the official python version ``cifar-100-python/{train,test}``.
+
+    Each file is a pickled dict with ``b'data'`` (N, 3072) uint8 flattened CHW and
+    ``b'fine_labels'`` (the 100-class labels used by NB201 / NAS-RobBench-201; coarse labels are
+    ignored), as ``torchvision.datasets.CIFAR100`` reads it.
+
+    Args:
+        split: ``'train'`` (50,000) or ``'test'`` (10,000).
+        data_dir: data directory; ``path`` overrides it with the ``cifar-100-python`` directory.
+        limit: keep the first ``limit`` images (file order).
+
+    Returns:
+        x uint8 (N, 32, 32, 3), y int64 (N,) in 0..99.
+
+    Raises:
+        ValueError: unknown split, corrupt file (named). FileNotFoundError: missing files
+        (message names them and https://www.cs.toronto.edu/~kriz/cifar.html).
+    """
+    _check_split(split, ("train", "test"))
+    _check_limit(limit)
+    directory = Path(path).expanduser() if path is not None else paths.data_dir(data_dir) / "cifar-100-python"
+    x, y = _read_batches(directory, [split], "fine_labels", 32, "bytes",
+                         f"{CIFAR_URL} (cifar-100-python.tar.gz)")
+    return _apply_limit(x, y, limit)
+
+
+# --------------------------------------------------------------------------- ImageNet16
+def load_imagenet16(split: str, data_dir: str | os.PathLike | None = None, num_classes: int | None = 120,
+                    path: str | os.PathLike | None = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load NB201's ImageNet16 (16×16 downsampled ImageNet), e.g. ImageNet16-120.
+
+    Mirrors ``ImageNet16`` of NAS-Bench-201 (``xautodl/datasets/DownsampledImageNet.py``): the
+    directory ``ImageNet16/`` holds ``train_data_batch_1..10`` and ``val_data``, each a pickle
+    dict ``{'data': (N, 768) uint8 (3×16×16 CHW flattened), 'labels': list of ints 1..1000}``.
+    With ``use_num_of_class_only=num_classes`` only labels 1..num_classes are kept, and labels are
+    shifted to 0..num_classes-1 (NB201 returns ``target - 1``). ImageNet16-120 (num_classes=120)
+    has 151,700 train and 6,000 val images.
+
+    Args:
+        split: ``'train'`` or ``'val'``; ``'test'`` is accepted as an alias of ``'val'`` (NB201's
+            ImageNet16-120 test/valid splits are both halves of ``val_data``, and
+            NAS-RobBench-201 reports its ``val_*`` metrics on all of it).
+        data_dir: data directory; ``path`` overrides it with the ``ImageNet16`` directory.
+        num_classes: keep labels 1..num_classes (1..1000); ``None`` keeps all 1000.
+        limit: keep the first ``limit`` images after class filtering (file order).
+
+    Returns:
+        x uint8 (N, 16, 16, 3), y int64 (N,) in 0..num_classes-1.
+
+    Raises:
+        ValueError: unknown split, bad num_classes, corrupt file (named), labels outside 1..1000.
+        FileNotFoundError: missing directory/files (message says where to obtain them).
+    """
+    _check_split(split, ("train", "val", "valid", "test"))
+    split = "train" if split == "train" else "val"
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
+                                    or not 1 <= num_classes <= 1000):
+        raise ValueError(f"num_classes must be an int in 1..1000 or None, got {num_classes!r}")
+    _check_limit(limit)
+    directory = Path(path).expanduser() if path is not None else paths.data_dir(data_dir) / "ImageNet16"
+    x, y = _read_batches(directory, _IMAGENET16_FILES[split], "labels", 16, "latin1", IMAGENET16_SOURCE)
+    if y.size and (y.min() < 1 or y.max() > 1000):
+        raise ValueError(
+            f"corrupt ImageNet16 data in {directory}: labels must be in 1..1000, got {y.min()}..{y.max()}"
+        )
+    if num_classes is not None:
+        keep = y <= num_classes
+        x, y = x[keep], y[keep]
+    return _apply_limit(x, y - 1, limit)
+
+
+# --------------------------------------------------------------------------- dispatch
+def canonical_dataset_name(name: str) -> str:
+    """Canonical dataset name (case-insensitive; 'imagenet'/'imagenet16' → 'ImageNet16-120').
+
+    Raises:
+        ValueError: unknown name (lists :data:`DATASET_NAMES`).
+    """
+    if isinstance(name, str):
+        key = name.strip().lower().replace("_", "-")
+        aliases = {"cifar10": "cifar10", "cifar-10": "cifar10", "cifar100": "cifar100", "cifar-100": "cifar100",
+                   "imagenet16-120": "ImageNet16-120", "imagenet16": "ImageNet16-120", "imagenet": "ImageNet16-120"}
+        if key in aliases:
+            return aliases[key]
+    raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)}")
+
+
+def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None,
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load ``name`` ∈ {'cifar10', 'cifar100', 'ImageNet16-120'} with each loader's default source.
+
+    CIFAR-10 uses :func:`load_cifar10` with ``source='auto'`` (so on the shared data bundle the
+    train split is the 10k npz subset), CIFAR-100 :func:`load_cifar100`, ImageNet16-120
+    :func:`load_imagenet16` with ``num_classes=120`` (``split='test'`` means ``val_data``).
+
+    Returns:
+        x uint8 (N, H, W, 3), y int64 (N,); H = W = :data:`IMAGE_SIZE` [name].
+
+    Raises:
+        ValueError: unknown name/split, corrupt files. FileNotFoundError: data missing.
+    """
+    name = canonical_dataset_name(name)
+    if name == "cifar10":
+        return load_cifar10(split, data_dir, limit=limit)
+    if name == "cifar100":
+        return load_cifar100(split, data_dir, limit=limit)
+    return load_imagenet16(split, data_dir, num_classes=120, limit=limit)
+
+
+def balanced_indices(y: np.ndarray, batch_size: int, seed: int = 0) -> np.ndarray:
+    """Deterministic class-balanced random sample of ``batch_size`` distinct indices into ``y``.
+
+    Every class present gets ``batch_size // K`` images (K = number of classes present); the
+    remaining ``batch_size % K`` slots go to randomly chosen classes; if a class has too few
+    images, its unused slots are handed to the others (so counts differ by at most one whenever
+    every class has enough images). Within a class the images are a uniformly random subset.
+    The result is shuffled, so classes are interleaved.
+
+    Args:
+        y: (N,) integer labels.
+        batch_size: 1..N.
+        seed: seed of :func:`numpy.random.default_rng`.
+
+    Returns:
+        int64 (batch_size,) indices.
+
+    Raises:
+        ValueError: batch_size < 1 or > N (message names both numbers).
+    """
+    y = np.asarray(y)
+    n = int(y.shape[0])
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be in 1..{n} (images available), got {batch_size!r}")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    pools = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
+    quota = np.full(len(classes), batch_size // len(classes))
+    quota[rng.choice(len(classes), batch_size % len(classes), replace=False)] += 1
+    avail = np.array([len(p) for p in pools])
+    take = np.minimum(quota, avail)
+    short = batch_size - int(take.sum())
+    while short > 0:  # hand leftover slots to classes with spare images, one each per round
+        spare = np.flatnonzero(take < avail)
+        extra = rng.permutation(spare)[:short]
+        take[extra] += 1
+        short -= len(extra)
+    idx = np.concatenate([p[:t] for p, t in zip(pools, take)])
+    return rng.permutation(idx).astype(np.int64)
+
+
+def fixed_batch(name: str, batch_size: int, seed: int = 0, data_dir: str | os.PathLike | None = None,
+                split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """The fixed input batch used for NTK scoring (the same batch for every architecture).
+
+    Loads ``name``/``split`` with :func:`load_dataset` and draws a deterministic class-balanced
+    random sample with :func:`balanced_indices` (same ``seed`` and same data → same batch).
+    Pixels are scaled to [0, 1] (divide by 255, no mean/std normalisation: the networks of
+    :mod:`robntk.network` normalise internally, like NAS-RobBench-201's ``Normalize`` layer).
+
+    Args:
+        name: 'cifar10', 'cifar100' or 'ImageNet16-120'.
+        batch_size: number of images, 1..N.
+        seed: sampling seed.
+        data_dir: data directory.
+        split: dataset split (default 'train'; for CIFAR-10 on the shared bundle this is the 10k
+            train subset).
+
+    Returns:
+        x float32 (B, H, W, 3) in [0, 1], y int32 (B,).
+
+    Raises:
+        ValueError: batch_size < 1 or larger than the number of images (both named); unknown
+            dataset/split; corrupt data. FileNotFoundError: data missing.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    x, y = load_dataset(name, split, data_dir)
+    if batch_size > len(y):
+        raise ValueError(
+            f"batch_size {batch_size} exceeds the {len(y)} images available in {name} {split!r}"
+        )
+    idx = balanced_indices(y, batch_size, seed)
+    return x[idx].astype(np.float32) / np.float32(255.0), y[idx].astype(np.int32)
