@@ -1,0 +1,570 @@
+"""Benchmark-scale scoring: every architecture through ONE compiled function.
+
+The per-arch path (:func:`robntk.scoring.score_arch`) compiles a new XLA program for each of
+the 15,625 cells (~5 s each on CPU). Here the cell is data: :class:`robntk.supernet.SuperNet`
+takes the 6 op ids as a traced int array, so :func:`robntk.scoring.kernel_matrices` (or the
+faster exact :mod:`robntk.fastjac` kernels) is compiled once per configuration and then run for
+every arch. Pieces:
+
+* :class:`Engine` — the compiled kernel function of a :class:`~robntk.scoring.ScoreConfig`:
+  ``A`` archs per call, either through :func:`jax.lax.map` (``batching='map'``: the per-edge
+  ``lax.switch`` stays a conditional, only the chosen ops' FLOPs run — the CPU default) or
+  :func:`jax.vmap` (``'vmap'``: the switch becomes a select, all ops are computed for every
+  arch, archs run in parallel — the accelerator default). With several local devices the arch
+  axis is sharded over a 1-D mesh with :func:`jax.shard_map`. ``A`` is chosen from a memory
+  budget (XLA's compiled memory analysis of a one-arch program); an XLA ``RESOURCE_EXHAUSTED``
+  error halves ``A`` with a warning and retries, down to one arch per device.
+* :mod:`robntk.store` — an append-only, crash-safe directory of JSON-lines chunks keyed by
+  ``nb201_index``; a resumed run skips the archs already stored; ``--shard K/N`` partitions the
+  arch list; :func:`merge_stores` / ``robntk merge`` combine shards.
+* :func:`run_engine` — score a list of NB201 indices into a store, with a tqdm progress bar
+  (rate and ETA), then export CSV/parquet + JSON sidecar.
+
+Initialisation. "Seed s" means the supernet init ``SuperNet.init(PRNGKey(s))`` (see
+:mod:`robntk.supernet`); the attack key is ``PRNGKey(s + 1)`` as in
+:func:`robntk.scoring.score_arch`. For an arch, the engine's row equals the dedicated
+TinyNetwork's row computed with :func:`dedicated_variables` (tested).
+
+SLURM job array (8 shards, then one merge)::
+
+    #!/bin/bash
+    #SBATCH --array=0-7 --gres=gpu:1 --time=01:00:00
+    robntk score --all --engine supernet --shard ${SLURM_ARRAY_TASK_ID}/8 \\
+        --store runs/all.s${SLURM_ARRAY_TASK_ID}.store --out runs/all.s${SLURM_ARRAY_TASK_ID}.csv
+    # afterwards (any node):
+    robntk merge runs/all.s*.store --into runs/all.store --out runs/all.csv
+
+A pre-empted or killed task is simply resubmitted: it resumes from its store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import scoring
+from .scoring import ScoreConfig
+from .searchspace import SearchSpace, format_arch_str, is_connected
+from .store import MergeReport, ResultStore, StoreError, merge_stores
+from .supernet import SuperNet, check_op_ids, ids_to_ops, op_ids
+
+IMPLEMENTATIONS = ("auto", "generic", "fast")
+BATCHINGS = ("auto", "map", "vmap")
+#: Identifies the parameter definition that goes into the store key (bump when init changes).
+PARAM_DEFINITION = "supernet-foldin-crc32-v1"
+
+
+# --------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs (does not change the scores, except float rounding between
+    implementations).
+
+    Attributes:
+        implementation: ``'generic'`` (:func:`robntk.scoring.kernel_matrices` through the
+            supernet), ``'fast'`` (:func:`robntk.fastjac.kernel_matrices`, exact, eval-mode BN
+            only) or ``'auto'`` (fast when ``bn_mode='eval'``).
+        batching: ``'map'`` | ``'vmap'`` | ``'auto'`` (map on CPU, vmap on accelerators).
+        archs_per_call: archs per device per call; None = from the memory budget (1 on CPU).
+        memory_budget: bytes per device for one call; None = 70% of the accelerator's memory or
+            40% of host RAM on CPU.
+        max_archs_per_call: cap of the automatic choice.
+        flush_seconds: write a chunk to the store at least this often (0 = after every call).
+    """
+
+    implementation: str = "auto"
+    batching: str = "auto"
+    archs_per_call: int | None = None
+    memory_budget: float | None = None
+    max_archs_per_call: int = 64
+    flush_seconds: float = 30.0
+
+    def __post_init__(self):
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}")
+        if self.batching not in BATCHINGS:
+            raise ValueError(f"batching must be one of {BATCHINGS}, got {self.batching!r}")
+        if self.archs_per_call is not None and (not isinstance(self.archs_per_call, int) or self.archs_per_call < 1):
+            raise ValueError(f"archs_per_call must be a positive int or None, got {self.archs_per_call!r}")
+        if not isinstance(self.max_archs_per_call, int) or self.max_archs_per_call < 1:
+            raise ValueError(f"max_archs_per_call must be a positive int, got {self.max_archs_per_call!r}")
+        if self.memory_budget is not None and not self.memory_budget > 0:
+            raise ValueError(f"memory_budget must be > 0 bytes, got {self.memory_budget!r}")
+        if not self.flush_seconds >= 0:
+            raise ValueError(f"flush_seconds must be >= 0, got {self.flush_seconds!r}")
+
+
+def resolve_implementation(impl: str, cfg: ScoreConfig) -> str:
+    """'auto' → 'fast' for eval-mode BN (rows independent), else 'generic'.
+
+    Raises:
+        ValueError: 'fast' requested with ``bn_mode='train'`` (rows coupled through the batch).
+    """
+    if impl == "auto":
+        return "fast" if cfg.bn_mode == "eval" else "generic"
+    if impl == "fast" and cfg.bn_mode != "eval":
+        raise ValueError("implementation='fast' needs bn_mode='eval' (per-example gradients of independent rows); "
+                         "use 'generic' for train-mode BN")
+    return impl
+
+
+def is_resource_exhausted(exc: BaseException) -> bool:
+    """True for XLA out-of-memory errors (``RESOURCE_EXHAUSTED``)."""
+    return isinstance(exc, (jax.errors.JaxRuntimeError, RuntimeError, MemoryError)) and (
+        isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc))
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``'K/N'`` → (K, N) with 0 ≤ K < N (SLURM: ``$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``
+    with ``--array=0-(N-1)``). None → None.
+
+    Raises:
+        ValueError: malformed spec or K outside 0..N-1.
+    """
+    if spec is None:
+        return None
+    try:
+        k, n = (int(v) for v in str(spec).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be K/N with integers 0 <= K < N (e.g. 3/8), got {spec!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"--shard K/N needs 0 <= K < N, got {spec!r}")
+    return k, n
+
+
+def shard_indices(indices: Sequence[int], shard: tuple[int, int] | None) -> list[int]:
+    """Deterministic partition: the sorted unique indices at positions p with p % N == K
+    (round-robin, so every shard gets a similar mix of cheap and expensive cells). The N shards
+    are disjoint and cover the list."""
+    uniq = sorted(set(int(i) for i in indices))
+    if shard is None:
+        return uniq
+    k, n = shard
+    return uniq[k::n]
+
+
+def store_key(cfg: ScoreConfig, batch_digest: str) -> str:
+    """Hash of everything that determines a row: config digest, input batch, parameter definition."""
+    blob = json.dumps({"config_digest": cfg.digest(), "batch": batch_digest, "params": PARAM_DEFINITION},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def dedicated_variables(cfg: ScoreConfig, arch, x_dtype=jnp.float32) -> tuple[SuperNet, dict]:
+    """(supernet, variables of the dedicated TinyNetwork of ``arch``) under the engine's "seed s"
+    definition: the sub-tree of ``SuperNet.init(PRNGKey(cfg.seed))``. Feed them to
+    :func:`robntk.network.make_apply` with ``net.dedicated(arch)`` for a per-arch parity run."""
+    net = SuperNet.for_config(cfg)
+    v = net.init(jax.random.PRNGKey(cfg.seed), x_dtype)
+    return net, net.extract(v, arch)
+
+
+# --------------------------------------------------------------------------- engine
+class Engine:
+    """One compiled kernel function for every arch of a configuration.
+
+    Args:
+        cfg: the score configuration.
+        options: :class:`EngineOptions`.
+        devices: local devices to use (default all ``jax.local_devices()``).
+
+    Attributes:
+        net: the :class:`~robntk.supernet.SuperNet`. variables: its init for ``cfg.seed``.
+        implementation, batching: resolved choices. archs_per_call: current archs per device.
+        trace_count: how often the kernel function was traced (1 per distinct call shape).
+        compile_s: seconds spent compiling so far.
+
+    Raises:
+        ValueError: bad options, float64 without x64, 'fast' with train-mode BN.
+    """
+
+    def __init__(self, cfg: ScoreConfig, options: EngineOptions = EngineOptions(), devices=None):
+        self.cfg = cfg
+        self.options = options
+        self.devices = list(devices) if devices is not None else jax.local_devices()
+        self.dtype = scoring._dtype(cfg)
+        self.net = SuperNet.for_config(cfg)
+        self.variables = self.net.init(jax.random.PRNGKey(cfg.seed), self.dtype)
+        self.key = jax.random.PRNGKey(cfg.seed + 1)
+        self.implementation = resolve_implementation(options.implementation, cfg)
+        platform = self.devices[0].platform
+        self.batching = options.batching if options.batching != "auto" else ("map" if platform == "cpu" else "vmap")
+        self.archs_per_call = options.archs_per_call
+        self.trace_count = 0
+        self.compile_s = 0.0
+        self._compiled: dict[tuple, Any] = {}
+        self._mesh = None
+        if len(self.devices) > 1:
+            from jax.sharding import Mesh
+
+            self._mesh = Mesh(np.array(self.devices), ("archs",))
+
+    # ------------------------------------------------------------------ the traced function
+    def _one(self, params, stats, x, y, key, ids):
+        """Kernels of one arch (traced): dict name → (B, B) or (B, B, O, O)."""
+        cfg, net = self.cfg, self.net
+        train = cfg.bn_mode == "train"
+        atk_train = (cfg.attack_bn_mode or cfg.bn_mode) == "train"
+        f = lambda p, xx: net.forward(p, stats, xx, ids, train)[0]
+        af = f if atk_train == train else (lambda p, xx: net.forward(p, stats, xx, ids, atk_train)[0])
+        if self.implementation == "fast":
+            from . import fastjac
+
+            return fastjac.kernel_matrices(net, params, stats, ids, x, y, cfg, key, attack_f=af)
+        return scoring.kernel_matrices(f, params, x, y, cfg, key, af)
+
+    def _batched(self, params, stats, x, y, key, ids):
+        """Kernels of a block of archs ids (A, 6): dict name → (A, ...)."""
+        self.trace_count += 1  # Python side effect: runs once per trace, never at run time
+        one = lambda i: self._one(params, stats, x, y, key, i)
+        if self.batching == "vmap":
+            return jax.vmap(one)(ids)
+        return jax.lax.map(one, ids)
+
+    def _function(self, n_total: int):
+        """Compiled function for ``n_total`` archs per call (all devices together)."""
+        key = (n_total,)
+        if key in self._compiled:
+            return self._compiled[key]
+        if self._mesh is None:
+            fn = jax.jit(self._batched)
+        else:
+            from jax.sharding import PartitionSpec as P
+
+            rep = P()
+            fn = jax.jit(jax.shard_map(self._batched, mesh=self._mesh, in_specs=(rep, rep, rep, rep, rep, P("archs")),
+                                       out_specs=P("archs"), check_vma=False))
+        args = self._args(np.zeros((n_total, 6), np.int32))
+        t0 = time.perf_counter()
+        with jax.default_matmul_precision("highest"):
+            compiled = fn.lower(*args).compile()
+        self.compile_s += time.perf_counter() - t0
+        self._compiled[key] = compiled
+        return compiled
+
+    def _args(self, ids: np.ndarray):
+        p, s = self.variables["params"], self.variables.get("batch_stats")
+        if self._mesh is not None:
+            from jax.sharding import NamedSharding, PartitionSpec as P
+
+            rep = NamedSharding(self._mesh, P())
+            put = lambda t: jax.device_put(t, rep)
+            return (put(p), put(s), put(self._x), put(self._y), put(self.key),
+                    jax.device_put(jnp.asarray(ids), NamedSharding(self._mesh, P("archs"))))
+        dev = self.devices[0]
+        put = lambda t: jax.device_put(t, dev)
+        return put(p), put(s), put(self._x), put(self._y), put(self.key), put(jnp.asarray(ids))
+
+    def set_batch(self, x, y) -> None:
+        """Set the fixed input batch: x (B, H, W, 3) float in [0, 1], y int (B,).
+
+        Raises:
+            ValueError: shapes inconsistent with the config (batch size, labels).
+        """
+        x = jnp.asarray(x, self.dtype)
+        y = jnp.asarray(y, jnp.int32)
+        if x.ndim != 4 or x.shape[-1] != 3 or y.shape != (x.shape[0],):
+            raise ValueError(f"batch must be x (B, H, W, 3) and y (B,), got {x.shape} and {y.shape}")
+        if x.shape[0] != self.cfg.batch_size:
+            raise ValueError(f"batch has {x.shape[0]} images but cfg.batch_size is {self.cfg.batch_size}")
+        self._x, self._y = x, y
+        self._compiled.clear()
+
+    # ------------------------------------------------------------------ memory budget
+    def memory_budget(self) -> float:
+        """Bytes per device one call may use (options, else 70% of accelerator memory, else 40%
+        of host RAM divided among devices)."""
+        if self.options.memory_budget is not None:
+            return float(self.options.memory_budget)
+        stats = self.devices[0].memory_stats() or {}
+        if "bytes_limit" in stats:
+            return 0.7 * stats["bytes_limit"]
+        try:
+            ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            ram = 8 << 30
+        return 0.4 * ram / len(self.devices)
+
+    def choose_archs_per_call(self) -> int:
+        """Archs per device per call: the option if set; 1 with ``'map'`` batching (memory does
+        not grow with A, and small calls checkpoint often); for ``'vmap'``, budget divided by the
+        temp memory XLA reports for a one-arch-per-device program, capped by the option's max."""
+        if self.archs_per_call is not None:
+            return self.archs_per_call
+        if self.batching == "map":
+            self.archs_per_call = 1
+            return 1
+        D = len(self.devices)
+        c = self._function(D)
+        try:
+            m = c.memory_analysis()
+            per = float(m.temp_size_in_bytes + m.output_size_in_bytes) / D
+        except Exception:  # backends without memory analysis
+            per = 0.0
+        a = self.options.max_archs_per_call if per <= 0 else int(self.memory_budget() // per)
+        self.archs_per_call = int(max(1, min(self.options.max_archs_per_call, a)))
+        return self.archs_per_call
+
+    # ------------------------------------------------------------------ calls
+    def kernels(self, ids) -> dict[str, np.ndarray]:
+        """Kernel matrices of a block of archs, as host numpy arrays with a leading arch axis.
+
+        Args:
+            ids: int (A, 6) op ids (any A; padded to a multiple of the device count).
+
+        Returns:
+            dict name → (A, B, B) or (A, B, B, O, O).
+
+        Raises:
+            ValueError: invalid ids or no batch set. jax.errors.JaxRuntimeError: as raised by XLA
+            (out-of-memory is handled by :meth:`score_block`).
+        """
+        if not hasattr(self, "_x"):
+            raise ValueError("no input batch: call set_batch(x, y) first")
+        ids = check_op_ids(np.atleast_2d(ids))
+        A, D = ids.shape[0], len(self.devices)
+        n = -(-A // D) * D
+        if n != A:
+            ids = np.concatenate([ids, np.repeat(ids[-1:], n - A, axis=0)])
+        fn = self._function(n)
+        with jax.default_matmul_precision("highest"):
+            out = fn(*self._args(ids))
+        return {k: np.asarray(v)[:A] for k, v in out.items()}
+
+    def score_block(self, indices: Sequence[int], arch_strs: Sequence[str]) -> list[dict[str, Any]]:
+        """Rows (see :mod:`robntk.scoring`) for a block of archs, degrading to smaller calls on
+        out-of-memory (warning) instead of failing.
+
+        Raises:
+            RuntimeError: out of memory even with one arch per device (message suggests
+                ``--chunk-size``).
+        """
+        rows: list[dict[str, Any]] = []
+        D = len(self.devices)
+        pos = 0
+        while pos < len(indices):
+            a = self.choose_archs_per_call() * D
+            blk_i, blk_s = indices[pos:pos + a], arch_strs[pos:pos + a]
+            c0 = self.compile_s
+            t0 = time.perf_counter()
+            try:
+                mats = self.kernels(np.stack([op_ids(s) for s in blk_s]))
+            except Exception as exc:  # noqa: BLE001 — only RESOURCE_EXHAUSTED is handled
+                if not is_resource_exhausted(exc):
+                    raise
+                if self.archs_per_call <= 1:
+                    raise RuntimeError(
+                        f"out of memory with one arch per device ({exc.__class__.__name__}: {str(exc)[:200]}); "
+                        "lower --chunk-size (Jacobian chunk) or --batch-size") from exc
+                new = max(1, self.archs_per_call // 2)
+                warnings.warn(f"out of memory with {self.archs_per_call} archs per device per call; retrying with {new}",
+                              RuntimeWarning, stacklevel=2)
+                self.archs_per_call = new
+                continue
+            compile_s = self.compile_s - c0
+            run_s = (time.perf_counter() - t0 - compile_s) / len(blk_i)
+            for j, (i, s) in enumerate(zip(blk_i, blk_s)):
+                t1 = time.perf_counter()
+                row = {"nb201_index": int(i), "arch_str": s, "disconnected": not is_connected(s)}
+                row.update(scoring.spectra_row({k: v[j] for k, v in mats.items()}, self.cfg))
+                row.update(compile_s=compile_s if j == 0 else 0.0, run_s=run_s,
+                           spectra_s=time.perf_counter() - t1)
+                rows.append(row)
+            pos += len(blk_i)
+        return rows
+
+
+# --------------------------------------------------------------------------- driver
+@dataclass
+class RunReport:
+    """Summary of :func:`run_engine`.
+
+    Attributes:
+        n_selected: archs in this (shard's) selection. n_skipped: already in the store.
+        n_scored: scored now. compile_s: compile seconds. run_s: wall seconds of scoring.
+        archs_per_s: n_scored / run_s. store: the store directory. out: exported table or None.
+    """
+
+    n_selected: int
+    n_skipped: int
+    n_scored: int
+    compile_s: float
+    run_s: float
+    archs_per_s: float
+    store: Path
+    out: Path | None = None
+    implementation: str = ""
+    batching: str = ""
+    archs_per_call: int = 0
+    n_devices: int = 1
+
+
+def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLike, *, x=None, y=None,
+               batch_digest: str | None = None, data_dir=None, space: SearchSpace | None = None,
+               arch_strs: dict[int, str] | None = None, shard: tuple[int, int] | None = None,
+               options: EngineOptions = EngineOptions(), out: str | os.PathLike | None = None,
+               progress: bool = True, devices=None, extra_provenance: dict | None = None) -> RunReport:
+    """Score NB201 indices with one compiled function into a resumable store.
+
+    Args:
+        indices: NB201 indices (the whole job; ``shard`` selects this process's part).
+        cfg: configuration. store: store directory (created; resumed if it exists with the same
+            store key).
+        x, y, batch_digest: the fixed batch (default :func:`robntk.scoring.load_batch` of cfg).
+        data_dir, space: where the search space comes from (loaded if ``arch_strs`` is None).
+        arch_strs: index → arch string, instead of a loaded search space (tests, custom lists).
+        shard: (K, N) from :func:`parse_shard`. options: :class:`EngineOptions`.
+        out: optional ``.csv``/``.parquet`` export of this store after the run.
+        progress: tqdm bar with rate and ETA. devices: local devices (default all).
+
+    Returns:
+        :class:`RunReport`.
+
+    Raises:
+        ValueError: bad configuration/indices; :class:`robntk.store.StoreMismatchError` when the
+            store holds another configuration; :class:`robntk.store.StoreError` for a foreign or
+            corrupt store.
+    """
+    from tqdm.auto import tqdm
+
+    if x is None:
+        x, y, batch_digest = scoring.load_batch(cfg, data_dir)
+    if batch_digest is None:
+        batch_digest = hashlib.sha256(np.asarray(x).tobytes() + np.asarray(y).tobytes()).hexdigest()[:16]
+    if arch_strs is None:
+        space = space or SearchSpace.load(data_dir)
+        indices = [space.check_index(i) for i in indices]
+        lookup = space.arch_str
+    else:
+        lookup = arch_strs.__getitem__
+    selection = sorted(set(int(i) for i in indices))
+    mine = shard_indices(selection, shard)
+    engine = Engine(cfg, options, devices)
+    prov = scoring.provenance(cfg, batch_digest, {
+        "engine": {"implementation": engine.implementation, "batching": engine.batching,
+                   "param_definition": PARAM_DEFINITION, "n_devices": len(engine.devices)},
+        **(extra_provenance or {})})
+    st = ResultStore.open(store, store_key(cfg, batch_digest), {
+        "config": cfg.as_dict(), "config_digest": cfg.digest(), "batch_sha256_16": batch_digest,
+        "param_definition": PARAM_DEFINITION, "provenance": prov, "selection": selection,
+        "shard": None if shard is None else f"{shard[0]}/{shard[1]}"})
+    done = st.done()
+    todo = [i for i in mine if i not in done]
+    engine.set_batch(x, y)
+    t_start = time.perf_counter()
+    buf: list[dict] = []
+    last_flush = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="score[supernet]", unit="arch", disable=not progress, dynamic_ncols=True)
+    try:
+        pos = 0
+        while pos < len(todo):
+            step = engine.choose_archs_per_call() * len(engine.devices)
+            blk = todo[pos:pos + step]
+            rows = engine.score_block(blk, [lookup(i) for i in blk])
+            buf += rows
+            pos += len(blk)
+            bar.update(len(blk))
+            bar.set_postfix(compile_s=f"{engine.compile_s:.1f}", refresh=False)
+            if time.perf_counter() - last_flush >= options.flush_seconds:
+                st.append(buf)
+                buf, last_flush = [], time.perf_counter()
+    finally:
+        st.append(buf)  # also on KeyboardInterrupt / errors: keep what was computed
+        bar.close()
+    run_s = time.perf_counter() - t_start
+    n = len(todo)
+    rep = RunReport(len(mine), len(mine) - n, n, engine.compile_s, run_s, n / run_s if run_s > 0 and n else 0.0,
+                    Path(store), implementation=engine.implementation, batching=engine.batching,
+                    archs_per_call=engine.archs_per_call or 0, n_devices=len(engine.devices))
+    if out is not None:
+        rep.out = st.export(out, order=mine if shard is not None else selection)
+    return rep
+
+
+# --------------------------------------------------------------------------- CLI glue
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """Engine flags for ``robntk score`` (``--store``, ``--shard``, ``--implementation``,
+    ``--batching``, ``--archs-per-call``, ``--flush-seconds``)."""
+    g = p.add_argument_group("supernet engine")
+    g.add_argument("--store", default=None, help="result store directory (default OUT.store); resumable")
+    g.add_argument("--shard", default=None, help="K/N: score only shard K (0-based) of N of the selection")
+    g.add_argument("--implementation", default="auto", choices=IMPLEMENTATIONS,
+                   help="generic: scoring.kernel_matrices; fast: per-example-gradient kernels (eval BN)")
+    g.add_argument("--batching", default="auto", choices=BATCHINGS, help="archs per call via lax.map or vmap")
+    g.add_argument("--archs-per-call", type=int, default=None, help="archs per device per call (default: auto)")
+    g.add_argument("--flush-seconds", type=float, default=30.0, help="store flush interval")
+
+
+#: ``--engine auto`` uses the supernet from this many archs on (compile once vs once per arch).
+AUTO_MIN_ARCHS = 8
+
+
+def wants_engine(args: argparse.Namespace, n_archs: int) -> bool:
+    """Whether ``robntk score`` should use the engine: ``--engine supernet``, or ``auto`` with
+    ``--all``, ``--shard`` or at least :data:`AUTO_MIN_ARCHS` archs."""
+    choice = getattr(args, "engine", "auto")
+    if choice == "dedicated":
+        if getattr(args, "shard", None):
+            raise ValueError("--shard needs the supernet engine (--engine supernet or auto)")
+        return False
+    if choice == "supernet":
+        return True
+    return bool(getattr(args, "all", False)) or bool(getattr(args, "shard", None)) or n_archs >= AUTO_MIN_ARCHS
+
+
+def score_with_engine(args: argparse.Namespace, cfg: ScoreConfig, indices: Sequence[int], space: SearchSpace) -> int:
+    """Body of ``robntk score`` on the engine path: score into ``--store`` (default
+    ``OUT.store``), export ``--out`` (+ ``OUT.json``) and print a summary. Returns 0."""
+    shard = parse_shard(getattr(args, "shard", None))
+    out = Path(args.out)
+    store = Path(args.store) if getattr(args, "store", None) else out.with_name(out.name + ".store")
+    opts = EngineOptions(implementation=getattr(args, "implementation", "auto"),
+                         batching=getattr(args, "batching", "auto"),
+                         archs_per_call=getattr(args, "archs_per_call", None),
+                         flush_seconds=getattr(args, "flush_seconds", 30.0))
+    rep = run_engine(indices, cfg, store, data_dir=args.data_dir, space=space, shard=shard, options=opts, out=out,
+                     progress=not getattr(args, "no_progress", False))
+    print(f"engine: {rep.n_scored} scored, {rep.n_skipped} already in {rep.store}, compile {rep.compile_s:.1f} s, "
+          f"{rep.archs_per_s:.3f} archs/s ({rep.implementation}, {rep.batching}, {rep.archs_per_call} archs/call/device, "
+          f"{rep.n_devices} device(s)); wrote {rep.out} (config {rep.out}.json)")
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``robntk merge`` (``--data-dir`` is added by :mod:`robntk.cli`)."""
+    parser.add_argument("stores", nargs="+", help="shard store directories written by `robntk score --store`")
+    parser.add_argument("--into", required=True, help="merged store directory (created or extended)")
+    parser.add_argument("--out", default=None, help="also export the merged rows to .csv/.parquet (+ .json sidecar)")
+    parser.add_argument("--rtol", type=float, default=0.0,
+                        help="relative tolerance when the same arch appears twice (default 0: exact)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="exit 0 even when archs of the job's selection have no row")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``robntk merge``: combine shard stores; exit 1 when rows of the selection are missing
+    (unless ``--allow-missing``); store errors exit 2 via :mod:`robntk.cli`."""
+    rep = merge_stores(args.stores, args.into, rtol=args.rtol)
+    msg = (f"merged {rep.n_sources} store(s) into {rep.out}: {rep.n_rows} rows, {rep.n_duplicates} duplicate "
+           f"rows dropped, {len(rep.missing)} of the selection missing")
+    if rep.missing:
+        msg += f" (first: {rep.missing[:10]})"
+    print(msg)
+    if args.out:
+        st = ResultStore.open(args.into, create=False)
+        st.export(args.out)
+        print(f"wrote {args.out} (config {args.out}.json)")
+    return 1 if rep.missing and not args.allow_missing else 0

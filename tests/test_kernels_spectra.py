@@ -1,0 +1,105 @@
+"""Robust kernel family (paper Eq. 4–5) and spectra."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robntk import kernels, ntk, scoring, spectra
+from robntk import network as nw
+
+jax.config.update("jax_enable_x64", True)
+A = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    net = nw.TinyNetwork(A, C=2, N=1, num_classes=3)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 8, 3), jnp.float64)
+    y = jnp.array([0, 1, 2, 0, 1])
+    v = jax.tree_util.tree_map(lambda t: t.astype(jnp.float64),
+                               nw.init_variables(net, jax.random.PRNGKey(0), x.shape, jnp.float64))
+    f, p = nw.make_apply(net, v, "train")
+    return f, p, x, y
+
+
+@pytest.mark.parametrize("mode", ["sum", "full"])
+def test_blockwise_formula_equals_mixed_jacobian_identity(setup, mode):
+    f, p, x, y = setup
+    fam = kernels.kernel_family(f, p, x, y, 8 / 255, key=jax.random.PRNGKey(3), steps=3, output_mode=mode)
+    jk = dict(output_mode=mode, labels=y)
+    J, Jt, Jtt = (ntk.jacobian(f, p, z, **jk) for z in (x, fam.x_adv, fam.x_adv2))
+    for beta in (0.0, 0.3, 0.5, 1.0):
+        Jb = kernels.mixed_jacobian(J, Jt, beta)
+        np.testing.assert_allclose(fam.k_all(beta), ntk.gram(Jb, Jb, mode), rtol=1e-10, atol=1e-12)
+        Jb2 = kernels.mixed_jacobian(Jt, Jtt, beta)
+        np.testing.assert_allclose(fam.k_tilde_all(beta), ntk.gram(Jb2, Jb2, mode), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fam.k_all(0.0), fam.clean)
+    np.testing.assert_allclose(fam.k_all(1.0), fam.robust)
+    np.testing.assert_allclose(fam.k_tilde_all(0.0), fam.robust)
+    np.testing.assert_allclose(fam.k_tilde_all(1.0), fam.twice)
+    # the perturbed batches differ from the clean one and stay in their balls
+    assert float(jnp.max(jnp.abs(fam.x_adv - x))) <= 8 / 255 + 1e-12
+    assert float(jnp.max(jnp.abs(fam.x_adv2 - x))) <= 16 / 255 + 1e-12
+    assert float(jnp.max(jnp.abs(fam.robust - fam.clean))) > 0
+
+
+def test_scoring_stacked_gram_matches_kernel_family(setup):
+    """scoring.kernel_matrices (one stacked Jacobian, one Gram, one PGD loop for all ε) vs the
+    per-kernel path of robntk.kernels."""
+    f, p, x, y = setup
+    cfg = scoring.ScoreConfig(eps=("3/255", "8/255"), betas=(0.25, 0.5), pgd_steps=3, bn_mode="train",
+                              dtype="float64", C=2, N=1)
+    key = jax.random.PRNGKey(7)
+    mats = jax.jit(lambda p, x, y: scoring.kernel_matrices(f, p, x, y, cfg, key))(p, x, y)
+    assert set(mats) == set(cfg.kernel_names())
+    for k, e in enumerate(cfg.eps):
+        fam = kernels.kernel_family(f, p, x, y, e, key=jax.random.fold_in(key, k), steps=3)
+        t = scoring.eps_tag(e)
+        np.testing.assert_allclose(mats["clean"], fam.clean, rtol=1e-9)
+        np.testing.assert_allclose(mats[f"robust_{t}"], fam.robust, rtol=1e-9)
+        np.testing.assert_allclose(mats[f"twice_{t}"], fam.twice, rtol=1e-9)
+        for b in cfg.betas:
+            np.testing.assert_allclose(mats[f"all_{t}_beta{b:g}"], fam.k_all(b), rtol=1e-9)
+            np.testing.assert_allclose(mats[f"robust_all_{t}_beta{b:g}"], fam.k_tilde_all(b), rtol=1e-9)
+
+
+def test_beta_validation():
+    K = jnp.eye(2)
+    for bad in (-0.1, 1.5, "x"):
+        with pytest.raises(ValueError, match="beta must be"):
+            kernels.mixed_kernel(K, K, K, bad)
+
+
+def test_spectrum_known_values():
+    Q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))
+    lam = np.array([0.5, 1.0, 2.0, 8.0])
+    s = spectra.spectrum((Q * lam) @ Q.T, np.float64)
+    assert s.lambda_min == pytest.approx(0.5) and s.lambda_max == pytest.approx(8.0)
+    assert s.cond == pytest.approx(16.0) and s.trace == pytest.approx(11.5)
+    assert s.logdet == pytest.approx(np.log(8.0)) and not s.degenerate
+    # full (B, B, O, O) kernels are analysed as (B·O, B·O)
+    Kf = np.einsum("ij,ab->ijab", np.diag([1.0, 3.0]), np.diag([2.0, 5.0]))
+    assert spectra.spectrum(Kf).lambda_min == pytest.approx(2.0)
+    assert spectra.spectrum(Kf).lambda_max == pytest.approx(15.0)
+
+
+def test_degenerate_kernels_report_zero_not_nan():
+    for K in (np.zeros((4, 4)), np.full((4, 4), 3.0), np.full((4, 4), 3.0) + 1e-9 * np.eye(4)):
+        s = spectra.spectrum(K)
+        assert s.lambda_min == 0.0 and s.degenerate and s.cond == np.inf and s.logdet == -np.inf
+        assert not np.isnan([s.lambda_max, s.trace]).any()
+    with pytest.raises(ValueError, match="non-finite"):
+        spectra.spectrum(np.array([[1.0, np.nan], [np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="square"):
+        spectra.spectrum(np.ones((2, 3)))
+
+
+def test_disconnected_arch_is_flagged():
+    net = nw.TinyNetwork("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|", C=2, N=1)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (6, 8, 8, 3))
+    v = nw.init_variables(net, jax.random.PRNGKey(0), x.shape)
+    for bn in ("train", "eval"):
+        f, p = nw.make_apply(net, v, bn)
+        s = spectra.spectrum(ntk.empirical_ntk(f, p, x, independent_rows=bn == "eval"))
+        assert s.lambda_min == 0.0 and s.degenerate and s.lambda_max > 0

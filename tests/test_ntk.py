@@ -1,0 +1,92 @@
+"""Empirical NTK: two implementations + finite differences, BN train/eval, output modes, chunks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robntk import network as nw
+from robntk import ntk
+
+jax.config.update("jax_enable_x64", True)
+A = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    net = nw.TinyNetwork(A, C=2, N=1, num_classes=3)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), jnp.float64)
+    x2 = jax.random.uniform(jax.random.PRNGKey(2), (3, 8, 8, 3), jnp.float64)
+    v = nw.init_variables(net, jax.random.PRNGKey(0), x.shape, jnp.float64)
+    v = jax.tree_util.tree_map(lambda t: t.astype(jnp.float64), v)
+    return net, v, x, x2, jnp.array([0, 1, 2, 0]), jnp.array([2, 1, 0])
+
+
+def rel(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("bn", ["train", "eval"])
+@pytest.mark.parametrize("mode", ntk.OUTPUT_MODES)
+def test_three_implementations_agree(tiny, bn, mode):
+    net, v, x, x2, y, y2 = tiny
+    f, p = nw.make_apply(net, v, bn)
+    kw = dict(output_mode=mode, labels1=y, labels2=y2)
+    K_jac = ntk.empirical_ntk(f, p, x, x2, **kw)
+    K_vp = ntk.empirical_ntk(f, p, x, x2, implementation="ntvp", chunk_size=2, **kw)
+    K_fd = ntk.finite_difference_ntk(f, p, x, x2, **kw)
+    shape = (4, 3, 3, 3) if mode == "full" else (4, 3)
+    assert K_jac.shape == shape
+    assert rel(K_vp, K_jac) < 1e-10
+    assert rel(K_fd, K_jac) < 1e-5
+    if bn == "eval":  # rows independent: the per-example path is exact too
+        assert rel(ntk.empirical_ntk(f, p, x, x2, independent_rows=True, chunk_size=3, **kw), K_jac) < 1e-10
+
+
+def test_train_mode_rows_are_coupled(tiny):
+    net, v, x, *_ = tiny
+    f, p = nw.make_apply(net, v, "train")
+    K = ntk.empirical_ntk(f, p, x)
+    K_wrong = ntk.empirical_ntk(f, p, x, independent_rows=True)  # per-example: ignores batch statistics
+    assert rel(K_wrong, K) > 0.05
+    # the coupled kernel is the NTK of the batch function: example 0's row changes with the batch
+    K_sub = ntk.empirical_ntk(f, p, x[:2])
+    assert rel(K_sub, K[:2, :2]) > 1e-3
+
+
+def test_mode_relations_and_symmetry(tiny):
+    net, v, x, x2, y, _ = tiny
+    f, p = nw.make_apply(net, v, "train")
+    full = ntk.empirical_ntk(f, p, x, output_mode="full")
+    np.testing.assert_allclose(ntk.empirical_ntk(f, p, x, output_mode="trace"), jnp.einsum("ijaa->ij", full), rtol=1e-12)
+    np.testing.assert_allclose(ntk.empirical_ntk(f, p, x, output_mode="sum"), full.sum((2, 3)), rtol=1e-12)
+    lab = ntk.empirical_ntk(f, p, x, output_mode="label", labels1=y)
+    np.testing.assert_allclose(lab, full[np.arange(4)[:, None], np.arange(4)[None], y[:, None], y[None]], rtol=1e-12)
+    K = ntk.empirical_ntk(f, p, x)
+    np.testing.assert_allclose(K, K.T, rtol=1e-12)
+    assert np.linalg.eigvalsh(np.asarray(K)).min() > 0
+    np.testing.assert_allclose(ntk.empirical_ntk(f, p, x, x2), ntk.empirical_ntk(f, p, x2, x).T, rtol=1e-12)
+    # chunking changes nothing
+    np.testing.assert_allclose(ntk.empirical_ntk(f, p, x, chunk_size=3), K, rtol=1e-12)
+
+
+def test_linear_model_closed_form():
+    """f(W, X) = X W: ∂f_a/∂W = x ⊗ e_a, so K_full[i,j,a,b] = ⟨x_i, x_j⟩ δ_ab."""
+    X = jax.random.normal(jax.random.PRNGKey(0), (5, 7), jnp.float64)
+    W = jax.random.normal(jax.random.PRNGKey(1), (7, 3), jnp.float64)
+    f = lambda w, z: z @ w
+    K = ntk.empirical_ntk(f, W, X, output_mode="full")
+    np.testing.assert_allclose(K, jnp.einsum("ij,ab->ijab", X @ X.T, jnp.eye(3)), rtol=1e-12)
+    np.testing.assert_allclose(ntk.empirical_ntk(f, W, X, output_mode="sum"), 3 * X @ X.T, rtol=1e-12)
+
+
+def test_bad_arguments(tiny):
+    net, v, x, *_ = tiny
+    f, p = nw.make_apply(net, v, "eval")
+    with pytest.raises(ValueError, match="unknown output_mode"):
+        ntk.empirical_ntk(f, p, x, output_mode="mean")
+    with pytest.raises(ValueError, match="needs labels"):
+        ntk.empirical_ntk(f, p, x, output_mode="label")
+    with pytest.raises(ValueError, match="unknown implementation"):
+        ntk.empirical_ntk(f, p, x, implementation="structured")

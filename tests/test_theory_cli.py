@@ -1,0 +1,84 @@
+"""`robntk bound` (quick grid), result files, and the notebook's code cells."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robntk import cli
+from robntk.theory import experiment as ex
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bounds")
+    df = ex.run_experiment(quick=True, out_dir=out)
+    return df, out
+
+
+def test_quick_experiment_outputs(quick_run):
+    df, out = quick_run
+    for name in ("bounds.csv", "config.json", "summary.md", "lambda_vs_width.png", "lambda_vs_rho.png",
+                 "lambda_vs_beta.png", "ratio_by_arch.png", "cnn_filter_size.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "lambda_vs_width.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*.tmp")) and not list(out.glob(".*"))  # no leftovers of atomic writes
+    csv = pd.read_csv(out / "bounds.csv")
+    assert len(csv) == len(df) > 0
+    cfg = ex.QUICK_CONFIG
+    n_archs = len(cfg["fcn"]["activations"]) * len(cfg["fcn"]["structures"]) + 1
+    assert len(df) == (n_archs - 1) * 2 * 3 * 2 + 1 * 1 * 3 * 2  # FCN: widths × β × kernels; CNN 1 width
+    assert {"lam_emp", "lam_ana", "bound", "bound_eig", "bound_path", "bound_apriori", "ratio_ana"} <= set(csv.columns)
+    # the bounds are true inequalities for the analytic kernel
+    for col in ("holds_ana", "holds_ana_gershgorin", "holds_ana_eig", "holds_ana_path", "holds_ana_apriori"):
+        assert df[col].all(), col
+    assert (df["bound"] > 0).all() and (df["ratio_ana"] >= 1).all()
+    # identities: β = 0 rows of K_all are the clean kernel; β = 1 K_all = β = 0 K̃_all (both K̃_ε)
+    k0 = df[(df.kernel == "K_all") & (df.beta == 0.0)]
+    assert np.allclose(k0.groupby(["arch", "width"])["lam_ana"].nunique(), 1)
+    a = df[(df.kernel == "K_all") & (df.beta == 1.0)].set_index(["arch", "width", "rho"])["lam_emp"]
+    b = df[(df.kernel == "K_tilde_all") & (df.beta == 0.0)].set_index(["arch", "width", "rho"])["lam_emp"]
+    np.testing.assert_allclose(a.sort_index(), b.sort_index(), rtol=1e-10)
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["config"]["fcn"]["widths"] == cfg["fcn"]["widths"]
+    assert meta["summary"]["all"]["held_analytic"] == len(df)
+
+
+def test_cli_bound_quick_and_errors(tmp_path, capsys):
+    out = tmp_path / "res"
+    override = tmp_path / "cfg.json"
+    override.write_text(json.dumps({"fcn": {"activations": ["gelu"], "structures": [[2, "all"]]}, "cnn": {"activations": []}}))
+    assert cli.main(["bound", "--quick", "--out", str(out), "--no-plots", "--config", str(override)]) == 0
+    assert "| all |" in capsys.readouterr().out
+    df = pd.read_csv(out / "bounds.csv")
+    assert set(df["activations"]) == {"gelu|gelu"} and df["holds_ana"].all()
+    assert cli.main(["bound", "--quick", "--out", str(out), "--widths", "0"]) == 2
+    assert "width must be an integer >= 1, got 0" in capsys.readouterr().err
+    override.write_text(json.dumps({"betas": [0.5, 2.0]}))
+    assert cli.main(["bound", "--quick", "--out", str(out), "--config", str(override)]) == 2
+    assert "beta must be in [0, 1], got 2.0" in capsys.readouterr().err
+    override.write_text(json.dumps({"rhos": [-0.1]}))
+    assert cli.main(["bound", "--quick", "--out", str(out), "--config", str(override)]) == 2
+    override.write_text(json.dumps({"fcn": {"activations": ["elu"]}}))
+    assert cli.main(["bound", "--quick", "--out", str(out), "--config", str(override)]) == 2
+    assert "unknown activation 'elu'" in capsys.readouterr().err
+    override.write_text(json.dumps({"widths": [1]}))
+    assert cli.main(["bound", "--quick", "--out", str(out), "--config", str(override)]) == 2
+    assert "unknown config key 'widths'" in capsys.readouterr().err
+
+
+def test_notebook_is_valid_and_its_code_runs():
+    nb = json.loads((REPO / "notebooks" / "bound_check.ipynb").read_text())
+    assert nb["nbformat"] == 4 and isinstance(nb["cells"], list)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and all(c["outputs"] == [] for c in code)
+    ns: dict = {}
+    for c in code:
+        exec(compile("".join(c["source"]), "bound_check.ipynb", "exec"), ns)
+    assert ns["table"]["holds_ana"].all() and ns["b"].value > 0
