@@ -220,15 +220,16 @@ def finite_difference_ntk(
     if x2 is None:
         x2, labels2 = x1, labels1
     flat, unravel = jax.flatten_util.ravel_pytree(params)
-    g1 = jax.jit(lambda v: readout(f(unravel(v), x1), output_mode, labels1))
-    g2 = jax.jit(lambda v: readout(f(unravel(v), x2), output_mode, labels2))
+    g1 = lambda v: readout(f(unravel(v), x1), output_mode, labels1)
+    g2 = lambda v: readout(f(unravel(v), x2), output_mode, labels2)
 
     def jac(g):
-        cols = []
-        for p in range(flat.shape[0]):
+        def col(p):
             e = jnp.zeros_like(flat).at[p].set(h)
-            cols.append(np.asarray((g(flat + e) - g(flat - e)) / (2 * h)))
-        return np.stack(cols, axis=-1)  # (B, O', P)
+            return (g(flat + e) - g(flat - e)) / (2 * h)
+
+        cols = jax.jit(lambda idx: jax.lax.map(col, idx, batch_size=64))(jnp.arange(flat.shape[0]))
+        return np.moveaxis(np.asarray(cols), 0, -1)  # (B, O', P)
 
     j1, j2 = jac(g1), jac(g2)
     if output_mode == "full":

@@ -35,11 +35,11 @@ def test_three_implementations_agree(tiny, bn, mode):
     kw = dict(output_mode=mode, labels1=y, labels2=y2)
     K_jac = ntk.empirical_ntk(f, p, x, x2, **kw)
     K_vp = ntk.empirical_ntk(f, p, x, x2, implementation="ntvp", chunk_size=2, **kw)
-    K_fd = ntk.finite_difference_ntk(f, p, x, x2, **kw)
     shape = (4, 3, 3, 3) if mode == "full" else (4, 3)
     assert K_jac.shape == shape
     assert rel(K_vp, K_jac) < 1e-10
-    assert rel(K_fd, K_jac) < 1e-5
+    if mode in ("full", "label"):  # finite differences are slow: the full kernel covers sum/trace
+        assert rel(ntk.finite_difference_ntk(f, p, x, x2, **kw), K_jac) < 1e-6
     if bn == "eval":  # rows independent: the per-example path is exact too
         assert rel(ntk.empirical_ntk(f, p, x, x2, independent_rows=True, chunk_size=3, **kw), K_jac) < 1e-10
 
