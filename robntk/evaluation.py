@@ -215,27 +215,24 @@ class RobustnessEvaluator:
     def _ops(self, kind: str):
         """``(init, step, finish, n_steps)`` for one attack:
         ``init(params, x, y, idx, key, eps, rank) -> carry``,
-        ``step(params, x, y, eps, carry, i) -> carry``,
-        ``finish(params, x, y, eps, carry) -> correct (B,) bool``."""
+        ``step(params, x, y, eps, carry, i) -> carry``, ``finish(x, carry) -> x_adv``; the
+        returned points are then re-checked by one shared jitted forward pass
+        (:meth:`_correct`), as AutoAttack does."""
         if kind in self._fns:
             return self._fns[kind]
-        f, s, K = self.f, self.settings, self.num_classes
+        f, s = self.f, self.settings
 
         def keys_of(key, idx):
             return jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
 
-        def correct(params, xa, y):
-            # AutoAttack re-checks the returned points with a fresh forward pass
-            return jnp.argmax(f(params, xa), -1) == y
+        def last(x, c):
+            return c
 
         if kind in ("clean", "fgsm"):
             def init(params, x, y, idx, key, eps, rank):
                 return x if kind == "clean" else attacks.fgsm(f, params, x, y, eps)
 
-            def finish(params, x, y, eps, c):
-                return correct(params, c, y)
-
-            ops = (jax.jit(init), None, jax.jit(finish), 0)
+            ops = (jax.jit(init) if kind == "fgsm" else init, None, last, 0)
         elif kind == "pgd":
             steps = s["pgd_steps"]
 
@@ -247,10 +244,7 @@ class RobustnessEvaluator:
                 g = attacks.input_grad(f, params, xa, y)
                 return attacks.project(xa + (s["pgd_step_factor"] * eps / steps) * jnp.sign(g), x, eps)
 
-            def finish(params, x, y, eps, xa):
-                return correct(params, xa, y)
-
-            ops = (jax.jit(init), jax.jit(step), jax.jit(finish), steps)
+            ops = (jax.jit(init), jax.jit(step), last, steps)
         elif kind in ("apgd-ce", "apgd-t"):
             steps = s["apgd_steps"]
             loss = "ce" if kind == "apgd-ce" else "dlr-targeted"
@@ -267,9 +261,8 @@ class RobustnessEvaluator:
                 cc, y_t = c
                 return aa.apgd_step(f, params, x, y, eps, cc, i, steps=steps, loss=loss, y_target=y_t), y_t
 
-            def finish(params, x, y, eps, c):
-                xa, _ = aa.apgd_finish(c[0], x)
-                return correct(params, xa, y)
+            def finish(x, c):
+                return aa.apgd_finish(c[0], x)[0]
 
             ops = (jax.jit(init), jax.jit(step), jax.jit(finish), steps)
         elif kind == "square":
@@ -281,16 +274,20 @@ class RobustnessEvaluator:
             def step(params, x, y, eps, c, i):
                 return aa.square_step(f, params, x, y, eps, c, n_queries=nq, p_init=s["square_p_init"])
 
-            def finish(params, x, y, eps, c):
-                xa, _ = aa.square_finish(c, x)
-                return correct(params, xa, y)
+            def finish(x, c):
+                return aa.square_finish(c, x)[0]
 
             ops = (jax.jit(init), jax.jit(step), jax.jit(finish), nq)
         else:  # pragma: no cover - guarded by EvalConfig.validate
             raise ValueError(kind)
-        del K
         self._fns[kind] = ops
         return ops
+
+    def _correct(self, params, xa, y):
+        if "correct" not in self._fns:
+            f = self.f
+            self._fns["correct"] = jax.jit(lambda p, z, t: jnp.argmax(f(p, z), -1) == t)
+        return self._fns["correct"](params, xa, y)
 
     def _key(self, kind: str, eps: float) -> jax.Array:
         k = jax.random.fold_in(jax.random.key(self.cfg.seed), _ATTACK_IDS[kind])
@@ -309,7 +306,7 @@ class RobustnessEvaluator:
             # only every 25 queries changes nothing but the work done)
             if kind == "square" and (i + 1) % 25 == 0 and not bool(jnp.any(c["margin"] > 0)):
                 break
-        return np.asarray(finish(self.params, x, y, e, c))
+        return np.asarray(self._correct(self.params, finish(x, c), y))
 
     def _run(self, kind: str, eps: float, x: np.ndarray, y: np.ndarray, idx: np.ndarray, rank: int = 0,
              desc: str | None = None) -> np.ndarray:

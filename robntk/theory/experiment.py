@@ -268,7 +268,7 @@ def _arch_row(arch, pattern):
     }
 
 
-def _points(cfg, arch, seed, params_for_attack, arrays, kind):
+def _points(cfg, seed, params_for_attack, arrays, kind):
     """Clean data and per-ρ frozen adversarial points (NumPy float64)."""
     sub = cfg[kind]
     shape = (sub["length"], sub["in_channels"]) if kind == "cnn" else (sub["in_dim"],)
@@ -317,11 +317,11 @@ def run_experiment(config: dict | None = None, out_dir: str | Path | None = None
                 if cfg["attack_width"] is not None:
                     aw = cfg["attack_width"]
                     pa = init_params(arch, 7919 * seed + 1, aw, jnp.float64)
-                    shared = _points(cfg, arch, seed, pa, arch_arrays(arch, aw, jnp.float64), kind)
+                    shared = _points(cfg, seed, pa, arch_arrays(arch, aw, jnp.float64), kind)
                 for width in widths:
                     params = init_params(arch, 7919 * seed + width, width, jnp.float64)
                     arrays = arch_arrays(arch, width, jnp.float64)
-                    X, y, pts = shared if shared is not None else _points(cfg, arch, seed, params, arrays, kind)
+                    X, y, pts = shared if shared is not None else _points(cfg, seed, params, arrays, kind)
                     emp, impl = empirical_families(arch, params, width, X, pts, core_max_floats=cfg["core_max_floats"])
                     for rho, (xa, xaa), fam_e in zip(cfg["rhos"], pts, emp):
                         fam_a = analytic_family(arch, X, xa, xaa)

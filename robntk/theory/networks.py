@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .activations import jax_select_activation
-from .arch import Arch, ResCNN, ResFCN, check_width, layer_constants, onehot_activations
+from .arch import Arch, ResCNN, check_width, layer_constants, onehot_activations
 
 Params = dict[str, Any]
 
