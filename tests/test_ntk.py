@@ -16,7 +16,7 @@ A = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3
 def tiny():
     net = nw.TinyNetwork(A, C=2, N=1, num_classes=3)
     x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), jnp.float64)
-    x2 = jax.random.uniform(jax.random.PRNGKey(2), (3, 8, 8, 3), jnp.float64)
+    x2 = jax.random.uniform(jax.random.PRNGKey(2), (3, 16, 16, 3), jnp.float64)
     v = nw.init_variables(net, jax.random.PRNGKey(0), x.shape, jnp.float64)
     v = jax.tree_util.tree_map(lambda t: t.astype(jnp.float64), v)
     return net, v, x, x2, jnp.array([0, 1, 2, 0]), jnp.array([2, 1, 0])
