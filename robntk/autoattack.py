@@ -45,7 +45,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from .attacks import check_attack_args, input_grad  # noqa: F401  (input_grad re-exported for users)
+from .attacks import check_attack_args
 
 Fn = Callable[[Any, jax.Array], jax.Array]
 APGD_LOSSES = ("ce", "dlr", "dlr-targeted")

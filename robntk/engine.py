@@ -280,8 +280,10 @@ class Engine:
             raise ValueError(f"batch must be x (B, H, W, 3) and y (B,), got {x.shape} and {y.shape}")
         if x.shape[0] != self.cfg.batch_size:
             raise ValueError(f"batch has {x.shape[0]} images but cfg.batch_size is {self.cfg.batch_size}")
+        old = getattr(self, "_x", None)
+        if old is not None and (old.shape, old.dtype) != (x.shape, x.dtype):
+            self._compiled.clear()  # compiled programs are specialised to the batch shape
         self._x, self._y = x, y
-        self._compiled.clear()
 
     # ------------------------------------------------------------------ memory budget
     def memory_budget(self) -> float:
@@ -416,7 +418,8 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
                batch_digest: str | None = None, data_dir=None, space: SearchSpace | None = None,
                arch_strs: dict[int, str] | None = None, shard: tuple[int, int] | None = None,
                options: EngineOptions = EngineOptions(), out: str | os.PathLike | None = None,
-               progress: bool = True, devices=None, extra_provenance: dict | None = None) -> RunReport:
+               progress: bool = True, devices=None, extra_provenance: dict | None = None,
+               engine: "Engine | None" = None) -> RunReport:
     """Score NB201 indices with one compiled function into a resumable store.
 
     Args:
@@ -429,6 +432,9 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
         shard: (K, N) from :func:`parse_shard`. options: :class:`EngineOptions`.
         out: optional ``.csv``/``.parquet`` export of this store after the run.
         progress: tqdm bar with rate and ETA. devices: local devices (default all).
+        extra_provenance: extra fields for the header's provenance.
+        engine: an existing :class:`Engine` for ``cfg`` to reuse (its compiled functions are
+            kept; ``devices`` and all ``options`` but ``flush_seconds`` are then ignored).
 
     Returns:
         :class:`RunReport`.
@@ -452,7 +458,10 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
         lookup = arch_strs.__getitem__
     selection = sorted(set(int(i) for i in indices))
     mine = shard_indices(selection, shard)
-    engine = Engine(cfg, options, devices)
+    if engine is None:
+        engine = Engine(cfg, options, devices)
+    elif engine.cfg != cfg:
+        raise ValueError("run_engine: the engine was built for another configuration")
     prov = scoring.provenance(cfg, batch_digest, {
         "engine": {"implementation": engine.implementation, "batching": engine.batching,
                    "param_definition": PARAM_DEFINITION, "n_devices": len(engine.devices)},

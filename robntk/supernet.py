@@ -282,6 +282,9 @@ class SuperNet:
         Returns:
             ``{'params': ..., 'batch_stats': ...}``, nested dicts of arrays.
         """
+        return _jitted_init(self, jnp.dtype(dtype).name)(key)
+
+    def _init_impl(self, key: jax.Array, dtype) -> dict[str, Params]:
         pytorch = self.init_scheme == "pytorch"
 
         def leaf(path, shape, kind, fan_in):
@@ -535,6 +538,12 @@ class SuperNet:
     @staticmethod
     def _is_cell_module(name: str) -> bool:
         return name.startswith("e") and name[1:2].isdigit() and name[2:3] == "_"
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_init(net: SuperNet, dtype_name: str):
+    """One compiled init per (config, dtype) (the eager version dispatches ~10³ small ops)."""
+    return jax.jit(lambda key: net._init_impl(key, jnp.dtype(dtype_name)))
 
 
 def _is_ids(arch) -> bool:

@@ -292,21 +292,24 @@ def onecycle_schedules(
     d1 = e1 if e1 > 0 else 1.0  # guard 0/0 (PyTorch itself divides by zero there)
     d2 = (e2 - e1) if (e2 - e1) > 0 else 1.0
 
-    def _anneal(start, end, pct):
-        return end + (start - end) / 2.0 * (jnp.cos(jnp.pi * pct) + 1.0)
+    # cos_anneal(a, b, p) = b + (a - b) * cos²(πp/2) = b + (a - b) * sin²(π(1 − p)/2), evaluated
+    # with 1 − p computed from the step directly: stable in float32 near the end of the cycle,
+    # where the textbook form's cos(πp) + 1 cancels catastrophically (lr ≈ 4e-7 there)
+    def _anneal(start, end, q):
+        return end + (start - end) * jnp.sin(0.5 * jnp.pi * q) ** 2
 
     def _phase(step):
         t = jnp.minimum(jnp.asarray(step, jnp.float32), e2)
-        return t <= e1, t / d1, (t - e1) / d2
+        return t <= e1, (e1 - t) / d1, (e2 - t) / d2
 
     def lr_fn(step):
-        first, p1, p2 = _phase(step)
-        return jnp.where(first, _anneal(initial, max_lr, p1), _anneal(max_lr, min_lr, p2)).astype(jnp.float32)
+        first, q1, q2 = _phase(step)
+        return jnp.where(first, _anneal(initial, max_lr, q1), _anneal(max_lr, min_lr, q2)).astype(jnp.float32)
 
     def momentum_fn(step):
-        first, p1, p2 = _phase(step)
+        first, q1, q2 = _phase(step)
         return jnp.where(
-            first, _anneal(max_momentum, base_momentum, p1), _anneal(base_momentum, max_momentum, p2)
+            first, _anneal(max_momentum, base_momentum, q1), _anneal(base_momentum, max_momentum, q2)
         ).astype(jnp.float32)
 
     return lr_fn, momentum_fn
@@ -675,13 +678,26 @@ def plot_metrics(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if not recs:
         raise FileNotFoundError(f"no {METRICS_FILE} records in {run_dir}")
     ep = [r["epoch"] for r in recs]
+    adv = recs[-1].get("method") in ("pgd", "fgsm")
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     axes[0].plot(ep, [r["train_loss"] for r in recs], "o-")
-    axes[0].set(xlabel="epoch", ylabel="training loss", title="loss")
+    axes[0].set(xlabel="epoch", ylabel="training loss", title=f"training loss ({recs[-1].get('method')})")
     axes[1].plot(ep, [r["train_acc"] for r in recs], "o-")
-    axes[1].set(xlabel="epoch", ylabel="accuracy", title="train accuracy (on training examples)")
-    axes[2].plot(ep, [r["lr_last"] for r in recs], "o-", label="lr (end of epoch)")
-    axes[2].set(xlabel="epoch", ylabel="learning rate", title="OneCycle")
+    axes[1].set(xlabel="epoch", ylabel="accuracy",
+                title="train accuracy (" + ("adversarial" if adv else "natural") + " examples, train-mode BN)")
+    cfg_path = Path(run_dir) / CONFIG_FILE
+    if cfg_path.is_file() and len(recs) and recs[0]["step"] > 0:
+        cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+        spe = recs[0]["step"] // recs[0]["epoch"]
+        lr_fn, _ = onecycle_schedules(cfg.epochs * spe, cfg.max_lr, cfg.pct_start, cfg.div_factor,
+                                      cfg.final_div_factor, cfg.base_momentum, cfg.max_momentum)
+        t = np.arange(cfg.epochs * spe)
+        axes[2].plot(t / spe, np.asarray(lr_fn(t)), "-", label="OneCycle lr (per step)")
+    spe_ = recs[0]["step"] / recs[0]["epoch"]
+    axes[2].plot([(r["step"] - 1) / spe_ for r in recs], [r["lr_last"] for r in recs], "o",
+                 label="lr of each epoch's last step")
+    axes[2].set(xlabel="epoch", ylabel="learning rate", title="schedule")
+    axes[2].legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle(Path(run_dir).name)
@@ -768,6 +784,9 @@ def train(
             )
         if progress:
             print(f"resuming {run_dir} from epoch {start_epoch} (step {int(state['step'])})", file=sys.stderr)
+    # commit every leaf to the default device: fresh and restored states then have the same
+    # shardings, so a resumed run hits the compiled step instead of compiling it again
+    state = jax.device_put(state, jax.devices()[0])
     _truncate_metrics(run_dir, start_epoch)
     end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
 

@@ -96,8 +96,8 @@ def test_onecycle_peak_and_optax_offset():
     assert float(optax_lr(2925)) == pytest.approx(0.1, rel=1e-6)  # optax one step later
     assert float(optax_lr(2924)) < 0.1
     steps = jnp.arange(total)
-    rel = jnp.max(jnp.abs(optax_lr(steps) - lr_fn(steps)) / lr_fn(steps))
-    assert 0 < float(rel) < 1e-2  # small but not zero: why we do not use optax's schedule
+    rel = jnp.max(jnp.abs(jax.vmap(optax_lr)(steps) - lr_fn(steps)) / lr_fn(steps))
+    assert float(rel) > 1e-3  # measurably different (up to ~12% near the end): we do not use it
 
 
 def test_optimizer_matches_torch_sgd_recurrence():
@@ -235,9 +235,10 @@ def test_unrolled_training_pgd_equals_attacks_pgd():
 
 @pytest.fixture(scope="module")
 def pgd_runs(tmp_path_factory):
-    """One uninterrupted 3-epoch PGD-AT run and one stopped after 2 epochs (reused by tests)."""
+    """One uninterrupted 3-epoch PGD-AT run and one stopped after 2 epochs (reused by tests;
+    3 attack steps instead of 7 to keep compilation short)."""
     x, y = learnable_data()
-    cfg = TrainConfig(arch=ARCH_T, C=4, N=1, epochs=3, batch_size=16, seed=1)
+    cfg = TrainConfig(arch=ARCH_T, C=4, N=1, epochs=3, batch_size=16, seed=1, attack_steps=3)
     full = tmp_path_factory.mktemp("full")
     part = tmp_path_factory.mktemp("part")
     s_full = train(cfg, x, y, full, progress=False)
@@ -291,20 +292,33 @@ def test_training_reduces_the_adversarial_loss(pgd_runs):
     xb = jnp.asarray(x, jnp.float32) / 255.0
     yb = jnp.asarray(y, jnp.int32)
 
-    def adv_loss(state):
+    @jax.jit
+    def adv_loss(params, batch_stats):
         def f(p, z):
-            return model.apply({"params": p, "batch_stats": state["batch_stats"]}, z, train=False)
+            return model.apply({"params": p, "batch_stats": batch_stats}, z, train=False)
 
-        xa = pgd_attack(f, state["params"], xb, yb, jax.random.key(0), cfg.eps, 7, 2 / 255)
-        return float(attacks.cross_entropy(f(state["params"], xa), yb))
+        xa = pgd_attack(f, params, xb, yb, jax.random.key(0), cfg.eps, 3, 2.5 * cfg.eps / 3)
+        return attacks.cross_entropy(f(params, xa), yb)
 
-    assert adv_loss(s1) < adv_loss(s0) - 0.05
+    before = float(adv_loss(s0["params"], s0["batch_stats"]))
+    after = float(adv_loss(s1["params"], s1["batch_stats"]))
+    assert after < before - 0.05
 
 
 def test_resume_with_a_different_config_is_an_error(pgd_runs):
     cfg = TrainConfig(**{**pgd_runs["cfg"].__dict__, "seed": 2})
     with pytest.raises(ValueError, match="different configuration"):
         train(cfg, pgd_runs["x"], pgd_runs["y"], pgd_runs["full"], progress=False)
+
+
+def test_trades_and_fgsm_objectives_run(tmp_path):
+    """TRADES (natural CE + β·KL, three train-mode forwards) and fast FGSM-AT train finitely."""
+    x, y = learnable_data(32)
+    for method in ("trades", "fgsm"):
+        cfg = TrainConfig(arch=ARCH_T, C=4, N=1, epochs=1, batch_size=16, method=method,
+                          attack_steps=2 if method == "trades" else None)
+        s = train(cfg, x, y, tmp_path / method, progress=False)
+        assert s["complete"] and math.isfinite(s["final"]["train_loss"]) and s["final"]["method"] == method
 
 
 def test_non_finite_loss_stops_the_run(tmp_path):

@@ -1,0 +1,379 @@
+"""Benchmark-scale engine: one compile for all archs, parity with the dedicated per-arch path,
+crash-safe store (SIGKILL + resume), shards + merge, multi-device sharding, OOM degradation.
+
+A tiny configuration (C=2, N=1, B=4, 8×8 images, one ε, one PGD step, float64) keeps each
+compile to seconds; subprocesses share a persistent compilation cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robntk import cli, scoring, store as S
+from robntk.engine import (Engine, EngineOptions, dedicated_variables, parse_shard, resolve_implementation,
+                           run_engine, shard_indices, store_key)
+from robntk.network import make_apply
+from robntk.scoring import ScoreConfig
+from robntk.searchspace import all_archs_lexicographic, format_arch_str
+from robntk.store import ResultStore, StoreConflictError, StoreError, StoreMismatchError, merge_stores, rows_equal
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(batch_size=4, C=2, N=1, pgd_steps=1, eps=(8 / 255,), betas=(0.5,), dtype="float64")
+#: lexicographic positions used as "indices" (no data files needed); 0 = all-none (disconnected)
+INDICES = [0, 1234, 2500, 7777, 9000, 11111, 15624, 3906, 4321, 600]
+LEX = all_archs_lexicographic()
+ARCH_STRS = {i: format_arch_str(LEX[i]) for i in range(len(LEX))}
+
+
+def tiny_batch(hw: int = 8):
+    rng = np.random.default_rng(0)
+    return rng.uniform(size=(4, hw, hw, 3)), rng.integers(0, 10, 4).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def x64_module():
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return ScoreConfig(**TINY)
+
+
+@pytest.fixture(scope="module")
+def engine(x64_module, cfg):
+    eng = Engine(cfg, EngineOptions(implementation="fast"))
+    eng.set_batch(*tiny_batch())
+    return eng
+
+
+def _row_for_dedicated(cfg, arch_str, x, y):
+    """The per-arch path: dedicated TinyNetwork, parameters under the engine's seed definition."""
+    net, ded = dedicated_variables(cfg, arch_str, jnp.float64)
+    f, p = make_apply(net.dedicated(arch_str), ded, cfg.bn_mode)
+    key = jax.random.PRNGKey(cfg.seed + 1)
+    mats = jax.jit(lambda p, xx, yy, k: scoring.kernel_matrices(f, p, xx, yy, cfg, k))(
+        p, jnp.asarray(x), jnp.asarray(y), key)
+    return scoring.spectra_row(mats, cfg)
+
+
+def _assert_rows_close(got, want, rtol):
+    for k, v in want.items():
+        if isinstance(v, bool):
+            assert got[k] == v, k
+        elif np.isfinite(v):
+            assert abs(got[k] - v) <= rtol * abs(v), (k, got[k], v)
+        else:
+            assert got[k] == v, k
+
+
+# --------------------------------------------------------------------------- parity + compile count
+def test_engine_rows_equal_dedicated_path(engine, cfg):
+    x, y = tiny_batch()
+    idx = [2500, 0]  # a connected cell with 3x3/1x1/pool/skip, and the all-none cell
+    rows = engine.score_block(idx, [ARCH_STRS[i] for i in idx])
+    assert [r["nb201_index"] for r in rows] == idx
+    assert rows[1]["disconnected"] and rows[1]["degenerate"] and rows[1]["lambda_min_clean"] == 0.0
+    for r, i in zip(rows, idx):
+        _assert_rows_close(r, _row_for_dedicated(cfg, ARCH_STRS[i], x, y), 1e-6)
+
+
+def test_one_compile_for_all_archs(engine, cfg, tmp_path):
+    x, y = tiny_batch()
+    before = engine.trace_count
+    rep = run_engine(INDICES, cfg, tmp_path / "st", x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS,
+                     engine=engine, options=EngineOptions(flush_seconds=0), progress=False)
+    assert rep.n_scored == len(INDICES) and rep.n_skipped == 0
+    assert engine.trace_count == before == 1  # the fixture's single trace served every arch
+    assert len(engine._compiled) == 1
+    assert all(c._cache_size() if hasattr(c, "_cache_size") else True for c in engine._compiled.values())
+    st = ResultStore.open(tmp_path / "st")
+    rep2 = st.read()
+    assert sorted(rep2.rows) == sorted(INDICES) and rep2.n_duplicates == 0
+    # resume: nothing left to do, nothing duplicated
+    rep3 = run_engine(INDICES, cfg, tmp_path / "st", x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS,
+                      engine=engine, progress=False)
+    assert rep3.n_scored == 0 and rep3.n_skipped == len(INDICES)
+    assert engine.trace_count == 1
+    out = st.export(tmp_path / "scores.csv")
+    import pandas as pd
+
+    df = pd.read_csv(out)
+    assert len(df) == len(INDICES) and "lambda_min_robust_eps8" in df.columns
+    side = json.loads((tmp_path / "scores.csv.json").read_text())
+    assert side["config_digest"] == cfg.digest() and side["param_definition"].startswith("supernet")
+
+
+def test_train_mode_bn_through_generic_engine(x64_module):
+    cfg = ScoreConfig(**dict(TINY, bn_mode="train"))
+    assert resolve_implementation("auto", cfg) == "generic"
+    with pytest.raises(ValueError, match="eval"):
+        resolve_implementation("fast", cfg)
+    x, y = tiny_batch()
+    eng = Engine(cfg)
+    eng.set_batch(x, y)
+    i = 7777
+    row = eng.score_block([i], [ARCH_STRS[i]])[0]
+    _assert_rows_close(row, _row_for_dedicated(cfg, ARCH_STRS[i], x, y), 1e-6)
+
+
+# --------------------------------------------------------------------------- OOM degradation
+def test_out_of_memory_degrades_to_smaller_calls(cfg, monkeypatch):
+    eng = Engine.__new__(Engine)  # no compile: kernels() is replaced below
+    eng.cfg, eng.devices, eng.archs_per_call, eng.compile_s = cfg, jax.local_devices()[:1], 4, 0.0
+    eng.options = EngineOptions(archs_per_call=4)
+    calls = []
+
+    def fake_kernels(ids):
+        calls.append(len(ids))
+        if len(ids) > 1:
+            raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9 GiB")
+        K = np.eye(cfg.batch_size)[None] * (1.0 + ids[0][0])
+        return {n: K for n in cfg.kernel_names()}
+
+    monkeypatch.setattr(eng, "kernels", fake_kernels)
+    idx = [1, 2, 3, 4, 5]
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        rows = eng.score_block(idx, [ARCH_STRS[i] for i in idx])
+    assert [r["nb201_index"] for r in rows] == idx
+    assert calls[:2] == [4, 2] and set(calls[2:]) == {1}
+    assert eng.archs_per_call == 1
+    assert sum("out of memory" in str(m.message) for m in w) == 2
+
+    def always_oom(ids):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: nope")
+
+    monkeypatch.setattr(eng, "kernels", always_oom)
+    with pytest.raises(RuntimeError, match="one arch per device"):
+        eng.score_block([1], [ARCH_STRS[1]])
+
+    def other_error(ids):
+        raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+
+    monkeypatch.setattr(eng, "kernels", other_error)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+        eng.score_block([1], [ARCH_STRS[1]])
+
+
+# --------------------------------------------------------------------------- store
+def _row(i, v=1.0, t=0.1):
+    return {"nb201_index": i, "arch_str": ARCH_STRS[i], "lambda_min_clean": v, "cond_clean": float("inf"),
+            "degenerate": False, "run_s": t}
+
+
+def test_store_roundtrip_dedup_temp_files_and_errors(tmp_path):
+    st = ResultStore.open(tmp_path / "a", "key1", {"config": {"x": 1}, "selection": [1, 2, 3]})
+    st.append([_row(1, 0.1 + 0.2), _row(2)])
+    st.append([_row(2, t=9.0)])  # identical values (timing differs): a duplicate, not a conflict
+    (tmp_path / "a" / "rows" / ".part-x.jsonl.abc.tmp").write_text('{"nb201_index": 3, "lambda_m')  # killed writer
+    rep = st.read()
+    assert sorted(rep.rows) == [1, 2] and rep.n_duplicates == 1 and rep.n_tmp_ignored == 1
+    assert rep.rows[1]["lambda_min_clean"] == 0.1 + 0.2 and rep.rows[1]["cond_clean"] == float("inf")
+    st.compact()
+    assert len(st.chunk_files()) == 1 and not st.temp_files() and sorted(st.done()) == [1, 2]
+    # reopen with the same key; a different key is refused
+    assert ResultStore.open(tmp_path / "a", "key1").done() == {1, 2}
+    with pytest.raises(StoreMismatchError, match="different configuration"):
+        ResultStore.open(tmp_path / "a", "key2")
+    # conflicting values
+    st.append([_row(2, 2.0)])
+    with pytest.raises(StoreConflictError, match="nb201_index 2"):
+        st.read()
+    # foreign directory / corrupt chunk / corrupt header
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("hello")
+    with pytest.raises(StoreError, match="not a robntk result store"):
+        ResultStore.open(tmp_path / "foreign", "key1", {})
+    st2 = ResultStore.open(tmp_path / "b", "key1", {})
+    (tmp_path / "b" / "rows" / "part-broken.jsonl").write_text('{"nb201_index": 1}\n{oops\n')
+    with pytest.raises(StoreError, match="corrupt chunk .*line 2"):
+        st2.read()
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "header.json").write_text('{"format": "something-else"}')
+    with pytest.raises(StoreError, match="not a robntk result-store header"):
+        ResultStore.open(tmp_path / "c", "key1")
+    with pytest.raises(StoreError, match="integer"):
+        st2.append([{"arch_str": "x"}])
+    assert rows_equal(_row(1, 1.0), _row(1, 1.0 + 1e-12), rtol=1e-9) is None
+    assert rows_equal(_row(1, 1.0), _row(1, 1.1), rtol=1e-9) is not None
+
+
+def test_shards_partition_and_merge(tmp_path):
+    sel = list(range(40, 0, -3))
+    parts = [shard_indices(sel, (k, 3)) for k in range(3)]
+    assert sorted(sum(parts, [])) == sorted(sel)
+    assert all(not set(a) & set(b) for a in parts for b in parts if a is not b)
+    assert shard_indices(sel, (1, 3)) == parts[1]  # deterministic
+    assert parse_shard("2/8") == (2, 8) and parse_shard(None) is None
+    for bad in ("8/8", "-1/3", "a/b", "3"):
+        with pytest.raises(ValueError, match="shard"):
+            parse_shard(bad)
+    hdr = {"config": {"c": 1}, "selection": sel}
+    for k, part in enumerate(parts):
+        st = ResultStore.open(tmp_path / f"s{k}", "K", dict(hdr, shard=f"{k}/3"))
+        st.append([_row(i, float(i)) for i in part])
+    # an overlapping re-run of shard 0 (identical values) must not double-count
+    ResultStore.open(tmp_path / "s0b", "K", hdr).append([_row(i, float(i)) for i in parts[0][:3]])
+    rep = merge_stores([tmp_path / f"s{k}" for k in range(3)] + [tmp_path / "s0b"], tmp_path / "all")
+    assert rep.n_rows == len(sel) and rep.n_duplicates == 3 and rep.missing == []
+    merged = ResultStore.open(tmp_path / "all", "K")
+    assert sorted(merged.done()) == sorted(sel) and merged.read().n_rows == len(sel)
+    # merging again into the same destination is idempotent
+    rep = merge_stores([tmp_path / "s1"], tmp_path / "all")
+    assert rep.n_rows == len(sel) and merged.read().n_rows == len(sel)
+    # missing rows are reported
+    rep = merge_stores([tmp_path / "s1"], tmp_path / "only1")
+    assert len(rep.missing) == len(sel) - len(parts[1])
+    # conflicting shard
+    ResultStore.open(tmp_path / "bad", "K", hdr).append([_row(parts[2][0], -5.0)])
+    with pytest.raises(StoreConflictError, match=f"nb201_index {parts[2][0]}"):
+        merge_stores([tmp_path / "s2", tmp_path / "bad"], tmp_path / "x")
+    # different configuration hash
+    ResultStore.open(tmp_path / "other", "K2", {"config": {"c": 2}}).append([_row(1)])
+    with pytest.raises(StoreMismatchError, match="different configurations"):
+        merge_stores([tmp_path / "s0", tmp_path / "other"], tmp_path / "y")
+    # foreign store
+    (tmp_path / "foreign").mkdir()
+    with pytest.raises(StoreError, match="not a robntk result store"):
+        merge_stores([tmp_path / "s0", tmp_path / "foreign"], tmp_path / "z")
+
+
+def test_merge_cli(tmp_path, capsys):
+    hdr = {"config": {"c": 1}, "selection": [1, 2, 3]}
+    ResultStore.open(tmp_path / "s0", "K", hdr).append([_row(1), _row(2)])
+    ResultStore.open(tmp_path / "s1", "K", hdr).append([_row(2), _row(3)])
+    out = tmp_path / "all.csv"
+    assert cli.main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--into", str(tmp_path / "m"),
+                     "--out", str(out)]) == 0
+    assert "3 rows, 1 duplicate" in capsys.readouterr().out
+    assert out.is_file() and (tmp_path / "all.csv.json").is_file()
+    assert cli.main(["merge", str(tmp_path / "s0"), "--into", str(tmp_path / "m2")]) == 1  # 3 missing
+    ResultStore.open(tmp_path / "s2", "OTHER", {}).append([_row(1)])
+    assert cli.main(["merge", str(tmp_path / "s0"), str(tmp_path / "s2"), "--into", str(tmp_path / "m3")]) == 2
+    assert "different configurations" in capsys.readouterr().err
+
+
+def test_store_key_depends_on_config_and_batch(cfg):
+    assert store_key(cfg, "a") == store_key(ScoreConfig(**TINY), "a")
+    assert store_key(cfg, "a") != store_key(cfg, "b")
+    assert store_key(cfg, "a") != store_key(ScoreConfig(**dict(TINY, seed=1)), "a")
+
+
+# --------------------------------------------------------------------------- subprocesses
+SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    import numpy as np
+    import jax
+    from robntk import store as S
+    from robntk.engine import Engine, EngineOptions, run_engine
+    from robntk.scoring import ScoreConfig
+    sys.path.insert(0, os.environ["TESTS_DIR"])
+    from test_engine import TINY, INDICES, ARCH_STRS, tiny_batch
+
+    cfg = ScoreConfig(**TINY)
+    x, y = tiny_batch()
+    mode = sys.argv[1]
+    if mode == "score":
+        delay = float(os.environ.get("SLOW_APPEND", "0"))
+        if delay:
+            orig = S.ResultStore.append
+            def slow(self, rows):
+                out = orig(self, rows)
+                time.sleep(delay)
+                return out
+            S.ResultStore.append = slow
+        rep = run_engine(INDICES, cfg, sys.argv[2], x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS,
+                         options=EngineOptions(implementation="fast", flush_seconds=0), progress=False)
+        print(json.dumps({"scored": rep.n_scored, "skipped": rep.n_skipped}))
+    elif mode == "devices":
+        devs = jax.devices()
+        e2 = Engine(cfg, EngineOptions(implementation="fast"))
+        e1 = Engine(cfg, EngineOptions(implementation="fast"), devices=devs[:1])
+        for e in (e1, e2):
+            e.set_batch(x, y)
+        ids = np.array([[3, 2, 4, 1, 3, 0], [1, 3, 3, 2, 4, 3]], np.int32)
+        k1, k2 = e1.kernels(ids), e2.kernels(ids)
+        diff = max(float(np.max(np.abs(k1[n] - k2[n])) / np.max(np.abs(k1[n]))) for n in k1)
+        rep = run_engine(INDICES[:3], cfg, sys.argv[2], x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS,
+                         engine=e2, progress=False)
+        sharding = str(e2._args(ids)[-1].sharding)
+        print(json.dumps({"n_devices": len(e2.devices), "diff": diff, "traces2": e2.trace_count,
+                          "scored": rep.n_scored, "sharding": sharding}))
+""")
+
+
+def _env(tmp_path_factory, extra=None):
+    env = dict(os.environ)
+    env.update(JAX_ENABLE_X64="1", TESTS_DIR=str(REPO / "tests"), PYTHONPATH=str(REPO),
+               JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "jax_cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(extra or {})
+    return env
+
+
+def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(engine, cfg, tmp_path, tmp_path_factory):
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    st_dir = tmp_path / "store"
+    # reference: the same job, uninterrupted, in this process
+    x, y = tiny_batch()
+    run_engine(INDICES, cfg, tmp_path / "ref", x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS, engine=engine,
+               progress=False)
+    ref = ResultStore.open(tmp_path / "ref").read().rows
+
+    proc = subprocess.Popen([sys.executable, str(script), "score", str(st_dir)], cwd=tmp_path,
+                            env=_env(tmp_path_factory, {"SLOW_APPEND": "0.5"}),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    rows_dir = st_dir / "rows"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if rows_dir.is_dir() and len([p for p in rows_dir.iterdir() if p.name.startswith("part-")]) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    partial = ResultStore.open(st_dir).read()
+    assert 2 <= len(partial.rows) < len(INDICES)
+    # a half-written chunk as a kill during a write leaves it (temporary name): must be ignored
+    (rows_dir / ".part-killed.jsonl.x1y2.tmp").write_text('{"nb201_index": 600, "lambda_min_cl')
+
+    res = subprocess.run([sys.executable, str(script), "score", str(st_dir)], cwd=tmp_path,
+                         env=_env(tmp_path_factory), capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    out = json.loads(res.stdout.decode().strip().splitlines()[-1])
+    assert out["skipped"] == len(partial.rows) and out["scored"] == len(INDICES) - len(partial.rows)
+    final = ResultStore.open(st_dir).read()
+    assert final.n_rows == len(INDICES) and final.n_duplicates == 0 and final.n_tmp_ignored == 1
+    assert sorted(final.rows) == sorted(ref)
+    for i in ref:
+        assert rows_equal(final.rows[i], ref[i], rtol=0.0) is None, i
+
+
+def test_two_local_devices_shard_archs(tmp_path, tmp_path_factory):
+    script = tmp_path / "job.py"
+    script.write_text(SCRIPT)
+    res = subprocess.run([sys.executable, str(script), "devices", str(tmp_path / "st")], cwd=tmp_path,
+                         env=_env(tmp_path_factory, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}),
+                         capture_output=True, timeout=400)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    out = json.loads(res.stdout.decode().strip().splitlines()[-1])
+    assert out["n_devices"] == 2 and out["diff"] <= 1e-12 and out["scored"] == 3
+    assert out["traces2"] == 1  # 2 archs per call on 2 devices; the 3-arch run pads its last call
+    assert "archs" in out["sharding"]
