@@ -206,6 +206,7 @@ class Engine:
         self.trace_count = 0
         self.compile_s = 0.0
         self._compiled: dict[tuple, Any] = {}
+        self._placed = None
         self._mesh = None
         if len(self.devices) > 1:
             from jax.sharding import Mesh
@@ -256,17 +257,23 @@ class Engine:
         return compiled
 
     def _args(self, ids: np.ndarray):
-        p, s = self.variables["params"], self.variables.get("batch_stats")
+        """Call arguments placed on the device(s): constants (params, stats, batch, key) once per
+        batch, replicated over the mesh; the ids sharded along ``'archs'``."""
+        if self._placed is None:
+            consts = (self.variables["params"], self.variables.get("batch_stats"), self._x, self._y, self.key)
+            if self._mesh is not None:
+                from jax.sharding import NamedSharding, PartitionSpec as P
+
+                self._placed = jax.device_put(consts, NamedSharding(self._mesh, P()))
+            else:
+                self._placed = jax.device_put(consts, self.devices[0])
         if self._mesh is not None:
             from jax.sharding import NamedSharding, PartitionSpec as P
 
-            rep = NamedSharding(self._mesh, P())
-            put = lambda t: jax.device_put(t, rep)
-            return (put(p), put(s), put(self._x), put(self._y), put(self.key),
-                    jax.device_put(jnp.asarray(ids), NamedSharding(self._mesh, P("archs"))))
-        dev = self.devices[0]
-        put = lambda t: jax.device_put(t, dev)
-        return put(p), put(s), put(self._x), put(self._y), put(self.key), put(jnp.asarray(ids))
+            placed_ids = jax.device_put(jnp.asarray(ids), NamedSharding(self._mesh, P("archs")))
+        else:
+            placed_ids = jax.device_put(jnp.asarray(ids), self.devices[0])
+        return (*self._placed, placed_ids)
 
     def set_batch(self, x, y) -> None:
         """Set the fixed input batch: x (B, H, W, 3) float in [0, 1], y int (B,).
@@ -284,6 +291,7 @@ class Engine:
         if old is not None and (old.shape, old.dtype) != (x.shape, x.dtype):
             self._compiled.clear()  # compiled programs are specialised to the batch shape
         self._x, self._y = x, y
+        self._placed = None
 
     # ------------------------------------------------------------------ memory budget
     def memory_budget(self) -> float:
@@ -302,8 +310,10 @@ class Engine:
 
     def choose_archs_per_call(self) -> int:
         """Archs per device per call: the option if set; 1 with ``'map'`` batching (memory does
-        not grow with A, and small calls checkpoint often); for ``'vmap'``, budget divided by the
-        temp memory XLA reports for a one-arch-per-device program, capped by the option's max."""
+        not grow with A, and small calls checkpoint often); for ``'vmap'``, the per-device budget
+        divided by the temp + output memory XLA reports for the (per-device) program with one
+        arch per device, capped by ``max_archs_per_call`` (the fixed overhead in that figure makes
+        the estimate conservative; an out-of-memory error still halves A)."""
         if self.archs_per_call is not None:
             return self.archs_per_call
         if self.batching == "map":
@@ -313,7 +323,7 @@ class Engine:
         c = self._function(D)
         try:
             m = c.memory_analysis()
-            per = float(m.temp_size_in_bytes + m.output_size_in_bytes) / D
+            per = float(m.temp_size_in_bytes + m.output_size_in_bytes)
         except Exception:  # backends without memory analysis
             per = 0.0
         a = self.options.max_archs_per_call if per <= 0 else int(self.memory_budget() // per)
@@ -396,8 +406,9 @@ class RunReport:
 
     Attributes:
         n_selected: archs in this (shard's) selection. n_skipped: already in the store.
-        n_scored: scored now. compile_s: compile seconds. run_s: wall seconds of scoring.
-        archs_per_s: n_scored / run_s. store: the store directory. out: exported table or None.
+        n_scored: scored now. compile_s: compile seconds. run_s: wall seconds (incl. compile).
+        archs_per_s: n_scored / (run_s − compile_s). store: the store directory. out: exported
+        table or None. n_remaining: left unscored (time budget reached).
     """
 
     n_selected: int
@@ -412,6 +423,7 @@ class RunReport:
     batching: str = ""
     archs_per_call: int = 0
     n_devices: int = 1
+    n_remaining: int = 0
 
 
 def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLike, *, x=None, y=None,
@@ -419,7 +431,8 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
                arch_strs: dict[int, str] | None = None, shard: tuple[int, int] | None = None,
                options: EngineOptions = EngineOptions(), out: str | os.PathLike | None = None,
                progress: bool = True, devices=None, extra_provenance: dict | None = None,
-               engine: "Engine | None" = None) -> RunReport:
+               engine: "Engine | None" = None, keep_order: bool = False,
+               time_budget_s: float | None = None) -> RunReport:
     """Score NB201 indices with one compiled function into a resumable store.
 
     Args:
@@ -433,6 +446,10 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
         out: optional ``.csv``/``.parquet`` export of this store after the run.
         progress: tqdm bar with rate and ETA. devices: local devices (default all).
         extra_provenance: extra fields for the header's provenance.
+        keep_order: score in the order of ``indices`` (e.g. a random permutation, so that any
+            prefix is a uniform random sample) instead of ascending index.
+        time_budget_s: stop starting new calls after this many seconds (flush and return;
+            rerun to continue) — e.g. a little below a SLURM time limit.
         engine: an existing :class:`Engine` for ``cfg`` to reuse (its compiled functions are
             kept; ``devices`` and all ``options`` but ``flush_seconds`` are then ignored).
 
@@ -458,6 +475,9 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
         lookup = arch_strs.__getitem__
     selection = sorted(set(int(i) for i in indices))
     mine = shard_indices(selection, shard)
+    if keep_order:
+        pos = {int(i): k for k, i in enumerate(dict.fromkeys(int(i) for i in indices))}
+        mine.sort(key=pos.__getitem__)
     if engine is None:
         engine = Engine(cfg, options, devices)
     elif engine.cfg != cfg:
@@ -480,6 +500,8 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
     try:
         pos = 0
         while pos < len(todo):
+            if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
+                break
             step = engine.choose_archs_per_call() * len(engine.devices)
             blk = todo[pos:pos + step]
             rows = engine.score_block(blk, [lookup(i) for i in blk])
@@ -494,10 +516,12 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
         st.append(buf)  # also on KeyboardInterrupt / errors: keep what was computed
         bar.close()
     run_s = time.perf_counter() - t_start
-    n = len(todo)
-    rep = RunReport(len(mine), len(mine) - n, n, engine.compile_s, run_s, n / run_s if run_s > 0 and n else 0.0,
-                    Path(store), implementation=engine.implementation, batching=engine.batching,
-                    archs_per_call=engine.archs_per_call or 0, n_devices=len(engine.devices))
+    n = pos
+    rep = RunReport(len(mine), len(mine) - len(todo), n, engine.compile_s, run_s,
+                    n / max(run_s - engine.compile_s, 1e-9) if n else 0.0, Path(store),
+                    implementation=engine.implementation, batching=engine.batching,
+                    archs_per_call=engine.archs_per_call or 0, n_devices=len(engine.devices),
+                    n_remaining=len(todo) - n)
     if out is not None:
         rep.out = st.export(out, order=mine if shard is not None else selection)
     return rep
@@ -515,6 +539,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batching", default="auto", choices=BATCHINGS, help="archs per call via lax.map or vmap")
     g.add_argument("--archs-per-call", type=int, default=None, help="archs per device per call (default: auto)")
     g.add_argument("--flush-seconds", type=float, default=30.0, help="store flush interval")
+    g.add_argument("--time-budget", type=float, default=None,
+                   help="seconds after which no new call starts (clean exit; rerun to resume)")
 
 
 #: ``--engine auto`` uses the supernet from this many archs on (compile once vs once per arch).
@@ -545,8 +571,10 @@ def score_with_engine(args: argparse.Namespace, cfg: ScoreConfig, indices: Seque
                          archs_per_call=getattr(args, "archs_per_call", None),
                          flush_seconds=getattr(args, "flush_seconds", 30.0))
     rep = run_engine(indices, cfg, store, data_dir=args.data_dir, space=space, shard=shard, options=opts, out=out,
-                     progress=not getattr(args, "no_progress", False))
-    print(f"engine: {rep.n_scored} scored, {rep.n_skipped} already in {rep.store}, compile {rep.compile_s:.1f} s, "
+                     progress=not getattr(args, "no_progress", False),
+                     time_budget_s=getattr(args, "time_budget", None))
+    print(f"engine: {rep.n_scored} scored, {rep.n_skipped} already in {rep.store}, {rep.n_remaining} left "
+          f"(time budget), compile {rep.compile_s:.1f} s, "
           f"{rep.archs_per_s:.3f} archs/s ({rep.implementation}, {rep.batching}, {rep.archs_per_call} archs/call/device, "
           f"{rep.n_devices} device(s)); wrote {rep.out} (config {rep.out}.json)")
     return 0

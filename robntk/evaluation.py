@@ -339,7 +339,7 @@ class RobustnessEvaluator:
 
         Returns:
             ``{'metrics': {key: accuracy}, 'per_example': {key: bool (N,)}, 'timing_s': {...},
-            'warnings': [...]}``.
+            'ensemble_trace': {eps: {stage: robust accuracy after it}}, 'warnings': [...]}``.
 
         Raises:
             ValueError: bad data (see :func:`robntk.training.check_data`).
@@ -354,6 +354,7 @@ class RobustnessEvaluator:
         cfg, want = self.cfg, set(self.cfg.attacks)
         per: dict[str, np.ndarray] = {}
         metrics: dict[str, float] = {}
+        trace: dict[str, dict[str, float]] = {}
 
         def timed(name, fn, *a, **kw):
             t = time.perf_counter()
@@ -401,9 +402,12 @@ class RobustnessEvaluator:
 
                 if "autoattack" in want:
                     alive = clean.copy()
+                    stages = {"clean": float(alive.mean())}
                     for comp in ENSEMBLE:
                         ensure(comp, alive)
                         alive &= res[comp] == 1
+                        stages[f"after {comp}"] = float(alive.mean())
+                    trace[eps_tag(e)] = stages
                     per[metric_key("autoattack", e)] = alive
                     metrics[metric_key("autoattack", e)] = float(alive.mean())
                     if abs(e - BENCHMARK_AA_EPS) < 1e-9:
@@ -425,7 +429,7 @@ class RobustnessEvaluator:
             per[metric_key("worst", e)] = w
             metrics[metric_key("worst", e)] = float(w.mean())
         return {"metrics": metrics, "per_example": per, "timing_s": dict(self.timing),
-                "warnings": sanity_checks(metrics, n)}
+                "ensemble_trace": trace, "warnings": sanity_checks(metrics, n)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,7 +510,8 @@ def evaluate_run(run_dir, x: np.ndarray, y: np.ndarray, cfg: EvalConfig, progres
     Returns:
         The JSON-ready record: ``arch``, ``arch_index``, ``dataset``, ``metrics`` (benchmark
         keys + extras, for ``RobBench.add_results(arch, dataset, metrics)``), ``n_examples``,
-        ``train_config``, ``eval_config``, ``checkpoint``, ``timing_s``, ``warnings``.
+        ``train_config``, ``eval_config``, ``checkpoint``, ``timing_s``, ``ensemble_trace``
+        (robust accuracy after each ensemble stage), ``warnings``.
 
     Raises:
         FileNotFoundError: not a run directory / no checkpoint. ValueError: bad data or config.
@@ -532,6 +537,7 @@ def evaluate_run(run_dir, x: np.ndarray, y: np.ndarray, cfg: EvalConfig, progres
         "checkpoint": {"run_dir": str(run_dir), "epoch": meta.get("epoch"), "step": meta.get("step"),
                        "complete": meta.get("epoch") == tcfg.epochs},
         "timing_s": {**res["timing_s"], "total": wall},
+        "ensemble_trace": res["ensemble_trace"],
         "warnings": res["warnings"],
         "versions": {"robntk": __version__, "jax": jax.__version__},
     }

@@ -38,19 +38,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def score_indices(indices, cfg, out, data_dir, space, engine: str, progress: bool, extra: dict):
-    """Score with the supernet engine when available and asked for ('auto'), else one compile
-    per architecture."""
-    if engine in ("auto", "supernet"):
-        try:
-            from . import engine as eng  # one compile for every architecture
-        except ModuleNotFoundError:
-            if engine == "supernet":
-                raise
-        else:
-            return eng.run_score(indices, cfg, out, data_dir=data_dir, space=space, progress=progress,
+    """Score with the supernet engine (one compile for every architecture; resumable store
+    ``OUT.store``) unless ``engine='dedicated'`` (one compile per architecture)."""
+    if engine == "dedicated":
+        return scoring.run_score(indices, cfg, out, data_dir=data_dir, space=space, progress=progress,
                                  extra_provenance=extra)
-    return scoring.run_score(indices, cfg, out, data_dir=data_dir, space=space, progress=progress,
-                             extra_provenance=extra)
+    from .engine import run_engine
+
+    out = Path(out)
+    run_engine(indices, cfg, out.with_name(out.name + ".store"), data_dir=data_dir, space=space, out=out,
+               progress=progress, extra_provenance=extra)
+    return scoring.read_table(out)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,9 +34,11 @@ zero cotangent; a discarded select branch is multiplied by an exact 0), so they 
 nothing to its NTK.
 
 Initialisation ("init seed s"). The supernet draws every parameter leaf independently from
-``jax.random.fold_in(PRNGKey(s), crc32(path))`` with the scheme's distribution (``'pytorch'``:
+``k = jax.random.fold_in(PRNGKey(s), crc32(path))`` (``path`` like
+``'cells_3/e2_nor_conv_3x3/conv/kernel'``) with the scheme's distribution (``'pytorch'``:
 U(−1/√fan_in, 1/√fan_in) for Conv/Linear weights and the Linear bias, BN scale 1, bias 0;
-``'flax'``: lecun_normal weights, zero bias). For an arch, "the network initialised with seed s"
+``'flax'``: lecun_normal = truncated normal with std 1/√fan_in, zero bias); the values are
+drawn in blocks of 4096 with ``fold_in(k, j)`` (see :func:`_draw`). For an arch, "the network initialised with seed s"
 in the engine means the sub-tree :meth:`SuperNet.extract` of ``init(PRNGKey(s))``. This is *not*
 what ``TinyNetwork(arch).init(PRNGKey(s))`` draws (flax folds keys by module structure, which
 depends on the arch) but it has the same distribution, and a leaf's value does not depend on
@@ -193,8 +195,27 @@ def avg_pool_2x2(x: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- the network
-def _uniform(key, shape, dtype, bound):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+#: Random leaves are drawn in blocks of this many values (one compiled RNG kernel for all shapes).
+DRAW_BLOCK = 4096
+#: Standard deviation of a standard normal truncated to [-2, 2] (flax's variance_scaling constant).
+_TRUNC_STD = 0.87962566103423978
+
+
+def _draw(key, shape, dtype, kind: str) -> jax.Array:
+    """Leaf of ``shape``: the first prod(shape) values of the concatenation over j = 0, 1, ... of
+    ``U(-1, 1)`` (``kind='uniform'``) or standard normals truncated to [-2, 2]
+    (``'truncated_normal'``) of shape (:data:`DRAW_BLOCK`,) drawn with ``fold_in(key, j)``,
+    reshaped row-major. Drawing fixed-size blocks keeps eager init to one compiled kernel
+    instead of one per leaf shape."""
+    size = math.prod(shape)
+    blocks = []
+    for j in range(-(-size // DRAW_BLOCK)):
+        kj = jax.random.fold_in(key, j)
+        if kind == "uniform":
+            blocks.append(jax.random.uniform(kj, (DRAW_BLOCK,), dtype, -1.0, 1.0))
+        else:
+            blocks.append(jax.random.truncated_normal(kj, -2.0, 2.0, (DRAW_BLOCK,), dtype))
+    return jnp.concatenate(blocks)[:size].reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -282,9 +303,6 @@ class SuperNet:
         Returns:
             ``{'params': ..., 'batch_stats': ...}``, nested dicts of arrays.
         """
-        return _jitted_init(self, jnp.dtype(dtype).name)(key)
-
-    def _init_impl(self, key: jax.Array, dtype) -> dict[str, Params]:
         pytorch = self.init_scheme == "pytorch"
 
         def leaf(path, shape, kind, fan_in):
@@ -293,11 +311,12 @@ class SuperNet:
                 return jnp.ones(shape, dtype)
             if kind == "zeros":
                 return jnp.zeros(shape, dtype)
-            if kind == "dense_bias":
-                return _uniform(k, shape, dtype, 1 / math.sqrt(fan_in)) if pytorch else jnp.zeros(shape, dtype)
-            if pytorch:
-                return _uniform(k, shape, dtype, 1 / math.sqrt(fan_in))
-            return nn.initializers.lecun_normal()(k, shape, dtype)
+            if kind == "dense_bias" and not pytorch:
+                return jnp.zeros(shape, dtype)
+            if pytorch:  # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+                return _draw(k, shape, dtype, "uniform") * (1 / math.sqrt(fan_in))
+            # flax lecun_normal: truncated normal on [-2, 2] with std sqrt(1/fan_in)
+            return _draw(k, shape, dtype, "truncated_normal") * (math.sqrt(1 / fan_in) / _TRUNC_STD)
 
         def walk(node, prefix):
             if isinstance(node, tuple):
@@ -538,12 +557,6 @@ class SuperNet:
     @staticmethod
     def _is_cell_module(name: str) -> bool:
         return name.startswith("e") and name[1:2].isdigit() and name[2:3] == "_"
-
-
-@functools.lru_cache(maxsize=32)
-def _jitted_init(net: SuperNet, dtype_name: str):
-    """One compiled init per (config, dtype) (the eager version dispatches ~10³ small ops)."""
-    return jax.jit(lambda key: net._init_impl(key, jnp.dtype(dtype_name)))
 
 
 def _is_ids(arch) -> bool:

@@ -131,6 +131,40 @@ def test_train_mode_bn_through_generic_engine(x64_module):
     _assert_rows_close(row, _row_for_dedicated(cfg, ARCH_STRS[i], x, y), 1e-6)
 
 
+def test_vmap_batching_equals_map(engine, cfg):
+    """Several archs per call through vmap (switch → select: every op computed) = lax.map."""
+    ev = Engine(cfg, EngineOptions(implementation="fast", batching="vmap", archs_per_call=3))
+    ev.set_batch(*tiny_batch())
+    ids = np.array([LEX[i] for i in (0, 2500, 7777)]).astype(np.int32)
+    ids = np.vectorize(lambda o: ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3").index(o))(ids)
+    kv, km = ev.kernels(ids), engine.kernels(ids)
+    assert set(kv) == set(cfg.kernel_names()) and kv["clean"].shape == (3, 4, 4)
+    for n in kv:
+        assert float(np.max(np.abs(kv[n] - km[n]))) <= 1e-12 * float(np.max(np.abs(km[n])))
+    assert ev.trace_count == 1 and ev.batching == "vmap"
+
+
+def test_archs_per_call_from_memory_budget(cfg, monkeypatch):
+    from types import SimpleNamespace
+
+    eng = Engine.__new__(Engine)
+    eng.cfg, eng.devices, eng.batching, eng.archs_per_call = cfg, jax.local_devices()[:1], "vmap", None
+    eng.options = EngineOptions(batching="vmap", memory_budget=1000, max_archs_per_call=64)
+    stats = SimpleNamespace(temp_size_in_bytes=90, output_size_in_bytes=10)
+    monkeypatch.setattr(eng, "_function", lambda n: SimpleNamespace(memory_analysis=lambda: stats))
+    assert eng.choose_archs_per_call() == 10
+    eng.archs_per_call, eng.options = None, EngineOptions(batching="vmap", memory_budget=1e9, max_archs_per_call=16)
+    assert eng.choose_archs_per_call() == 16
+    eng.archs_per_call, eng.options = None, EngineOptions(batching="vmap", memory_budget=50)
+    assert eng.choose_archs_per_call() == 1
+    eng.archs_per_call, eng.batching = None, "map"
+    assert eng.choose_archs_per_call() == 1
+    for bad in (dict(implementation="x"), dict(batching="pmap"), dict(archs_per_call=0), dict(memory_budget=-1),
+                dict(flush_seconds=-1)):
+        with pytest.raises(ValueError):
+            EngineOptions(**bad)
+
+
 # --------------------------------------------------------------------------- OOM degradation
 def test_out_of_memory_degrades_to_smaller_calls(cfg, monkeypatch):
     eng = Engine.__new__(Engine)  # no compile: kernels() is replaced below

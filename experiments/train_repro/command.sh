@@ -8,5 +8,5 @@ RUN=runs/train_repro_2581
 python -m robntk.cli train --data-dir "$DATA" --arch 2581 --dataset cifar10 --method pgd \
     --epochs 5 --batch-size 256 --train-limit 2560 --seed 0 --out "$RUN"
 python -m robntk.cli evaluate --data-dir "$DATA" --checkpoint "$RUN" --limit 500 \
-    --attacks clean,fgsm,pgd,autoattack --eps 3 8 --aa-eps 8 --aa-version torchattacks \
+    --attacks all --eps 3 8 --aa-eps 8 --aa-version torchattacks \
     --square-queries 500 --out experiments/train_repro/metrics.json

@@ -1,0 +1,319 @@
+"""Benchmark: empirical NTK of one full NB201 network, robntk vs peers, same net / batch / run.
+
+Contenders (all on the same TinyNetwork weights, the same CIFAR-10 batch, eval-mode BN — the
+default of :class:`robntk.scoring.ScoreConfig` — in float32):
+
+* ``robntk-fast``: :func:`robntk.fastjac.empirical_ntk` through the supernet (what the engine
+  runs; compiled once for all archs — compile time reported separately).
+* ``robntk-jacobian``: :func:`robntk.ntk.empirical_ntk` (``implementation='jacobian'``,
+  ``independent_rows=True``) on the dedicated flax TinyNetwork (compiled per arch).
+* ``torch.func``: the PyTorch "Neural Tangent Kernels" tutorial recipe — ``vmap(jacrev)`` of
+  ``functional_call`` per example, then an ``einsum`` contraction — on the same network
+  re-implemented in PyTorch below with the weights copied over (logits and kernels checked).
+* ``neural-tangents``: imported if it imports (it does not on current JAX; reported).
+
+Output modes: ``sum`` (Σ logits), ``label`` (true-class logit), ``trace`` (Σ over logits),
+``full`` (B·O × B·O). For the scalar modes the torch recipe differentiates the scalar read-out
+(as a user would); for trace/full it takes the full (B, O, P) Jacobian.
+
+Usage::
+
+    python benchmarks/bench_ntk.py --data-dir ../shared/data --arch 2581 --batch 32 64 \\
+        --modes sum label trace full --full-batch 16 --out benchmarks/ntk_results.jsonl
+
+Prints one JSON line per measurement (also appended to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from robntk import fastjac, ntk  # noqa: E402
+from robntk.network import make_apply  # noqa: E402
+from robntk.supernet import SuperNet, op_ids  # noqa: E402
+
+
+# --------------------------------------------------------------------------- PyTorch TinyNetwork
+def build_torch_net(arch_ops, C, N, num_classes, mean, std):
+    """NB201 TinyNetwork in PyTorch (reference layout, NCHW), eval mode, normalisation inside."""
+    import torch
+    from torch import nn
+
+    class ReLUConvBN(nn.Module):
+        def __init__(self, cin, cout, k, stride):
+            super().__init__()
+            self.op = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False),
+                                    nn.BatchNorm2d(cout, affine=True, track_running_stats=True))
+
+        def forward(self, x):
+            return self.op(x)
+
+    class Pool(nn.Module):
+        def forward(self, x):
+            return nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+
+    class Zero(nn.Module):
+        def forward(self, x):
+            return x.mul(0.0)
+
+    class Identity(nn.Module):
+        def forward(self, x):
+            return x
+
+    EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+
+    class Cell(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            mods = []
+            for op in arch_ops:
+                mods.append({"none": Zero, "skip_connect": Identity, "avg_pool_3x3": Pool}[op]()
+                            if op not in ("nor_conv_3x3", "nor_conv_1x1")
+                            else ReLUConvBN(c, c, 3 if op == "nor_conv_3x3" else 1, 1))
+            self.edges = nn.ModuleList(mods)
+
+        def forward(self, x):
+            nodes = [x]
+            for dst in (1, 2, 3):
+                acc = None
+                for e, (s, d) in enumerate(EDGES):
+                    if d == dst:
+                        y = self.edges[e](nodes[s])
+                        acc = y if acc is None else acc + y
+                nodes.append(acc)
+            return nodes[3]
+
+    class Reduce(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.conv_a = ReLUConvBN(cin, cout, 3, 2)
+            self.conv_b = ReLUConvBN(cout, cout, 3, 1)
+            self.down = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(cin, cout, 1, 1, 0, bias=False))
+
+        def forward(self, x):
+            return self.down(x) + self.conv_b(self.conv_a(x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) / 255.0)
+            self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) / 255.0)
+            self.stem = nn.Sequential(nn.Conv2d(3, C, 3, 1, 1, bias=False), nn.BatchNorm2d(C))
+            cells = []
+            for stage, w in enumerate((C, 2 * C, 4 * C)):
+                if stage > 0:
+                    cells.append(Reduce(w // 2, w))
+                cells += [Cell(w) for _ in range(N)]
+            self.cells = nn.ModuleList(cells)
+            self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU(inplace=False))
+            self.classifier = nn.Linear(4 * C, num_classes)
+
+        def forward(self, x):
+            x = (x - self.mean) / self.std
+            x = self.stem(x)
+            for c in self.cells:
+                x = c(x)
+            x = self.lastact(x)
+            return self.classifier(x.mean(dim=(2, 3)))
+
+    return Net().eval()
+
+
+def copy_weights(tnet, variables, arch_ops, N):
+    """Copy flax variables (dedicated TinyNetwork) into the PyTorch net (HWIO → OIHW)."""
+    import torch
+
+    P, S = variables["params"], variables["batch_stats"]
+    t = lambda a: torch.tensor(np.asarray(a, np.float32))
+    conv_w = lambda k: t(np.transpose(np.asarray(k), (3, 2, 0, 1)))
+
+    def set_bn(bn, p, s):
+        bn.weight.data, bn.bias.data = t(p["scale"]), t(p["bias"])
+        bn.running_mean.data, bn.running_var.data = t(s["mean"]), t(s["var"])
+
+    def set_rcb(m, p, s):
+        m.op[1].weight.data = conv_w(p["conv"]["kernel"])
+        set_bn(m.op[2], p["bn"], s["bn"])
+
+    tnet.stem[0].weight.data = conv_w(P["stem_conv"]["kernel"])
+    set_bn(tnet.stem[1], P["stem_bn"], S["stem_bn"])
+    for k, cell in enumerate(tnet.cells):
+        name = f"cells_{k}"
+        if hasattr(cell, "conv_a"):
+            set_rcb(cell.conv_a, P[name]["conv_a"], S[name]["conv_a"])
+            set_rcb(cell.conv_b, P[name]["conv_b"], S[name]["conv_b"])
+            cell.down[1].weight.data = conv_w(P[name]["downsample"]["kernel"])
+        else:
+            for e, op in enumerate(arch_ops):
+                if op in ("nor_conv_3x3", "nor_conv_1x1"):
+                    m = f"e{e}_{op}"
+                    set_rcb(cell.edges[e], P[name][m], S[name][m])
+    set_bn(tnet.lastact[0], P["lastact_bn"], S["lastact_bn"])
+    tnet.classifier.weight.data = t(np.asarray(P["classifier"]["kernel"]).T)
+    tnet.classifier.bias.data = t(P["classifier"]["bias"])
+
+
+def torch_ntk(tnet, x_nhwc, y, mode):
+    """The torch.func tutorial recipe (Jacobian contraction), per output mode."""
+    import torch
+    from torch.func import functional_call, jacrev, vmap
+
+    params = {k: v.detach() for k, v in tnet.named_parameters()}
+    x = torch.tensor(np.transpose(x_nhwc, (0, 3, 1, 2)).copy())
+    yt = torch.tensor(np.asarray(y), dtype=torch.long)
+
+    if mode in ("sum", "label"):
+        def f(p, xi, yi):
+            out = functional_call(tnet, p, (xi.unsqueeze(0),))[0]
+            if mode == "sum":
+                return out.sum()
+            return (out * torch.nn.functional.one_hot(yi, out.shape[-1]).to(out.dtype)).sum()  # out[y], vmap-safe
+        jac = vmap(jacrev(f), (None, 0, 0))(params, x, yt)
+        jac = [j.flatten(1) for j in jac.values()]
+        return sum(torch.einsum("Nf,Mf->NM", j, j) for j in jac)
+
+    def f(p, xi):
+        return functional_call(tnet, p, (xi.unsqueeze(0),))[0]
+    jac = vmap(jacrev(f), (None, 0))(params, x)
+    jac = [j.flatten(2) for j in jac.values()]
+    if mode == "trace":
+        return sum(torch.einsum("Naf,Maf->NM", j, j) for j in jac)
+    return sum(torch.einsum("Naf,Mbf->NMab", j, j) for j in jac)
+
+
+# --------------------------------------------------------------------------- timing helpers
+def timeit(fn, reps):
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t)
+    return out, statistics.median(ts), ts
+
+
+def jax_case(fn, args, reps):
+    t = time.perf_counter()
+    c = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t
+    out, med, ts = timeit(lambda: jax.block_until_ready(c(*args)), reps)
+    return np.asarray(out), med, compile_s, ts
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--arch", type=int, default=2581)
+    ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"])
+    ap.add_argument("--full-batch", type=int, default=16, help="batch size used for output mode 'full'")
+    ap.add_argument("--contenders", nargs="+", default=["robntk-fast", "robntk-jacobian", "torch.func"])
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--C", type=int, default=16)
+    ap.add_argument("--N", type=int, default=5)
+    ap.add_argument("--out", default=None, help="append JSON lines here")
+    args = ap.parse_args(argv)
+
+    from robntk.datasets import fixed_batch
+    from robntk.network import NORMALIZATION
+    from robntk.searchspace import SearchSpace
+
+    space = SearchSpace.load(args.data_dir)
+    arch = space.arch_str(args.arch)
+    ops = space.ops(args.arch)
+    net = SuperNet(C=args.C, N=args.N)
+    v = net.init(jax.random.PRNGKey(0))
+    ded = net.extract(v, ops)
+    model = net.dedicated(ops)
+    f, p = make_apply(model, ded, "eval")
+    ids = jnp.asarray(op_ids(ops))
+    env = {"arch": args.arch, "arch_str": arch, "P": int(sum(a.size for a in jax.tree_util.tree_leaves(p))),
+           "jax": jax.__version__, "python": platform.python_version(), "bn_mode": "eval", "dtype": "float32"}
+    try:
+        import torch
+
+        torch.manual_seed(0)
+        env["torch"] = torch.__version__
+        env["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        torch = None
+    try:
+        import neural_tangents  # noqa: F401
+
+        env["neural_tangents"] = "imported"
+    except Exception as exc:  # noqa: BLE001
+        env["neural_tangents"] = f"import failed: {type(exc).__name__}: {str(exc)[:160]}"
+    print(json.dumps({"env": env}), flush=True)
+    results = []
+
+    def emit(rec):
+        rec.update(arch=args.arch)
+        print(json.dumps(rec), flush=True)
+        results.append(rec)
+        if args.out:
+            with open(args.out, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+    bmax = max(args.batch + [args.full_batch])
+    xb, yb = fixed_batch("cifar10", bmax, seed=0, data_dir=args.data_dir)
+    tnet = None
+    if torch is not None and "torch.func" in args.contenders:
+        mean, std = NORMALIZATION["cifar10"]
+        tnet = build_torch_net(ops, args.C, args.N, 10, mean, std)
+        copy_weights(tnet, ded, ops, args.N)
+        with torch.no_grad():
+            lt = tnet(torch.tensor(np.transpose(xb[:8], (0, 3, 1, 2)).copy())).numpy()
+        lj = np.asarray(f(p, jnp.asarray(xb[:8])))
+        emit({"check": "logits torch vs flax", "max_rel": float(np.max(np.abs(lt - lj)) / np.max(np.abs(lj)))})
+
+    for mode in args.modes:
+        for B in ([args.full_batch] if mode == "full" else args.batch):
+            x, y = jnp.asarray(xb[:B]), jnp.asarray(yb[:B])
+            ref = None
+            for who in args.contenders:
+                rec = {"mode": mode, "B": B, "contender": who}
+                try:
+                    if who == "robntk-fast":
+                        K, med, comp, ts = jax_case(
+                            lambda P_, S_, xx, yy, ii: fastjac.empirical_ntk(net, P_, S_, ii, xx, yy, mode),
+                            (v["params"], v["batch_stats"], x, y, ids), args.reps)
+                        rec.update(run_s=med, compile_s=comp, runs=ts)
+                    elif who == "robntk-jacobian":
+                        K, med, comp, ts = jax_case(
+                            lambda pp, xx, yy: ntk.empirical_ntk(f, pp, xx, output_mode=mode, labels1=yy,
+                                                                 independent_rows=True), (p, x, y), args.reps)
+                        rec.update(run_s=med, compile_s=comp, runs=ts)
+                    elif who == "torch.func":
+                        if tnet is None:
+                            raise RuntimeError("torch not installed")
+                        timeit(lambda: torch_ntk(tnet, xb[:2], yb[:2], mode), 1)  # warm-up
+                        Kt, med, ts = timeit(lambda: torch_ntk(tnet, xb[:B], yb[:B], mode).numpy(), args.reps)
+                        K = Kt
+                        rec.update(run_s=med, compile_s=0.0, runs=ts)
+                    else:
+                        raise RuntimeError(env["neural_tangents"])
+                    K = np.asarray(K, np.float64)
+                    if ref is None:
+                        ref = K
+                    rec["max_rel_diff_vs_first"] = float(np.max(np.abs(K - ref)) / np.max(np.abs(ref)))
+                except Exception as exc:  # noqa: BLE001 — a failing contender is a result too
+                    rec["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                emit(rec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
