@@ -21,8 +21,8 @@ FGSM and PGD are evaluated on every example and report the accuracy on the pertu
 The ensemble (AutoAttack's ``run_standard_evaluation`` / torchattacks ``MultiAttack``) runs
 APGD-CE → APGD-T → Square sequentially, each on the points still robust, and an example counts
 as robust only if it survives all of them. **FAB-T is not implemented**, so ``autoattack`` is
-an upper bound of the real AutoAttack accuracy (FAB-T rarely adds anything after APGD-T:
-Croce & Hein 2020, Table 2 / RobustBench logs). Presets (``aa_version``):
+an upper bound of the real AutoAttack accuracy (in the AutoAttack paper's evaluations FAB-T
+rarely lowers the accuracy further once APGD-T has run). Presets (``aa_version``):
 
 * ``'torchattacks'`` (default): what the benchmark ran — torchattacks 3.4.0
   ``AutoAttack(norm='Linf', version='standard', n_classes=K)``, whose APGD and APGD-T use the
@@ -332,7 +332,8 @@ class RobustnessEvaluator:
     # -- evaluation ---------------------------------------------------------------------------
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """Run every configured attack.
+        """Run every configured attack (clean accuracy is always computed: it is the starting set of
+        the APGD/Square family).
 
         Args:
             x: uint8 (N, H, W, 3) images; y: int labels (N,) in [0, K).
@@ -347,6 +348,7 @@ class RobustnessEvaluator:
         from .training import check_data
 
         check_data(x, y, self.num_classes)
+        self.timing = {}
         x = np.asarray(x)
         y = np.asarray(y, np.int32)
         n = len(y)
@@ -582,6 +584,10 @@ def run(args) -> int:
     """``robntk evaluate``: evaluate a run directory on the test (ImageNet16-120: val) split."""
     from .training import TrainConfig, load_split, CONFIG_FILE
 
+    for name in ("eps", "aa_eps"):
+        for e in getattr(args, name):
+            if not 0.0 < e <= 255.0:
+                raise ValueError(f"--{name.replace('_', '-')} values must be in (0, 255] (units of 1/255, e.g. 8), got {e}")
     cfg = EvalConfig(
         attacks=parse_attacks(args.attacks), eps=tuple(e / 255.0 for e in args.eps),
         aa_eps=tuple(e / 255.0 for e in args.aa_eps), pgd_steps=args.pgd_steps, aa_version=args.aa_version,

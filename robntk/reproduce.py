@@ -23,7 +23,7 @@ from . import paths, scoring
 from .searchspace import SearchSpace, sample_indices
 
 DEFAULTS = scoring.ScoreConfig(batch_size=16, eps=(8 / 255,), betas=(0.5,), pgd_steps=5)
-DEFAULT_SAMPLE = 40
+DEFAULT_SAMPLE = 150
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -445,8 +445,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
     p.add_argument("--out", required=True, help="output .csv or .parquet (config in OUT.json)")
     p.add_argument("--engine", choices=("auto", "dedicated", "supernet"), default="auto",
-                   help="dedicated: one compile per arch; supernet: one compile for all (default for --all)")
+                   help="dedicated: one compile per arch; supernet: one compile for all (auto: --all, --shard "
+                        "or >= 8 archs)")
     p.add_argument("--no-progress", action="store_true")
+    from .engine import add_engine_arguments
+
+    add_engine_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -456,6 +460,10 @@ def run(args: argparse.Namespace) -> int:
     indices = select_indices(args, space)
     if not str(args.out).endswith((".csv", ".parquet")):
         raise ValueError(f"--out must end in .csv or .parquet, got {args.out!r}")
+    from . import engine
+
+    if engine.wants_engine(args, len(indices)):
+        return engine.score_with_engine(args, cfg, indices, space)
     df = run_score(indices, cfg, args.out, data_dir=args.data_dir, space=space, progress=not args.no_progress)
     print(f"wrote {len(df)} rows to {args.out} (config {sidecar_path(args.out)})")
     return 0

@@ -177,7 +177,7 @@ class ResultStore:
              **dict(header or {})}
         (path / ROWS_DIR).mkdir(parents=True, exist_ok=True)
         with atomic_write(hp) as fh:
-            json.dump(h, fh, indent=1, sort_keys=True)
+            fh.write(_dump_header(h))
         return cls(path, h, rtol)
 
     # ------------------------------------------------------------------ write
@@ -382,6 +382,16 @@ def merge_stores(sources: Sequence[str | os.PathLike], out: str | os.PathLike, r
             p.unlink(missing_ok=True)
     missing = sorted(set(header["selection"]) - set(rep.rows))
     return MergeReport(len(stores), len(rep.rows), rep.n_duplicates, missing, Path(out))
+
+
+def _dump_header(h: Mapping[str, Any]) -> str:
+    """Header as indented JSON with the (long) ``selection`` list on one line."""
+    mark = "\u0000SELECTION\u0000"
+    body = json.dumps({**h, "selection": mark} if "selection" in h else dict(h), indent=1, sort_keys=True,
+                      default=str)
+    if "selection" in h:
+        body = body.replace(json.dumps(mark), json.dumps(h["selection"], separators=(",", ":")))
+    return body + "\n"
 
 
 def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:

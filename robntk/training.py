@@ -963,6 +963,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """``robntk train``: load the data, train/resume, print the summary. Returns 0, or 3 if
     the loss became non-finite."""
+    if not 0.0 <= args.eps <= 255.0:
+        raise ValueError(f"--eps must be in [0, 255] (units of 1/255, e.g. 8), got {args.eps}")
+    if args.attack_step_size is not None and not args.attack_step_size > 0:
+        raise ValueError(f"--attack-step-size must be > 0 (units of 1/255), got {args.attack_step_size}")
     arch, idx = resolve_arch(args.arch, args.data_dir)
     cfg = TrainConfig(
         arch=arch, arch_index=idx, dataset=args.dataset, method=args.method, epochs=args.epochs,

@@ -295,5 +295,7 @@ def test_cli_evaluate_a_training_run(tmp_path, monkeypatch, capsys):
     # bad input: unknown attack, missing run directory
     assert main(["evaluate", "--checkpoint", str(run), "--attacks", "fab", "--out", str(out)]) == 2
     assert "unknown attack 'fab'" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(run), "--eps", "-3", "--out", str(out)]) == 2
+    assert "--eps values must be in (0, 255]" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "not a robntk training run directory" in capsys.readouterr().err

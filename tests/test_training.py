@@ -311,14 +311,14 @@ def test_resume_with_a_different_config_is_an_error(pgd_runs):
         train(cfg, pgd_runs["x"], pgd_runs["y"], pgd_runs["full"], progress=False)
 
 
-def test_trades_and_fgsm_objectives_run(tmp_path):
-    """TRADES (natural CE + β·KL, three train-mode forwards) and fast FGSM-AT train finitely."""
+def test_trades_objective_runs(tmp_path):
+    """TRADES (natural CE + β·KL, three train-mode forwards) trains finitely. (FGSM-AT is the PGD
+    path with one step of 1.25·eps: covered by the config test and the PGD runs.)"""
     x, y = learnable_data(32)
-    for method in ("trades", "fgsm"):
-        cfg = TrainConfig(arch=ARCH_T, C=4, N=1, epochs=1, batch_size=16, method=method,
-                          attack_steps=2 if method == "trades" else None)
-        s = train(cfg, x, y, tmp_path / method, progress=False)
-        assert s["complete"] and math.isfinite(s["final"]["train_loss"]) and s["final"]["method"] == method
+    cfg = TrainConfig(arch=ARCH_T, C=4, N=1, epochs=1, batch_size=16, method="trades", attack_steps=2)
+    s = train(cfg, x, y, tmp_path, progress=False)
+    assert s["complete"] and math.isfinite(s["final"]["train_loss"]) and s["final"]["method"] == "trades"
+    assert s["final"]["train_loss"] > 0
 
 
 def test_non_finite_loss_stops_the_run(tmp_path):
@@ -340,7 +340,7 @@ def test_cli_train_bad_input_exit_code_2(tmp_path, capsys):
     assert main(base + ["--method", "madry"]) == 2
     assert "unknown training method 'madry'" in capsys.readouterr().err
     assert main(base + ["--eps", "-3"]) == 2
-    assert "eps must be in [0, 1]" in capsys.readouterr().err
+    assert "--eps must be in [0, 255] (units of 1/255" in capsys.readouterr().err
     assert main(base + ["--epochs", "0"]) == 2
 
 
