@@ -103,6 +103,12 @@ def data_file(relpath: str, data_dir_: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
     """Open a temporary file next to ``path`` and rename it over ``path`` on success.
@@ -116,6 +122,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; give the file ordinary permissions
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -140,6 +147,7 @@ def atomic_save(path: str | os.PathLike, writer) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, _umask_mode())
     try:
         writer(tmp)
         os.replace(tmp, path)
