@@ -13,7 +13,7 @@ function serves all 15,625 cells::
     net = SuperNet(C=16, N=5, num_classes=10, dataset="cifar10")
     variables = net.init(jax.random.PRNGKey(0))           # {'params', 'batch_stats'}
     f = jax.jit(lambda v, x, ids: net.apply(v, x, ids))   # compiled once
-    logits = f(variables, x, net.op_ids("|nor_conv_3x3~0|+|...|"))     # (B, num_classes)
+    logits = f(variables, x, op_ids("|nor_conv_3x3~0|+|...|"))         # (B, num_classes)
     many = jax.vmap(lambda ids: net.apply(variables, x, ids))(ids_A6)  # (A, B, num_classes)
 
 Execution model (the trade-off). Every edge is a :func:`jax.lax.switch` on its op id:
@@ -23,8 +23,12 @@ Execution model (the trade-off). Every edge is a :func:`jax.lax.switch` on its o
   Best on CPU, where FLOPs are the bottleneck.
 * under :func:`jax.vmap` over archs the index is batched and XLA turns the switch into a
   *select*: every op of every edge is computed for every arch (≈ the cost of an all-ops cell,
-  ~1.2× an all-3×3 cell) and the unchosen results are discarded. Parallelism across archs
-  usually wins on accelerators; on CPU it multiplies the work.
+  ~1.15× an all-3×3 network, ~3.8× the average cell's FLOPs) and the unchosen results are
+  discarded. Parallelism across archs usually wins on accelerators; on CPU it multiplies the
+  work.
+
+The convolutions inside the switch use :func:`cell_conv`, whose hand-written VJP avoids an
+XLA:CPU slow path for convolution gradients inside conditionals (10–30× slower backward).
 
 Exactness. For every arch, ``apply(variables, x, ids)`` equals the dedicated
 ``TinyNetwork(arch).apply(extract(variables, arch), x)`` (same ops in the same order; tests
@@ -38,8 +42,9 @@ Initialisation ("init seed s"). The supernet draws every parameter leaf independ
 ``'cells_3/e2_nor_conv_3x3/conv/kernel'``) with the scheme's distribution (``'pytorch'``:
 U(−1/√fan_in, 1/√fan_in) for Conv/Linear weights and the Linear bias, BN scale 1, bias 0;
 ``'flax'``: lecun_normal = truncated normal with std 1/√fan_in, zero bias); the values are
-drawn in blocks of 4096 with ``fold_in(k, j)`` (see :func:`_draw`). For an arch, "the network initialised with seed s"
-in the engine means the sub-tree :meth:`SuperNet.extract` of ``init(PRNGKey(s))``. This is *not*
+drawn in blocks of 4096 with ``fold_in(k, j)`` (see :func:`_draw`). For an arch, "the network
+initialised with seed s" in the engine means the sub-tree :meth:`SuperNet.extract` of
+``init(PRNGKey(s))``. This is *not*
 what ``TinyNetwork(arch).init(PRNGKey(s))`` draws (flax folds keys by module structure, which
 depends on the arch) but it has the same distribution, and a leaf's value does not depend on
 the other ops of the cell. The per-arch dedicated path (:func:`robntk.scoring.score_arch`) stays

@@ -411,3 +411,22 @@ def test_two_local_devices_shard_archs(tmp_path, tmp_path_factory):
     assert out["n_devices"] == 2 and out["diff"] <= 1e-12 and out["scored"] == 3
     assert out["traces2"] == 1  # 2 archs per call on 2 devices; the 3-arch run pads its last call
     assert "archs" in out["sharding"]
+
+
+def test_cli_glue_choice_and_flags():
+    import argparse
+
+    from robntk.engine import AUTO_MIN_ARCHS, add_engine_arguments, wants_engine
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--engine", default="auto")
+    p.add_argument("--all", action="store_true")
+    add_engine_arguments(p)
+    a = p.parse_args(["--shard", "1/4", "--store", "s", "--implementation", "generic", "--time-budget", "60"])
+    assert (a.shard, a.store, a.implementation, a.time_budget) == ("1/4", "s", "generic", 60.0)
+    assert wants_engine(a, 1)  # --shard implies the engine
+    assert wants_engine(p.parse_args(["--all"]), 1)
+    assert not wants_engine(p.parse_args([]), AUTO_MIN_ARCHS - 1) and wants_engine(p.parse_args([]), AUTO_MIN_ARCHS)
+    assert not wants_engine(p.parse_args(["--engine", "dedicated"]), 10_000)
+    with pytest.raises(ValueError, match="shard"):
+        wants_engine(p.parse_args(["--engine", "dedicated", "--shard", "0/2"]), 5)
