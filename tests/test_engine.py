@@ -135,8 +135,9 @@ def test_vmap_batching_equals_map(engine, cfg):
     """Several archs per call through vmap (switch → select: every op computed) = lax.map."""
     ev = Engine(cfg, EngineOptions(implementation="fast", batching="vmap", archs_per_call=3))
     ev.set_batch(*tiny_batch())
-    ids = np.array([LEX[i] for i in (0, 2500, 7777)]).astype(np.int32)
+    ids = np.array([LEX[i] for i in (0, 2500, 7777)])
     ids = np.vectorize(lambda o: ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3").index(o))(ids)
+    ids = ids.astype(np.int32)
     kv, km = ev.kernels(ids), engine.kernels(ids)
     assert set(kv) == set(cfg.kernel_names()) and kv["clean"].shape == (3, 4, 4)
     for n in kv:
