@@ -6,8 +6,9 @@ per-example parameter gradient of layer ℓ is ``g_i = Σ_hw patches(a_i)[hw] �
 backward pass w.r.t. zero *taps* added to every layer output (flax ``perturb``-style, see
 :meth:`robntk.supernet.SuperNet.forward`) gives every ``δ_i`` at once — the rows are independent,
 so the cotangent of example i only reaches example i. The per-example gradients then follow from
-explicit im2col patches (:func:`jax.lax.conv_general_dilated_patches`) and a batched matmul,
-and the NTK is accumulated layer by layer, ``K = Σ_ℓ G_ℓ G_ℓᵀ``; the full Jacobian is never
+explicit im2col contractions (one batched matmul per kernel offset over shifted input slices,
+:func:`_conv_grad`; :func:`patches` is the materialised im2col used in tests), and the NTK is
+accumulated layer by layer, ``K = Σ_ℓ G_ℓ G_ℓᵀ``; the full Jacobian is never
 stored. BN (eval) scale/bias gradients are ``Σ_hw δ·x̂`` and ``Σ_hw δ``; the classifier's are
 ``features ⊗ δ_logits`` and ``δ_logits``.
 
@@ -31,7 +32,6 @@ supported here (use the generic implementation).
 
 from __future__ import annotations
 
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -61,9 +61,23 @@ def patches(a: jax.Array, k: int, stride: int) -> jax.Array:
 
 
 def _conv_grad(a, delta, k, stride):
-    """Per-example conv-weight gradient, flattened: a (n,H,W,Ci), delta (O',n,H',W',Co) → (O',n,Ci·k·k·Co)."""
-    pa = patches(a, k, stride)
-    g = jnp.einsum("nhwk,onhwc->onkc", pa, delta, precision=HIGHEST)
+    """Per-example conv-weight gradient, flattened in HWIO order:
+    a (n,H,W,Ci), delta (O',n,H',W',Co) → (O',n,k·k·Ci·Co).
+
+    One ``einsum`` per kernel offset over the matching strided slice of the padded input (k²
+    batched matmuls contracting over H'·W'); ~6× faster on XLA:CPU than one einsum over
+    materialised im2col patches (:func:`patches`) at NB201's first-stage shapes."""
+    if k == 1 and stride == 1:
+        g = jnp.einsum("nhwc,onhwd->oncd", a, delta, precision=HIGHEST)
+        return g.reshape(g.shape[:2] + (-1,))
+    p = (k - 1) // 2
+    Ho, Wo = delta.shape[2], delta.shape[3]
+    ap = jnp.pad(a, ((0, 0), (p, p), (p, p), (0, 0)))
+    blocks = [jnp.einsum("nhwc,onhwd->oncd",
+                         ap[:, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride, :], delta,
+                         precision=HIGHEST)
+              for i in range(k) for j in range(k)]
+    g = jnp.stack(blocks, axis=2)  # (O', n, k·k, Ci, Co)
     return g.reshape(g.shape[:2] + (-1,))
 
 
@@ -199,7 +213,7 @@ def kernel_matrices(net: SuperNet, params, stats, ids, x: jax.Array, y: jax.Arra
     """
     if cfg.bn_mode != "eval":
         raise ValueError("fastjac needs bn_mode='eval' (independent rows); use the generic implementation")
-    from .scoring import beta_tag, eps_tag
+    from .scoring import kernels_from_gram
 
     if attack_f is None:
         attack_f = lambda p, xx: net.forward(p, stats, xx, ids, False)[0]
@@ -211,13 +225,4 @@ def kernel_matrices(net: SuperNet, params, stats, ids, x: jax.Array, y: jax.Arra
     X = jnp.concatenate(batches, axis=0)
     Y = jnp.tile(y, len(batches))
     G = empirical_ntk(net, params, stats, ids, X, Y, cfg.output_mode)
-    blk = lambda a, b: G[a * B:(a + 1) * B, b * B:(b + 1) * B]
-    out = {"clean": blk(0, 0)}
-    for k, e in enumerate(cfg.eps):
-        t, a, aa = eps_tag(e), 1 + 2 * k, 2 + 2 * k
-        out[f"robust_{t}"] = blk(a, a)
-        out[f"twice_{t}"] = blk(aa, aa)
-        for b in cfg.betas:
-            out[f"all_{t}_{beta_tag(b)}"] = kernels.mixed_kernel(blk(0, 0), blk(0, a), blk(a, a), b)
-            out[f"robust_all_{t}_{beta_tag(b)}"] = kernels.mixed_kernel(blk(a, a), blk(a, aa), blk(aa, aa), b)
-    return out
+    return kernels_from_gram(G, B, cfg, [(1 + 2 * k, 2 + 2 * k) for k in range(len(cfg.eps))])

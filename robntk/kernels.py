@@ -19,7 +19,7 @@ In train-mode BN each of X, X̃, X̃̃ is its own batch (as in a training step o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -38,10 +38,10 @@ import math
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -198,10 +198,24 @@ def kernel_matrices(f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, cfg: Sco
         jac = jax.lax.map(lambda b: ntk.jacobian(f, params, b, labels=y, **jk), xb)
         stacked = jax.tree_util.tree_map(lambda j: j.reshape((-1,) + j.shape[2:]), jac)
     G = ntk.gram(stacked, stacked, cfg.output_mode)
+    return kernels_from_gram(G, B, cfg, [(1 + k, 1 + E + k) for k in range(E)])
+
+
+def kernels_from_gram(G: jax.Array, B: int, cfg: ScoreConfig, blocks: Sequence[tuple[int, int]]) -> dict[str, jax.Array]:
+    """Named kernels from the Gram matrix of stacked Jacobians (block 0 = clean batch).
+
+    Args:
+        G: ((1+2E)·B, (1+2E)·B) Gram matrix (or the 'full' 4-D analogue on its first two axes).
+        B: batch size. cfg: the configuration (ε and β lists).
+        blocks: for each ε of ``cfg``, the block numbers (a, aa) of X̃_ε and X̃̃_ε in the stack.
+
+    Returns:
+        dict name → kernel, names from :meth:`ScoreConfig.kernel_names`.
+    """
     blk = lambda a, b: G[a * B:(a + 1) * B, b * B:(b + 1) * B]
     out = {"clean": blk(0, 0)}
-    for k, e in enumerate(cfg.eps):
-        t, a, aa = eps_tag(e), 1 + k, 1 + E + k
+    for e, (a, aa) in zip(cfg.eps, blocks):
+        t = eps_tag(e)
         out[f"robust_{t}"] = blk(a, a)
         out[f"twice_{t}"] = blk(aa, aa)
         for b in cfg.betas:

@@ -398,7 +398,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(engine, cfg, t
     assert final.n_rows == len(INDICES) and final.n_duplicates == 0 and final.n_tmp_ignored == 1
     assert sorted(final.rows) == sorted(ref)
     for i in ref:
-        assert rows_equal(final.rows[i], ref[i], rtol=0.0) is None, i
+        assert rows_equal(final.rows[i], ref[i], rtol=1e-9) is None, i  # XLA:CPU reductions may differ in the last bit between processes
 
 
 def test_two_local_devices_shard_archs(tmp_path, tmp_path_factory):
