@@ -138,7 +138,7 @@ def copy_weights(tnet, variables, arch_ops, N):
     import torch
 
     P, S = variables["params"], variables["batch_stats"]
-    t = lambda a: torch.tensor(np.asarray(a, np.float32))
+    t = lambda a: torch.tensor(np.array(a))  # keeps the dtype (float32 or float64)
     conv_w = lambda k: t(np.transpose(np.asarray(k), (3, 2, 0, 1)))
 
     def set_bn(bn, p, s):
@@ -173,7 +173,8 @@ def torch_ntk(tnet, x_nhwc, y, mode):
     from torch.func import functional_call, jacrev, vmap
 
     params = {k: v.detach() for k, v in tnet.named_parameters()}
-    x = torch.tensor(np.transpose(x_nhwc, (0, 3, 1, 2)).copy())
+    dtype = next(tnet.parameters()).dtype
+    x = torch.tensor(np.transpose(x_nhwc, (0, 3, 1, 2)).copy()).to(dtype)
     yt = torch.tensor(np.asarray(y), dtype=torch.long)
 
     if mode in ("sum", "label"):
@@ -181,7 +182,7 @@ def torch_ntk(tnet, x_nhwc, y, mode):
             out = functional_call(tnet, p, (xi.unsqueeze(0),))[0]
             if mode == "sum":
                 return out.sum()
-            return (out * torch.nn.functional.one_hot(yi, out.shape[-1]).to(out.dtype)).sum()  # out[y], vmap-safe
+            return (out * (torch.arange(out.shape[-1]) == yi).to(out.dtype)).sum()  # out[y], vmap-safe
         jac = vmap(jacrev(f), (None, 0, 0))(params, x, yt)
         jac = [j.flatten(1) for j in jac.values()]
         return sum(torch.einsum("Nf,Mf->NM", j, j) for j in jac)
@@ -225,7 +226,12 @@ def main(argv=None) -> int:
     ap.add_argument("--C", type=int, default=16)
     ap.add_argument("--N", type=int, default=5)
     ap.add_argument("--out", default=None, help="append JSON lines here")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                    help="float64: numerical agreement check (torch double, jax x64)")
     args = ap.parse_args(argv)
+    f64 = args.dtype == "float64"
+    if f64:
+        jax.config.update("jax_enable_x64", True)
 
     from robntk.datasets import fixed_batch
     from robntk.network import NORMALIZATION
@@ -235,13 +241,13 @@ def main(argv=None) -> int:
     arch = space.arch_str(args.arch)
     ops = space.ops(args.arch)
     net = SuperNet(C=args.C, N=args.N)
-    v = net.init(jax.random.PRNGKey(0))
+    v = net.init(jax.random.PRNGKey(0), jnp.float64 if f64 else jnp.float32)
     ded = net.extract(v, ops)
     model = net.dedicated(ops)
     f, p = make_apply(model, ded, "eval")
     ids = jnp.asarray(op_ids(ops))
     env = {"arch": args.arch, "arch_str": arch, "P": int(sum(a.size for a in jax.tree_util.tree_leaves(p))),
-           "jax": jax.__version__, "python": platform.python_version(), "bn_mode": "eval", "dtype": "float32"}
+           "jax": jax.__version__, "python": platform.python_version(), "bn_mode": "eval", "dtype": args.dtype}
     try:
         import torch
 
@@ -269,13 +275,17 @@ def main(argv=None) -> int:
 
     bmax = max(args.batch + [args.full_batch])
     xb, yb = fixed_batch("cifar10", bmax, seed=0, data_dir=args.data_dir)
+    if f64:
+        xb = xb.astype(np.float64)
     tnet = None
     if torch is not None and "torch.func" in args.contenders:
         mean, std = NORMALIZATION["cifar10"]
         tnet = build_torch_net(ops, args.C, args.N, 10, mean, std)
         copy_weights(tnet, ded, ops, args.N)
+        if f64:
+            tnet = tnet.double()
         with torch.no_grad():
-            lt = tnet(torch.tensor(np.transpose(xb[:8], (0, 3, 1, 2)).copy())).numpy()
+            lt = tnet(torch.tensor(np.transpose(xb[:8], (0, 3, 1, 2)).copy()).to(next(tnet.parameters()).dtype)).numpy()
         lj = np.asarray(f(p, jnp.asarray(xb[:8])))
         emit({"check": "logits torch vs flax", "max_rel": float(np.max(np.abs(lt - lj)) / np.max(np.abs(lj)))})
 
@@ -284,7 +294,7 @@ def main(argv=None) -> int:
             x, y = jnp.asarray(xb[:B]), jnp.asarray(yb[:B])
             ref = None
             for who in args.contenders:
-                rec = {"mode": mode, "B": B, "contender": who}
+                rec = {"mode": mode, "B": B, "contender": who, "dtype": args.dtype}
                 try:
                     if who == "robntk-fast":
                         K, med, comp, ts = jax_case(

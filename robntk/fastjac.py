@@ -111,7 +111,10 @@ def _ntk_from_cotangent(net: SuperNet, params, stats, ids, x, labels, output_mod
 
     taps = dict(zeros, logits=jnp.zeros((n, net.num_classes), x.dtype))
     _, vjp_fn, rec = jax.vjp(fun, taps, has_aux=True)
-    d = jax.vmap(lambda c: vjp_fn(c)[0])(cts)  # tap → (O', ...)
+    if cts.shape[0] == 1:  # one cotangent: no vmap (its extra axis costs layout copies on CPU)
+        d = jax.tree_util.tree_map(lambda a: a[None], vjp_fn(cts[0])[0])
+    else:
+        d = jax.vmap(lambda c: vjp_fn(c)[0])(cts)  # tap → (O', ...)
 
     K = 0.0
     # stem: conv (normalised input, no ReLU) → BN
