@@ -110,8 +110,10 @@ def build_torch_net(arch_ops, C, N, num_classes, mean, std):
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) / 255.0)
-            self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) / 255.0)
+            # float32 pixel statistics divided in float32, as robntk.network.normalize does for
+            # float32 inputs (cast to float64 with .double() for the float64 check)
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / 255.0)
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) / 255.0)
             self.stem = nn.Sequential(nn.Conv2d(3, C, 3, 1, 1, bias=False), nn.BatchNorm2d(C))
             cells = []
             for stage, w in enumerate((C, 2 * C, 4 * C)):
@@ -281,9 +283,11 @@ def main(argv=None) -> int:
     if torch is not None and "torch.func" in args.contenders:
         mean, std = NORMALIZATION["cifar10"]
         tnet = build_torch_net(ops, args.C, args.N, 10, mean, std)
-        copy_weights(tnet, ded, ops, args.N)
         if f64:
             tnet = tnet.double()
+            tnet.mean.copy_(torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1) / 255.0)
+            tnet.std.copy_(torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1) / 255.0)
+        copy_weights(tnet, ded, ops, args.N)
         with torch.no_grad():
             lt = tnet(torch.tensor(np.transpose(xb[:8], (0, 3, 1, 2)).copy()).to(next(tnet.parameters()).dtype)).numpy()
         lj = np.asarray(f(p, jnp.asarray(xb[:8])))
