@@ -212,6 +212,7 @@ def jax_case(fn, args, reps):
     t = time.perf_counter()
     c = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t
+    jax.block_until_ready(c(*args))  # warm-up (first-call allocations), not timed
     out, med, ts = timeit(lambda: jax.block_until_ready(c(*args)), reps)
     return np.asarray(out), med, compile_s, ts
 
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"])
     ap.add_argument("--full-batch", type=int, default=16, help="batch size used for output mode 'full'")
     ap.add_argument("--contenders", nargs="+", default=["robntk-fast", "robntk-jacobian", "torch.func"])
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3, help="timed runs after one untimed warm-up run")
     ap.add_argument("--C", type=int, default=16)
     ap.add_argument("--N", type=int, default=5)
     ap.add_argument("--out", default=None, help="append JSON lines here")
@@ -304,19 +305,19 @@ def main(argv=None) -> int:
                         K, med, comp, ts = jax_case(
                             lambda P_, S_, xx, yy, ii: fastjac.empirical_ntk(net, P_, S_, ii, xx, yy, mode),
                             (v["params"], v["batch_stats"], x, y, ids), args.reps)
-                        rec.update(run_s=med, compile_s=comp, runs=ts)
+                        rec.update(run_s=med, min_s=min(ts), compile_s=comp, runs=ts)
                     elif who == "robntk-jacobian":
                         K, med, comp, ts = jax_case(
                             lambda pp, xx, yy: ntk.empirical_ntk(f, pp, xx, output_mode=mode, labels1=yy,
                                                                  independent_rows=True), (p, x, y), args.reps)
-                        rec.update(run_s=med, compile_s=comp, runs=ts)
+                        rec.update(run_s=med, min_s=min(ts), compile_s=comp, runs=ts)
                     elif who == "torch.func":
                         if tnet is None:
                             raise RuntimeError("torch not installed")
-                        timeit(lambda: torch_ntk(tnet, xb[:2], yb[:2], mode), 1)  # warm-up
+                        timeit(lambda: torch_ntk(tnet, xb[:B], yb[:B], mode), 1)  # warm-up, not timed
                         Kt, med, ts = timeit(lambda: torch_ntk(tnet, xb[:B], yb[:B], mode).numpy(), args.reps)
                         K = Kt
-                        rec.update(run_s=med, compile_s=0.0, runs=ts)
+                        rec.update(run_s=med, min_s=min(ts), compile_s=0.0, runs=ts)
                     else:
                         raise RuntimeError(env["neural_tangents"])
                     K = np.asarray(K, np.float64)

@@ -431,3 +431,31 @@ def test_cli_glue_choice_and_flags():
     assert not wants_engine(p.parse_args(["--engine", "dedicated"]), 10_000)
     with pytest.raises(ValueError, match="shard"):
         wants_engine(p.parse_args(["--engine", "dedicated", "--shard", "0/2"]), 5)
+
+
+def test_slurm_example_commands_parse():
+    """The documented SLURM job-array example only uses flags the CLI accepts."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from robntk.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1] / "experiments" / "slurm"
+    env = {"SLURM_ARRAY_TASK_ID": "3", "RUN": "runs/x"}
+    seen = []
+    for name in ("score_all.sbatch", "merge.sbatch"):
+        text = (root / name).read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            line = line.split("  #")[0].strip()
+            if not line.startswith("robntk "):
+                continue
+            line = re.sub(r"\$\(\(([^)]*)\)\)", lambda m: str(eval(m.group(1))), line)  # $(( arithmetic ))
+            line = re.sub(r"\$\{?(\w+)\}?", lambda m: env[m.group(1)], line)
+            argv = [a.replace("*", "0") for a in shlex.split(line)[1:]]
+            args = build_parser().parse_args(argv)
+            seen.append(args.command)
+            if args.command == "score":
+                assert args.all and args.shard == "3/16" and args.store == "runs/x/shard_3.store"
+                assert args.time_budget == 4 * 3600 - 600
+    assert seen == ["score", "merge", "correlate"]
