@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="permutation seed (the score config keeps its own seed 0)")
     ap.add_argument("--tag", default="cifar10_sample")
     ap.add_argument("--no-correlate", action="store_true")
+    ap.add_argument("--no-pgd-unroll", action="store_true", help="rolled PGD loop (EngineOptions.pgd_unroll=False)")
     args = ap.parse_args(argv)
 
     out = Path(args.out_dir)
@@ -55,7 +56,8 @@ def main(argv=None) -> int:
     store = out / f"sample_{args.tag.split('_')[0]}.store"
     t0 = time.time()
     rep = run_engine(perm, cfg, store, data_dir=args.data_dir, space=space, keep_order=True,
-                     time_budget_s=args.minutes * 60, options=EngineOptions(flush_seconds=30), progress=True)
+                     time_budget_s=args.minutes * 60, progress=True,
+                     options=EngineOptions(flush_seconds=30, pgd_unroll=not args.no_pgd_unroll))
     wall = time.time() - t0
     st = ResultStore.open(store)
     done = st.done()
@@ -66,14 +68,22 @@ def main(argv=None) -> int:
     scores = out / f"scores_{args.tag}.csv"
     st.export(scores, order=prefix)
     _, _, digest = load_batch(cfg, args.data_dir)
+    cfg_path = out / f"config_{args.tag}.json"
+    runs = []  # one entry per invocation (a resumed sample keeps the history of how it was computed)
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        runs = old.get("runs", [dict(old["run"], n_total_after=old["sample"]["n"], pgd_unroll=False)] if "run" in old else [])
+    runs.append({"wall_s": wall, "compile_s": rep.compile_s, "archs_per_s": rep.archs_per_s, "n_scored": rep.n_scored,
+                 "n_total_after": k, "implementation": rep.implementation, "batching": rep.batching,
+                 "pgd_unroll": not args.no_pgd_unroll, "budget_min": args.minutes,
+                 "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     meta = {
         "sample": {"definition": "first n of numpy.random.default_rng(seed).permutation(SearchSpace.representatives)",
                    "seed": args.seed, "n": k, "population": len(perm), "indices": prefix},
-        "run": {"wall_s": wall, "compile_s": rep.compile_s, "archs_per_s": rep.archs_per_s,
-                "implementation": rep.implementation, "batching": rep.batching, "budget_min": args.minutes},
+        "runs": runs,
         **provenance(cfg, digest, {"param_definition": st.header.get("param_definition")}),
     }
-    with atomic_write(out / f"config_{args.tag}.json") as fh:
+    with atomic_write(cfg_path) as fh:
         json.dump(meta, fh, indent=2)
     print(f"{k} archs scored (this run {rep.n_scored}, {rep.archs_per_s:.3f} archs/s, compile {rep.compile_s:.0f} s); "
           f"wrote {scores}")

@@ -120,6 +120,7 @@ def pgd(
     key: jax.Array | None = None,
     center: jax.Array | None = None,
     loss_fn=cross_entropy,
+    unroll: int | bool = 1,
 ) -> jax.Array:
     """Projected gradient ascent on ``loss_fn(f(params, x'), y)`` over the ε-ball.
 
@@ -135,6 +136,11 @@ def pgd(
         key: PRNG key for the random start.
         center: centre of the ball (default ``x``). The twice-perturbed example is
             ``pgd(..., x=x_adv, center=x_adv)``; see :func:`twice_perturbed`.
+        unroll: passed to :func:`jax.lax.fori_loop` (``True``: all steps unrolled). The same
+            iterations, only compiled differently: on XLA:CPU unrolling 10 steps runs ~1.4×
+            faster but compiles ~2.5× longer, so it pays off when one compilation serves many
+            calls (the supernet engine). Results can differ from the rolled loop in float
+            rounding, which may flip ``sign`` of near-zero gradient entries.
 
     Returns:
         Adversarial examples (shape/dtype of x), with ``stop_gradient``.
@@ -153,7 +159,7 @@ def pgd(
         g = input_grad(f, params, xa, y, loss_fn)
         return project(xa + _step(g, alpha, norm), center, eps, norm)
 
-    return jax.lax.stop_gradient(jax.lax.fori_loop(0, steps, body, x0))
+    return jax.lax.stop_gradient(jax.lax.fori_loop(0, steps, body, x0, unroll=unroll))
 
 
 def twice_perturbed(f: Fn, params, x_adv, y, eps, **pgd_kwargs) -> jax.Array:

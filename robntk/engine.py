@@ -83,6 +83,8 @@ class EngineOptions:
             40% of host RAM on CPU.
         max_archs_per_call: cap of the automatic choice.
         flush_seconds: write a chunk to the store at least this often (0 = after every call).
+        pgd_unroll: unroll the PGD steps in the compiled function (:func:`robntk.attacks.pgd`):
+            the same iterations, ~1.4× faster attacks on XLA:CPU for a longer one-off compile.
     """
 
     implementation: str = "auto"
@@ -91,6 +93,7 @@ class EngineOptions:
     memory_budget: float | None = None
     max_archs_per_call: int = 64
     flush_seconds: float = 30.0
+    pgd_unroll: bool = True
 
     def __post_init__(self):
         if self.implementation not in IMPLEMENTATIONS:
@@ -221,11 +224,12 @@ class Engine:
         atk_train = (cfg.attack_bn_mode or cfg.bn_mode) == "train"
         f = lambda p, xx: net.forward(p, stats, xx, ids, train)[0]
         af = f if atk_train == train else (lambda p, xx: net.forward(p, stats, xx, ids, atk_train)[0])
+        unroll = True if self.options.pgd_unroll else 1
         if self.implementation == "fast":
             from . import fastjac
 
-            return fastjac.kernel_matrices(net, params, stats, ids, x, y, cfg, key, attack_f=af)
-        return scoring.kernel_matrices(f, params, x, y, cfg, key, af)
+            return fastjac.kernel_matrices(net, params, stats, ids, x, y, cfg, key, attack_f=af, unroll=unroll)
+        return scoring.kernel_matrices(f, params, x, y, cfg, key, af, unroll=unroll)
 
     def _batched(self, params, stats, x, y, key, ids):
         """Kernels of a block of archs ids (A, 6): dict name → (A, ...)."""
@@ -484,7 +488,7 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
         raise ValueError("run_engine: the engine was built for another configuration")
     prov = scoring.provenance(cfg, batch_digest, {
         "engine": {"implementation": engine.implementation, "batching": engine.batching,
-                   "param_definition": PARAM_DEFINITION, "n_devices": len(engine.devices)},
+                   "pgd_unroll": engine.options.pgd_unroll, "param_definition": PARAM_DEFINITION, "n_devices": len(engine.devices)},
         **(extra_provenance or {})})
     st = ResultStore.open(store, store_key(cfg, batch_digest), {
         "config": cfg.as_dict(), "config_digest": cfg.digest(), "batch_sha256_16": batch_digest,
@@ -539,6 +543,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batching", default="auto", choices=BATCHINGS, help="archs per call via lax.map or vmap")
     g.add_argument("--archs-per-call", type=int, default=None, help="archs per device per call (default: auto)")
     g.add_argument("--flush-seconds", type=float, default=30.0, help="store flush interval")
+    g.add_argument("--no-pgd-unroll", dest="pgd_unroll", action="store_false",
+                   help="keep the PGD steps in a rolled loop (shorter compile, slower attacks on CPU)")
     g.add_argument("--time-budget", type=float, default=None,
                    help="seconds after which no new call starts (clean exit; rerun to resume)")
 
@@ -569,7 +575,8 @@ def score_with_engine(args: argparse.Namespace, cfg: ScoreConfig, indices: Seque
     opts = EngineOptions(implementation=getattr(args, "implementation", "auto"),
                          batching=getattr(args, "batching", "auto"),
                          archs_per_call=getattr(args, "archs_per_call", None),
-                         flush_seconds=getattr(args, "flush_seconds", 30.0))
+                         flush_seconds=getattr(args, "flush_seconds", 30.0),
+                         pgd_unroll=getattr(args, "pgd_unroll", True))
     rep = run_engine(indices, cfg, store, data_dir=args.data_dir, space=space, shard=shard, options=opts, out=out,
                      progress=not getattr(args, "no_progress", False),
                      time_budget_s=getattr(args, "time_budget", None))

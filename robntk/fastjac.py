@@ -36,7 +36,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from . import kernels, ntk
+from . import ntk
 from .network import BN_EPS
 from .searchspace import NUM_EDGES
 from .supernet import CONV1, CONV3, SuperNet
@@ -197,16 +197,17 @@ def empirical_ntk(net: SuperNet, params, stats, ids, x: jax.Array, labels: jax.A
 
 
 def kernel_matrices(net: SuperNet, params, stats, ids, x: jax.Array, y: jax.Array, cfg, key: jax.Array,
-                    attack_f=None) -> dict[str, jax.Array]:
+                    attack_f=None, unroll: int | bool = 1) -> dict[str, jax.Array]:
     """Same output as :func:`robntk.scoring.kernel_matrices` (eval-mode BN), via
-    :func:`empirical_ntk` on the stacked batch [X, X̃_ε, X̃̃_ε, ...] (rows are independent, so
-    stacking is exact).
+    :func:`empirical_ntk` on the stacked batch [X, X̃_ε1..εE, X̃̃_ε1..εE] (rows are independent,
+    so stacking is exact); the attacks are :func:`robntk.scoring.perturbed_batches`.
 
     Args:
         net, params, stats, ids: supernet, variables, cell op ids (6,).
         x: (B, H, W, 3) in [0, 1]; y: int (B,). cfg: :class:`robntk.scoring.ScoreConfig` with
             ``bn_mode='eval'``. key: attack PRNG key (split per ε as in scoring).
         attack_f: ``f(params, X)`` the attacks differentiate (default: the eval-mode supernet).
+        unroll: PGD loop unrolling (:func:`robntk.attacks.pgd`; compilation only).
 
     Returns:
         dict name → (B, B) or (B, B, O, O), names of ``cfg.kernel_names()``.
@@ -216,16 +217,11 @@ def kernel_matrices(net: SuperNet, params, stats, ids, x: jax.Array, y: jax.Arra
     """
     if cfg.bn_mode != "eval":
         raise ValueError("fastjac needs bn_mode='eval' (independent rows); use the generic implementation")
-    from .scoring import kernels_from_gram
+    from .scoring import kernels_from_gram, perturbed_batches
 
     if attack_f is None:
         attack_f = lambda p, xx: net.forward(p, stats, xx, ids, False)[0]
-    B = x.shape[0]
-    batches = [x]
-    for k, e in enumerate(cfg.eps):
-        xa, xaa = kernels.perturb(attack_f, params, x, y, e, key=jax.random.fold_in(key, k), steps=cfg.pgd_steps)
-        batches += [xa, xaa]
-    X = jnp.concatenate(batches, axis=0)
-    Y = jnp.tile(y, len(batches))
-    G = empirical_ntk(net, params, stats, ids, X, Y, cfg.output_mode)
-    return kernels_from_gram(G, B, cfg, [(1 + 2 * k, 2 + 2 * k) for k in range(len(cfg.eps))])
+    B, E = x.shape[0], len(cfg.eps)
+    X = jnp.concatenate([x, *perturbed_batches(attack_f, params, x, y, cfg, key, unroll)], axis=0)
+    G = empirical_ntk(net, params, stats, ids, X, jnp.tile(y, 1 + 2 * E), cfg.output_mode)
+    return kernels_from_gram(G, B, cfg, [(1 + k, 1 + E + k) for k in range(E)])

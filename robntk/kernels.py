@@ -90,14 +90,14 @@ class KernelFamily:
 
 def perturb(
     f: ntk.Fn, params, x, y, eps, *, key, steps: int = 10, alpha=None, norm: str = "linf",
-    random_init: bool = True,
+    random_init: bool = True, unroll: int | bool = 1,
 ) -> tuple[jax.Array, jax.Array]:
     """(X̃, X̃̃): PGD at initialisation and the twice-perturbed batch (see :mod:`robntk.attacks`).
 
     Args: as :func:`robntk.attacks.pgd`; ``key`` is split for the two attacks.
     """
     k1, k2 = jax.random.split(key)
-    kw = dict(steps=steps, alpha=alpha, norm=norm, random_init=random_init)
+    kw = dict(steps=steps, alpha=alpha, norm=norm, random_init=random_init, unroll=unroll)
     x_adv = attacks.pgd(f, params, x, y, eps, key=k1, **kw)
     x_adv2 = attacks.twice_perturbed(f, params, x_adv, y, eps, key=k2, **kw)
     return x_adv, x_adv2

@@ -171,7 +171,7 @@ class ScoreConfig:
 
 # --------------------------------------------------------------------------- kernels (jittable)
 def kernel_matrices(f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, cfg: ScoreConfig, key: jax.Array,
-                    attack_f: ntk.Fn | None = None) -> dict[str, jax.Array]:
+                    attack_f: ntk.Fn | None = None, unroll: int | bool = 1) -> dict[str, jax.Array]:
     """All kernels of one architecture, from a pure ``f(params, X) -> (B, O)`` (jittable).
 
     Jacobians at X, X̃_ε1..εE, X̃̃_ε1..εE are computed in one call on the stacked inputs and
@@ -182,6 +182,7 @@ def kernel_matrices(f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, cfg: Sco
         f: kernel function; attack_f: function the attacks differentiate (default ``f``).
         params: parameter pytree; x: (B, H, W, 3) in [0, 1]; y: int labels (B,).
         cfg: :class:`ScoreConfig`; key: PRNG key of the attacks (split per ε).
+        unroll: PGD loop unrolling (:func:`robntk.attacks.pgd`; compilation only).
 
     Returns:
         dict name → kernel ((B, B), or (B, B, O, O) for ``'full'``), names from
@@ -189,7 +190,7 @@ def kernel_matrices(f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, cfg: Sco
     """
     attack_f = f if attack_f is None else attack_f
     B, E = x.shape[0], len(cfg.eps)
-    x_all = jnp.concatenate([x, *perturbed_batches(attack_f, params, x, y, cfg, key)], axis=0)
+    x_all = jnp.concatenate([x, *perturbed_batches(attack_f, params, x, y, cfg, key, unroll)], axis=0)
     jk = dict(output_mode=cfg.output_mode, chunk_size=cfg.chunk_size)
     if cfg.bn_mode == "eval":  # rows independent: one per-example Jacobian of all (1+2E)·B inputs
         stacked = ntk.jacobian(f, params, x_all, labels=jnp.tile(y, 1 + 2 * E), independent_rows=True, **jk)
@@ -225,16 +226,17 @@ def kernels_from_gram(G: jax.Array, B: int, cfg: ScoreConfig, blocks: Sequence[t
 
 
 def perturbed_batches(attack_f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, cfg: ScoreConfig,
-                      key: jax.Array) -> list[jax.Array]:
+                      key: jax.Array, unroll: int | bool = 1) -> list[jax.Array]:
     """[X̃_ε1, …, X̃_εE, X̃̃_ε1, …, X̃̃_εE] for the ε of ``cfg`` (one compiled PGD loop for all ε).
 
     The key of ε number k is ``fold_in(key, k)``, split into the keys of the two attacks
-    (:func:`robntk.kernels.perturb`).
+    (:func:`robntk.kernels.perturb`). ``unroll``: PGD loop unrolling (compilation only).
     """
     eps = jnp.asarray(cfg.eps, x.dtype)
     keys = jnp.stack([jax.random.fold_in(key, k) for k in range(len(cfg.eps))])
     xa, xaa = jax.lax.map(
-        lambda a: kernels.perturb(attack_f, params, x, y, a[0], key=a[1], steps=cfg.pgd_steps), (eps, keys))
+        lambda a: kernels.perturb(attack_f, params, x, y, a[0], key=a[1], steps=cfg.pgd_steps, unroll=unroll),
+        (eps, keys))
     return [*xa, *xaa]
 
 
