@@ -488,7 +488,8 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
         raise ValueError("run_engine: the engine was built for another configuration")
     prov = scoring.provenance(cfg, batch_digest, {
         "engine": {"implementation": engine.implementation, "batching": engine.batching,
-                   "pgd_unroll": engine.options.pgd_unroll, "param_definition": PARAM_DEFINITION, "n_devices": len(engine.devices)},
+                   "pgd_unroll": engine.options.pgd_unroll, "param_definition": PARAM_DEFINITION,
+                   "n_devices": len(engine.devices)},
         **(extra_provenance or {})})
     st = ResultStore.open(store, store_key(cfg, batch_digest), {
         "config": cfg.as_dict(), "config_digest": cfg.digest(), "batch_sha256_16": batch_digest,

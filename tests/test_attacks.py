@@ -70,6 +70,22 @@ def test_twice_perturbed_geometry():
     np.testing.assert_allclose(jnp.max(jnp.abs(xaa - x), axis=1), 2 * eps, rtol=1e-9)
 
 
+def test_unrolled_pgd_equals_rolled_loop():
+    """``unroll`` only changes compilation: a nonlinear model (not at its optimum after 7 steps)
+    gives the same iterate rolled, fully unrolled and partially unrolled (7 = 2·3 + 1)."""
+    k1, k2 = jax.random.split(jax.random.PRNGKey(7))
+    f0, W, x, y = linear_setup(5)
+    V = jax.random.normal(k1, (2, 2), jnp.float64)
+    f = lambda p, z: jnp.tanh(3.0 * z @ p) @ V
+    kw = dict(steps=7, alpha=0.1 * 8 / 255, key=k2)  # small steps: the iterate is path-dependent
+    rolled = attacks.pgd(f, W, x, y, 8 / 255, **kw)
+    one_step = attacks.pgd(f, W, x, y, 8 / 255, **dict(kw, steps=1))
+    assert float(jnp.max(jnp.abs(rolled - one_step))) > 1e-3
+    for unroll in (True, 3):
+        out = jax.jit(lambda w, z: attacks.pgd(f, w, z, y, 8 / 255, unroll=unroll, **kw))(W, x)
+        np.testing.assert_allclose(out, rolled, atol=1e-12)
+
+
 def test_random_start_in_ball_and_jit():
     f, W, x, y = linear_setup(4)
     eps = 0.03
