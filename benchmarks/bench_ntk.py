@@ -266,6 +266,9 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001
         env["neural_tangents"] = f"import failed: {type(exc).__name__}: {str(exc)[:160]}"
     print(json.dumps({"env": env}), flush=True)
+    if args.out:
+        with open(args.out, "a") as fh:
+            fh.write(json.dumps({"env": env}) + "\n")
     results = []
 
     def emit(rec):
