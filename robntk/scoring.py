@@ -417,14 +417,21 @@ def add_config_arguments(p: argparse.ArgumentParser, defaults: ScoreConfig = Sco
     p.add_argument("--C", type=int, default=defaults.C, help="TinyNetwork width (NB201: 16)")
     p.add_argument("--N", type=int, default=defaults.N, help="cells per stage (NB201: 5)")
     p.add_argument("--chunk-size", type=int, default=None, help="Jacobian chunk (memory bound)")
+    p.add_argument("--dtype", default=defaults.dtype, choices=("float32", "float64"),
+                   help="float64 turns on jax_enable_x64: ~2x slower on CPU, immune to float32 rounding in "
+                        "ill-conditioned kernels (see benchmarks/RESULTS.md)")
 
 
 def config_from_args(args: argparse.Namespace) -> ScoreConfig:
-    """Build (and validate) a :class:`ScoreConfig` from parsed CLI flags."""
+    """Build (and validate) a :class:`ScoreConfig` from parsed CLI flags (``--dtype float64``
+    also turns on ``jax_enable_x64`` for this process)."""
+    dtype = getattr(args, "dtype", "float32")
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
     return ScoreConfig(dataset=args.dataset, batch_size=args.batch_size, seed=args.seed,
                        eps=tuple(args.eps), betas=tuple(args.beta), pgd_steps=args.pgd_steps,
                        output_mode=args.output_mode, bn_mode=args.bn_mode, C=args.C, N=args.N,
-                       chunk_size=args.chunk_size)
+                       chunk_size=args.chunk_size, dtype=dtype)
 
 
 def select_indices(args: argparse.Namespace, space: SearchSpace) -> list[int]:

@@ -92,3 +92,18 @@ def test_atomic_write_leaves_nothing_half_written(tmp_path):
             fh.write("partial")
             raise RuntimeError("killed")
     assert p.read_text() == "old" and [q.name for q in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_cli_dtype_float64_enables_x64():
+    """``--dtype float64`` reaches the config and turns on x64 (in a subprocess: x64 is global)."""
+    import subprocess
+    import sys
+
+    code = ("import jax; from robntk.cli import build_parser; from robntk.scoring import config_from_args;"
+            "a = build_parser().parse_args(['score', '--arch', '3', '--out', 'x.csv', '--dtype', 'float64']);"
+            "assert not jax.config.jax_enable_x64; c = config_from_args(a);"
+            "assert c.dtype == 'float64' and jax.config.jax_enable_x64;"
+            "b = build_parser().parse_args(['score', '--arch', '3', '--out', 'x.csv']);"
+            "assert config_from_args(b).dtype == 'float32'; print('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
