@@ -1,0 +1,110 @@
+"""Export the inputs of ``bench_nt.py`` (neural-tangents benchmark) from the MAIN environment.
+
+``neural-tangents`` 0.6.5 does not import on the JAX robntk needs, so ``bench_nt.py`` runs in a
+separate environment (see ``benchmarks/NT_ENV.md``) and cannot import robntk. This script builds
+exactly the network / weights / batch of ``bench_ntk.py`` —
+``SuperNet(C, N).init(PRNGKey(0))``, ``net.extract(v, ops)`` for ``--arch`` (default 2581),
+``fixed_batch('cifar10', Bmax, seed=0)`` — and saves to one ``.npz``:
+
+* ``param/<path>`` and ``stat/<path>``: the dedicated TinyNetwork's ``params`` and
+  ``batch_stats`` leaves (flax layout, ``/``-joined paths, conv kernels HWIO);
+* ``x`` (B, 32, 32, 3) float32 in [0, 1] (NHWC), ``y`` int32 (B,);
+* ``ops`` (6 op names, EDGES order), ``arch``, ``C``, ``N``, ``num_classes``;
+* ``norm_mean``, ``norm_std``: per-channel pixel statistics (units of 1/255, as
+  :data:`robntk.network.NORMALIZATION`);
+* ``logits``: robntk's dedicated eval-mode forward on ``x``;
+* ``ref/<mode>/<B>``: robntk reference kernels, :func:`robntk.fastjac.empirical_ntk` (eval BN,
+  float32) for modes sum/label/trace at ``--batch`` sizes and full at ``--full-batch``.
+
+Usage (main environment; heavy → under the CPU lock on the shared machine)::
+
+    flock /tmp/cpu.lock python benchmarks/export_nt_inputs.py --data-dir ../shared/data \\
+        --out /tmp/nt_inputs.npz
+
+The ``.npz`` is a build artefact: do not commit it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from robntk import fastjac  # noqa: E402
+from robntk.network import make_apply  # noqa: E402
+from robntk.supernet import SuperNet, op_ids  # noqa: E402
+
+
+def flatten(tree, prefix: str) -> dict[str, np.ndarray]:
+    """Nested dict → {prefix/a/b/leaf: array}."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        out[prefix + "/" + "/".join(str(k.key) for k in path)] = np.asarray(leaf)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--arch", type=int, default=2581)
+    ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"])
+    ap.add_argument("--full-batch", type=int, default=16)
+    ap.add_argument("--C", type=int, default=16)
+    ap.add_argument("--N", type=int, default=5)
+    ap.add_argument("--out", default="/tmp/nt_inputs.npz")
+    args = ap.parse_args(argv)
+
+    from robntk.datasets import fixed_batch
+    from robntk.network import NORMALIZATION
+    from robntk.searchspace import SearchSpace
+
+    space = SearchSpace.load(args.data_dir)
+    ops = space.ops(args.arch)
+    net = SuperNet(C=args.C, N=args.N)
+    v = net.init(jax.random.PRNGKey(0), jnp.float32)
+    ded = net.extract(v, ops)
+    model = net.dedicated(ops)
+    f, p = make_apply(model, ded, "eval")
+    ids = jnp.asarray(op_ids(ops))
+
+    bmax = max(args.batch + [args.full_batch])
+    xb, yb = fixed_batch("cifar10", bmax, seed=0, data_dir=args.data_dir)
+    mean, std = NORMALIZATION["cifar10"]
+    data = {
+        "x": np.asarray(xb, np.float32), "y": np.asarray(yb, np.int32),
+        "ops": np.array(ops), "arch": np.int64(args.arch), "arch_str": np.array(space.arch_str(args.arch)),
+        "C": np.int64(args.C), "N": np.int64(args.N), "num_classes": np.int64(net.num_classes),
+        "norm_mean": np.array(mean, np.float64), "norm_std": np.array(std, np.float64),
+        "logits": np.asarray(jax.jit(f)(p, jnp.asarray(xb))),
+        "jax_main": np.array(jax.__version__),
+    }
+    data.update(flatten(ded["params"], "param"))
+    data.update(flatten(ded["batch_stats"], "stat"))
+
+    ntk_fn = jax.jit(lambda P_, S_, ii, xx, yy, mode: fastjac.empirical_ntk(net, P_, S_, ii, xx, yy, mode),
+                     static_argnums=5)
+    for mode in args.modes:
+        for B in ([args.full_batch] if mode == "full" else args.batch):
+            t = time.perf_counter()
+            K = ntk_fn(v["params"], v["batch_stats"], ids, jnp.asarray(xb[:B]), jnp.asarray(yb[:B]), mode)
+            data[f"ref/{mode}/{B}"] = np.asarray(jax.block_until_ready(K))
+            print(f"ref {mode} B={B} shape={data[f'ref/{mode}/{B}'].shape} ({time.perf_counter() - t:.1f}s)",
+                  flush=True)
+    np.savez(args.out, **data)
+    print(f"wrote {args.out}: {len(data)} arrays, "
+          f"P={sum(a.size for k, a in data.items() if k.startswith('param/'))}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
