@@ -3,20 +3,13 @@
 Each command lives in the module that owns its concept and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them together. Every command takes ``--data-dir``
 (default ``$ROBNTK_DATA``, then ``./data``).
-
-Compiled XLA programs are kept in a persistent cache (``$ROBNTK_COMPILE_CACHE``, default
-``$XDG_CACHE_HOME/robntk/xla`` or ``~/.cache/robntk/xla``; ``off`` disables it), so a rerun, a
-resumed job or another shard of the same configuration skips the compilation (2 min for the
-default scoring configuration on a 2-core CPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-from pathlib import Path
 
 #: command name → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -47,32 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_compile_cache(env: dict[str, str] | None = None) -> Path | None:
-    """Turn on JAX's persistent compilation cache for this process (see the module docstring).
-
-    Args:
-        env: environment to read (default ``os.environ``).
-
-    Returns:
-        The cache directory, or None when ``ROBNTK_COMPILE_CACHE`` is ``off``/``0``/empty-string.
-    """
-    env = os.environ if env is None else env
-    value = env.get("ROBNTK_COMPILE_CACHE")
-    if value is not None and value.strip().lower() in ("", "0", "off", "no", "false"):
-        return None
-    base = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = Path(value).expanduser() if value else base / "robntk" / "xla"
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``robntk`` script. Returns the exit code (2 for bad input)."""
     args = build_parser().parse_args(argv)
-    configure_compile_cache()
     try:
         return int(args._module.run(args) or 0)
     except (ValueError, FileNotFoundError) as exc:

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# keep the test session hermetic: the CLI's persistent XLA cache stays off unless a test turns it on
-os.environ.setdefault("ROBNTK_COMPILE_CACHE", "off")
 
 
 def _data_dir() -> Path:

@@ -459,36 +459,3 @@ def test_slurm_example_commands_parse():
                 assert args.all and args.shard == "3/16" and args.store == "runs/x/shard_3.store"
                 assert args.time_budget == 4 * 3600 - 600
     assert seen == ["score", "merge", "correlate"]
-
-
-def test_persistent_compile_cache(tmp_path):
-    """The CLI's XLA cache: location rules, 'off', and a second process reusing the compilation."""
-    import subprocess
-    import sys
-
-    from robntk.cli import configure_compile_cache
-
-    assert configure_compile_cache({"ROBNTK_COMPILE_CACHE": "off"}) is None
-    cache = tmp_path / "xla"
-    code = ("import jax, jax.numpy as jnp; from robntk.cli import configure_compile_cache;"
-            "configure_compile_cache(); jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0);"
-            "ev = []; jax.monitoring.register_event_listener(lambda name, **kw: ev.append(name));"
-            "f = lambda x: [x := jnp.tanh(x @ x) for _ in range(40)][-1];"
-            "jax.jit(f).lower(jnp.ones((32, 32))).compile();"
-            "print(sum(e.endswith('cache_hits') for e in ev), sum(e.endswith('cache_misses') for e in ev))")
-    env = dict(os.environ, ROBNTK_COMPILE_CACHE=str(cache))
-    run = lambda: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    first = run()
-    assert first.returncode == 0, first.stderr[-2000:]
-    hits, misses = map(int, first.stdout.split())
-    assert hits == 0 and misses >= 1 and any(p.name.startswith("jit_") for p in cache.iterdir())
-    second = run()
-    assert second.returncode == 0, second.stderr[-2000:]
-    hits2, misses2 = map(int, second.stdout.split())
-    assert hits2 == misses and misses2 == 0  # every compilation of the first process is reused
-    xdg = configure_compile_cache({"XDG_CACHE_HOME": str(tmp_path / "xdg")})
-    assert xdg == tmp_path / "xdg" / "robntk" / "xla"
-    import jax
-
-    assert jax.config.jax_compilation_cache_dir == str(xdg)
-    jax.config.update("jax_compilation_cache_dir", None)  # leave the session as it was
