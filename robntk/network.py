@@ -96,8 +96,9 @@ class ReLUConvBN(nn.Module):
 
 
 def avg_pool_3x3(x):
-    """AvgPool2d(3, stride 1, padding 1, count_include_pad=False). x: (B, H, W, C)."""
-    return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+    """AvgPool2d(3, stride 1, padding 1, count_include_pad=False). x: (B, H, W, C), same dtype out
+    (flax counts the window in the default float dtype, float64 under x64: cast back)."""
+    return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False).astype(x.dtype)
 
 
 def apply_op(op: str, x, module: nn.Module | None, train: bool):

@@ -300,3 +300,19 @@ def test_supernet_rejects_bad_config():
     with pytest.raises(ValueError, match="dataset"):
         SuperNet(dataset="mnist")
     assert format_arch_str(ids_to_ops([1] * 6)).count("skip_connect") == 6 and len(OPS) == 5
+
+
+def test_float32_network_under_x64():
+    """With x64 on (this module), a float32 supernet stays float32 — the count_include_pad=False
+    pooling used to promote to float64 and break ``lax.switch`` (branch dtypes must match)."""
+    net = SuperNet(C=2, N=1)
+    v = net.init(jax.random.PRNGKey(0), jnp.float32)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (3, 8, 8, 3), jnp.float32)
+    ids = jnp.asarray((4, 4, 1, 3, 4, 2))
+    logits = net.forward(v["params"], v["batch_stats"], x, ids, False)[0]
+    assert logits.dtype == jnp.float32
+    K = fastjac.empirical_ntk(net, v["params"], v["batch_stats"], ids, x)
+    assert K.dtype == jnp.float32 and K.shape == (3, 3)
+    K64 = fastjac.empirical_ntk(net, *(jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), v[k])
+                                       for k in ("params", "batch_stats")), ids, x.astype(jnp.float64))
+    np.testing.assert_allclose(K, K64, rtol=2e-5)  # same weights: float32 rounding only
