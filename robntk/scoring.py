@@ -418,8 +418,8 @@ def add_config_arguments(p: argparse.ArgumentParser, defaults: ScoreConfig = Sco
     p.add_argument("--N", type=int, default=defaults.N, help="cells per stage (NB201: 5)")
     p.add_argument("--chunk-size", type=int, default=None, help="Jacobian chunk (memory bound)")
     p.add_argument("--dtype", default=defaults.dtype, choices=DTYPES,
-                   help="float64 turns on jax_enable_x64: ~2x slower on CPU, immune to float32 rounding in "
-                        "ill-conditioned kernels (see benchmarks/RESULTS.md)")
+                   help="float64 turns on jax_enable_x64 (~2x slower on CPU; the initial weights are drawn in "
+                        "float64, i.e. another network for the same seed)")
 
 
 def config_from_args(args: argparse.Namespace) -> ScoreConfig:
