@@ -69,10 +69,8 @@ def main(argv=None) -> int:
     st.export(scores, order=prefix)
     _, _, digest = load_batch(cfg, args.data_dir)
     cfg_path = out / f"config_{args.tag}.json"
-    runs = []  # one entry per invocation (a resumed sample keeps the history of how it was computed)
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        runs = old.get("runs", [dict(old["run"], n_total_after=old["sample"]["n"], pgd_unroll=False)] if "run" in old else [])
+    # one entry per invocation: a resumed sample keeps the history of how it was computed
+    runs = json.loads(cfg_path.read_text()).get("runs", []) if cfg_path.exists() else []
     runs.append({"wall_s": wall, "compile_s": rep.compile_s, "archs_per_s": rep.archs_per_s, "n_scored": rep.n_scored,
                  "n_total_after": k, "implementation": rep.implementation, "batching": rep.batching,
                  "pgd_unroll": not args.no_pgd_unroll, "budget_min": args.minutes,

@@ -424,7 +424,11 @@ def add_config_arguments(p: argparse.ArgumentParser, defaults: ScoreConfig = Sco
 
 def config_from_args(args: argparse.Namespace) -> ScoreConfig:
     """Build (and validate) a :class:`ScoreConfig` from parsed CLI flags (``--dtype float64``
-    also turns on ``jax_enable_x64`` for this process)."""
+    also turns on ``jax_enable_x64`` for this process).
+
+    Raises:
+        ValueError: a flag value :class:`ScoreConfig` rejects (names the value and what is allowed).
+    """
     dtype = getattr(args, "dtype", "float32")
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
