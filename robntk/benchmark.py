@@ -29,13 +29,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import paths, registry
 from .searchspace import NUM_ARCHS, SearchSpace
 
-METRICS: tuple[str, ...] = (
-    "val_acc", "val_fgsm_3.0_acc", "val_pgd_3.0_acc", "val_fgsm_8.0_acc", "val_pgd_8.0_acc", "autoattack",
-)
-DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "ImageNet16-120")
+METRICS = registry.METRICS
+DATASETS = registry.BENCH_DATASETS
 #: Dataset keys of the official / project-page files → canonical names.
 DATASET_ALIASES: dict[str, str] = {
     "cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "ImageNet16-120",
@@ -49,9 +47,7 @@ NB201_ACC_FILE = "nb201_clean_acc/nats_bench.csv"
 SOURCES: tuple[str, ...] = ("auto", "official", "html", "csv")
 
 
-def column_name(dataset: str, metric: str) -> str:
-    """Table column of a (dataset, metric) pair: ``f'{dataset}_{metric}'``, e.g. ``cifar10_val_pgd_8.0_acc``."""
-    return f"{dataset}_{metric}"
+column_name = registry.bench_column
 
 
 def _canonical_dataset(key: str) -> str:

@@ -1,8 +1,10 @@
 """Command-line interface: ``robntk <command> ...``.
 
-Each command lives in the module that owns its concept and exposes ``add_arguments(parser)`` and
-``run(args) -> int``; this file only wires them together. Every command takes ``--data-dir``
-(default ``$ROBNTK_DATA``, then ``./data``).
+Each command is a module of :mod:`robntk.commands` with ``add_arguments(parser)`` and
+``run(args) -> int``; this file wires them together and is the one error boundary: every
+expected error (bad input, a missing or unwritable file, a store that holds another
+configuration) becomes one line ``robntk <command>: error: ...`` and exit code 2. Every command
+takes ``--data-dir`` (default ``$ROBNTK_DATA``, then ``./data``).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import sys
 
 #: command name → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "score": ("robntk.scoring", "NTK scores (λ_min of the robust kernel family) for NB201 archs"),
-    "correlate": ("robntk.correlation", "Kendall τ / Spearman of score columns vs benchmark metrics"),
-    "reproduce": ("robntk.reproduce", "main job: score a random sample on CIFAR-10 and correlate"),
-    "merge": ("robntk.engine", "merge shard result stores of `score --shard K/N`"),
+    "score": ("robntk.commands.score", "NTK scores (λ_min of the robust kernel family) for NB201 archs"),
+    "correlate": ("robntk.commands.correlate", "Kendall τ / Spearman of score columns vs benchmark metrics"),
+    "reproduce": ("robntk.commands.reproduce", "main job: score a random sample on CIFAR-10 and correlate"),
+    "merge": ("robntk.commands.merge", "merge shard result stores of `score --shard K/N`"),
     "train": ("robntk.training", "adversarially train an NB201 arch as NAS-RobBench-201 did"),
     "evaluate": ("robntk.evaluation", "evaluate a checkpoint: clean, FGSM, PGD, APGD, Square, AA-style"),
     "bound": ("robntk.theory.cli", "numerical check of the λ_min lower bounds (theory setting)"),
@@ -24,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``robntk`` parser with one sub-parser per available command."""
     parser = argparse.ArgumentParser(prog="robntk", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (modname, help_) in COMMANDS.items():
@@ -41,13 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``robntk`` script. Returns the exit code (2 for bad input)."""
+    """Entry point of the ``robntk`` script. Returns the exit code (2 for bad input, 130 when
+    interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args._module.run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: missing / unwritable files (the message names them)
         print(f"robntk {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"robntk {args.command}: interrupted (completed work is kept; rerun to resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

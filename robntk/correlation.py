@@ -1,4 +1,4 @@
-"""Rank correlation of scores with NAS-RobBench-201, trivial baselines, and ``robntk correlate``.
+"""Rank correlation of scores with NAS-RobBench-201, and the trivial baselines.
 
 * :func:`kendall_tau` (τ-b, :func:`scipy.stats.kendalltau`) and :func:`spearman_rho`
   (:func:`scipy.stats.spearmanr`) drop pairs where either value is NaN (±inf are kept: they are
@@ -17,16 +17,14 @@ representative itself when present) and the others are dropped (their number is 
 Which columns are scores (:func:`score_columns`): a column is a score iff its dtype is numeric
 and not boolean, its name is not an identifier (:data:`ID_COLUMNS`), does not end in ``_s``
 (timings in seconds) and does not contain ``degenerate`` (flags stored as 0/1). Pass
-``columns=`` (CLI ``--columns``) to choose explicitly.
+``columns=`` (``robntk correlate --columns``) to choose explicitly.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import warnings
-from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -34,8 +32,9 @@ import pandas as pd
 from scipy import stats as _st
 
 from .benchmark import DATASETS, METRICS, RobBench
-from .paths import atomic_save
+from .registry import AA_METRIC, CLEAN_METRIC, PGD8_METRIC
 from .searchspace import NUM_ARCHS, SearchSpace, num_cell_params
+from .tables import read_table
 
 #: Columns never treated as scores (identifiers and bookkeeping).
 ID_COLUMNS: frozenset[str] = frozenset({
@@ -345,43 +344,21 @@ def correlation_table(scores: pd.DataFrame, bench: RobBench, datasets: Sequence[
 
 
 # --------------------------------------------------------------------------- I/O
-SCORE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".parquet", ".pq")
-
-
 def read_scores(path: str | os.PathLike) -> pd.DataFrame:
     """Read a scores file (CSV/TSV or parquet, one row per architecture, column ``nb201_index``).
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: unsupported suffix (lists :data:`SCORE_SUFFIXES`), unreadable file, no
-            ``nb201_index`` column (all messages name the file).
+        ValueError: unsupported suffix, unreadable file, no ``nb201_index`` column (all messages
+            name the file).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"scores file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in SCORE_SUFFIXES:
-        raise ValueError(f"unsupported scores file {path}: suffix {suffix!r}; allowed: {', '.join(SCORE_SUFFIXES)}")
-    try:
-        if suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        else:
-            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
-        raise ValueError(f"cannot read scores file {path}: {type(exc).__name__}: {exc}") from None
-    if "nb201_index" not in df.columns and df.index.name != "nb201_index":
-        raise ValueError(f"scores file {path} has no 'nb201_index' column; columns are {list(df.columns)}")
-    return df
+    return read_table(path, required=("nb201_index",))
 
 
-def _save_table(table: pd.DataFrame, path: Path) -> Path:
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return atomic_save(path, lambda tmp: table.to_parquet(tmp, index=False))
-    return atomic_save(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
-
-
-def _summary(table: pd.DataFrame, metrics: Sequence[str]) -> str:
-    metric = next((m for m in ("val_pgd_8.0_acc", "autoattack", "val_acc") if m in metrics), metrics[0])
+def summary(table: pd.DataFrame, metrics: Sequence[str]) -> str:
+    """A text table of τ-b [CI] per score and dataset vs the first of PGD-8, AutoAttack, clean in
+    ``metrics``."""
+    metric = next((m for m in (PGD8_METRIC, AA_METRIC, CLEAN_METRIC) if m in metrics), metrics[0])
     sub = table[table["metric"] == metric]
     datasets = list(dict.fromkeys(sub["dataset"]))
     width = max([len("score")] + [len(s) for s in sub["score"]])
@@ -395,50 +372,3 @@ def _summary(table: pd.DataFrame, metrics: Sequence[str]) -> str:
             cells.append(f"  {r.kendall_tau:>+8.3f}{ci:>16}")
         lines.append(f"{s:<{width}}" + "".join(cells))
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``robntk correlate`` (``--data-dir`` is added by :mod:`robntk.cli`)."""
-    parser.add_argument("--scores", required=True, help="CSV/TSV/parquet with one row per arch and column nb201_index")
-    parser.add_argument("--out", default=None, help="output table (.csv or .parquet; default <scores>_correlation.csv)")
-    parser.add_argument("--figure", default=None, help="heatmap image (default <scores>_tau.png)")
-    parser.add_argument("--no-figure", action="store_true", help="do not draw the heatmap")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help=f"default: {' '.join(DATASETS)}")
-    parser.add_argument("--metrics", nargs="+", default=list(METRICS), help=f"default: {' '.join(METRICS)}")
-    parser.add_argument("--columns", nargs="+", default=None, help="score columns (default: every numeric non-id column)")
-    parser.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples for CIs (0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--level", type=float, default=0.95, help="CI level")
-    parser.add_argument("--no-baselines", action="store_true", help="omit the #params / #3x3 baselines")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``robntk correlate``: read scores, correlate with NAS-RobBench-201, write table + heatmap.
-
-    Raises:
-        FileNotFoundError: scores or benchmark file missing.
-        ValueError: bad input (see :func:`read_scores`, :func:`correlation_table`).
-    """
-    scores_path = Path(args.scores)
-    scores = read_scores(scores_path)
-    bench = RobBench.load(getattr(args, "data_dir", None))
-    table = correlation_table(scores, bench, datasets=args.datasets, metrics=args.metrics, n_boot=args.n_boot,
-                              seed=args.seed, include_baselines=not args.no_baselines, columns=args.columns,
-                              level=args.level)
-    out = Path(args.out) if args.out else scores_path.with_name(scores_path.stem + "_correlation.csv")
-    _save_table(table, out)
-    written = [str(out)]
-    if not args.no_figure:
-        from .figures import tau_heatmap
-
-        fig = Path(args.figure) if args.figure else scores_path.with_name(scores_path.stem + "_tau.png")
-        tau_heatmap(table, fig, title=f"Kendall τ-b vs NAS-RobBench-201 ({table.attrs['n_archs']} archs)")
-        written.append(str(fig))
-    a = table.attrs
-    print(f"correlate: {a['n_archs']} archs ({a['n_isomorphs_dropped']} isomorphs dropped), "
-          f"{table['score'].nunique()} score rows, {len(table) // max(1, table['score'].nunique())} benchmark "
-          f"columns, benchmark source {bench.source}, n_boot={a['n_boot']}")
-    print(_summary(table, args.metrics))
-    print("wrote " + ", ".join(written))
-    return 0

@@ -1,10 +1,10 @@
-"""Benchmark-scale scoring: every architecture through ONE compiled function.
+"""Benchmark-scale scoring: every architecture through ONE compiled function, into one store.
 
-The per-arch path (:func:`robntk.scoring.score_arch`) compiles a new XLA program for each of
-the 15,625 cells (~5 s each on CPU). Here the cell is data: :class:`robntk.supernet.SuperNet`
-takes the 6 op ids as a traced int array, so :func:`robntk.scoring.kernel_matrices` (or the
-faster exact :mod:`robntk.fastjac` kernels) is compiled once per configuration and then run for
-every arch. Pieces:
+The cell is data: :class:`robntk.network.TinyNetwork` takes the 6 op ids as a traced int array,
+so the kernel family (:func:`robntk.kernels.kernel_families`, with the per-layer-gradient NTK of
+:mod:`robntk.layer_ntk` by default) is compiled once per configuration and then run for every
+arch, whether one arch is scored or all 6,466. This is the only scoring driver: the same arch
+and seed give the same row whichever selection it is scored in. Pieces:
 
 * :class:`Engine` — the compiled kernel function of a :class:`~robntk.scoring.ScoreConfig`:
   ``A`` archs per call, either through :func:`jax.lax.map` (``batching='map'``: the per-edge
@@ -16,14 +16,13 @@ every arch. Pieces:
   error halves ``A`` with a warning and retries, down to one arch per device.
 * :mod:`robntk.store` — an append-only, crash-safe directory of JSON-lines chunks keyed by
   ``nb201_index``; a resumed run skips the archs already stored; ``--shard K/N`` partitions the
-  arch list; :func:`merge_stores` / ``robntk merge`` combine shards.
+  arch list; :func:`robntk.store.merge_stores` / ``robntk merge`` combine shards.
 * :func:`run_engine` — score a list of NB201 indices into a store, with a tqdm progress bar
-  (rate and ETA), then export CSV/parquet + JSON sidecar.
+  (rate and ETA), then export what the store holds as CSV/parquet + JSON sidecar.
 
-Initialisation. "Seed s" means the supernet init ``SuperNet.init(PRNGKey(s))`` (see
-:mod:`robntk.supernet`); the attack key is ``PRNGKey(s + 1)`` as in
-:func:`robntk.scoring.score_arch`. For an arch, the engine's row equals the dedicated
-TinyNetwork's row computed with :func:`dedicated_variables` (tested).
+Initialisation. "Seed s" is ``TinyNetwork.init(PRNGKey(s))`` (:mod:`robntk.network`; an arch's
+weights are the sub-tree :meth:`~robntk.network.TinyNetwork.extract`); the attack key is
+``PRNGKey(s + 1)``.
 
 SLURM job array (8 shards, then one merge)::
 
@@ -39,29 +38,26 @@ A pre-empted or killed task is simply resubmitted: it resumes from its store.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import math
 import os
-import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import scoring
+from . import kernels, scoring
+from .network import NetworkFn, TinyNetwork, check_op_ids, op_ids
 from .scoring import ScoreConfig
-from .searchspace import SearchSpace, format_arch_str, is_connected
-from .store import MergeReport, ResultStore, StoreError, merge_stores
-from .supernet import SuperNet, check_op_ids, ids_to_ops, op_ids
+from .searchspace import SearchSpace, is_connected
+from .store import ResultStore
 
-IMPLEMENTATIONS = ("auto", "generic", "fast")
+IMPLEMENTATIONS = kernels.IMPLEMENTATIONS
 BATCHINGS = ("auto", "map", "vmap")
 #: Identifies the parameter definition that goes into the store key (bump when init changes).
 PARAM_DEFINITION = "supernet-foldin-crc32-v1"
@@ -74,9 +70,8 @@ class EngineOptions:
     implementations).
 
     Attributes:
-        implementation: ``'generic'`` (:func:`robntk.scoring.kernel_matrices` through the
-            supernet), ``'fast'`` (:func:`robntk.fastjac.kernel_matrices`, exact, eval-mode BN
-            only) or ``'auto'`` (fast when ``bn_mode='eval'``).
+        implementation: NTK provider of :func:`robntk.kernels.stacked_gram`: ``'auto'`` /
+            ``'layerwise'`` (per-layer gradients, both BN modes), ``'jacobian'``, ``'ntvp'``.
         batching: ``'map'`` | ``'vmap'`` | ``'auto'`` (map on CPU, vmap on accelerators).
         archs_per_call: archs per device per call; None = from the memory budget (1 on CPU).
         memory_budget: bytes per device for one call; None = 70% of the accelerator's memory or
@@ -87,13 +82,15 @@ class EngineOptions:
             the same iterations, ~1.4× faster attacks on XLA:CPU for a longer one-off compile.
     """
 
-    implementation: str = "auto"
-    batching: str = "auto"
-    archs_per_call: int | None = None
-    memory_budget: float | None = None
-    max_archs_per_call: int = 64
-    flush_seconds: float = 30.0
-    pgd_unroll: bool = True
+    implementation: str = field(default="auto", metadata={"help": "NTK provider", "choices": IMPLEMENTATIONS})
+    batching: str = field(default="auto", metadata={"help": "archs per call via lax.map or vmap (auto: map on CPU)",
+                                                    "choices": BATCHINGS})
+    archs_per_call: int | None = field(default=None, metadata={"help": "archs per device per call (default: auto)"})
+    memory_budget: float | None = field(default=None, metadata={"help": "bytes per device for one call"})
+    max_archs_per_call: int = field(default=64, metadata={"help": "cap of the automatic archs per call"})
+    flush_seconds: float = field(default=30.0, metadata={"help": "store flush interval (s)"})
+    pgd_unroll: bool = field(default=True, metadata={
+        "help": "unroll the PGD steps (faster attacks on CPU for a longer compile)"})
 
     def __post_init__(self):
         if self.implementation not in IMPLEMENTATIONS:
@@ -108,20 +105,6 @@ class EngineOptions:
             raise ValueError(f"memory_budget must be > 0 bytes, got {self.memory_budget!r}")
         if not self.flush_seconds >= 0:
             raise ValueError(f"flush_seconds must be >= 0, got {self.flush_seconds!r}")
-
-
-def resolve_implementation(impl: str, cfg: ScoreConfig) -> str:
-    """'auto' → 'fast' for eval-mode BN (rows independent), else 'generic'.
-
-    Raises:
-        ValueError: 'fast' requested with ``bn_mode='train'`` (rows coupled through the batch).
-    """
-    if impl == "auto":
-        return "fast" if cfg.bn_mode == "eval" else "generic"
-    if impl == "fast" and cfg.bn_mode != "eval":
-        raise ValueError("implementation='fast' needs bn_mode='eval' (per-example gradients of independent rows); "
-                         "use 'generic' for train-mode BN")
-    return impl
 
 
 def is_resource_exhausted(exc: BaseException) -> bool:
@@ -166,15 +149,6 @@ def store_key(cfg: ScoreConfig, batch_digest: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def dedicated_variables(cfg: ScoreConfig, arch, x_dtype=jnp.float32) -> tuple[SuperNet, dict]:
-    """(supernet, variables of the dedicated TinyNetwork of ``arch``) under the engine's "seed s"
-    definition: the sub-tree of ``SuperNet.init(PRNGKey(cfg.seed))``. Feed them to
-    :func:`robntk.network.make_apply` with ``net.dedicated(arch)`` for a per-arch parity run."""
-    net = SuperNet.for_config(cfg)
-    v = net.init(jax.random.PRNGKey(cfg.seed), x_dtype)
-    return net, net.extract(v, arch)
-
-
 # --------------------------------------------------------------------------- engine
 class Engine:
     """One compiled kernel function for every arch of a configuration.
@@ -185,24 +159,25 @@ class Engine:
         devices: local devices to use (default all ``jax.local_devices()``).
 
     Attributes:
-        net: the :class:`~robntk.supernet.SuperNet`. variables: its init for ``cfg.seed``.
+        net: the :class:`~robntk.network.TinyNetwork`. variables: its init for ``cfg.seed``.
         implementation, batching: resolved choices. archs_per_call: current archs per device.
         trace_count: how often the kernel function was traced (1 per distinct call shape).
         compile_s: seconds spent compiling so far.
 
     Raises:
-        ValueError: bad options, float64 without x64, 'fast' with train-mode BN.
+        ValueError: bad options, float64 without x64.
     """
 
     def __init__(self, cfg: ScoreConfig, options: EngineOptions = EngineOptions(), devices=None):
         self.cfg = cfg
         self.options = options
         self.devices = list(devices) if devices is not None else jax.local_devices()
-        self.dtype = scoring._dtype(cfg)
-        self.net = SuperNet.for_config(cfg)
+        self.dtype = cfg.jax_dtype()
+        self.net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N, cfg.init_scheme)
         self.variables = self.net.init(jax.random.PRNGKey(cfg.seed), self.dtype)
         self.key = jax.random.PRNGKey(cfg.seed + 1)
-        self.implementation = resolve_implementation(options.implementation, cfg)
+        self.implementation = kernels.resolve_implementation(NetworkFn(self.net, None, None, False),
+                                                             options.implementation)
         platform = self.devices[0].platform
         self.batching = options.batching if options.batching != "auto" else ("map" if platform == "cpu" else "vmap")
         self.archs_per_call = options.archs_per_call
@@ -218,18 +193,14 @@ class Engine:
 
     # ------------------------------------------------------------------ the traced function
     def _one(self, params, stats, x, y, key, ids):
-        """Kernels of one arch (traced): dict name → (B, B) or (B, B, O, O)."""
-        cfg, net = self.cfg, self.net
-        train = cfg.bn_mode == "train"
-        atk_train = (cfg.attack_bn_mode or cfg.bn_mode) == "train"
-        f = lambda p, xx: net.forward(p, stats, xx, ids, train)[0]
-        af = f if atk_train == train else (lambda p, xx: net.forward(p, stats, xx, ids, atk_train)[0])
-        unroll = True if self.options.pgd_unroll else 1
-        if self.implementation == "fast":
-            from . import fastjac
-
-            return fastjac.kernel_matrices(net, params, stats, ids, x, y, cfg, key, attack_f=af, unroll=unroll)
-        return scoring.kernel_matrices(f, params, x, y, cfg, key, af, unroll=unroll)
+        """Named kernels of one arch (traced): dict name → (B, B) or (B, B, O, O)."""
+        cfg = self.cfg
+        f = NetworkFn(self.net, ids, stats, cfg.bn_mode == "train")
+        fams = kernels.kernel_families(
+            f, params, x, y, cfg.eps, key=key, steps=cfg.pgd_steps, output_mode=cfg.output_mode,
+            implementation=self.implementation, chunk_size=cfg.chunk_size, attack_f=f.with_bn_mode(cfg.attack_mode),
+            unroll=True if self.options.pgd_unroll else 1)
+        return kernels.named_kernels(fams, cfg.eps, cfg.betas)
 
     def _batched(self, params, stats, x, y, key, ids):
         """Kernels of a block of archs ids (A, 6): dict name → (A, ...)."""
@@ -285,10 +256,9 @@ class Engine:
         Raises:
             ValueError: shapes inconsistent with the config (batch size, labels).
         """
+        scoring.check_batch(x, y, self.cfg.num_classes)
         x = jnp.asarray(x, self.dtype)
         y = jnp.asarray(y, jnp.int32)
-        if x.ndim != 4 or x.shape[-1] != 3 or y.shape != (x.shape[0],):
-            raise ValueError(f"batch must be x (B, H, W, 3) and y (B,), got {x.shape} and {y.shape}")
         if x.shape[0] != self.cfg.batch_size:
             raise ValueError(f"batch has {x.shape[0]} images but cfg.batch_size is {self.cfg.batch_size}")
         old = getattr(self, "_x", None)
@@ -447,7 +417,9 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
         data_dir, space: where the search space comes from (loaded if ``arch_strs`` is None).
         arch_strs: index → arch string, instead of a loaded search space (tests, custom lists).
         shard: (K, N) from :func:`parse_shard`. options: :class:`EngineOptions`.
-        out: optional ``.csv``/``.parquet`` export of this store after the run.
+        out: optional ``.csv``/``.parquet`` export after the run of every row the store holds
+            (this selection first, in scoring order, then other stored archs by index), so a
+            rerun with a smaller selection never drops rows from the export.
         progress: tqdm bar with rate and ETA. devices: local devices (default all).
         extra_provenance: extra fields for the header's provenance.
         keep_order: score in the order of ``indices`` (e.g. a random permutation, so that any
@@ -470,7 +442,7 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
     if x is None:
         x, y, batch_digest = scoring.load_batch(cfg, data_dir)
     if batch_digest is None:
-        batch_digest = hashlib.sha256(np.asarray(x).tobytes() + np.asarray(y).tobytes()).hexdigest()[:16]
+        batch_digest = scoring.batch_digest(x, y)
     if arch_strs is None:
         space = space or SearchSpace.load(data_dir)
         indices = [space.check_index(i) for i in indices]
@@ -528,88 +500,6 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
                     archs_per_call=engine.archs_per_call or 0, n_devices=len(engine.devices),
                     n_remaining=len(todo) - n)
     if out is not None:
-        rep.out = st.export(out, order=mine if shard is not None else selection)
+        first = mine if keep_order else selection
+        rep.out = st.export(out, order=list(first) + sorted(st.done() - set(first)))
     return rep
-
-
-# --------------------------------------------------------------------------- CLI glue
-def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    """Engine flags for ``robntk score`` (``--store``, ``--shard``, ``--implementation``,
-    ``--batching``, ``--archs-per-call``, ``--flush-seconds``)."""
-    g = p.add_argument_group("supernet engine")
-    g.add_argument("--store", default=None, help="result store directory (default OUT.store); resumable")
-    g.add_argument("--shard", default=None, help="K/N: score only shard K (0-based) of N of the selection")
-    g.add_argument("--implementation", default="auto", choices=IMPLEMENTATIONS,
-                   help="generic: scoring.kernel_matrices; fast: per-example-gradient kernels (eval BN)")
-    g.add_argument("--batching", default="auto", choices=BATCHINGS, help="archs per call via lax.map or vmap")
-    g.add_argument("--archs-per-call", type=int, default=None, help="archs per device per call (default: auto)")
-    g.add_argument("--flush-seconds", type=float, default=30.0, help="store flush interval")
-    g.add_argument("--no-pgd-unroll", dest="pgd_unroll", action="store_false",
-                   help="keep the PGD steps in a rolled loop (shorter compile, slower attacks on CPU)")
-    g.add_argument("--time-budget", type=float, default=None,
-                   help="seconds after which no new call starts (clean exit; rerun to resume)")
-
-
-#: ``--engine auto`` uses the supernet from this many archs on (compile once vs once per arch).
-AUTO_MIN_ARCHS = 8
-
-
-def wants_engine(args: argparse.Namespace, n_archs: int) -> bool:
-    """Whether ``robntk score`` should use the engine: ``--engine supernet``, or ``auto`` with
-    ``--all``, ``--shard`` or at least :data:`AUTO_MIN_ARCHS` archs."""
-    choice = getattr(args, "engine", "auto")
-    if choice == "dedicated":
-        if getattr(args, "shard", None):
-            raise ValueError("--shard needs the supernet engine (--engine supernet or auto)")
-        return False
-    if choice == "supernet":
-        return True
-    return bool(getattr(args, "all", False)) or bool(getattr(args, "shard", None)) or n_archs >= AUTO_MIN_ARCHS
-
-
-def score_with_engine(args: argparse.Namespace, cfg: ScoreConfig, indices: Sequence[int], space: SearchSpace) -> int:
-    """Body of ``robntk score`` on the engine path: score into ``--store`` (default
-    ``OUT.store``), export ``--out`` (+ ``OUT.json``) and print a summary. Returns 0."""
-    shard = parse_shard(getattr(args, "shard", None))
-    out = Path(args.out)
-    store = Path(args.store) if getattr(args, "store", None) else out.with_name(out.name + ".store")
-    opts = EngineOptions(implementation=getattr(args, "implementation", "auto"),
-                         batching=getattr(args, "batching", "auto"),
-                         archs_per_call=getattr(args, "archs_per_call", None),
-                         flush_seconds=getattr(args, "flush_seconds", 30.0),
-                         pgd_unroll=getattr(args, "pgd_unroll", True))
-    rep = run_engine(indices, cfg, store, data_dir=args.data_dir, space=space, shard=shard, options=opts, out=out,
-                     progress=not getattr(args, "no_progress", False),
-                     time_budget_s=getattr(args, "time_budget", None))
-    print(f"engine: {rep.n_scored} scored, {rep.n_skipped} already in {rep.store}, {rep.n_remaining} left "
-          f"(time budget), compile {rep.compile_s:.1f} s, "
-          f"{rep.archs_per_s:.3f} archs/s ({rep.implementation}, {rep.batching}, {rep.archs_per_call} archs/call/device, "
-          f"{rep.n_devices} device(s)); wrote {rep.out} (config {rep.out}.json)")
-    return 0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``robntk merge`` (``--data-dir`` is added by :mod:`robntk.cli`)."""
-    parser.add_argument("stores", nargs="+", help="shard store directories written by `robntk score --store`")
-    parser.add_argument("--into", required=True, help="merged store directory (created or extended)")
-    parser.add_argument("--out", default=None, help="also export the merged rows to .csv/.parquet (+ .json sidecar)")
-    parser.add_argument("--rtol", type=float, default=0.0,
-                        help="relative tolerance when the same arch appears twice (default 0: exact)")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="exit 0 even when archs of the job's selection have no row")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``robntk merge``: combine shard stores; exit 1 when rows of the selection are missing
-    (unless ``--allow-missing``); store errors exit 2 via :mod:`robntk.cli`."""
-    rep = merge_stores(args.stores, args.into, rtol=args.rtol)
-    msg = (f"merged {rep.n_sources} store(s) into {rep.out}: {rep.n_rows} rows, {rep.n_duplicates} duplicate "
-           f"rows dropped, {len(rep.missing)} of the selection missing")
-    if rep.missing:
-        msg += f" (first: {rep.missing[:10]})"
-    print(msg)
-    if args.out:
-        st = ResultStore.open(args.into, create=False)
-        st.export(args.out)
-        print(f"wrote {args.out} (config {args.out}.json)")
-    return 1 if rep.missing and not args.allow_missing else 0

@@ -519,11 +519,10 @@ def evaluate_run(run_dir, x: np.ndarray, y: np.ndarray, cfg: EvalConfig, progres
         FileNotFoundError: not a run directory / no checkpoint. ValueError: bad data or config.
     """
     from . import __version__
-    from .network import make_apply
     from .training import load_trained
 
     tcfg, model, variables, meta = load_trained(run_dir)
-    f, params = make_apply(model, variables, "eval")
+    f, params = model.make_apply(variables, tcfg.arch, "eval")
     ev = RobustnessEvaluator(f, params, tcfg.num_classes, cfg, progress=progress)
     t = time.perf_counter()
     res = ev.evaluate(x, y)

@@ -75,3 +75,28 @@ def tau_heatmap(table: pd.DataFrame, path: str | os.PathLike, value: str = "kend
     ax.set_title(title if title is not None else value, fontsize=10)
     fig.tight_layout()
     return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
+
+
+def score_scatter(scores: pd.DataFrame, bench, columns: list[tuple[str, str]], path: str | os.PathLike,
+                  dataset: str = "cifar10", dpi: int = 120) -> Path:
+    """Scatter of log10 score vs benchmark accuracy, one panel per (score column, metric).
+
+    Args:
+        scores: table with ``nb201_index`` and the score columns. bench: a
+            :class:`robntk.benchmark.RobBench`. columns: (score column, metric) pairs.
+        path: PNG written atomically. dataset: benchmark dataset of the y axis.
+
+    Non-positive scores (log undefined) are dropped and counted in the panel title.
+    """
+    fig = _new_figure((4.5 * len(columns), 4))
+    axes = fig.subplots(1, len(columns), squeeze=False)[0]
+    for ax, (col, metric) in zip(axes, columns):
+        acc = bench.values(scores["nb201_index"].to_numpy(), dataset, metric)
+        lam = scores[col].to_numpy(dtype=float)
+        ok = lam > 0
+        ax.scatter(np.log10(lam[ok]), acc[ok], s=12, color="#0072B2")
+        ax.set_xlabel(f"log10 {col}")
+        ax.set_ylabel(f"{dataset} {metric}")
+        ax.set_title(f"n={int(ok.sum())} (score <= 0 dropped: {int((~ok).sum())})", fontsize=9)
+    fig.tight_layout()
+    return atomic_save(path, lambda p: fig.savefig(p, dpi=dpi))

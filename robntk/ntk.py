@@ -106,14 +106,15 @@ def jacobian(
             return jax.jacrev(lambda p: readout(f(p, xi[None]), output_mode, yb)[0])(params)
 
         if labels is None:
-            return jax.lax.map(lambda xi: one(xi, None), x, batch_size=chunk_size)
-        return jax.lax.map(lambda a: one(*a), (x, labels), batch_size=chunk_size)
+            return jax.lax.map(lambda xi: one(xi, None), x, batch_size=chunk_size or B)
+        return jax.lax.map(lambda a: one(*a), (x, labels), batch_size=chunk_size or B)
 
     g = lambda p: readout(f(p, x), output_mode, labels)
     out, vjp_fn = jax.vjp(g, params)
     Op = out.shape[1]
     basis = jnp.eye(B * Op, dtype=out.dtype).reshape(B * Op, B, Op)
-    jac = jax.lax.map(lambda c: vjp_fn(c)[0], basis, batch_size=chunk_size)
+    # vmapped VJPs over the basis, chunk by chunk (lax.map's batch_size vmaps inside a chunk)
+    jac = jax.lax.map(lambda c: vjp_fn(c)[0], basis, batch_size=chunk_size or B * Op)
     return jax.tree_util.tree_map(lambda j: j.reshape((B, Op) + j.shape[1:]), jac)
 
 
@@ -147,7 +148,7 @@ def _ntvp(f, params, x1, x2, output_mode, labels1, labels2, chunk_size):
     def column(c):
         return jvp1(vjp2(c)[0])  # (B1, Op)
 
-    cols = jax.lax.map(column, basis, batch_size=chunk_size)  # (B2*Op, B1, Op)
+    cols = jax.lax.map(column, basis, batch_size=chunk_size or B2 * Op)  # (B2*Op, B1, Op)
     cols = cols.reshape(B2, Op, cols.shape[1], Op)  # [j, b, i, a]
     if output_mode == "full":
         return jnp.transpose(cols, (2, 0, 3, 1))  # [i, j, a, b]

@@ -31,7 +31,9 @@ import itertools
 import json
 import os
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
+
+import numpy as np
 
 from . import paths
 
@@ -269,15 +271,30 @@ class SearchSpace:
             raise ValueError(f"NB201 index {i} out of range; allowed 0..{NUM_ARCHS - 1}")
         return i
 
-    def resolve(self, arch: int | str) -> int:
-        """NB201 index from an int, a digit string, or an arch string.
+    def resolve(self, arch: int | str | Sequence[str]) -> int:
+        """NB201 index from an int, a digit string, an arch string or 6 op names — the one
+        ``--arch`` resolver of every command.
 
         Raises:
-            ValueError: bad index or malformed arch string.
+            ValueError: an empty string, a bad index, or a malformed arch string (the message
+                says which of the two forms was expected).
         """
-        if isinstance(arch, str) and "|" in arch:
+        if isinstance(arch, (int, np.integer)) and not isinstance(arch, bool):
+            return self.check_index(int(arch))
+        if isinstance(arch, str):
+            a = arch.strip()
+            if not a:
+                raise ValueError("empty architecture: give an NB201 index (0..15624) or an arch string like "
+                                 "'|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|'")
+            if a.lstrip("-").isdigit():
+                return self.check_index(int(a))
+            if "|" not in a and "~" not in a:
+                raise ValueError(f"{arch!r} is neither an NB201 index (0..{NUM_ARCHS - 1}) nor an arch string "
+                                 "(|op~0|+|op~0|op~1|+|op~0|op~1|op~2|)")
+            return self.index_of(a)
+        if isinstance(arch, (tuple, list)):
             return self.index_of(arch)
-        return self.check_index(arch)
+        raise ValueError(f"architecture must be an NB201 index or an arch string, got {arch!r}")
 
     def representative(self, index: int) -> int:
         """Index of the isomorphism-class representative (smallest index of the class)."""
@@ -328,8 +345,3 @@ def sample_indices(space: SearchSpace, n: int, seed: int, unique: bool = True) -
         raise ValueError(f"sample size must be in 1..{len(pool)}, got {n}")
     rng = np.random.default_rng(seed)
     return sorted(int(i) for i in rng.choice(pool, size=n, replace=False))
-
-
-def iter_ops(archs: Iterable[str | Sequence[str]]) -> list[Arch]:
-    """Parse a list of arch strings / op tuples into op tuples (validating each)."""
-    return [parse_arch_str(a) if isinstance(a, str) else check_ops(a) for a in archs]

@@ -288,6 +288,8 @@ class ResultStore:
         rows = self.read().rows
         idx = sorted(rows) if order is None else [i for i in dict.fromkeys(order) if i in rows]
         df = pd.DataFrame([rows[i] for i in idx])
+        first = [c for c in ("nb201_index", "arch_str", "disconnected", "degenerate") if c in df.columns]
+        df = df[first + [c for c in df.columns if c not in first]]
         if out.suffix == ".csv":
             atomic_save(out, lambda p: df.to_csv(p, index=False))
         else:

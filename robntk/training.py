@@ -70,7 +70,8 @@ import numpy as np
 import optax
 
 from . import attacks
-from .network import NUM_CLASSES, TinyNetwork, init_variables, to_ops
+from .network import TinyNetwork, to_ops
+from .registry import NUM_CLASSES
 from .paths import atomic_save, atomic_write
 from .searchspace import format_arch_str
 
@@ -494,9 +495,10 @@ def make_train_step(model: TinyNetwork, tx: optax.GradientTransformation, cfg: T
     eps, steps, alpha, beta = cfg.eps, cfg.steps_resolved, cfg.step_size_resolved, cfg.trades_beta
     method = cfg.method
 
+    cell = cfg.arch
+
     def apply_train(params, bs, x):
-        logits, upd = model.apply({"params": params, "batch_stats": bs}, x, train=True, mutable=["batch_stats"])
-        return logits, upd["batch_stats"]
+        return model.apply_train({"params": params, "batch_stats": bs}, x, cell)
 
     def step_fn(state, x_all, y_all, idx, key):
         params, bs = state["params"], state["batch_stats"]
@@ -507,7 +509,7 @@ def make_train_step(model: TinyNetwork, tx: optax.GradientTransformation, cfg: T
             x = augment(k_aug, x, pad)
 
         def f_eval(p, z):
-            return model.apply({"params": p, "batch_stats": bs}, z, train=False)
+            return model.forward(p, bs, z, cell, False)[0]
 
         if method in ("pgd", "fgsm"):  # FGSM-AT = one step of 1.25·eps from a random start
             x_in = pgd_attack(f_eval, params, x, y, k_att, eps, steps, alpha)
@@ -540,12 +542,11 @@ def make_train_step(model: TinyNetwork, tx: optax.GradientTransformation, cfg: T
 
 
 def init_state(model: TinyNetwork, tx: optax.GradientTransformation, cfg: TrainConfig, image_shape) -> dict:
-    """Initial train state ``{'params', 'batch_stats', 'opt_state', 'step'}``:
-    :func:`robntk.network.init_variables` with key ``fold_in(key(seed), 0)``. image_shape: (H, W, 3).
-
-    (Eager on purpose: its per-op compilations are cached across runs of the same shapes, while a
-    jitted init would recompile the whole network for every new model object.)"""
-    variables = init_variables(model, jax.random.fold_in(jax.random.key(cfg.seed), 0), (1, *image_shape))
+    """Initial train state ``{'params', 'batch_stats', 'opt_state', 'step'}``: the network of
+    ``cfg.arch`` for "init seed s" = ``cfg.seed`` (:meth:`robntk.network.TinyNetwork.init` with
+    ``PRNGKey(seed)``, the same weights that ``robntk score --seed s`` scores). image_shape: (H, W, 3)
+    (unused: the parameter shapes do not depend on the image size)."""
+    variables = model.init(jax.random.PRNGKey(cfg.seed), arch=cfg.arch)
     params = variables["params"]
     return {
         "params": params,
@@ -557,7 +558,7 @@ def init_state(model: TinyNetwork, tx: optax.GradientTransformation, cfg: TrainC
 
 def build_model(cfg: TrainConfig) -> TinyNetwork:
     """The TinyNetwork of a config (logits over ``cfg.num_classes``)."""
-    return TinyNetwork(cfg.arch, C=cfg.C, N=cfg.N, num_classes=cfg.num_classes, dataset=cfg.dataset,
+    return TinyNetwork(C=cfg.C, N=cfg.N, num_classes=cfg.num_classes, dataset=cfg.dataset,
                        init_scheme=cfg.init_scheme)
 
 

@@ -1,0 +1,139 @@
+"""One atomic table writer and reader, with the JSON sidecar that holds the configuration.
+
+Every table robntk writes (scores, correlations, proxies, search curves) goes through
+:func:`write_table`: the table is written to a temporary file and renamed over the target, then
+the sidecar ``OUT.json`` likewise, so a killed process leaves either the old or the new file,
+never a half-written one. Resumable work never resumes from a table: it resumes from its
+:class:`robntk.store.ResultStore` (tables are exports).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from .paths import atomic_save, atomic_write
+
+#: Table formats by suffix.
+SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".parquet", ".pq")
+
+
+def sidecar_path(out: str | os.PathLike) -> Path:
+    """``scores.csv`` → ``scores.csv.json`` (the configuration sidecar)."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
+
+
+def check_table_path(out: str | os.PathLike, what: str = "--out") -> Path:
+    """Validate a table path's suffix and that its directory is writable (before any work).
+
+    Raises:
+        ValueError: unsupported suffix (lists :data:`SUFFIXES`).
+        PermissionError: the target directory (or its nearest existing parent) is not writable,
+            or the target exists and is not writable (message names the path).
+    """
+    out = Path(out)
+    if out.suffix.lower() not in SUFFIXES:
+        raise ValueError(f"{what} must end in {', '.join(SUFFIXES)}, got {str(out)!r}")
+    check_writable(out, what)
+    return out
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Raise PermissionError (naming ``path``) unless ``path`` can be created or overwritten.
+
+    Checks the nearest existing ancestor directory for write access (so that a path whose
+    directories do not exist yet passes when they can be created).
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() and what != "directory":
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"{what} {path} is not writable")
+        return path
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"{what} {path} exists and is not writable")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {what} {path}: directory {parent} is not writable")
+    return path
+
+
+def write_table(df: pd.DataFrame, out: str | os.PathLike, meta: Mapping[str, Any] | None = None,
+                float_format: str | None = None) -> Path:
+    """Write ``df`` to ``out`` (CSV/TSV/parquet by suffix) and ``meta`` to its sidecar, atomically.
+
+    Args:
+        df: the table (written without its index).
+        out: target path. meta: JSON-serialisable configuration/provenance (None: no sidecar).
+        float_format: printf format of floats in CSV/TSV (default: full precision).
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: unsupported suffix.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"table must end in {', '.join(SUFFIXES)}, got {str(out)!r}")
+    if suffix in (".parquet", ".pq"):
+        atomic_save(out, lambda p: df.to_parquet(p, index=False))
+    else:
+        sep = "\t" if suffix == ".tsv" else ","
+        atomic_save(out, lambda p: df.to_csv(p, index=False, sep=sep, float_format=float_format))
+    if meta is not None:
+        with atomic_write(sidecar_path(out)) as fh:
+            json.dump(dict(meta), fh, indent=2, sort_keys=True, default=str)
+    return out
+
+
+def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a table written by :func:`write_table` (or any CSV/TSV/parquet).
+
+    Args:
+        path: the table. required: columns that must be present.
+
+    Raises:
+        FileNotFoundError: missing file (names it).
+        ValueError: unsupported suffix, unreadable file, or a missing required column (names the
+            file and the columns it has).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"table not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"unsupported table {path}: suffix {suffix!r}; allowed: {', '.join(SUFFIXES)}")
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
+        raise ValueError(f"cannot read table {path}: {type(exc).__name__}: {exc}") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"table {path} has no column(s) {missing}; columns are {list(df.columns)}")
+    return df
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    """The sidecar of table ``path`` (``{}`` when there is none).
+
+    Raises:
+        ValueError: the sidecar is not valid JSON (names the file).
+    """
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"corrupt sidecar {side}: {exc}") from None
