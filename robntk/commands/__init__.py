@@ -1,0 +1,1 @@
+"""CLI commands (one module per command, wired into ``robntk <name>`` by robntk/cli.py)."""
