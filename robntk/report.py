@@ -626,7 +626,8 @@ def _markdown_top(top: pd.DataFrame) -> str:
                   "|" + "---|" * (len(metrics) + 4)]
         for _, r in g.iterrows():
             vals = " | ".join(f"{r[m]:.4f}" for m in metrics)
-            lines.append(f"| {r['rank']} | {r['nb201_index']} | {vals} | {r['num_conv3x3']} | `{r['arch_str']}` |")
+            arch = str(r["arch_str"]).replace("|", "\\|")  # a bare '|' would split the table cell, even in code
+            lines.append(f"| {r['rank']} | {r['nb201_index']} | {vals} | {r['num_conv3x3']} | `{arch}` |")
         lines.append("")
     return "\n".join(lines)
 
@@ -659,8 +660,9 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
         progress: tqdm progress over the sections.
 
     Returns:
-        The manifest written to ``report.json`` (``files``: name → path, ``key_numbers``,
-        ``skipped``, ``config``, ``elapsed_s``).
+        The manifest written to ``report.json``: ``files`` (names inside ``out_dir``),
+        ``key_numbers``, ``skipped``, ``config``, ``source`` / ``benchmark_file`` (folder/name of the
+        file read) and ``elapsed_s`` (wall seconds of the analyses and writing, without loading).
 
     Raises:
         ValueError: bad k / top / dpi, no usable benchmark columns.
@@ -759,12 +761,12 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
             rs = random_search_curve(table, search_ks)
             csv("random_search.csv", rs)
             png("random_search.png", random_search_figure(rs))
+    bench_file = None if bench.path is None else f"{bench.path.parent.name}/{bench.path.name}"
     manifest = {
-        "command": "robntk report", "source": bench.source, "benchmark_path": None if bench.path is None else str(bench.path),
+        "command": "robntk report", "source": bench.source, "benchmark_file": bench_file,
         "config": {"op_k": op_k, "overlap_ks": list(overlap_ks), "top": top, "search_ks": list(search_ks), "dpi": dpi},
-        "files": files, "key_numbers": key, "skipped": skipped, "elapsed_s": round(time.perf_counter() - t0, 2),
+        "files": sorted(files) + ["report.json"], "key_numbers": key, "skipped": skipped, "elapsed_s": round(time.perf_counter() - t0, 2),
     }
-    files["report.json"] = str(out / "report.json")
     _atomic_text(out / "report.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 

@@ -272,7 +272,7 @@ def test_report_command_full(data_dir, tmp_path, capsys):
     assert mat.loc["cifar10_val_acc", "cifar10_val_pgd_8.0_acc"] == pytest.approx(0.895, abs=5e-4)
     scat = pd.read_csv(out / "accuracy_robustness.csv")
     assert len(scat) == 6466 and scat.set_index("nb201_index").loc[2581, "num_conv3x3"] == 4
-    assert "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|" in (out / "top10.md").read_text()
+    assert r"\|nor_conv_3x3~0\|+\|nor_conv_1x1~0\|nor_conv_3x3~1\|" in (out / "top10.md").read_text()
     assert "τ clean vs PGD-8: cifar10 0.895" in capsys.readouterr().out
 
 
