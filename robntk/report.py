@@ -2,9 +2,10 @@
 
 Pure functions return :class:`pandas.DataFrame` s computed over the representatives of the
 isomorphism classes (6,466 for the full benchmark; isomorphs share one measured value, so each
-class counts once). Figure builders turn those tables into :class:`matplotlib.figure.Figure` s
-(object API with the Agg canvas, never ``pyplot``); :func:`write_report` runs everything and
-writes each PNG next to the CSV behind it (``robntk report``).
+class counts once). The builders of :mod:`robntk.report_figures` turn those tables into
+:class:`matplotlib.figure.Figure` s (object API with the Agg canvas, never ``pyplot``);
+:func:`write_report` runs everything and writes each PNG next to the CSV behind it (the
+``robntk report`` command, :mod:`robntk.commands.report`).
 
 Analyses:
 
@@ -34,7 +35,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,8 +68,6 @@ _JUNG_SOURCE = (
     "the NAS-RobBench-201 project page repository github.com/TT2408/nasrobbench201hp (files/acc.json, "
     "a copy of robustness.vision's table; see jung_robustness_nb201_summary/PROVENANCE.md of the data bundle)"
 )
-paths.SOURCES.setdefault(JUNG_CSV, "derived from " + JUNG_JSON + " (" + _JUNG_SOURCE + ")")
-paths.SOURCES.setdefault(JUNG_JSON, _JUNG_SOURCE)
 
 #: Reference columns produced by :func:`reference_table` (per dataset ``<dataset>_<name>``).
 REFERENCE_LABELS: dict[str, str] = {
@@ -470,7 +469,8 @@ def operator_frequency(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT
         for c in criteria:
             col = column_name(d, c)
             if col not in table.columns:
-                raise ValueError(f"unknown criterion {c!r} for {d}; allowed: {', '.join(table.attrs.get('metrics', METRICS))}")
+                allowed = ", ".join(table.attrs.get("metrics", METRICS))
+                raise ValueError(f"unknown criterion {c!r} for {d}; allowed: {allowed}")
             sets.append((c, all_ops[[pos[int(i)] for i in top_k_indices(table[col], k)]]))
         sets.append(("all", all_ops))
         for c, ops in sets:
@@ -519,7 +519,8 @@ def top_k_table(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT_TOP,
             if col not in table.columns:
                 raise ValueError(f"unknown criterion {c!r} for {d}; allowed: {', '.join(metrics)}")
             for r, i in enumerate(top_k_indices(table[col], k), start=1):
-                row = {"dataset": d, "criterion": c, "rank": r, "nb201_index": int(i), "arch_str": space.arch_str(int(i)),
+                row = {"dataset": d, "criterion": c, "rank": r, "nb201_index": int(i),
+                       "arch_str": space.arch_str(int(i)),
                        "num_conv3x3": sum(o == "nor_conv_3x3" for o in space.ops(int(i)))}
                 for m in metrics:
                     if column_name(d, m) in table.columns:
@@ -622,7 +623,8 @@ def _markdown_top(top: pd.DataFrame) -> str:
     metrics = [m for m in METRICS if m in top.columns]
     for (d, c), g in top.groupby(["dataset", "criterion"], sort=False):
         lines += [f"## {d}, top {len(g)} by {METRIC_LABELS.get(c, c)}", "",
-                  "| rank | nb201_index | " + " | ".join(METRIC_LABELS.get(m, m) for m in metrics) + " | #3×3 | arch_str |",
+                  "| rank | nb201_index | " + " | ".join(METRIC_LABELS.get(m, m) for m in metrics)
+                  + " | #3×3 | arch_str |",
                   "|" + "---|" * (len(metrics) + 4)]
         for _, r in g.iterrows():
             vals = " | ".join(f"{r[m]:.4f}" for m in metrics)
@@ -669,106 +671,139 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
     """
     from tqdm.auto import tqdm
 
-    from .report_figures import (accuracy_robustness_figure, boxplot_figure, operator_figure,
-                                 random_search_figure, save_figure, standard_scatter_figure,
-                                 standard_tau_figure, tau_matrix_figure)
-
     t0 = time.perf_counter()
     for name, v in (("op_k", op_k), ("top", top), ("dpi", dpi)):
         _check_k(v, name)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table = benchmark_table(bench)
-    space = bench.space
-    n = len(table)
-    files: dict[str, str] = {}
-    skipped: dict[str, str] = {}
-    key: dict = {"n_architectures": n}
-
-    def csv(name, df, index=False):
-        files[name] = str(_atomic_csv(df, out / name, index=index))
-
-    def png(name, fig):
-        files[name] = str(save_figure(fig, out / name, dpi=dpi))
-
-    steps = ["boxplots", "tau", "standard", "operators", "top", "scatter", "search"]
-    bar = tqdm(steps, desc="report", unit="section", disable=not progress, dynamic_ncols=True)
-    for step in bar:
-        bar.set_postfix_str(step)
-        if step == "boxplots":
-            summ = metric_summary(table)
-            csv("metric_boxplots.csv", summ)
-            png("metric_boxplots.png", boxplot_figure(table))
-        elif step == "tau":
-            pairs = tau_pairs(table)
-            mat = tau_matrix(pairs)
-            csv("tau_pairs.csv", pairs)
-            csv("tau_matrix.csv", mat.rename_axis("column"), index=True)
-            png("tau_matrix.png", tau_matrix_figure(mat))
-            key["kendall_tau_clean_vs_pgd8"] = {
-                d: float(mat.loc[column_name(d, CLEAN), column_name(d, ROBUST)]) for d in table.attrs["datasets"]
-                if column_name(d, CLEAN) in mat.index and column_name(d, ROBUST) in mat.index}
-        elif step == "standard":
-            refs = references
-            if refs is None:
-                try:
-                    refs = reference_table(bench, data_dir)
-                except FileNotFoundError as exc:
-                    skipped["standard_training"] = str(exc)
-                    refs = False
-            if refs is False:
-                skipped.setdefault("standard_training", "references=False")
-                continue
-            agree = standard_training_agreement(table, refs, [k for k in overlap_ks if k <= n])
-            csv("standard_training_agreement.csv", agree)
-            used = [c for d in table.attrs["datasets"] for c in (column_name(d, CLEAN), column_name(d, ROBUST),
-                                                                  f"{d}_nb201_test_acc", f"{d}_jung_pgd")]
-            scat = pd.concat([table, refs.reindex(table.index)], axis=1)
-            csv("standard_training_scatter.csv", scat[[c for c in used if c in scat.columns]].reset_index())
-            png("standard_training.png", standard_scatter_figure(table, refs, agree))
-            png("standard_training_tau.png", standard_tau_figure(agree))
-            sel = agree[(agree["metric"] == CLEAN) & (agree["reference"] == "nb201_test_acc")]
-            key["standard_training"] = {
-                f"{r['dataset']} {METRIC_LABELS.get(r['metric'], r['metric'])} vs {r['reference']}": _agreement_numbers(r)
-                for _, r in agree.iterrows()
-                if (r["metric"], r["reference"]) in ((CLEAN, "nb201_test_acc"), (CLEAN, "jung_clean"),
-                                                     (ROBUST, "nb201_test_acc"), (ROBUST, "jung_pgd"))}
-        elif step == "operators":
-            crit = [c for c in table.columns if c.endswith("_" + CLEAN) or c.endswith("_" + ROBUST)]
-            k = min(op_k, int(table[crit].notna().sum().min()))
-            freq = operator_frequency(table, space, k)
-            share = operator_share(freq)
-            csv("operator_frequency.csv", freq)
-            csv("operator_share.csv", share)
-            png("operator_frequency.png", operator_figure(freq))
-            key["operator_share"] = {f"{r['dataset']} {r['criterion']} k={r['k']}": {} for _, r in share.iterrows()}
-            for _, r in share.iterrows():
-                key["operator_share"][f"{r['dataset']} {r['criterion']} k={r['k']}"][r["op"]] = round(float(r["share"]), 4)
-        elif step == "top":
-            tt = top_k_table(table, space, min(top, n))
-            csv(f"top{top}.csv", tt)
-            files[f"top{top}.md"] = str(_atomic_text(out / f"top{top}.md", _markdown_top(tt)))
-            key["best"] = {f"{r['dataset']} {r['criterion']}": [int(r["nb201_index"]), round(float(r[r["criterion"]]), 4)]
-                           for _, r in tt[tt["rank"] == 1].iterrows()}
-        elif step == "scatter":
-            sc = table[[c for d in table.attrs["datasets"] for c in (column_name(d, CLEAN), column_name(d, ROBUST))
-                        if c in table.columns]].copy()
-            sc.attrs = dict(table.attrs)
-            sc["num_conv3x3"] = num_conv3x3(table.index, space)
-            csv("accuracy_robustness.csv", sc.reset_index())
-            png("accuracy_robustness.png", accuracy_robustness_figure(sc))
-        elif step == "search":
-            rs = random_search_curve(table, search_ks)
-            csv("random_search.csv", rs)
-            png("random_search.png", random_search_figure(rs))
+    overlap_ks = [_check_k(k, "overlap k") for k in overlap_ks]
+    search_ks = [_check_k(k, "search k") for k in search_ks]
+    w = _ReportWriter(bench, benchmark_table(bench), Path(out_dir), dpi)
+    w.out.mkdir(parents=True, exist_ok=True)
+    sections = {
+        "boxplots": w.boxplots, "tau": w.tau,
+        "standard": lambda: w.standard(references, data_dir, overlap_ks),
+        "operators": lambda: w.operators(op_k), "top": lambda: w.top(top), "scatter": w.scatter,
+        "search": lambda: w.search(search_ks),
+    }
+    bar = tqdm(list(sections), desc="report", unit="section", disable=not progress, dynamic_ncols=True)
+    for name in bar:
+        bar.set_postfix_str(name)
+        sections[name]()
     bench_file = None if bench.path is None else f"{bench.path.parent.name}/{bench.path.name}"
     manifest = {
         "command": "robntk report", "source": bench.source, "benchmark_file": bench_file,
-        "config": {"op_k": op_k, "overlap_ks": list(overlap_ks), "top": top, "search_ks": list(search_ks), "dpi": dpi},
-        "files": sorted(files) + ["report.json"], "key_numbers": key, "skipped": skipped, "elapsed_s": round(time.perf_counter() - t0, 2),
+        "config": {"op_k": op_k, "overlap_ks": overlap_ks, "top": top, "search_ks": search_ks, "dpi": dpi},
+        "files": sorted(w.files) + ["report.json"], "key_numbers": w.key, "skipped": w.skipped,
+        "elapsed_s": round(time.perf_counter() - t0, 2),
     }
-    _atomic_text(out / "report.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    _atomic_text(w.out / "report.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
+
+
+class _ReportWriter:
+    """The sections of :func:`write_report`; each computes its tables, writes them and notes key numbers."""
+
+    def __init__(self, bench: RobBench, table: pd.DataFrame, out: Path, dpi: int):
+        self.bench, self.table, self.out, self.dpi = bench, table, out, dpi
+        self.n = len(table)
+        self.files: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.key: dict = {"n_architectures": self.n}
+
+    def csv(self, name: str, df: pd.DataFrame, index: bool = False) -> None:
+        _atomic_csv(df, self.out / name, index=index)
+        self.files.append(name)
+
+    def png(self, name: str, fig) -> None:
+        from .report_figures import save_figure
+
+        save_figure(fig, self.out / name, dpi=self.dpi)
+        self.files.append(name)
+
+    def _cols(self, *metrics: str) -> list[str]:
+        return [column_name(d, m) for d in self.table.attrs["datasets"] for m in metrics
+                if column_name(d, m) in self.table.columns]
+
+    def boxplots(self) -> None:
+        from .report_figures import boxplot_figure
+
+        self.csv("metric_boxplots.csv", metric_summary(self.table))
+        self.png("metric_boxplots.png", boxplot_figure(self.table))
+
+    def tau(self) -> None:
+        from .report_figures import tau_matrix_figure
+
+        pairs = tau_pairs(self.table)
+        mat = tau_matrix(pairs)
+        self.csv("tau_pairs.csv", pairs)
+        self.csv("tau_matrix.csv", mat.rename_axis("column"), index=True)
+        self.png("tau_matrix.png", tau_matrix_figure(mat))
+        self.key["kendall_tau_clean_vs_pgd8"] = {
+            d: float(mat.loc[column_name(d, CLEAN), column_name(d, ROBUST)]) for d in self.table.attrs["datasets"]
+            if column_name(d, CLEAN) in mat.index and column_name(d, ROBUST) in mat.index}
+
+    def standard(self, references, data_dir, overlap_ks: Sequence[int]) -> None:
+        from .report_figures import standard_scatter_figure, standard_tau_figure
+
+        if references is False:
+            self.skipped["standard_training"] = "references=False (--no-standard)"
+            return
+        if references is None:
+            try:
+                references = reference_table(self.bench, data_dir)
+            except FileNotFoundError as exc:
+                self.skipped["standard_training"] = str(exc)
+                return
+        agree = standard_training_agreement(self.table, references, [k for k in overlap_ks if k <= self.n])
+        self.csv("standard_training_agreement.csv", agree)
+        scat = pd.concat([self.table, references.reindex(self.table.index)], axis=1)
+        used = [c for d in self.table.attrs["datasets"] for c in (column_name(d, CLEAN), column_name(d, ROBUST),
+                                                                 f"{d}_nb201_test_acc", f"{d}_jung_pgd")]
+        self.csv("standard_training_scatter.csv", scat[[c for c in used if c in scat.columns]].reset_index())
+        self.png("standard_training.png", standard_scatter_figure(self.table, references, agree))
+        self.png("standard_training_tau.png", standard_tau_figure(agree))
+        shown = ((CLEAN, "nb201_test_acc"), (CLEAN, "jung_clean"), (ROBUST, "nb201_test_acc"), (ROBUST, "jung_pgd"))
+        self.key["standard_training"] = {
+            f"{r['dataset']} {METRIC_LABELS.get(r['metric'], r['metric'])} vs {r['reference']}": _agreement_numbers(r)
+            for _, r in agree.iterrows() if (r["metric"], r["reference"]) in shown}
+
+    def operators(self, op_k: int) -> None:
+        from .report_figures import operator_figure
+
+        k = min(op_k, int(self.table[self._cols(CLEAN, ROBUST)].notna().sum().min()))
+        freq = operator_frequency(self.table, self.bench.space, k)
+        share = operator_share(freq)
+        self.csv("operator_frequency.csv", freq)
+        self.csv("operator_share.csv", share)
+        self.png("operator_frequency.png", operator_figure(freq))
+        ops: dict = {}
+        for _, r in share.iterrows():
+            ops.setdefault(f"{r['dataset']} {r['criterion']} k={r['k']}", {})[r["op"]] = round(float(r["share"]), 4)
+        self.key["operator_share"] = ops
+
+    def top(self, top: int) -> None:
+        tt = top_k_table(self.table, self.bench.space, min(top, self.n))
+        self.csv(f"top{top}.csv", tt)
+        _atomic_text(self.out / f"top{top}.md", _markdown_top(tt))
+        self.files.append(f"top{top}.md")
+        self.key["best"] = {
+            f"{r['dataset']} {r['criterion']}": [int(r["nb201_index"]), round(float(r[r["criterion"]]), 4)]
+            for _, r in tt[tt["rank"] == 1].iterrows()}
+
+    def scatter(self) -> None:
+        from .report_figures import accuracy_robustness_figure
+
+        sc = self.table[self._cols(CLEAN, ROBUST)].copy()
+        sc.attrs = dict(self.table.attrs)
+        sc["num_conv3x3"] = num_conv3x3(self.table.index, self.bench.space)
+        self.csv("accuracy_robustness.csv", sc.reset_index())
+        self.png("accuracy_robustness.png", accuracy_robustness_figure(sc))
+
+    def search(self, search_ks: Sequence[int]) -> None:
+        from .report_figures import random_search_figure
+
+        rs = random_search_curve(self.table, search_ks)
+        self.csv("random_search.csv", rs)
+        self.png("random_search.png", random_search_figure(rs))
 
 
 def _agreement_numbers(row: pd.Series) -> dict:

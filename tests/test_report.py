@@ -220,7 +220,8 @@ def test_jung_loader_csv_json_parity(data_dir, tmp_path, bench):
     from robntk.benchmark import load_nb201_accuracy
 
     reps = list(bench.table().index)
-    tau = report.kendall_tau(csv.loc[reps, "cifar10_jung_clean"], load_nb201_accuracy(data_dir).loc[reps, "cifar10_nb201_test_acc"])
+    nb201 = load_nb201_accuracy(data_dir).loc[reps, "cifar10_nb201_test_acc"]
+    tau = report.kendall_tau(csv.loc[reps, "cifar10_jung_clean"], nb201)
     assert tau == pytest.approx(0.947, abs=5e-4)
     with pytest.raises(FileNotFoundError, match="jung_acc_summary_15625.csv.*acc.json"):
         report.load_jung_robustness(tmp_path)
