@@ -1,0 +1,820 @@
+"""The benchmark's own analyses (NAS-RobBench-201, Wu et al., ICLR 2024, Section 3) as tables and figures.
+
+Pure functions return :class:`pandas.DataFrame` s computed over the representatives of the
+isomorphism classes (6,466 for the full benchmark; isomorphs share one measured value, so each
+class counts once). The builders of :mod:`robntk.report_figures` turn those tables into
+:class:`matplotlib.figure.Figure` s (object API with the Agg canvas, never ``pyplot``);
+:func:`write_report` runs everything and writes each PNG next to the CSV behind it (the
+``robntk report`` command, :mod:`robntk.commands.report`).
+
+Analyses:
+
+* :func:`metric_summary` — box-plot statistics of every metric per dataset, with the random-guess
+  level (the project page's box-plot figure).
+* :func:`tau_pairs` / :func:`tau_matrix` — Kendall τ-b (and Spearman ρ) between all metrics
+  within and across datasets.
+* :func:`standard_training_agreement` — rank agreement of NAS-RobBench-201 with standard-training
+  references: NB201's 200-epoch test accuracies (:func:`robntk.benchmark.load_nb201_accuracy`)
+  and Jung et al.'s robustness of the standard-trained NB201 weights (:func:`load_jung_robustness`):
+  τ-b, Spearman ρ and the overlap of the top-k sets.
+* :func:`operator_frequency` — which op sits on each edge among the top-k architectures.
+* :func:`top_k_table` — the best architectures per dataset and criterion, with arch strings.
+* :func:`random_search_curve` — exact expected outcome of random search with a clean or a
+  robust selection criterion (the simplest of the NAS algorithms the paper runs).
+
+Conventions. "Top-k by a metric" is the k architectures with the highest value; ties are
+broken by the smaller NB201 index (a stable descending sort), architectures without a value
+(NaN) are never selected. Accuracies are fractions in [0, 1]; ε of the metric names is in /255
+units as in the official keys (``val_pgd_8.0_acc`` = PGD at ε = 8/255).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import paths
+from .benchmark import DATASETS, METRICS, RobBench, _read_js_json, column_name, load_nb201_accuracy
+from .correlation import kendall_tau, spearman_rho
+from .searchspace import EDGES, NUM_ARCHS, OPS, SearchSpace
+
+#: Short labels of the metrics (figures and tables).
+METRIC_LABELS: dict[str, str] = {
+    "val_acc": "clean", "val_fgsm_3.0_acc": "FGSM-3", "val_pgd_3.0_acc": "PGD-3",
+    "val_fgsm_8.0_acc": "FGSM-8", "val_pgd_8.0_acc": "PGD-8", "autoattack": "AA",
+}
+#: Short labels of the datasets.
+DATASET_LABELS: dict[str, str] = {"cifar10": "C10", "cifar100": "C100", "ImageNet16-120": "IN16"}
+#: Number of classes → random-guess accuracy 1 / classes.
+NUM_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
+#: Okabe & Ito (2008) colour-blind-safe palette (black last).
+OKABE_ITO: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+CLEAN, ROBUST = "val_acc", "val_pgd_8.0_acc"
+EDGE_LABELS: tuple[str, ...] = tuple(f"{a}→{b}" for a, b in EDGES)
+
+JUNG_CSV = "jung_robustness_nb201_summary/jung_acc_summary_15625.csv"
+JUNG_JSON = "jung_robustness_nb201_summary/acc.json"
+#: Jung et al.'s labels (standard-trained NB201 weights, attacks at ε = 1/255; ``corr`` = mean
+#: accuracy over common corruptions, CIFAR only).
+JUNG_METRICS: tuple[str, ...] = ("clean", "aa_apgd-ce", "aa_square", "fgsm", "pgd", "corr")
+_JUNG_SOURCE = (
+    "the NAS-RobBench-201 project page repository github.com/TT2408/nasrobbench201hp (files/acc.json, "
+    "a copy of robustness.vision's table; see jung_robustness_nb201_summary/PROVENANCE.md of the data bundle)"
+)
+
+#: Reference columns produced by :func:`reference_table` (per dataset ``<dataset>_<name>``).
+REFERENCE_LABELS: dict[str, str] = {
+    "nb201_test_acc": "NB201 std. training, 200 ep, test acc",
+    "jung_clean": "Jung std. training, clean", "jung_aa_apgd-ce": "Jung APGD-CE 1/255",
+    "jung_aa_square": "Jung Square 1/255", "jung_fgsm": "Jung FGSM 1/255", "jung_pgd": "Jung PGD 1/255",
+    "jung_corr": "Jung corruptions",
+}
+DEFAULT_OVERLAP_K: tuple[int, ...] = (10, 50, 100)
+DEFAULT_OP_K = 100
+DEFAULT_TOP = 10
+DEFAULT_SEARCH_K: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def metric_label(dataset: str, metric: str) -> str:
+    """Short label, e.g. ``'C10 PGD-8'`` (unknown names are kept as they are)."""
+    return f"{DATASET_LABELS.get(dataset, dataset)} {METRIC_LABELS.get(metric, metric)}"
+
+
+def random_guess(dataset: str) -> float:
+    """Random-guess accuracy 1 / #classes (CIFAR-10 0.1, CIFAR-100 0.01, ImageNet16-120 1/120).
+
+    Raises:
+        ValueError: unknown dataset (lists the known ones).
+    """
+    if dataset not in NUM_CLASSES:
+        raise ValueError(f"unknown dataset {dataset!r} for the random-guess level; known: {', '.join(NUM_CLASSES)}")
+    return 1.0 / NUM_CLASSES[dataset]
+
+
+# --------------------------------------------------------------------------- inputs
+def load_jung_robustness(data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Jung et al.'s robustness of the *standard-trained* NB201 weights, all 15,625 cells.
+
+    "Neural Architecture Design and Robustness: A Dataset" (Jung, Lukasik, Keuper, ICLR 2023,
+    robustness.vision): clean test accuracy, APGD-CE / Square / FGSM / PGD accuracy at L∞
+    ε = 1/255, and (CIFAR only) mean accuracy over common corruptions, rounded to 3 decimals.
+    Reads ``jung_robustness_nb201_summary/jung_acc_summary_15625.csv`` (isomorphs expanded) or,
+    if absent, the verbatim ``jung_robustness_nb201_summary/acc.json`` (JavaScript ``acc={...}``;
+    key ``""`` = 17 labels ``<dataset>#<label>``, values a 17-float list for the 6,466
+    representatives or the int index of the representative).
+
+    Args:
+        data_dir: data directory (see :func:`robntk.paths.data_dir`).
+
+    Returns:
+        float64 DataFrame indexed by ``nb201_index`` (0…15624) with columns
+        ``<dataset>_jung_<label>`` for dataset in :data:`robntk.benchmark.DATASETS` and label in
+        :data:`JUNG_METRICS` (no ``ImageNet16-120_jung_corr``); fractions in [0, 1].
+
+    Raises:
+        FileNotFoundError: neither file exists (names both and where to obtain them).
+        ValueError: corrupt file (named).
+    """
+    root = paths.data_dir(data_dir)
+    if (root / JUNG_CSV).is_file():
+        return _jung_from_csv(root / JUNG_CSV)
+    if (root / JUNG_JSON).is_file():
+        return _jung_from_json(root / JUNG_JSON)
+    raise FileNotFoundError(
+        f"Jung et al. robustness data not found: neither {root / JUNG_CSV} nor {root / JUNG_JSON} exists "
+        f"(data directory {root}). Obtain acc.json from {_JUNG_SOURCE}, or point --data-dir / "
+        f"${paths.DATA_ENV} at a directory that holds '{JUNG_CSV}'."
+    )
+
+
+def _jung_columns(labels: Iterable[str]) -> list[str]:
+    return [lab.replace("#", "_jung_", 1) for lab in labels]
+
+
+def _jung_from_csv(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+        idx = df["nb201_index"].to_numpy(np.int64)
+        cols = [c for c in df.columns if c not in ("nb201_index", "arch_str", "uid")]
+        out = df[cols].astype(np.float64)
+    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"corrupt Jung et al. file {path}: {type(exc).__name__}: {exc}") from None
+    if len(df) != NUM_ARCHS or not np.array_equal(np.sort(idx), np.arange(NUM_ARCHS)):
+        raise ValueError(f"corrupt Jung et al. file {path}: expected one row per NB201 index 0..{NUM_ARCHS - 1}")
+    bad = [c for c in cols if "_" not in c]
+    if bad or not cols:
+        raise ValueError(f"corrupt Jung et al. file {path}: expected columns <dataset>_<label>, got {cols[:5]}")
+    out.columns = [_jung_col(c) for c in cols]
+    out.index = pd.Index(idx, name="nb201_index")
+    return out.sort_index()
+
+
+def _jung_col(csv_col: str) -> str:
+    for ds in DATASETS:
+        if csv_col.startswith(ds + "_"):
+            return f"{ds}_jung_{csv_col[len(ds) + 1:]}"
+    return csv_col
+
+
+def _jung_from_json(path: Path) -> pd.DataFrame:
+    acc = _read_js_json(path)
+
+    def bad(msg):
+        return ValueError(f"corrupt Jung et al. file {path}: {msg}")
+
+    if not isinstance(acc, dict) or not isinstance(acc.get(""), list):
+        raise bad("expected a dict with a '' key holding the column labels")
+    labels = acc[""]
+    if not all(isinstance(s, str) and s.count("#") == 1 for s in labels):
+        raise bad(f"labels must be '<dataset>#<label>', got {labels!r:.200}")
+    rows = np.full((NUM_ARCHS, len(labels)), np.nan)
+    pointer = np.full(NUM_ARCHS, -1, np.int64)
+    for i in range(NUM_ARCHS):
+        v = acc.get(str(i))
+        if isinstance(v, list) and len(v) == len(labels):
+            rows[i] = np.asarray(v, np.float64)
+            pointer[i] = i
+        elif isinstance(v, (int, str)) and str(v).isdigit() and int(v) < NUM_ARCHS:
+            pointer[i] = int(v)
+        else:
+            raise bad(f"entry {i} must be a list of {len(labels)} numbers or a representative index, got {v!r:.80}")
+    rows = rows[pointer]
+    if np.isnan(rows).all(axis=1).any():
+        raise bad(f"index {int(np.flatnonzero(np.isnan(rows).all(axis=1))[0])} points to an entry without values")
+    out = pd.DataFrame(rows, columns=_jung_columns(labels), index=pd.RangeIndex(NUM_ARCHS, name="nb201_index"))
+    return out
+
+
+def benchmark_table(bench: RobBench, datasets: Sequence[str] | None = None,
+                    metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """The benchmark's values over its representatives, restricted to the report's metrics.
+
+    Args:
+        bench: the benchmark.
+        datasets: datasets to keep (default: those of :data:`robntk.benchmark.DATASETS` present).
+        metrics: metrics to keep (default: those of :data:`robntk.benchmark.METRICS` present).
+
+    Returns:
+        float64 DataFrame indexed by representative ``nb201_index`` with the present columns
+        ``<dataset>_<metric>``; ``attrs['datasets']`` / ``attrs['metrics']`` list what is kept.
+
+    Raises:
+        ValueError: an unknown dataset or metric (lists the allowed names), or nothing left.
+    """
+    table = bench.table()
+    ds = [d for d in DATASETS if d in bench.datasets] if datasets is None else list(datasets)
+    ms = [m for m in METRICS if m in bench.metrics] if metrics is None else list(metrics)
+    for d in ds:
+        if d not in bench.datasets:
+            raise ValueError(f"unknown dataset {d!r}; allowed: {', '.join(bench.datasets)}")
+    for m in ms:
+        if m not in bench.metrics:
+            raise ValueError(f"unknown metric {m!r}; allowed: {', '.join(bench.metrics)}")
+    cols = [column_name(d, m) for d in ds for m in ms if column_name(d, m) in table.columns]
+    if not cols:
+        raise ValueError(f"the benchmark has no values for datasets {ds} and metrics {ms}")
+    out = table[cols].copy()
+    out.attrs["datasets"] = [d for d in ds if any(c.startswith(d + "_") for c in cols)]
+    out.attrs["metrics"] = [m for m in ms if any(c.endswith("_" + m) for c in cols)]
+    return out
+
+
+def reference_table(bench: RobBench, data_dir: str | os.PathLike | None = None,
+                    nb201: pd.DataFrame | None = None, jung: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Standard-training references on the benchmark's representatives.
+
+    Args:
+        bench: the benchmark (its representatives are the rows).
+        data_dir: where to read the references from when not given.
+        nb201: output of :func:`robntk.benchmark.load_nb201_accuracy` (read when None).
+        jung: output of :func:`load_jung_robustness` (read when None).
+
+    Returns:
+        float64 DataFrame indexed like ``bench.table()`` with columns
+        ``<dataset>_nb201_test_acc`` and ``<dataset>_jung_<label>``.
+
+    Raises:
+        FileNotFoundError: a reference file is missing (named).
+    """
+    nb201 = load_nb201_accuracy(data_dir) if nb201 is None else nb201
+    jung = load_jung_robustness(data_dir) if jung is None else jung
+    idx = bench.table().index
+    return pd.concat([nb201.reindex(idx), jung.reindex(idx)], axis=1)
+
+
+# --------------------------------------------------------------------------- selection helpers
+def _check_k(k, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{name} must be a positive int, got {k!r}")
+    return int(k)
+
+
+def top_k_indices(values: pd.Series, k: int) -> pd.Index:
+    """NB201 indices of the k highest values (ties → smaller index first; NaN never selected).
+
+    Args:
+        values: float Series indexed by ``nb201_index``.
+        k: how many (1 ≤ k ≤ number of non-NaN values).
+
+    Returns:
+        int64 Index of length k, best first.
+
+    Raises:
+        ValueError: k not a positive int or larger than the number of non-NaN values.
+    """
+    k = _check_k(k)
+    v = values.dropna()
+    if k > len(v):
+        raise ValueError(f"k = {k} exceeds the {len(v)} architectures with a value of {values.name!r}")
+    order = np.lexsort((v.index.to_numpy(), -v.to_numpy()))
+    return v.index[order[:k]]
+
+
+def top_k_overlap(a: pd.Series, b: pd.Series, k: int) -> int:
+    """Size of the intersection of the top-k sets of two rankings of the same architectures.
+
+    Only architectures with a value in both ``a`` and ``b`` take part (so both top-k sets are drawn
+    from one population); selection as in :func:`top_k_indices`. Two independent random rankings
+    of n architectures share k²/n of them in expectation.
+
+    Args:
+        a, b: float Series indexed by ``nb201_index``.
+        k: top-k size.
+
+    Returns:
+        |top_k(a) ∩ top_k(b)|, an int in [0, k].
+
+    Raises:
+        ValueError: bad k (see :func:`top_k_indices`).
+    """
+    both = a.notna() & b.reindex(a.index).notna()
+    ia = top_k_indices(a[both], k)
+    ib = top_k_indices(b.reindex(a.index)[both], k)
+    return int(len(ia.intersection(ib)))
+
+
+# --------------------------------------------------------------------------- analyses
+def metric_summary(table: pd.DataFrame, whis: float = 1.5) -> pd.DataFrame:
+    """Box-plot statistics of every metric per dataset (the project page's box-plot figure).
+
+    Statistics are those of :func:`matplotlib.cbook.boxplot_stats` (quartiles by linear
+    interpolation, whiskers at the most extreme value within ``whis`` × IQR of the box), the
+    numbers :func:`boxplot_figure` draws.
+
+    Args:
+        table: output of :func:`benchmark_table` (columns ``<dataset>_<metric>``).
+        whis: whisker reach in IQRs.
+
+    Returns:
+        One row per column: ``dataset, metric, label, n, mean, min, q1, median, q3, max,
+        whisker_low, whisker_high, n_outliers, random_guess`` (fractions).
+
+    Raises:
+        ValueError: a column whose dataset is not in :data:`NUM_CLASSES`.
+    """
+    from matplotlib import cbook
+
+    rows = []
+    for d in table.attrs.get("datasets", DATASETS):
+        for m in table.attrs.get("metrics", METRICS):
+            col = column_name(d, m)
+            if col not in table.columns:
+                continue
+            v = table[col].dropna().to_numpy(np.float64)
+            st = cbook.boxplot_stats(v, whis=whis)[0]
+            rows.append({
+                "dataset": d, "metric": m, "label": metric_label(d, m), "n": int(v.size),
+                "mean": float(st["mean"]), "min": float(v.min()), "q1": float(st["q1"]),
+                "median": float(st["med"]), "q3": float(st["q3"]), "max": float(v.max()),
+                "whisker_low": float(st["whislo"]), "whisker_high": float(st["whishi"]),
+                "n_outliers": int(len(st["fliers"])), "random_guess": random_guess(d),
+            })
+    return pd.DataFrame(rows)
+
+
+def tau_pairs(table: pd.DataFrame) -> pd.DataFrame:
+    """Kendall τ-b and Spearman ρ between every pair of benchmark columns.
+
+    Args:
+        table: output of :func:`benchmark_table` (columns ``<dataset>_<metric>``, rows =
+            representatives).
+
+    Returns:
+        One row per unordered pair of distinct columns, in column order:
+        ``dataset_a, metric_a, dataset_b, metric_b, scope`` ('within' the same dataset or
+        'across' datasets), ``n`` (pairs without NaN), ``kendall_tau`` (τ-b,
+        :func:`robntk.correlation.kendall_tau`), ``spearman_rho``.
+    """
+    keys = _column_keys(table)
+    rows = []
+    for i, (ca, da, ma) in enumerate(keys):
+        for cb, db, mb in keys[i + 1:]:
+            x, y = table[ca].to_numpy(np.float64), table[cb].to_numpy(np.float64)
+            rows.append({
+                "dataset_a": da, "metric_a": ma, "dataset_b": db, "metric_b": mb,
+                "scope": "within" if da == db else "across", "n": int((~(np.isnan(x) | np.isnan(y))).sum()),
+                "kendall_tau": kendall_tau(x, y), "spearman_rho": spearman_rho(x, y),
+            })
+    return pd.DataFrame(rows)
+
+
+def _column_keys(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    out = []
+    for d in table.attrs.get("datasets", DATASETS):
+        for m in table.attrs.get("metrics", METRICS):
+            if column_name(d, m) in table.columns:
+                out.append((column_name(d, m), d, m))
+    return out
+
+
+def tau_matrix(pairs: pd.DataFrame, statistic: str = "kendall_tau") -> pd.DataFrame:
+    """Square symmetric matrix from :func:`tau_pairs` (diagonal 1), rows/columns ``<dataset>_<metric>``.
+
+    Raises:
+        ValueError: ``statistic`` is not a column of ``pairs``.
+    """
+    if statistic not in pairs.columns:
+        raise ValueError(f"unknown statistic {statistic!r}; allowed: kendall_tau, spearman_rho")
+    names = list(dict.fromkeys(
+        [column_name(d, m) for d, m in zip(pairs["dataset_a"], pairs["metric_a"])]
+        + [column_name(d, m) for d, m in zip(pairs["dataset_b"], pairs["metric_b"])]
+    ))
+    mat = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
+    for da, ma, db, mb, v in zip(pairs["dataset_a"], pairs["metric_a"], pairs["dataset_b"], pairs["metric_b"],
+                                 pairs[statistic]):
+        a, b = column_name(da, ma), column_name(db, mb)
+        mat.loc[a, b] = mat.loc[b, a] = v
+    return mat
+
+
+def standard_training_agreement(table: pd.DataFrame, references: pd.DataFrame,
+                                ks: Sequence[int] = DEFAULT_OVERLAP_K) -> pd.DataFrame:
+    """Rank agreement of each benchmark metric with each standard-training reference (same dataset).
+
+    Args:
+        table: output of :func:`benchmark_table`.
+        references: output of :func:`reference_table` (same index); columns
+            ``<dataset>_<reference>``, reference a key of :data:`REFERENCE_LABELS`.
+        ks: top-k sizes for the overlap.
+
+    Returns:
+        One row per (dataset, metric, reference): ``dataset, metric, reference, n,
+        kendall_tau, spearman_rho`` and per k ``top<k>_overlap`` (count) and
+        ``top<k>_overlap_frac`` (count / k), plus ``top<k>_chance`` = k²/n.
+
+    Raises:
+        ValueError: bad k.
+    """
+    ks = [_check_k(k) for k in ks]
+    rows = []
+    for col, d, m in _column_keys(table):
+        for ref in REFERENCE_LABELS:
+            rcol = f"{d}_{ref}"
+            if rcol not in references.columns:
+                continue
+            a, b = table[col], references[rcol].reindex(table.index)
+            keep = a.notna() & b.notna()
+            n = int(keep.sum())
+            row = {"dataset": d, "metric": m, "reference": ref, "n": n,
+                   "kendall_tau": kendall_tau(a, b), "spearman_rho": spearman_rho(a, b)}
+            for k in ks:
+                ov = top_k_overlap(a[keep], b[keep], k) if k <= n else math.nan
+                row[f"top{k}_overlap"] = ov
+                row[f"top{k}_overlap_frac"] = ov / k
+                row[f"top{k}_chance"] = k * k / n if n else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _op_matrix(indices, space: SearchSpace) -> np.ndarray:
+    """(n, 6) int op ids (:data:`robntk.searchspace.OPS` order) of NB201 indices."""
+    return np.array([[OPS.index(o) for o in space.ops(int(i))] for i in indices], dtype=np.int64)
+
+
+def operator_frequency(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT_OP_K,
+                       criteria: Sequence[str] = (CLEAN, ROBUST)) -> pd.DataFrame:
+    """Share of each op on each edge among the top-k architectures, per dataset and criterion.
+
+    The whole space (all representatives of ``table``) is added as criterion ``'all'`` for
+    reference; it is the same population for every dataset.
+
+    Args:
+        table: output of :func:`benchmark_table`.
+        space: the search space (ops of each NB201 index).
+        k: top-k size (1 ≤ k ≤ number of architectures with a value).
+        criteria: metrics to rank by.
+
+    Returns:
+        Long DataFrame ``dataset, criterion, k, edge, op, count, frequency`` (count / k; per
+        (dataset, criterion, edge) the frequencies sum to 1). For ``'all'``, ``k`` is the number
+        of representatives. Edges are labelled ``'0→1'`` … in :data:`robntk.searchspace.EDGES`
+        order.
+
+    Raises:
+        ValueError: bad k, unknown criterion.
+    """
+    k = _check_k(k)
+    rows = []
+    all_ops = _op_matrix(table.index, space)
+    pos = {int(i): j for j, i in enumerate(table.index)}
+    for d in table.attrs.get("datasets", DATASETS):
+        sets = []
+        for c in criteria:
+            col = column_name(d, c)
+            if col not in table.columns:
+                allowed = ", ".join(table.attrs.get("metrics", METRICS))
+                raise ValueError(f"unknown criterion {c!r} for {d}; allowed: {allowed}")
+            sets.append((c, all_ops[[pos[int(i)] for i in top_k_indices(table[col], k)]]))
+        sets.append(("all", all_ops))
+        for c, ops in sets:
+            for e, edge in enumerate(EDGE_LABELS):
+                counts = np.bincount(ops[:, e], minlength=len(OPS))
+                for o, op in enumerate(OPS):
+                    rows.append({"dataset": d, "criterion": c, "k": len(ops), "edge": edge, "op": op,
+                                 "count": int(counts[o]), "frequency": counts[o] / len(ops)})
+    return pd.DataFrame(rows)
+
+
+def operator_share(freq: pd.DataFrame) -> pd.DataFrame:
+    """Share of each op over all 6 edges, from :func:`operator_frequency`.
+
+    Returns:
+        ``dataset, criterion, k, op, share`` (share = count over all edges / (6 k)).
+    """
+    g = freq.groupby(["dataset", "criterion", "k", "op"], sort=False)["count"].sum().reset_index()
+    g["share"] = g["count"] / (len(EDGES) * g["k"])
+    return g.drop(columns="count")
+
+
+def top_k_table(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT_TOP,
+                criteria: Sequence[str] = (CLEAN, ROBUST)) -> pd.DataFrame:
+    """The k best architectures per dataset and criterion, with their arch strings and all metrics.
+
+    Args:
+        table: output of :func:`benchmark_table`.
+        space: the search space (arch strings).
+        k: how many per (dataset, criterion).
+        criteria: metrics to rank by.
+
+    Returns:
+        ``dataset, criterion, rank`` (1 = best), ``nb201_index, arch_str, num_conv3x3`` and one
+        column per metric of that dataset (named by the metric, e.g. ``val_pgd_8.0_acc``).
+
+    Raises:
+        ValueError: bad k, unknown criterion.
+    """
+    k = _check_k(k)
+    metrics = table.attrs.get("metrics", METRICS)
+    rows = []
+    for d in table.attrs.get("datasets", DATASETS):
+        for c in criteria:
+            col = column_name(d, c)
+            if col not in table.columns:
+                raise ValueError(f"unknown criterion {c!r} for {d}; allowed: {', '.join(metrics)}")
+            for r, i in enumerate(top_k_indices(table[col], k), start=1):
+                row = {"dataset": d, "criterion": c, "rank": r, "nb201_index": int(i),
+                       "arch_str": space.arch_str(int(i)),
+                       "num_conv3x3": sum(o == "nor_conv_3x3" for o in space.ops(int(i)))}
+                for m in metrics:
+                    if column_name(d, m) in table.columns:
+                        row[m] = float(table.at[i, column_name(d, m)])
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def expected_best_of_k(select: np.ndarray, report: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+    """Exact expected ``report`` value of the ``select``-best of k architectures drawn without replacement.
+
+    Random search with budget k samples k of the n architectures uniformly without replacement
+    and returns the one with the highest ``select`` value. Sorting by ``select`` ascending (ties
+    → larger index first, i.e. the smaller index wins a tie, as in :func:`top_k_indices`), the
+    i-th (1-based) is the winner with probability C(i−1, k−1) / C(n, k), so the expectation is
+    Σ_i report_(i) C(i−1, k−1) / C(n, k), evaluated with log-gamma for stability.
+
+    Args:
+        select: float (n,) criterion values (no NaN).
+        report: float (n,) values to report (no NaN), e.g. PGD-8 accuracy.
+        ks: budgets, each in 1..n.
+
+    Returns:
+        float64 (len(ks),) expectations.
+
+    Raises:
+        ValueError: shapes differ, NaN present, a k outside 1..n.
+    """
+    from scipy.special import gammaln
+
+    s = np.asarray(select, np.float64)
+    r = np.asarray(report, np.float64)
+    if s.shape != r.shape or s.ndim != 1:
+        raise ValueError(f"select and report must be 1-D of equal length, got {s.shape} and {r.shape}")
+    if np.isnan(s).any() or np.isnan(r).any():
+        raise ValueError("select and report must not contain NaN (drop those architectures first)")
+    n = s.size
+    order = np.lexsort((-np.arange(n), s))  # ascending value; in a tie the smaller position ranks higher
+    rs = r[order]
+    i = np.arange(1, n + 1)
+    out = []
+    for k in ks:
+        k = _check_k(k)
+        if k > n:
+            raise ValueError(f"budget k = {k} exceeds the {n} architectures")
+        lognum = np.where(i >= k, gammaln(i) - gammaln(k) - gammaln(np.maximum(i - k + 1, 1)), -np.inf)
+        logden = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+        out.append(float(np.exp(lognum - logden) @ rs))
+    return np.asarray(out)
+
+
+def random_search_curve(table: pd.DataFrame, ks: Sequence[int] = DEFAULT_SEARCH_K,
+                        report_metric: str = ROBUST, criteria: Sequence[str] = (CLEAN, ROBUST)) -> pd.DataFrame:
+    """Expected outcome of random search per dataset, selecting by each criterion (exact, no sampling).
+
+    Args:
+        table: output of :func:`benchmark_table`.
+        ks: budgets (number of architectures queried); those above the population are skipped.
+        report_metric: the metric reported for the selected architecture.
+        criteria: selection metrics (the clean vs the robust criterion of the paper's NAS runs).
+
+    Returns:
+        ``dataset, criterion, report_metric, k, expected, best`` (``best`` = the population
+        maximum of ``report_metric``).
+
+    Raises:
+        ValueError: unknown metric, bad k.
+    """
+    rows = []
+    for d in table.attrs.get("datasets", DATASETS):
+        rcol = column_name(d, report_metric)
+        if rcol not in table.columns:
+            raise ValueError(f"unknown report metric {report_metric!r} for {d}")
+        for c in criteria:
+            scol = column_name(d, c)
+            if scol not in table.columns:
+                raise ValueError(f"unknown criterion {c!r} for {d}")
+            keep = table[scol].notna() & table[rcol].notna()
+            sel, rep = table.loc[keep, scol].to_numpy(), table.loc[keep, rcol].to_numpy()
+            kk = [int(k) for k in ks if _check_k(k) <= sel.size]
+            vals = expected_best_of_k(sel, rep, kk)
+            for k, v in zip(kk, vals):
+                rows.append({"dataset": d, "criterion": c, "report_metric": report_metric, "k": k,
+                             "expected": v, "best": float(rep.max())})
+    return pd.DataFrame(rows)
+
+
+def num_conv3x3(indices, space: SearchSpace) -> np.ndarray:
+    """Number of ``nor_conv_3x3`` edges of each NB201 index → int64 (n,)."""
+    return (_op_matrix(indices, space) == OPS.index("nor_conv_3x3")).sum(axis=1)
+
+
+# --------------------------------------------------------------------------- writing
+def _atomic_csv(df: pd.DataFrame, path: Path, index: bool = False) -> Path:
+    return paths.atomic_save(path, lambda tmp: df.to_csv(tmp, index=index, float_format="%.6g"))
+
+
+def _markdown_top(top: pd.DataFrame) -> str:
+    lines = []
+    metrics = [m for m in METRICS if m in top.columns]
+    for (d, c), g in top.groupby(["dataset", "criterion"], sort=False):
+        lines += [f"## {d}, top {len(g)} by {METRIC_LABELS.get(c, c)}", "",
+                  "| rank | nb201_index | " + " | ".join(METRIC_LABELS.get(m, m) for m in metrics)
+                  + " | #3×3 | arch_str |",
+                  "|" + "---|" * (len(metrics) + 4)]
+        for _, r in g.iterrows():
+            vals = " | ".join(f"{r[m]:.4f}" for m in metrics)
+            arch = str(r["arch_str"]).replace("|", "\\|")  # a bare '|' would split the table cell, even in code
+            lines.append(f"| {r['rank']} | {r['nb201_index']} | {vals} | {r['num_conv3x3']} | `{arch}` |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                 op_k: int = DEFAULT_OP_K, overlap_ks: Sequence[int] = DEFAULT_OVERLAP_K, top: int = DEFAULT_TOP,
+                 search_ks: Sequence[int] = DEFAULT_SEARCH_K, references: pd.DataFrame | None | bool = None,
+                 dpi: int = 150, progress: bool = True) -> dict:
+    """Run every analysis and write each figure (PNG) with the CSV behind it into ``out_dir``.
+
+    Files (all written atomically): ``metric_boxplots.{png,csv}``, ``tau_matrix.png`` with
+    ``tau_matrix.csv`` (square) and ``tau_pairs.csv`` (long, with Spearman), ``standard_training.png``
+    and ``standard_training_tau.png`` with ``standard_training_agreement.csv`` and
+    ``standard_training_scatter.csv``, ``operator_frequency.{png,csv}`` with ``operator_share.csv``,
+    ``top{top}.csv`` / ``top{top}.md``, ``accuracy_robustness.{png,csv}``,
+    ``random_search.{png,csv}``, and ``report.json`` (configuration, files, key numbers, seconds).
+
+    Args:
+        bench: the benchmark (any source :class:`robntk.benchmark.RobBench` reads).
+        out_dir: output directory (created).
+        data_dir: where the standard-training references are read from.
+        op_k: top-k of the operator-frequency heatmap (clipped to the population).
+        overlap_ks: top-k sizes of the standard-training overlap.
+        top: length of the top tables.
+        search_ks: random-search budgets.
+        references: a :func:`reference_table` to use; None reads it from ``data_dir``; False skips
+            the standard-training section. A missing reference file skips that section too and is
+            recorded under ``skipped`` in the manifest.
+        dpi: PNG resolution.
+        progress: tqdm progress over the sections.
+
+    Returns:
+        The manifest written to ``report.json``: ``files`` (names inside ``out_dir``),
+        ``key_numbers``, ``skipped``, ``config``, ``source`` / ``benchmark_file`` (folder/name of the
+        file read) and ``elapsed_s`` (wall seconds of the analyses and writing, without loading).
+
+    Raises:
+        ValueError: bad k / top / dpi, no usable benchmark columns.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    for name, v in (("op_k", op_k), ("top", top), ("dpi", dpi)):
+        _check_k(v, name)
+    overlap_ks = [_check_k(k, "overlap k") for k in overlap_ks]
+    search_ks = [_check_k(k, "search k") for k in search_ks]
+    w = _ReportWriter(bench, benchmark_table(bench), Path(out_dir), dpi)
+    w.out.mkdir(parents=True, exist_ok=True)
+    sections = {
+        "boxplots": w.boxplots, "tau": w.tau,
+        "standard": lambda: w.standard(references, data_dir, overlap_ks),
+        "operators": lambda: w.operators(op_k), "top": lambda: w.top(top), "scatter": w.scatter,
+        "search": lambda: w.search(search_ks),
+    }
+    bar = tqdm(list(sections), desc="report", unit="section", disable=not progress, dynamic_ncols=True)
+    for name in bar:
+        bar.set_postfix_str(name)
+        sections[name]()
+    bench_file = None if bench.path is None else f"{bench.path.parent.name}/{bench.path.name}"
+    manifest = {
+        "command": "robntk report", "source": bench.source, "benchmark_file": bench_file,
+        "config": {"op_k": op_k, "overlap_ks": overlap_ks, "top": top, "search_ks": search_ks, "dpi": dpi},
+        "files": sorted(w.files) + ["report.json"], "key_numbers": w.key, "skipped": w.skipped,
+        "elapsed_s": round(time.perf_counter() - t0, 2),
+    }
+    _atomic_text(w.out / "report.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest
+
+
+class _ReportWriter:
+    """The sections of :func:`write_report`; each computes its tables, writes them and notes key numbers."""
+
+    def __init__(self, bench: RobBench, table: pd.DataFrame, out: Path, dpi: int):
+        self.bench, self.table, self.out, self.dpi = bench, table, out, dpi
+        self.n = len(table)
+        self.files: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.key: dict = {"n_architectures": self.n}
+
+    def csv(self, name: str, df: pd.DataFrame, index: bool = False) -> None:
+        _atomic_csv(df, self.out / name, index=index)
+        self.files.append(name)
+
+    def png(self, name: str, fig) -> None:
+        from .report_figures import save_figure
+
+        save_figure(fig, self.out / name, dpi=self.dpi)
+        self.files.append(name)
+
+    def _cols(self, *metrics: str) -> list[str]:
+        return [column_name(d, m) for d in self.table.attrs["datasets"] for m in metrics
+                if column_name(d, m) in self.table.columns]
+
+    def boxplots(self) -> None:
+        from .report_figures import boxplot_figure
+
+        self.csv("metric_boxplots.csv", metric_summary(self.table))
+        self.png("metric_boxplots.png", boxplot_figure(self.table))
+
+    def tau(self) -> None:
+        from .report_figures import tau_matrix_figure
+
+        pairs = tau_pairs(self.table)
+        mat = tau_matrix(pairs)
+        self.csv("tau_pairs.csv", pairs)
+        self.csv("tau_matrix.csv", mat.rename_axis("column"), index=True)
+        self.png("tau_matrix.png", tau_matrix_figure(mat))
+        self.key["kendall_tau_clean_vs_pgd8"] = {
+            d: float(mat.loc[column_name(d, CLEAN), column_name(d, ROBUST)]) for d in self.table.attrs["datasets"]
+            if column_name(d, CLEAN) in mat.index and column_name(d, ROBUST) in mat.index}
+
+    def standard(self, references, data_dir, overlap_ks: Sequence[int]) -> None:
+        from .report_figures import standard_scatter_figure, standard_tau_figure
+
+        if references is False:
+            self.skipped["standard_training"] = "references=False (--no-standard)"
+            return
+        if references is None:
+            try:
+                references = reference_table(self.bench, data_dir)
+            except FileNotFoundError as exc:
+                self.skipped["standard_training"] = str(exc)
+                return
+        agree = standard_training_agreement(self.table, references, [k for k in overlap_ks if k <= self.n])
+        self.csv("standard_training_agreement.csv", agree)
+        scat = pd.concat([self.table, references.reindex(self.table.index)], axis=1)
+        used = [c for d in self.table.attrs["datasets"] for c in (column_name(d, CLEAN), column_name(d, ROBUST),
+                                                                 f"{d}_nb201_test_acc", f"{d}_jung_pgd")]
+        self.csv("standard_training_scatter.csv", scat[[c for c in used if c in scat.columns]].reset_index())
+        self.png("standard_training.png", standard_scatter_figure(self.table, references, agree))
+        self.png("standard_training_tau.png", standard_tau_figure(agree))
+        shown = ((CLEAN, "nb201_test_acc"), (CLEAN, "jung_clean"), (ROBUST, "nb201_test_acc"), (ROBUST, "jung_pgd"))
+        self.key["standard_training"] = {
+            f"{r['dataset']} {METRIC_LABELS.get(r['metric'], r['metric'])} vs {r['reference']}": _agreement_numbers(r)
+            for _, r in agree.iterrows() if (r["metric"], r["reference"]) in shown}
+
+    def operators(self, op_k: int) -> None:
+        from .report_figures import operator_figure
+
+        k = min(op_k, int(self.table[self._cols(CLEAN, ROBUST)].notna().sum().min()))
+        freq = operator_frequency(self.table, self.bench.space, k)
+        share = operator_share(freq)
+        self.csv("operator_frequency.csv", freq)
+        self.csv("operator_share.csv", share)
+        self.png("operator_frequency.png", operator_figure(freq))
+        ops: dict = {}
+        for _, r in share.iterrows():
+            ops.setdefault(f"{r['dataset']} {r['criterion']} k={r['k']}", {})[r["op"]] = round(float(r["share"]), 4)
+        self.key["operator_share"] = ops
+
+    def top(self, top: int) -> None:
+        tt = top_k_table(self.table, self.bench.space, min(top, self.n))
+        self.csv(f"top{top}.csv", tt)
+        _atomic_text(self.out / f"top{top}.md", _markdown_top(tt))
+        self.files.append(f"top{top}.md")
+        self.key["best"] = {
+            f"{r['dataset']} {r['criterion']}": [int(r["nb201_index"]), round(float(r[r["criterion"]]), 4)]
+            for _, r in tt[tt["rank"] == 1].iterrows()}
+
+    def scatter(self) -> None:
+        from .report_figures import accuracy_robustness_figure
+
+        sc = self.table[self._cols(CLEAN, ROBUST)].copy()
+        sc.attrs = dict(self.table.attrs)
+        sc["num_conv3x3"] = num_conv3x3(self.table.index, self.bench.space)
+        self.csv("accuracy_robustness.csv", sc.reset_index())
+        self.png("accuracy_robustness.png", accuracy_robustness_figure(sc))
+
+    def search(self, search_ks: Sequence[int]) -> None:
+        from .report_figures import random_search_figure
+
+        rs = random_search_curve(self.table, search_ks)
+        self.csv("random_search.csv", rs)
+        self.png("random_search.png", random_search_figure(rs))
+
+
+def _agreement_numbers(row: pd.Series) -> dict:
+    out = {"kendall_tau": round(float(row["kendall_tau"]), 4)}
+    for c in row.index:
+        if c.startswith("top") and c.endswith("_overlap"):
+            out[c] = None if pd.isna(row[c]) else int(row[c])
+    return out
+
+
+def _atomic_text(path: Path, text: str) -> Path:
+    with paths.atomic_write(path) as fh:
+        fh.write(text)
+    return path
