@@ -1,0 +1,1 @@
+"""Command-line commands of robntk (one module per command)."""
