@@ -271,12 +271,16 @@ def parse_spec(spec: str) -> tuple[str | None, list[str], list[float] | None, li
 def from_spec(scores: pd.DataFrame, spec: str) -> pd.Series:
     """Evaluate a spec (:func:`parse_spec`) on a scores table.
 
-    A bare column returns the column itself (times its sign), unranked; a method applies
-    :func:`zero_shot`. The Series is named ``spec`` (as given, stripped).
+    A column whose name is exactly the spec is returned as is (so a table may store combinations
+    under their spec names); a bare column returns the column itself (times its sign), unranked;
+    a method applies :func:`zero_shot`. The Series is named ``spec`` (as given, stripped).
 
     Raises:
         ValueError: malformed spec, unknown column or method.
     """
+    if isinstance(spec, str) and spec.strip() in scores.columns:
+        name = _check_columns(scores, [spec.strip()])[0]
+        return scores[name].astype(np.float64).rename(name)
     method, cols, weights, signs = parse_spec(spec)
     if method is None:
         c = _check_columns(scores, cols)[0]

@@ -149,6 +149,8 @@ def test_specs_round_trip_and_errors():
     assert s.name == "mean_rank(a,-c)"
     np.testing.assert_allclose(s.to_numpy(), 0.625)  # a and -c are opposite: every row averages to (n+1)/2n
     np.testing.assert_allclose(K.from_spec(df, "-a").to_numpy(), -df["a"].to_numpy())
+    stored = df.assign(**{"vote(a,c)": [9.0, 8.0, 7.0, 6.0]})  # a column named like a spec wins
+    np.testing.assert_array_equal(K.from_spec(stored, "vote(a,c)").to_numpy(), [9.0, 8.0, 7.0, 6.0])
     spec = K.spec_string("vote", ["a", "b"], weights=[1, 2], signs=[1, -1])
     assert K.parse_spec(spec) == ("vote", ["a", "b"], [1.0, 2.0], [1.0, -1.0])
     for bad, msg in (("foo(a)", "unknown combination"), ("mean_rank(a,)", "empty column"),

@@ -8,7 +8,7 @@ Runs the chosen methods for every search criterion (``clean``: CIFAR-10 clean ac
   accuracy vs the number of queries (:func:`robntk.search.curves`);
 * ``reach.csv``: queries needed until the incumbent's PGD-8 accuracy reaches each ``--threshold``
   (:func:`robntk.search.queries_to_reach`);
-* ``queried.npz``: the queried representatives of every run (int32 (seeds, budget) per run);
+* ``queried.npz``: the queried representatives of every run (int16 (seeds, budget) per run, -1 = none);
 * ``config.json``: the exact settings; ``curves.png``: the figure (unless ``--no-figure``).
 
 Training-free search (``tf``) ranks architectures by each ``--score`` spec (a column of the
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     atomic_save(out / "curves.csv", lambda p: curves.to_csv(p, index=False, float_format="%.6g"))
     reach = pd.DataFrame([S.queries_to_reach(r, land, t, "robust") for r in results for t in args.threshold])
     atomic_save(out / "reach.csv", lambda p: reach.to_csv(p, index=False, float_format="%.6g"))
-    arrays = {f"{r.label}|{r.criterion}": r.queried.astype(np.int32) for r in results}
+    arrays = {f"{r.label}|{r.criterion}": r.queried.astype(np.int16) for r in results}  # indices < 2**15
     atomic_save(out / "queried.npz", lambda p: np.savez_compressed(p, **arrays))
     config = {"config": S.config_dict(cfg), "methods": args.methods, "criteria": args.criteria,
               "scores": args.scores if scores else None, "score_specs": list(scores), "thresholds": args.threshold,
