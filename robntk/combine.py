@@ -12,12 +12,12 @@ Two families, reported apart:
   (``mean_rank``, the Borda count), geometric (``geometric_rank``) or harmonic
   (``harmonic_rank``) mean of the columns' percentile ranks, and ``vote``, the Copeland score of
   the pairwise majority vote (Abdelfattah et al., "Zero-cost proxies for lightweight NAS",
-  ICLR 2021, Sec. 4.2, vote of synflow, jacob_cov and snip).
+  ICLR 2021: the vote of synflow, jacob_cov and snip).
 * **learned** (:data:`LEARNED_METHODS`, :func:`fit`): weights fitted on the benchmark accuracies
   of a training subset of architectures (:func:`split`, seeded): ``linear`` (least squares of the
   target's percentile rank on the columns' percentile ranks), ``quadratic`` (ridge regression on
   ranks, squared ranks and pairwise rank products), ``pairwise_logistic`` (logistic regression
-  on rank differences of sampled pairs: a linear RankNet, Burges et al. ICML 2005, Eq. 1-3) and
+  on rank differences of sampled pairs: a linear RankNet, Burges et al. ICML 2005) and
   ``greedy_mean_rank`` (forward selection of columns and signs for ``mean_rank``, maximising
   Kendall τ on the training subset). Their τ is only meaningful on architectures left out of
   the fit (:func:`report` evaluates them on the held-out half only).
@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,7 @@ def score_table(scores: pd.DataFrame, bench: RobBench) -> pd.DataFrame:
 
 def _check_columns(scores: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     if not isinstance(scores, pd.DataFrame):
-        raise ValueError(f"scores must be a pandas DataFrame, got {type(scores).__name__}")
+        raise ValueError(f"scores must be a pandas DataFrame, got {type(scores).__name__}")  # noqa: TRY004 (project: bad input → ValueError)
     cols = [columns] if isinstance(columns, str) else list(columns)
     if not cols:
         raise ValueError("at least one score column is needed")
@@ -146,7 +146,7 @@ def vote_score(ranks: np.ndarray, weights: np.ndarray | None = None, block: int 
     Returns:
         float64 (n,) array.
 
-    Source: Abdelfattah et al., ICLR 2021, Sec. 4.2 (majority vote between proxies), ranked
+    Source: Abdelfattah et al., ICLR 2021 (majority vote between proxies), ranked
     with the Copeland rule.
     """
     r = np.asarray(ranks, dtype=np.float64)

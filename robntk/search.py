@@ -22,7 +22,7 @@ CIFAR-10 clean ``val_acc`` or PGD-8 ``val_pgd_8.0_acc``; :data:`CRITERIA`):
   by representative ``nb201_index``, higher = better, e.g. a column of a scores table or a
   :mod:`robntk.combine` combination) and query the top ones in order. The pool is every class
   with a finite score (``tf_pool=None``) or, per seed, a uniform random subset of ``tf_pool``
-  of them (NASWOT-style: Mellor et al., ICML 2021, Sec. 4, N sampled candidates); ties in the
+  of them (NASWOT-style: Mellor et al., ICML 2021, N sampled candidates); ties in the
   score are broken by a seeded random key.
 
 Query counting rule: a query is counted per isomorphism class. The first query of any member of
@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -183,14 +183,14 @@ def _random_unseen(land: Landscape, oracle: Oracle, rng: np.random.Generator) ->
     return int(left[rng.integers(left.size)])
 
 
-def random_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: "SearchConfig") -> None:
+def random_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig) -> None:
     """Random search: query uniformly random unqueried classes until the budget is spent."""
     order = rng.permutation(land.representatives)
     for c in order:
         oracle.query(int(c))
 
 
-def regularized_evolution(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: "SearchConfig") -> None:
+def regularized_evolution(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig) -> None:
     """Regularised (aging) evolution (Real et al. 2019, Algorithm 1; AutoDL-Projects' NB201 REA).
 
     The population holds cells (not classes: isomorphic cells mutate differently); a child whose
@@ -209,7 +209,7 @@ def regularized_evolution(land: Landscape, oracle: Oracle, rng: np.random.Genera
         pop.pop(0)
 
 
-def local_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: "SearchConfig") -> None:
+def local_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig) -> None:
     """Local search with restarts (White et al. 2021; naszilla's NB201 local search)."""
     while True:
         init = []
@@ -231,7 +231,7 @@ def local_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg:
             cur, val = best, best_val
 
 
-def training_free_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: "SearchConfig",
+def training_free_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig,
                          score: pd.Series) -> None:
     """Query the pool's architectures in decreasing training-free score (ties: seeded random key)."""
     s = score.to_numpy(np.float64)
@@ -279,7 +279,7 @@ class SearchConfig:
     ls_full_nbhd: bool = True
     tf_pool: int | None = None
 
-    def validate(self) -> "SearchConfig":
+    def validate(self) -> SearchConfig:
         """Check the values.
 
         Raises:

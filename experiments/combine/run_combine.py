@@ -127,8 +127,8 @@ def _cell(r) -> str:
 def summarise(table: pd.DataFrame, seeds: pd.DataFrame, models, n_train: int, n_test: int) -> str:
     cols = [("cifar10", "val_pgd_8.0_acc", "C10 PGD-8"), ("cifar10", "val_acc", "C10 clean"),
             ("cifar100", "val_pgd_8.0_acc", "C100 PGD-8"), ("ImageNet16-120", "val_pgd_8.0_acc", "IN16 PGD-8")]
-    out = [f"Kendall τ-b [95% bootstrap CI, {N_BOOT} resamples]. all = the 6,285 classes NASLib scored; "
-           f"test = the held-out half (split seed {SPLIT_SEED}: {n_train} train / {n_test} test).\n"]
+    out = [(f"Kendall τ-b [95% bootstrap CI, {N_BOOT} resamples]. all = the 6,285 classes NASLib scored; "
+            f"test = the held-out half (split seed {SPLIT_SEED}: {n_train} train / {n_test} test).\n")]
     for eval_set, title in (("all", "Over all 6,285 classes (no fitting)"), ("test", "On the held-out half")):
         sub = table[table["eval_set"] == eval_set]
         out.append(f"\n### {title}\n\n| score | kind | " + " | ".join(c[2] for c in cols) + " |\n|---|---|"

@@ -16,8 +16,8 @@ NAME = {"clean": "clean", "robust": "PGD-8"}
 
 def curve_table(cur: pd.DataFrame, criterion: str, report: str) -> str:
     sub = cur[(cur["criterion"] == criterion) & (cur["report"] == report) & cur["queries"].isin(AT)]
-    lines = [f"\nSearch by {NAME[criterion]}, reported {NAME[report]} accuracy of the incumbent "
-             "(mean [95% t-CI] over seeds):\n", "| method | " + " | ".join(f"{q} queries" for q in AT) + " |",
+    lines = [(f"\nSearch by {NAME[criterion]}, reported {NAME[report]} accuracy of the incumbent "
+              "(mean [95% t-CI] over seeds):\n"), "| method | " + " | ".join(f"{q} queries" for q in AT) + " |",
              "|---|" + "---|" * len(AT)]
     for m in dict.fromkeys(sub["method"]):
         s = sub[sub["method"] == m].set_index("queries")

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import search as S
 from ..benchmark import RobBench
 from ..paths import atomic_save, atomic_write
-from .. import search as S
 
 DEFAULTS = S.SearchConfig()
 
