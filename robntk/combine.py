@@ -554,7 +554,7 @@ def report(scores: pd.DataFrame, bench: RobBench, singles: Sequence[str] = (), z
     Returns:
         (table with columns :data:`REPORT_COLUMNS`, {label: Combination} of the fitted models).
         ``table.attrs``: ``n_rows``, ``n_train``, ``n_test``, ``split_seed``, ``train_fraction``,
-        ``target``, ``n_boot``, ``level``.
+        ``target``, ``n_boot``, ``level``, ``train_index`` (the training keys).
 
     Raises:
         ValueError: bad specs/columns/targets (see the functions used).
@@ -592,5 +592,6 @@ def report(scores: pd.DataFrame, bench: RobBench, singles: Sequence[str] = (), z
                              r.kendall_tau_ci_low, r.kendall_tau_ci_high))
     table = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
     table.attrs.update(n_rows=len(complete), n_train=len(train), n_test=len(test), split_seed=split_seed,
-                       train_fraction=train_fraction, target=list(target), n_boot=n_boot, level=level)
+                       train_fraction=train_fraction, target=list(target), n_boot=n_boot, level=level,
+                       train_index=[int(i) for i in train])
     return table, models

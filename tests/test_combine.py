@@ -215,3 +215,34 @@ def test_report_on_naslib_proxies(zc, bench):
     row = table[table["score"] == "linear(13 cols)"].iloc[0]
     assert row.kendall_tau_ci_low < row.kendall_tau < row.kendall_tau_ci_high
     assert models["linear(13 cols)"].info["n_train"] == 3142
+
+
+def test_combine_command(tmp_path, data_dir, bench):
+    import argparse
+    import json
+
+    from robntk.commands import combine as cmd
+
+    rng = np.random.default_rng(0)
+    reps = np.asarray(bench.space.representatives)[::10]
+    y = bench.values(reps, "cifar10", "val_pgd_8.0_acc")
+    df = pd.DataFrame({"nb201_index": reps, "good": y + 0.01 * rng.normal(size=reps.size),
+                       "noise": rng.normal(size=reps.size)})
+    df.to_csv(tmp_path / "s.csv", index=False)
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-dir", default=None)
+    cmd.add_arguments(p)
+    out = tmp_path / "t.csv"
+    args = p.parse_args(["--data-dir", str(data_dir), "--scores", str(tmp_path / "s.csv"), "--n-boot", "20",
+                         "--out", str(out), "--write-scores", str(tmp_path / "c.csv"), "--no-progress",
+                         "--learned", "linear", "greedy_mean_rank"])
+    assert cmd.run(args) == 0
+    t = pd.read_csv(out)
+    assert set(t["kind"]) == {"single", "zero_shot", "learned"}
+    side = json.loads((tmp_path / "t.csv.json").read_text())
+    assert side["n_train"] == len(reps) // 2 and len(side["train_index"]) == side["n_train"]
+    assert side["models"]["greedy_mean_rank(good)"]["columns"] == ["good"]
+    lin = t[(t["score"] == "linear(2 cols)") & (t["dataset"] == "cifar10") & (t["metric"] == "val_pgd_8.0_acc")]
+    assert lin["eval_set"].tolist() == ["test"] and lin["kendall_tau"].iloc[0] > 0.8  # noise only dilutes "good"
+    c = pd.read_csv(tmp_path / "c.csv")
+    assert c["is_train"].sum() == side["n_train"] and "mean_rank(good,noise)" in c.columns
