@@ -34,6 +34,7 @@ Providers (``implementation``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Sequence
 
 import jax
@@ -87,9 +88,11 @@ def mixed_jacobian(jac_a: Any, jac_b: Any, beta) -> Any:
     return jax.tree_util.tree_map(lambda a, c: (1 - b) * a + b * c, jac_a, jac_b)
 
 
+@partial(jax.tree_util.register_dataclass, data_fields=["clean", "robust", "cross", "twice", "twice_cross",
+                                                        "x_adv", "x_adv2"], meta_fields=[])
 @dataclass
 class KernelFamily:
-    """All kernels for one batch and one ε.
+    """All kernels for one batch and one ε (a pytree: it can leave a jitted function).
 
     Attributes (each (B, B) or (B, B, O, O)):
         clean, robust, cross, twice, twice_cross: K, K̃_ε, K̄_ε, K̃_2ε, K̄_2ε.

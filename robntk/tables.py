@@ -59,7 +59,9 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    if not parent.is_dir():
+        raise PermissionError(f"cannot write {what} {path}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {what} {path}: directory {parent} is not writable")
     return path
 

@@ -1,4 +1,4 @@
-"""Benchmark-scale engine: one compile for all archs, parity with the dedicated per-arch path,
+"""Benchmark-scale engine: one compile for all archs, parity with the fixed-cell generic path,
 crash-safe store (SIGKILL + resume), shards + merge, multi-device sharding, OOM degradation.
 
 A tiny configuration (C=2, N=1, B=4, 8×8 images, one ε, one PGD step, float64) keeps each
@@ -22,10 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import cli, scoring, store as S
-from robntk.engine import (Engine, EngineOptions, dedicated_variables, parse_shard, resolve_implementation,
-                           run_engine, shard_indices, store_key)
-from robntk.network import make_apply
+from robntk import cli, kernels, scoring, store as S
+from robntk.engine import Engine, EngineOptions, parse_shard, run_engine, shard_indices, store_key
+from robntk.network import TinyNetwork
 from robntk.scoring import ScoreConfig
 from robntk.searchspace import all_archs_lexicographic, format_arch_str
 from robntk.store import ResultStore, StoreConflictError, StoreError, StoreMismatchError, merge_stores, rows_equal
@@ -56,19 +55,22 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def engine(x64_module, cfg):
-    eng = Engine(cfg, EngineOptions(implementation="fast"))
+    eng = Engine(cfg, EngineOptions(implementation="layerwise"))
     eng.set_batch(*tiny_batch())
     return eng
 
 
 def _row_for_dedicated(cfg, arch_str, x, y):
-    """The per-arch path: dedicated TinyNetwork, parameters under the engine's seed definition."""
-    net, ded = dedicated_variables(cfg, arch_str, jnp.float64)
-    f, p = make_apply(net.dedicated(arch_str), ded, cfg.bn_mode)
+    """Another path to the same row: the fixed cell (plain Python branches) with "init seed s"
+    = the sub-tree of ``TinyNetwork.init(PRNGKey(s))``, the generic Jacobian contraction."""
+    net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N, cfg.init_scheme)
+    sub = net.init(jax.random.PRNGKey(cfg.seed), jnp.float64, arch=arch_str)
+    f, p = net.make_apply(sub, arch_str, cfg.bn_mode)
     key = jax.random.PRNGKey(cfg.seed + 1)
-    mats = jax.jit(lambda p, xx, yy, k: scoring.kernel_matrices(f, p, xx, yy, cfg, k))(
-        p, jnp.asarray(x), jnp.asarray(y), key)
-    return scoring.spectra_row(mats, cfg)
+    fams = jax.jit(lambda p, xx, yy, k: kernels.kernel_families(
+        f, p, xx, yy, cfg.eps, key=k, steps=cfg.pgd_steps, output_mode=cfg.output_mode, implementation="jacobian",
+        attack_f=f.with_bn_mode(cfg.attack_mode)))(p, jnp.asarray(x), jnp.asarray(y), key)
+    return scoring.spectra_row(kernels.named_kernels(fams, cfg.eps, cfg.betas), cfg)
 
 
 def _assert_rows_close(got, want, rtol):
@@ -118,13 +120,11 @@ def test_one_compile_for_all_archs(engine, cfg, tmp_path):
     assert side["config_digest"] == cfg.digest() and side["param_definition"].startswith("supernet")
 
 
-def test_train_mode_bn_through_generic_engine(x64_module):
+def test_train_mode_bn_engine_equals_fixed_cell_path(x64_module):
     cfg = ScoreConfig(**dict(TINY, bn_mode="train"))
-    assert resolve_implementation("auto", cfg) == "generic"
-    with pytest.raises(ValueError, match="eval"):
-        resolve_implementation("fast", cfg)
     x, y = tiny_batch()
     eng = Engine(cfg)
+    assert eng.implementation == "layerwise"
     eng.set_batch(x, y)
     i = 7777
     row = eng.score_block([i], [ARCH_STRS[i]])[0]
@@ -133,7 +133,7 @@ def test_train_mode_bn_through_generic_engine(x64_module):
 
 def test_vmap_batching_equals_map(engine, cfg):
     """Several archs per call through vmap (switch → select: every op computed) = lax.map."""
-    ev = Engine(cfg, EngineOptions(implementation="fast", batching="vmap", archs_per_call=3))
+    ev = Engine(cfg, EngineOptions(implementation="layerwise", batching="vmap", archs_per_call=3))
     ev.set_batch(*tiny_batch())
     ids = np.array([LEX[i] for i in (0, 2500, 7777)])
     ids = np.vectorize(lambda o: ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3").index(o))(ids)
@@ -333,12 +333,12 @@ SCRIPT = textwrap.dedent("""
                 return out
             S.ResultStore.append = slow
         rep = run_engine(INDICES, cfg, sys.argv[2], x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS,
-                         options=EngineOptions(implementation="fast", flush_seconds=0), progress=False)
+                         options=EngineOptions(implementation="layerwise", flush_seconds=0), progress=False)
         print(json.dumps({"scored": rep.n_scored, "skipped": rep.n_skipped}))
     elif mode == "devices":
         devs = jax.devices()
-        e2 = Engine(cfg, EngineOptions(implementation="fast"))
-        e1 = Engine(cfg, EngineOptions(implementation="fast"), devices=devs[:1])
+        e2 = Engine(cfg, EngineOptions(implementation="layerwise"))
+        e1 = Engine(cfg, EngineOptions(implementation="layerwise"), devices=devs[:1])
         for e in (e1, e2):
             e.set_batch(x, y)
         ids = np.array([[3, 2, 4, 1, 3, 0], [1, 3, 3, 2, 4, 3]], np.int32)
@@ -414,23 +414,29 @@ def test_two_local_devices_shard_archs(tmp_path, tmp_path_factory):
     assert "archs" in out["sharding"]
 
 
-def test_cli_glue_choice_and_flags():
-    import argparse
+def test_cli_flags_are_generated_from_the_config_dataclasses():
+    """Every documented field of ScoreConfig / EngineOptions is a flag whose default is the
+    dataclass's; only flags the command line sets override it."""
+    from robntk.cli import build_parser
+    from robntk.commands.common import score_config
+    from robntk.commands.score import engine_options
 
-    from robntk.engine import AUTO_MIN_ARCHS, add_engine_arguments, wants_engine
+    a = build_parser().parse_args(["score", "--all", "--out", "o.csv", "--shard", "1/4", "--store", "s",
+                                   "--implementation", "jacobian", "--time-budget", "60", "--no-pgd-unroll",
+                                   "--eps", "2/255", "8/255", "--beta", "0.25", "0.75", "--bn-mode", "train",
+                                   "--attack-bn-mode", "eval"])
+    assert (a.shard, a.store, a.time_budget) == ("1/4", "s", 60.0)
+    o = engine_options(a)
+    assert o.implementation == "jacobian" and o.pgd_unroll is False and o.batching == EngineOptions().batching
+    c = score_config(a)
+    assert c.eps == (2 / 255, 8 / 255) and c.betas == (0.25, 0.75) and c.bn_mode == "train"
+    assert c.attack_bn_mode == "eval" and c.batch_size == ScoreConfig().batch_size
+    d = build_parser().parse_args(["score", "--arch", "1", "--out", "o.csv"])
+    assert score_config(d) == ScoreConfig() and engine_options(d) == EngineOptions()
+    r = build_parser().parse_args(["reproduce"])
+    from robntk.commands.reproduce import DEFAULTS
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--engine", default="auto")
-    p.add_argument("--all", action="store_true")
-    add_engine_arguments(p)
-    a = p.parse_args(["--shard", "1/4", "--store", "s", "--implementation", "generic", "--time-budget", "60"])
-    assert (a.shard, a.store, a.implementation, a.time_budget) == ("1/4", "s", "generic", 60.0)
-    assert wants_engine(a, 1)  # --shard implies the engine
-    assert wants_engine(p.parse_args(["--all"]), 1)
-    assert not wants_engine(p.parse_args([]), AUTO_MIN_ARCHS - 1) and wants_engine(p.parse_args([]), AUTO_MIN_ARCHS)
-    assert not wants_engine(p.parse_args(["--engine", "dedicated"]), 10_000)
-    with pytest.raises(ValueError, match="shard"):
-        wants_engine(p.parse_args(["--engine", "dedicated", "--shard", "0/2"]), 5)
+    assert score_config(r) == DEFAULTS
 
 
 def test_slurm_example_commands_parse():

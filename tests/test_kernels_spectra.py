@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import kernels, ntk, scoring, spectra
+from robntk import kernels, ntk, spectra
 from robntk import network as nw
 
 jax.config.update("jax_enable_x64", True)
@@ -14,12 +14,11 @@ A = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3
 
 @pytest.fixture(scope="module")
 def setup():
-    net = nw.TinyNetwork(A, C=2, N=1, num_classes=3)
+    net = nw.TinyNetwork(C=2, N=1, num_classes=3)
     x = jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 8, 3), jnp.float64)
     y = jnp.array([0, 1, 2, 0, 1])
-    v = jax.tree_util.tree_map(lambda t: t.astype(jnp.float64),
-                               nw.init_variables(net, jax.random.PRNGKey(0), x.shape, jnp.float64))
-    f, p = nw.make_apply(net, v, "train")
+    v = net.init(jax.random.PRNGKey(0), jnp.float64)
+    f, p = net.make_apply(v, jnp.asarray(nw.op_ids(A)), "train")
     return f, p, x, y
 
 
@@ -44,24 +43,32 @@ def test_blockwise_formula_equals_mixed_jacobian_identity(setup, mode):
     assert float(jnp.max(jnp.abs(fam.robust - fam.clean))) > 0
 
 
-def test_scoring_stacked_gram_matches_kernel_family(setup):
-    """scoring.kernel_matrices (one stacked Jacobian, one Gram, one PGD loop for all ε) vs the
-    per-kernel path of robntk.kernels."""
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_every_provider_gives_the_same_family(setup, bn_mode):
+    """One stacked Gram per provider (layerwise, jacobian, ntvp): the same kernels; the
+    multi-ε call equals one call per ε with the same attack keys; names as the score rows."""
     f, p, x, y = setup
-    cfg = scoring.ScoreConfig(eps=("3/255", "8/255"), betas=(0.25, 0.5), pgd_steps=3, bn_mode="train",
-                              dtype="float64", C=2, N=1)
+    f = f.with_bn_mode(bn_mode)
+    eps = (3 / 255, 8 / 255)
     key = jax.random.PRNGKey(7)
-    mats = jax.jit(lambda p, x, y: scoring.kernel_matrices(f, p, x, y, cfg, key))(p, x, y)
-    assert set(mats) == set(cfg.kernel_names())
-    for k, e in enumerate(cfg.eps):
-        fam = kernels.kernel_family(f, p, x, y, e, key=jax.random.fold_in(key, k), steps=3)
-        t = scoring.eps_tag(e)
-        np.testing.assert_allclose(mats["clean"], fam.clean, rtol=1e-9)
-        np.testing.assert_allclose(mats[f"robust_{t}"], fam.robust, rtol=1e-9)
-        np.testing.assert_allclose(mats[f"twice_{t}"], fam.twice, rtol=1e-9)
-        for b in cfg.betas:
-            np.testing.assert_allclose(mats[f"all_{t}_beta{b:g}"], fam.k_all(b), rtol=1e-9)
-            np.testing.assert_allclose(mats[f"robust_all_{t}_beta{b:g}"], fam.k_tilde_all(b), rtol=1e-9)
+    fams = {impl: jax.jit(lambda q, impl=impl: kernels.kernel_families(
+        f, q, x, y, eps, key=key, steps=3, implementation=impl))(p) for impl in ("layerwise", "jacobian", "ntvp")}
+    for impl in ("jacobian", "ntvp"):
+        for a, b in zip(fams[impl], fams["layerwise"]):
+            for name in ("clean", "robust", "cross", "twice", "twice_cross"):
+                np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-12)
+    # ε number k uses fold_in(key, k): the first ε alone (kernel_family) reproduces its family
+    one = kernels.kernel_family(f, p, x, y, 3 / 255, key=key, steps=3)
+    for name in ("clean", "robust", "cross", "twice", "twice_cross", "x_adv", "x_adv2"):
+        np.testing.assert_allclose(getattr(one, name), getattr(fams["layerwise"][0], name), rtol=1e-10)
+    assert float(jnp.max(jnp.abs(fams["layerwise"][1].robust - one.robust))) > 0
+    named = kernels.named_kernels(fams["layerwise"], eps, (0.25, 0.5))
+    assert list(named) == kernels.kernel_names(eps, (0.25, 0.5))
+    np.testing.assert_allclose(named["robust_all_eps8_beta0.25"], fams["layerwise"][1].k_tilde_all(0.25))
+    with pytest.raises(ValueError, match="layerwise"):
+        kernels.stacked_gram(lambda q, z: f(q, z), p, x[None], y, implementation="layerwise")
+    with pytest.raises(ValueError, match="unknown implementation"):
+        kernels.stacked_gram(f, p, x[None], y, implementation="fast")
 
 
 def test_beta_validation():
@@ -96,10 +103,11 @@ def test_degenerate_kernels_report_zero_not_nan():
 
 
 def test_disconnected_arch_is_flagged():
-    net = nw.TinyNetwork("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|", C=2, N=1)
-    x = jax.random.uniform(jax.random.PRNGKey(1), (6, 8, 8, 3))
-    v = nw.init_variables(net, jax.random.PRNGKey(0), x.shape)
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|"
+    net = nw.TinyNetwork(C=2, N=1)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (6, 8, 8, 3), jnp.float64)
+    v = net.init(jax.random.PRNGKey(0), jnp.float64, arch=arch)
     for bn in ("train", "eval"):
-        f, p = nw.make_apply(net, v, bn)
+        f, p = net.make_apply(v, arch, bn)
         s = spectra.spectrum(ntk.empirical_ntk(f, p, x, independent_rows=bn == "eval"))
         assert s.lambda_min == 0.0 and s.degenerate and s.lambda_max > 0

@@ -14,11 +14,10 @@ A = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3
 
 @pytest.fixture(scope="module")
 def tiny():
-    net = nw.TinyNetwork(A, C=2, N=1, num_classes=3)
+    net = nw.TinyNetwork(C=2, N=1, num_classes=3)
     x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), jnp.float64)
     x2 = jax.random.uniform(jax.random.PRNGKey(2), (3, 16, 16, 3), jnp.float64)
-    v = nw.init_variables(net, jax.random.PRNGKey(0), x.shape, jnp.float64)
-    v = jax.tree_util.tree_map(lambda t: t.astype(jnp.float64), v)
+    v = net.init(jax.random.PRNGKey(0), jnp.float64, arch=A)
     return net, v, x, x2, jnp.array([0, 1, 2, 0]), jnp.array([2, 1, 0])
 
 
@@ -31,7 +30,7 @@ def rel(a, b):
 @pytest.mark.parametrize("mode", ntk.OUTPUT_MODES)
 def test_three_implementations_agree(tiny, bn, mode):
     net, v, x, x2, y, y2 = tiny
-    f, p = nw.make_apply(net, v, bn)
+    f, p = net.make_apply(v, A, bn)
     kw = dict(output_mode=mode, labels1=y, labels2=y2)
     K_jac = ntk.empirical_ntk(f, p, x, x2, **kw)
     K_vp = ntk.empirical_ntk(f, p, x, x2, implementation="ntvp", chunk_size=2, **kw)
@@ -46,7 +45,7 @@ def test_three_implementations_agree(tiny, bn, mode):
 
 def test_train_mode_rows_are_coupled(tiny):
     net, v, x, *_ = tiny
-    f, p = nw.make_apply(net, v, "train")
+    f, p = net.make_apply(v, A, "train")
     K = ntk.empirical_ntk(f, p, x)
     K_wrong = ntk.empirical_ntk(f, p, x, independent_rows=True)  # per-example: ignores batch statistics
     assert rel(K_wrong, K) > 0.05
@@ -57,7 +56,7 @@ def test_train_mode_rows_are_coupled(tiny):
 
 def test_mode_relations_and_symmetry(tiny):
     net, v, x, x2, y, _ = tiny
-    f, p = nw.make_apply(net, v, "train")
+    f, p = net.make_apply(v, A, "train")
     full = ntk.empirical_ntk(f, p, x, output_mode="full")
     np.testing.assert_allclose(ntk.empirical_ntk(f, p, x, output_mode="trace"), jnp.einsum("ijaa->ij", full), rtol=1e-12)
     np.testing.assert_allclose(ntk.empirical_ntk(f, p, x, output_mode="sum"), full.sum((2, 3)), rtol=1e-12)
@@ -83,7 +82,7 @@ def test_linear_model_closed_form():
 
 def test_bad_arguments(tiny):
     net, v, x, *_ = tiny
-    f, p = nw.make_apply(net, v, "eval")
+    f, p = net.make_apply(v, A, "eval")
     with pytest.raises(ValueError, match="unknown output_mode"):
         ntk.empirical_ntk(f, p, x, output_mode="mean")
     with pytest.raises(ValueError, match="needs labels"):

@@ -1,4 +1,5 @@
-"""Scoring pipeline on real CIFAR-10 with a tiny network; CLI bad-input handling; atomic writes."""
+"""``robntk score`` end to end on real CIFAR-10 with a tiny network: one driver, so the same arch
+and seed give the same row alone or inside a larger selection; resume and export; bad input."""
 
 import json
 
@@ -6,76 +7,105 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robntk import cli, paths, scoring
+from robntk import cli, paths, registry, scoring, tables
 
-TINY = dict(C=2, N=1, batch_size=4, eps=("8/255",), betas=(0.5,), pgd_steps=2)
+TINY = ["--C", "2", "--N", "1", "--batch-size", "4", "--eps", "8/255", "--beta", "0.5", "--pgd-steps", "1",
+        "--no-pgd-unroll", "--no-progress"]
 
 
 def test_parse_eps_and_tags():
-    assert scoring.parse_eps("8/255") == pytest.approx(8 / 255)
-    assert scoring.parse_eps("0.5") == 0.5 and scoring.parse_eps(0.0) == 0.0
-    assert scoring.eps_tag(8 / 255) == "eps8" and scoring.eps_tag(0.5 / 255) == "eps0.5"
-    assert scoring.beta_tag(0.5) == "beta0.5" and scoring.beta_tag(1.0) == "beta1"
+    assert registry.parse_eps("8/255") == pytest.approx(8 / 255)
+    assert registry.parse_eps("0.5") == 0.5 and registry.parse_eps(0.0) == 0.0
+    assert registry.eps_tag(8 / 255) == "eps8" and registry.eps_tag(0.5 / 255) == "eps0.5"
+    assert registry.beta_tag(0.5) == "beta0.5" and registry.beta_tag(1.0) == "beta1"
+    assert registry.format_eps(8 / 255) == "8/255" and registry.metric_name("pgd", 8 / 255) == "val_pgd_8.0_acc"
     with pytest.raises(ValueError, match="did you mean 8/255"):
-        scoring.parse_eps("8")
-    for bad in ("-1/255", "abc", "1/0"):
+        registry.parse_eps("8")
+    for bad in ("-1/255", "abc", "1/0", "nan"):
         with pytest.raises(ValueError, match="eps"):
-            scoring.parse_eps(bad)
+            registry.parse_eps(bad)
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="beta must be in"):
-        scoring.ScoreConfig(betas=(1.5,))
-    with pytest.raises(ValueError, match="pgd_steps"):
-        scoring.ScoreConfig(pgd_steps=0)
-    with pytest.raises(ValueError, match="bn_mode"):
-        scoring.ScoreConfig(bn_mode="test")
-    with pytest.raises(ValueError, match="unknown dataset"):
-        scoring.ScoreConfig(dataset="mnist")
-    cfg = scoring.ScoreConfig(**TINY)
+    for kw, msg in ((dict(betas=(1.5,)), "beta must be in"), (dict(pgd_steps=0), "pgd_steps"),
+                    (dict(bn_mode="test"), "bn_mode"), (dict(dataset="mnist"), "unknown dataset"),
+                    (dict(seed=-1), "seed"), (dict(eps=()), "at least one"), (dict(eps=("8",)), "8/255"),
+                    (dict(attack_bn_mode="x"), "attack_bn_mode")):
+        with pytest.raises(ValueError, match=msg):
+            scoring.ScoreConfig(**kw)
+    cfg = scoring.ScoreConfig(C=2, N=1, batch_size=4, eps=("8/255",), betas=(0.5,))
     assert cfg.kernel_names() == ["clean", "robust_eps8", "twice_eps8", "all_eps8_beta0.5",
                                   "robust_all_eps8_beta0.5"]
-    assert cfg.digest() == scoring.ScoreConfig(**TINY).digest() != scoring.ScoreConfig(**{**TINY, "seed": 1}).digest()
+    assert cfg.digest() == scoring.ScoreConfig(C=2, N=1, batch_size=4, eps=(8 / 255,)).digest()
+    assert cfg.digest() != scoring.ScoreConfig(C=2, N=1, batch_size=4, eps=(8 / 255,), seed=1).digest()
+    assert cfg.attack_mode == cfg.bn_mode and scoring.ScoreConfig(attack_bn_mode="train").attack_mode == "train"
 
 
-def test_run_score_resume_and_columns(tmp_path, data_dir, space, monkeypatch):
-    cfg = scoring.ScoreConfig(**TINY)
-    out = tmp_path / "s.csv"
-    df = scoring.run_score([2581, 10], cfg, out, data_dir=data_dir, space=space, progress=False)
-    assert list(df["nb201_index"]) == [2581, 10]
-    for col in ["arch_str", "lambda_min_clean", "cond_clean", "lambda_min_robust_eps8", "lambda_min_twice_eps8",
-                "lambda_min_all_eps8_beta0.5", "lambda_min_robust_all_eps8_beta0.5", "compile_s", "run_s"]:
-        assert col in df.columns
-    good, disc = df.iloc[0], df.iloc[1]
+def test_check_batch():
+    x = np.random.default_rng(0).uniform(size=(4, 8, 8, 3))
+    scoring.check_batch(x, np.array([0, 1, 2, 9]), 10)
+    for xx, yy, msg in ((x, np.array([0, 1, 2, 10]), r"\[0, 10\)"), (x, np.array([0, -1, 2, 3]), r"\[0, 10\)"),
+                        (x, np.array([0, 1, 2]), "shape|got"), (x * 2, np.array([0, 1, 2, 3]), r"\[0, 1\]"),
+                        (x, np.array([0.5, 1, 2, 3]), "integers")):
+        with pytest.raises(ValueError, match=msg):
+            scoring.check_batch(xx, yy, 10)
+
+
+def test_one_driver_same_row_alone_or_in_a_selection(tmp_path, data_dir, capsys):
+    a, b = tmp_path / "alone.csv", tmp_path / "many.csv"
+    base = ["score", "--data-dir", str(data_dir), *TINY]
+    assert cli.main([*base, "--arch", "2581", "--out", str(a)]) == 0
+    assert cli.main([*base, "--arch", "10", "--arch", "2581", "--arch", "0", "--out", str(b)]) == 0
+    da, db = pd.read_csv(a), pd.read_csv(b)
+    assert list(da.columns[:4]) == ["nb201_index", "arch_str", "disconnected", "degenerate"]
+    assert sorted(db["nb201_index"]) == [0, 10, 2581]
+    ra, rb = da.iloc[0], db.set_index("nb201_index").loc[2581]
+    for col in [c for c in da.columns if c.startswith(("lambda_", "cond_", "trace_", "logdet_"))]:
+        assert ra[col] == rb[col], col  # bit-identical: the same compiled program and weights
+    good = rb
     assert good["lambda_min_clean"] > 0 and not good["degenerate"] and np.isfinite(good["cond_clean"])
+    disc = db.set_index("nb201_index").loc[10]
     assert disc["disconnected"] and disc["degenerate"] and disc["lambda_min_clean"] == 0.0
-    assert disc["cond_clean"] == np.inf and not df.drop(columns="arch_str").isna().any().any()
-    side = json.loads(scoring.sidecar_path(out).read_text())
-    assert side["config"]["batch_size"] == 4 and side["config_digest"] == cfg.digest()
-    # resume: only the new arch is computed
-    calls = []
-    orig = scoring.score_arch
-    monkeypatch.setattr(scoring, "score_arch", lambda i, *a: calls.append(i) or orig(i, *a))
-    df2 = scoring.run_score([10, 2581, 0], cfg, out, data_dir=data_dir, space=space, progress=False)
-    assert calls == [0] and list(df2["nb201_index"]) == [10, 2581, 0]
-    pd.testing.assert_frame_equal(df2.iloc[[1]].reset_index(drop=True)[df.columns], df.iloc[[0]].reset_index(drop=True))
-    with pytest.raises(ValueError, match="different configuration"):
-        scoring.run_score([0], scoring.ScoreConfig(**{**TINY, "seed": 3}), out, data_dir=data_dir, space=space)
+    side = json.loads(tables.sidecar_path(b).read_text())
+    assert side["config"]["batch_size"] == 4 and side["param_definition"].startswith("supernet")
+    # a rerun with a smaller selection resumes (nothing to compute) and still exports every stored row
+    capsys.readouterr()
+    assert cli.main([*base, "--arch", "10", "--out", str(b)]) == 0
+    assert "0 scored, 1 already in" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(b), db)
+    # a different configuration on the same store is refused
+    assert cli.main([*base, "--seed", "3", "--arch", "10", "--out", str(b)]) == 2
+    assert "configuration" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, msg", [
     (["--arch", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "unknown op"),
     (["--arch", "15625"], "out of range"),
+    (["--arch", ""], "empty architecture"),
+    (["--arch", "nor_conv_3x3"], "is neither an NB201 index"),
     (["--arch", "1", "--beta", "1.5"], "beta must be in"),
     (["--arch", "1", "--eps", "8"], "did you mean 8/255"),
     (["--arch", "1", "--batch-size", "20000"], "20000"),
+    (["--arch", "1", "--seed", "-1"], "seed must be an integer >= 0"),
     (["--arch", "1", "--sample", "3"], "exactly one of"),
+    (["--arch", "1", "--time-budget", "-5"], "--time-budget"),
+    (["--arch", "1", "--shard", "4/4"], "0 <= K < N"),
 ])
 def test_cli_bad_input(argv, msg, tmp_path, data_dir, capsys):
     code = cli.main(["score", "--data-dir", str(data_dir), "--out", str(tmp_path / "o.csv"), *argv])
     assert code == 2
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_cli_unwritable_output_fails_before_any_work(tmp_path, data_dir, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli.main(["score", "--data-dir", str(data_dir), "--arch", "1", "--out", str(blocker / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a directory" in err and str(blocker) in err
+    assert cli.main(["score", "--data-dir", str(data_dir), "--arch", "1", "--out", str(tmp_path / "o.txt")]) == 2
+    assert ".csv" in capsys.readouterr().err
 
 
 def test_cli_missing_data(tmp_path, capsys):
@@ -92,6 +122,12 @@ def test_atomic_write_leaves_nothing_half_written(tmp_path):
             fh.write("partial")
             raise RuntimeError("killed")
     assert p.read_text() == "old" and [q.name for q in tmp_path.iterdir()] == ["t.csv"]
+    df = pd.DataFrame({"nb201_index": [1, 2], "v": [0.5, 1.5]})
+    tables.write_table(df, tmp_path / "x.parquet", {"k": 1})
+    pd.testing.assert_frame_equal(tables.read_table(tmp_path / "x.parquet", required=("nb201_index",)), df)
+    assert tables.read_sidecar(tmp_path / "x.parquet") == {"k": 1}
+    with pytest.raises(ValueError, match="no column"):
+        tables.read_table(tmp_path / "x.parquet", required=("arch_str",))
 
 
 def test_cli_dtype_float64_enables_x64():
@@ -99,11 +135,11 @@ def test_cli_dtype_float64_enables_x64():
     import subprocess
     import sys
 
-    code = ("import jax; from robntk.cli import build_parser; from robntk.scoring import config_from_args;"
+    code = ("import jax; from robntk.cli import build_parser; from robntk.commands.common import score_config;"
             "a = build_parser().parse_args(['score', '--arch', '3', '--out', 'x.csv', '--dtype', 'float64']);"
-            "assert not jax.config.jax_enable_x64; c = config_from_args(a);"
+            "assert not jax.config.jax_enable_x64; c = score_config(a);"
             "assert c.dtype == 'float64' and jax.config.jax_enable_x64;"
             "b = build_parser().parse_args(['score', '--arch', '3', '--out', 'x.csv']);"
-            "assert config_from_args(b).dtype == 'float32'; print('ok')")
+            "assert score_config(b).dtype == 'float32'; print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]

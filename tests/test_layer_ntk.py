@@ -1,0 +1,108 @@
+"""The per-layer-gradient NTK (robntk.layer_ntk) ≡ the generic Jacobian contraction ≡ finite
+differences, in float64, for both BN modes (coupled and independent rows), every output mode,
+a fixed cell and a cell as data, and chunked cotangents."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robntk import layer_ntk, ntk
+from robntk import network as nw
+
+ARCHS = [(3, 2, 4, 1, 3, 0), (1, 3, 3, 2, 4, 3), (0, 0, 0, 0, 0, 0)]
+MODES = ("sum", "label", "trace", "full")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(scope="module")
+def env(x64):
+    net = nw.TinyNetwork(C=2, N=1, num_classes=4)
+    v = net.init(jax.random.PRNGKey(0), jnp.float64)
+    rng = np.random.default_rng(0)
+    v = jax.tree_util.tree_map(lambda a: a + 0.3 * rng.uniform(size=a.shape), v)  # BN stats ≠ identity
+    x = jnp.asarray(rng.uniform(size=(4, 8, 8, 3)))
+    y = jnp.asarray(rng.integers(0, 4, 4), jnp.int32)
+    return net, v, x, y
+
+
+def _rel(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_layerwise_equals_jacobian_contraction(env, bn_mode):
+    net, v, x, y = env
+    train = bn_mode == "train"
+    fast = jax.jit(lambda p, s, i, chunk: {m: layer_ntk.empirical_ntk(net, p, s, i, x, y, m, train, chunk)
+                                           for m in MODES}, static_argnums=3)
+    for ids in ARCHS:
+        ops, sub = nw.ids_to_ops(ids), net.extract(v, ids)
+        f, p = net.make_apply(sub, ops, bn_mode)
+        want = {m: ntk.empirical_ntk(f, p, x, output_mode=m, labels1=y, independent_rows=not train) for m in MODES}
+        data = fast(v["params"], v["batch_stats"], jnp.asarray(ids), 3 if train else None)
+        for m in MODES:
+            fixed = layer_ntk.empirical_ntk(net, sub["params"], sub["batch_stats"], ops, x, y, m, train,
+                                            chunk_size=2 if m == "trace" else None)
+            assert data[m].shape == fixed.shape == want[m].shape
+            tol = 1e-8 if np.max(np.abs(np.asarray(want[m]))) > 0 else 0
+            assert _rel(data[m], want[m]) <= max(tol, 1e-300) or ids == (0,) * 6, (ids, m)
+            assert _rel(fixed, want[m]) <= 1e-8 or ids == (0,) * 6, (ids, m)
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_layerwise_equals_finite_differences(env, bn_mode):
+    net, v, x, y = env
+    ops = nw.ids_to_ops(ARCHS[0])
+    sub = net.extract(v, ARCHS[0])
+    f, p = net.make_apply(sub, ops, bn_mode)
+    K = layer_ntk.empirical_ntk(net, p, sub["batch_stats"], ops, x, y, "full", bn_mode == "train")
+    Kfd = ntk.finite_difference_ntk(f, p, x, output_mode="full", labels1=y, h=1e-5)
+    assert _rel(K, Kfd) <= 1e-7
+
+
+def test_train_mode_is_the_batch_function_ntk(env):
+    """Coupled rows: the NTK of the batch differs from per-example gradients, and from the NTK
+    of a sub-batch (the statistics change)."""
+    net, v, x, y = env
+    ids = jnp.asarray(ARCHS[1])
+    K = layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], ids, x, y, "sum", True)
+    Kind = layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], ids, x, y, "sum", False)
+    K2 = layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], ids, x[:2], y[:2], "sum", True)
+    assert _rel(Kind, K) > 0.05 and _rel(K2, K[:2, :2]) > 1e-3
+    J = layer_ntk.jacobian_rows(net, v["params"], v["batch_stats"], ids, x, y, "trace", True, chunk_size=5)
+    assert J.shape[:2] == (4, 4)
+    np.testing.assert_allclose(ntk.gram(J, J, "trace"),
+                               layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], ids, x, y, "trace", True),
+                               rtol=1e-10)
+
+
+def test_patches_and_conv_grad(env):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(2, 7, 7, 3)))
+    for k, s in ((3, 1), (3, 2), (1, 1)):
+        w = jnp.asarray(rng.normal(size=(k, k, 3, 5)))
+        pa = layer_ntk.patches(x, k, s)
+        assert _rel(jnp.einsum("nhwk,kc->nhwc", pa, w.reshape(-1, 5)), nw.conv(x, w, s)) <= 1e-12
+        d = jnp.asarray(rng.normal(size=(1,) + nw.conv(x, w, s).shape))
+        g = jax.grad(lambda ww: jnp.sum(nw.conv(x, ww, s) * d[0]))(w).reshape(-1)
+        assert _rel(layer_ntk._conv_grad(x, d, k, s, True)[0], g) <= 1e-12
+        assert _rel(layer_ntk._conv_grad(x, d, k, s, False)[0].sum(0), g) <= 1e-12
+
+
+def test_bad_arguments(env):
+    net, v, x, y = env
+    with pytest.raises(ValueError, match="labels"):
+        layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], jnp.asarray(ARCHS[0]), x, None, "label")
+    with pytest.raises(ValueError, match="output_mode"):
+        layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], jnp.asarray(ARCHS[0]), x, y, "diag")
+    with pytest.raises(ValueError, match="chunk_size"):
+        layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], jnp.asarray(ARCHS[0]), x, y, "sum", True, 0)
