@@ -96,8 +96,6 @@ def test_cli_bound_config_type_errors(override, flags, msg, tmp_path, capsys):
 
 
 def test_cli_bound_bad_files(tmp_path, capsys):
-    import os
-
     cfg = tmp_path / "cfg.json"
     cfg.write_text("{betas: [0.5]")
     assert cli.main(["bound", "--quick", "--out", str(tmp_path / "r"), "--config", str(cfg)]) == 2

@@ -449,3 +449,25 @@ def test_cli_train_and_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cmd, "load_split", lambda *a, **k: pytest.fail("data loaded before the config check"))
     assert main(args + ["--seed", "5"]) == 2
     assert "different configuration" in capsys.readouterr().err
+
+
+def test_train_repro_commands_parse():
+    """experiments/train_repro/command.sh uses the current flags (pixel-unit eps) and yields the
+    protocol's configurations."""
+    import shlex
+    from pathlib import Path
+
+    from robntk.cli import build_parser
+    from robntk.commands.flags import config_from_args
+    from robntk.evaluation import EvalConfig
+
+    text = (Path(__file__).resolve().parents[1] / "experiments" / "train_repro" / "command.sh").read_text()
+    lines = [ln for ln in text.replace("\\\n", " ").splitlines() if ln.startswith("python -m robntk.cli")]
+    assert len(lines) == 2
+    argv = [shlex.split(ln.replace('"$DATA"', "data").replace('"$RUN"', "run"))[3:] for ln in lines]
+    t = build_parser().parse_args(argv[0])
+    cfg = config_from_args(TrainConfig, t, arch=ARCH_T)
+    assert (cfg.method, cfg.epochs, cfg.train_limit, cfg.eps) == ("pgd", 5, 2560, pytest.approx(8 / 255))
+    e = config_from_args(EvalConfig, build_parser().parse_args(argv[1]))
+    assert e.eps == pytest.approx((3 / 255, 8 / 255)) and e.aa_eps == pytest.approx((8 / 255,))
+    assert e.square_queries == 500 and e.attacks[0] == "clean" and len(e.attacks) == 7
