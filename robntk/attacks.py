@@ -1,31 +1,54 @@
-"""White-box attacks in JAX on any ``f(params, x) -> logits``: FGSM and PGD (L∞, L2).
+"""White-box attacks in JAX on any ``f(params, x) -> logits``: FGSM and PGD (L∞, L2), written once.
 
 All attacks work in pixel space: ``x`` has values in [0, 1], ``eps`` and ``alpha`` (step size)
 are in the same units (8/255 = 0.0314 is the benchmark's L∞ radius), and every iterate is
 projected onto the ε-ball around ``center`` and clipped to [0, 1]. Everything is jit-compatible
-(``lax.fori_loop``) and the returned examples carry ``stop_gradient``.
+and the returned examples carry ``stop_gradient``.
+
+One attack protocol for every iterative attack of robntk (PGD here, APGD and Square in
+:mod:`robntk.autoattack`): an :class:`IterativeAttack` is ``init`` / ``step`` / ``finish``
+plus a step count, and one driver runs it — :func:`run_attack` inside a trace (a rolled
+``lax.fori_loop`` or unrolled, :func:`run_loop`), or the evaluator's host loop over the jitted
+pieces (:mod:`robntk.evaluation`). PGD serves the NTK scoring (:mod:`robntk.kernels`), the
+adversarial training (PGD-AT, FGSM-AT as one step from a random start, and TRADES' inner
+maximisation via ``start='normal'`` and a KL ``loss_fn``, :mod:`robntk.training`) and the
+evaluation (PGD-20 with per-example keys).
 
 Sources: FGSM (Goodfellow et al., ICLR 2015); PGD with random start (Madry et al., ICLR 2018)
-as in torchattacks 3.4.0 ``PGD``/``PGDL2`` used by NAS-RobBench-201; the twice-perturbed example
+as in torchattacks 3.4.0 ``PGD``/``PGDL2`` used by NAS-RobBench-201; TRADES' inner
+maximisation (Zhang et al., ICML 2019, reference ``yaodongyu/TRADES`` ``trades.py``: start
+x + 0.001·N(0, I), signed steps on KL(f(x) ‖ f(x'))); the twice-perturbed example
 x̃̃ = A_ε(x̃) of the NAS-RobBench-201 paper §4 (attack restarted from x̃ and projected onto the
 ε-ball around x̃, so ‖x̃̃ − x‖ ≤ 2ε).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 NORMS = ("linf", "l2")
+#: PGD starting points: uniform in the ε-ball, x + σ·N(0, I) (TRADES), or x itself (projected).
+STARTS = ("uniform", "normal", "none")
+#: Loop strategies of :func:`run_loop`: a rolled ``lax.fori_loop`` or unrolled in the trace.
+LOOPS = ("fori", "unroll")
 Fn = Callable[[Any, jax.Array], jax.Array]
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy; logits (B, O), integer labels (B,)."""
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32)))
+
+
+def kl_divergence(logits: jax.Array, p_ref: jax.Array) -> jax.Array:
+    """Σ_batch KL(p_ref ‖ softmax(logits)), logits and probabilities (B, O) — TRADES' robust loss
+    (``nn.KLDivLoss(size_average=False)(log_softmax(f(x')), softmax(f(x)))`` of ``trades.py``).
+    As a PGD ``loss_fn`` the "labels" are ``p_ref``."""
+    logq = jax.nn.log_softmax(logits)
+    return jnp.sum(jax.scipy.special.xlogy(p_ref, p_ref) - p_ref * logq)
 
 
 def check_attack_args(eps, steps: int | None = None, alpha=None, norm: str = "linf") -> None:
@@ -68,9 +91,37 @@ def _step(g: jax.Array, alpha, norm: str) -> jax.Array:
     return alpha * g / jnp.maximum(_l2_norm(g), 1e-12)
 
 
+def is_key_batch(key: jax.Array, n: int) -> bool:
+    """True when ``key`` holds ``n`` keys (typed ``(n,)`` or raw ``(n, 2)``), False for one key.
+
+    Raises:
+        ValueError: a key batch whose length is not ``n``.
+    """
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if key.shape == (() if typed else (2,)):
+        return False
+    if key.shape[0] != n:
+        raise ValueError(f"expected one key or {n} keys, got key array of shape {key.shape}")
+    return True
+
+
 def random_start(key: jax.Array, center: jax.Array, eps, norm: str = "linf") -> jax.Array:
-    """Uniform random point of the ε-ball around ``center`` (L∞: per-pixel U(−ε, ε); L2: radius
-    ε·U(0,1) along a Gaussian direction, as torchattacks' PGDL2), clipped to [0, 1]."""
+    """Uniform random point of the ε-ball around ``center``, clipped to [0, 1].
+
+    L∞ with one key: per-pixel U(−1, 1)·ε drawn for the whole batch at once; L∞ with B keys
+    (one per example, typed ``(B,)`` or raw ``(B, 2)``): example i draws U(−ε, ε) from key i
+    (torchattacks' ``uniform_(-eps, eps)``), so its start does not depend on the rest of the batch
+    (the evaluator's form). L2 (one key): radius ε·U(0,1) along a Gaussian direction, as
+    torchattacks' PGDL2.
+
+    Raises:
+        ValueError: a key batch of the wrong length, or B keys with the L2 norm.
+    """
+    if is_key_batch(key, center.shape[0]):
+        if norm != "linf":
+            raise ValueError("per-example keys are supported for the linf random start only")
+        d = jax.vmap(lambda k: jax.random.uniform(k, center.shape[1:], center.dtype, -eps, eps))(key)
+        return jnp.clip(center + d, 0.0, 1.0)
     if norm == "linf":
         d = jax.random.uniform(key, center.shape, center.dtype, -1.0, 1.0) * eps
     else:
@@ -106,6 +157,120 @@ def fgsm(f: Fn, params, x, y, eps, *, norm: str = "linf", loss_fn=cross_entropy)
     return jax.lax.stop_gradient(project(x + _step(g, eps, norm), x, eps, norm))
 
 
+# --------------------------------------------------------------------------------------------
+# the attack protocol and its driver
+
+
+class IterativeAttack(NamedTuple):
+    """An iterative attack in init / step / finish form (one protocol for PGD, APGD, Square).
+
+    Attributes:
+        init: ``init(params, x, y, eps, key) -> carry`` (a pytree).
+        step: ``step(params, x, y, eps, carry, i) -> carry``; ``i`` the 0-based iteration (may be
+            traced).
+        finish: ``finish(x, carry) -> x_adv`` (shape of x).
+        steps: number of iterations.
+    """
+
+    init: Callable
+    step: Callable
+    finish: Callable
+    steps: int
+
+
+def run_loop(body: Callable, carry, lo: int, hi: int, loop: str = "fori", unroll: int | bool = 1):
+    """``for i in range(lo, hi): carry = body(i, carry)`` — the one loop driver of the attacks.
+
+    ``loop='fori'``: :func:`jax.lax.fori_loop` (``unroll`` passed to it: 1 rolled, ``True`` fully
+    unrolled, k partially); ``loop='unroll'``: a Python loop in the trace (``i`` a jnp scalar).
+    All forms run the same iterations; on XLA:CPU ops inside a rolled while loop run about an
+    order of magnitude slower (measured 13× for TinyNetwork) while unrolling compiles longer, so
+    short loops are better unrolled there and long loops are driven from Python over jitted
+    steps (:mod:`robntk.evaluation`).
+
+    Raises:
+        ValueError: unknown loop mode.
+    """
+    if loop not in LOOPS:
+        raise ValueError(f"unknown loop mode {loop!r}; allowed: {', '.join(LOOPS)}")
+    if loop == "fori":
+        return jax.lax.fori_loop(lo, hi, body, carry, unroll=unroll)
+    for i in range(lo, hi):
+        carry = body(jnp.asarray(i), carry)
+    return carry
+
+
+def run_attack(attack: IterativeAttack, params, x, y, eps, key, *, loop: str = "fori",
+               unroll: int | bool = 1) -> jax.Array:
+    """Run an :class:`IterativeAttack` inside a trace: init, ``attack.steps`` steps
+    (:func:`run_loop`), finish. Returns ``x_adv`` with ``stop_gradient``."""
+    c = attack.init(params, x, y, eps, key)
+    c = run_loop(lambda i, cc: attack.step(params, x, y, eps, cc, i), c, 0, attack.steps, loop, unroll)
+    return jax.lax.stop_gradient(attack.finish(x, c))
+
+
+# --------------------------------------------------------------------------------------------
+# PGD
+
+
+def pgd_start(key, x, eps, *, start: str = "uniform", norm: str = "linf", center=None, sigma: float = 1e-3):
+    """PGD's first iterate: ``'uniform'`` — :func:`random_start` around ``center`` (``key``: one
+    key or B per-example keys); ``'normal'`` — ``center + sigma·N(0, I)``, not clipped (TRADES:
+    x + 0.001·N(0, I)); ``'none'`` — ``x`` projected onto the ball around ``center`` (no key).
+
+    Raises:
+        ValueError: unknown start, or a random start without a key.
+    """
+    if start not in STARTS:
+        raise ValueError(f"unknown PGD start {start!r}; allowed: {', '.join(STARTS)}")
+    center = x if center is None else center
+    if start == "none":
+        return project(x, center, eps, norm)
+    if key is None:
+        raise ValueError(f"pgd(start={start!r}) needs a PRNG key")
+    if start == "uniform":
+        return random_start(key, center, eps, norm)
+    return center + sigma * jax.random.normal(key, center.shape, center.dtype)
+
+
+def pgd_step(f: Fn, params, xa, y, center, eps, alpha, *, norm: str = "linf", loss_fn=cross_entropy) -> jax.Array:
+    """One PGD iteration: ``project(xa + alpha·sign(∇ loss), center, eps)`` (L∞; L2: normalised
+    gradient). ``y`` is whatever ``loss_fn(logits, y)`` takes (labels, or TRADES' reference
+    probabilities)."""
+    g = input_grad(f, params, xa, y, loss_fn)
+    return project(xa + _step(g, alpha, norm), center, eps, norm)
+
+
+def pgd_attack(f: Fn, *, steps: int, alpha=None, alpha_factor: float = 2.5, norm: str = "linf",
+               start: str = "uniform", sigma: float = 1e-3, loss_fn=cross_entropy,
+               center_fn: Callable | None = None) -> IterativeAttack:
+    """PGD as an :class:`IterativeAttack` (carry = the iterate).
+
+    Args:
+        f: ``f(params, x) -> logits``. steps: iterations (≥ 1).
+        alpha: step size (pixel units), or None for ``alpha_factor·eps/steps`` computed from the
+            (possibly traced) eps at each step.
+        norm, start, sigma, loss_fn: as :func:`pgd`.
+        center_fn: ``center_fn(x) -> centre of the ball`` (default: ``x``).
+
+    Raises:
+        ValueError: bad steps/alpha/norm/start.
+    """
+    check_attack_args(0.0, steps, alpha, norm)
+    if start not in STARTS:
+        raise ValueError(f"unknown PGD start {start!r}; allowed: {', '.join(STARTS)}")
+    cen = (lambda x: x) if center_fn is None else center_fn
+
+    def init(params, x, y, eps, key):
+        return pgd_start(key, x, eps, start=start, norm=norm, center=cen(x), sigma=sigma)
+
+    def step(params, x, y, eps, xa, i):
+        a = alpha_factor * eps / steps if alpha is None else alpha
+        return pgd_step(f, params, xa, y, cen(x), eps, a, norm=norm, loss_fn=loss_fn)
+
+    return IterativeAttack(init, step, lambda x, xa: xa, steps)
+
+
 def pgd(
     f: Fn,
     params,
@@ -121,45 +286,52 @@ def pgd(
     center: jax.Array | None = None,
     loss_fn=cross_entropy,
     unroll: int | bool = 1,
+    start: str | None = None,
+    sigma: float = 1e-3,
+    loop: str = "fori",
 ) -> jax.Array:
     """Projected gradient ascent on ``loss_fn(f(params, x'), y)`` over the ε-ball.
 
     Args:
         f: ``f(params, x) -> (B, O)`` logits.
         x: starting point (B, ...) in [0, 1].
-        y: int labels (B,).
+        y: int labels (B,) — or anything ``loss_fn`` takes as its second argument (TRADES:
+            the reference probabilities with ``loss_fn=kl_divergence``).
         eps: radius (pixel units).
         steps: iterations (≥ 1).
         alpha: step size; default 2.5·eps/steps (Madry et al.; the benchmark's PGD-20 uses it).
         norm: ``'linf'`` or ``'l2'``.
-        random_init: start from a uniform point of the ball (needs ``key``).
-        key: PRNG key for the random start.
+        random_init: start from a uniform point of the ball (needs ``key``); ignored when
+            ``start`` is given.
+        key: PRNG key of the random start: one key, or B per-example keys (L∞ only, see
+            :func:`random_start`).
         center: centre of the ball (default ``x``). The twice-perturbed example is
             ``pgd(..., x=x_adv, center=x_adv)``; see :func:`twice_perturbed`.
+        loss_fn: ``loss_fn(logits, y) -> scalar`` to maximise (mean cross-entropy).
         unroll: passed to :func:`jax.lax.fori_loop` (``True``: all steps unrolled). The same
             iterations, only compiled differently: on XLA:CPU unrolling 10 steps runs ~1.4×
             faster but compiles ~2.5× longer, so it pays off when one compilation serves many
-            calls (the supernet engine). Results can differ from the rolled loop in float
-            rounding, which may flip ``sign`` of near-zero gradient entries.
+            calls (the supernet engine) or when the loop is short (training). Results can differ
+            from the rolled loop in float rounding, which may flip ``sign`` of near-zero gradient
+            entries.
+        start: ``'uniform'``, ``'normal'`` (center + sigma·N(0, I), TRADES) or ``'none'``; None
+            = ``'uniform'`` if ``random_init`` else ``'none'``.
+        sigma: standard deviation of the ``'normal'`` start (TRADES: 0.001).
+        loop: ``'fori'`` or ``'unroll'`` (:func:`run_loop`).
 
     Returns:
         Adversarial examples (shape/dtype of x), with ``stop_gradient``.
 
     Raises:
-        ValueError: bad eps/steps/alpha/norm, or ``random_init`` without ``key``.
+        ValueError: bad eps/steps/alpha/norm/start/loop, or a random start without ``key``.
     """
     check_attack_args(eps, steps, alpha, norm)
-    if random_init and key is None:
-        raise ValueError("pgd(random_init=True) needs a PRNG key")
-    center = x if center is None else center
-    alpha = 2.5 * eps / steps if alpha is None else alpha
-    x0 = random_start(key, center, eps, norm) if random_init else project(x, center, eps, norm)
-
-    def body(_, xa):
-        g = input_grad(f, params, xa, y, loss_fn)
-        return project(xa + _step(g, alpha, norm), center, eps, norm)
-
-    return jax.lax.stop_gradient(jax.lax.fori_loop(0, steps, body, x0, unroll=unroll))
+    start = ("uniform" if random_init else "none") if start is None else start
+    if start != "none" and key is None:
+        raise ValueError(f"pgd(start={start!r}) needs a PRNG key (random_init=True needs one)")
+    atk = pgd_attack(f, steps=steps, alpha=alpha, norm=norm, start=start, sigma=sigma, loss_fn=loss_fn,
+                     center_fn=None if center is None else (lambda _: center))
+    return run_attack(atk, params, x, y, eps, key, loop=loop, unroll=unroll)
 
 
 def twice_perturbed(f: Fn, params, x_adv, y, eps, **pgd_kwargs) -> jax.Array:

@@ -2,7 +2,10 @@
 
 All functions take a pure ``f(params, x) -> logits`` (BN in eval mode for evaluation), images
 ``x`` float (B, H, W, C) in [0, 1] (NHWC), integer labels ``y`` (B,), and ``eps`` in [0, 1] pixel
-units (8/255 = 0.0314). They are jit-compatible (``lax.fori_loop`` / ``lax.while_loop``) and
+units (8/255 = 0.0314). Each attack has the init / step / finish form of :mod:`robntk.attacks` (``apgd_init``,
+``apgd_step``, ``apgd_finish``; ``square_init``, ``square_step``, ``square_finish``), driven by
+:func:`robntk.attacks.run_loop` in a trace or by the evaluator's host loop. They are
+jit-compatible (``lax.fori_loop`` / ``lax.while_loop``) and
 return ``(x_adv, robust)``: ``robust`` (B,) bool is False where the attack found a misclassified
 point inside the ε-ball (or the clean point is already misclassified); ``x_adv`` holds that
 point where ``robust`` is False and ``x`` itself where it is True (AutoAttack's convention).
@@ -45,7 +48,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from .attacks import check_attack_args
+from .attacks import check_attack_args, is_key_batch, run_loop
 
 Fn = Callable[[Any, jax.Array], jax.Array]
 APGD_LOSSES = ("ce", "dlr", "dlr-targeted")
@@ -62,13 +65,9 @@ def example_keys(key: jax.Array, n: int) -> jax.Array:
     Raises:
         ValueError: a key batch of the wrong length.
     """
-    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    single = key.shape == () if typed else key.shape == (2,)
-    if single:
-        return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
-    if key.shape[0] != n:
-        raise ValueError(f"expected one key or {n} keys, got key array of shape {key.shape}")
-    return key
+    if is_key_batch(key, n):
+        return key
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
 
 
 def _uniform_like(keys: jax.Array, x: jax.Array, lo: float, hi: float) -> jax.Array:
@@ -135,32 +134,6 @@ def _check_classes(num_classes: int, loss: str) -> None:
     need = {"ce": 2, "dlr": 3, "dlr-targeted": 4}[loss]
     if num_classes < need:
         raise ValueError(f"APGD loss {loss!r} needs at least {need} classes, the model has {num_classes}")
-
-
-# --------------------------------------------------------------------------------------------
-# loops
-
-LOOPS = ("fori", "unroll")
-
-
-def run_loop(body: Callable, carry, lo: int, hi: int, loop: str = "fori"):
-    """``for i in range(lo, hi): carry = body(i, carry)`` as ``lax.fori_loop`` (``'fori'``,
-    compact graph; fast on GPU) or unrolled in the trace (``'unroll'``; on XLA:CPU, ops inside a
-    while loop run about an order of magnitude slower, measured 13× for TinyNetwork, so short
-    loops are better unrolled there). Evaluators with long loops on CPU should instead drive the
-    ``*_init`` / ``*_step`` functions from Python with jitted steps (see
-    :mod:`robntk.evaluation`).
-
-    Raises:
-        ValueError: unknown loop mode.
-    """
-    if loop not in LOOPS:
-        raise ValueError(f"unknown loop mode {loop!r}; allowed: {', '.join(LOOPS)}")
-    if loop == "fori":
-        return jax.lax.fori_loop(lo, hi, body, carry)
-    for i in range(lo, hi):
-        carry = body(jnp.asarray(i), carry)
-    return carry
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,7 +276,7 @@ def apgd(
         rho: step-halving threshold ρ (0.75).
         return_best: return ``(x_best, loss_best)`` instead — the highest-loss point found and
             its per-example loss (the reference's ``perturb(best_loss=True)``).
-        loop: ``'fori'`` or ``'unroll'`` (:func:`run_loop`).
+        loop: ``'fori'`` or ``'unroll'`` (:func:`robntk.attacks.run_loop`).
 
     Returns:
         ``(x_adv, robust)``: robust (B,) bool = correctly classified at the clean point and at

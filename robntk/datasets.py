@@ -21,6 +21,11 @@ NAS-Bench-201 authors' release (ImageNet16, linked from github.com/D-X-Y/NAS-Ben
 github.com/TT2408/nasrobbench201). Pickle files are read with :mod:`pickle`: only load files
 from a source you trust.
 
+Training data (:func:`load_split`, :func:`balanced_subset`, :func:`check_data`,
+:func:`epoch_permutation`, :func:`augment`): the class-balanced deterministic subsets that
+``robntk train`` / ``robntk evaluate`` use (only the selected JPEGs are decoded), the data order
+of an epoch and the on-device RandomCrop + flip of NAS-RobBench-201's ``utils_data.py``.
+
 Errors: a missing file/directory raises :class:`FileNotFoundError` naming it and where to get
 it; a corrupt file (truncated pickle, bad npz, undecodable image, wrong array shapes) raises
 :class:`ValueError` naming the file.
@@ -35,11 +40,12 @@ import re
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from . import paths
+from .registry import DATASETS, dataset_info
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 IMAGENET16_SOURCE = (
@@ -50,11 +56,11 @@ IMAGENET16_SOURCE = (
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-DATASET_NAMES: tuple[str, ...] = ("cifar10", "cifar100", "ImageNet16-120")
+DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 CIFAR10_SOURCES: tuple[str, ...] = ("auto", "batches", "npz", "folder", "tar")
 IMAGE_EXTS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 #: Image side length per dataset.
-IMAGE_SIZE: dict[str, int] = {"cifar10": 32, "cifar100": 32, "ImageNet16-120": 16}
+IMAGE_SIZE: dict[str, int] = {k: v.image_size for k, v in DATASETS.items()}
 
 _CIFAR10_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 _CIFAR10_NPZ = {"train": "cifar10_jpeg/cifar10_train_decoded_10k.npz", "test": "cifar10_jpeg/cifar10_test_decoded.npz"}
@@ -191,6 +197,17 @@ def _select_members(entries: Iterable[tuple[str, str, str]], class_ids: list[int
     return chosen[:limit] if limit is not None else chosen
 
 
+Selector = Callable[[np.ndarray], np.ndarray]
+
+
+def _apply_select(chosen: list[tuple[int, str, str]], select: Selector | None) -> list[tuple[int, str, str]]:
+    """The members of ``chosen`` at ``select(labels)`` (all when ``select`` is None)."""
+    if select is None:
+        return chosen
+    idx = np.asarray(select(np.asarray([lab for lab, _, _ in chosen], np.int64)))
+    return [chosen[int(i)] for i in idx]
+
+
 def _stack(images: list[np.ndarray], labels: list[int], side: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.stack(images) if images else np.zeros((0, side, side, 3), np.uint8)
     return x, np.asarray(labels, dtype=np.int64)
@@ -198,7 +215,8 @@ def _stack(images: list[np.ndarray], labels: list[int], side: int) -> tuple[np.n
 
 # --------------------------------------------------------------------------- folder / tar readers
 def read_image_folder(split_dir: str | os.PathLike, classes: Iterable[str | int] | None = None,
-                      limit: int | None = None, side: int = 32) -> tuple[np.ndarray, np.ndarray]:
+                      limit: int | None = None, side: int = 32,
+                      select: Selector | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a CIFAR-10 image folder ``split_dir/<class_name>/*.png|jpg|jpeg``.
 
     Class ids follow :data:`CIFAR10_CLASSES` (standard CIFAR-10 order, not alphabetical); images
@@ -210,6 +228,10 @@ def read_image_folder(split_dir: str | os.PathLike, classes: Iterable[str | int]
         classes: optional subset of class names or ids to read (labels keep their standard id).
         limit: read at most this many images (the first in the order above); only these are decoded.
         side: expected image side in pixels.
+        select: ``select(labels) -> indices``: keep (and decode) only these positions of the
+            listing (after ``classes``/``limit``), e.g. a class-balanced subset
+            (:func:`balanced_subset`); the labels are known from the folder names before any
+            image is decoded.
 
     Returns:
         x uint8 (N, side, side, 3), y int64 (N,).
@@ -230,7 +252,7 @@ def read_image_folder(split_dir: str | os.PathLike, classes: Iterable[str | int]
                 entries.append((str(f), cdir.name, f.name))
     if not entries:
         raise ValueError(f"no images found in {split_dir} (expected <class_name>/*.png|jpg|jpeg)")
-    chosen = _select_members(entries, class_ids, limit, str(split_dir))
+    chosen = _apply_select(_select_members(entries, class_ids, limit, str(split_dir)), select)
     images = [_decode_image(Path(key).read_bytes(), key, side) for _, _, key in chosen]
     return _stack(images, [lab for lab, _, _ in chosen], side)
 
@@ -239,7 +261,8 @@ _TAR_MEMBER = re.compile(r"^(?:.*/)?(?P<split>[^/]+)/(?P<cls>[^/]+)/(?P<file>[^/
 
 
 def read_image_tar(archive: str | os.PathLike, split: str, classes: Iterable[str | int] | None = None,
-                   limit: int | None = None, side: int = 32) -> tuple[np.ndarray, np.ndarray]:
+                   limit: int | None = None, side: int = 32,
+                   select: Selector | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read CIFAR-10 images from a tar / tar.gz archive with members ``[prefix/]<split>/<class>/<file>``.
 
     Same ordering and labels as :func:`read_image_folder` (class id, then file name). The archive
@@ -249,7 +272,8 @@ def read_image_tar(archive: str | os.PathLike, split: str, classes: Iterable[str
     Args:
         archive: path of the archive (any compression :mod:`tarfile` understands).
         split: the ``<split>`` path component to read (``'train'`` or ``'test'``).
-        classes, limit, side: as in :func:`read_image_folder`.
+        classes, limit, side, select: as in :func:`read_image_folder` (only the selected members
+            are decoded).
 
     Returns:
         x uint8 (N, side, side, 3), y int64 (N,).
@@ -275,7 +299,7 @@ def read_image_tar(archive: str | os.PathLike, split: str, classes: Iterable[str
         raise ValueError(f"cannot read tar archive {archive}: {type(exc).__name__}: {exc}") from None
     if not entries:
         raise ValueError(f"no images of split {split!r} in {archive} (expected members [prefix/]{split}/<class>/<file>)")
-    chosen = _select_members(entries, class_ids, limit, str(archive))
+    chosen = _apply_select(_select_members(entries, class_ids, limit, str(archive)), select)
     want = {key: i for i, (_, _, key) in enumerate(chosen)}
     images: list[np.ndarray | None] = [None] * len(chosen)
     try:
@@ -345,7 +369,7 @@ def _folder_split_dir(path: Path, split: str) -> Path:
 def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: str = "auto",
                  path: str | os.PathLike | None = None, limit: int | None = None,
                  classes: Iterable[str | int] | None = None,
-                 allow_subset: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                 allow_subset: bool = True, select: Selector | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Load CIFAR-10 images and labels.
 
     Sources (``source='auto'`` tries them in this order inside the data directory):
@@ -378,6 +402,9 @@ def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: 
             only those are decoded.
         classes: folder/tar only: subset of class names/ids to read (labels keep their ids).
         allow_subset: in auto mode, accept the 10k train npz subset (default True).
+        select: ``select(labels) -> indices`` applied after ``limit``/``classes``: folders and
+            tars decode only the selected images (:func:`read_image_folder`); the other
+            sources index the loaded arrays.
 
     Returns:
         x uint8 (N, 32, 32, 3) NHWC RGB, y int64 (N,) in 0..9.
@@ -397,7 +424,7 @@ def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: 
         if not p.exists():
             raise FileNotFoundError(f"CIFAR-10 path not found: {p}")
         src = _infer_source(p) if source == "auto" else source
-        return _load_cifar10_from(src, p, split, limit, classes)
+        return _load_cifar10_from(src, p, split, limit, classes, select)
 
     root = paths.data_dir(data_dir)
     searched = []
@@ -412,7 +439,7 @@ def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: 
         searched.append(str(p))
         ok = p.is_dir() if src in ("batches", "folder") else p.is_file()
         if ok:
-            return _load_cifar10_from(src, p, split, limit, classes)
+            return _load_cifar10_from(src, p, split, limit, classes, select)
     raise FileNotFoundError(
         f"no CIFAR-10 {split} data found (source={source!r}) in data directory {root}; searched: "
         f"{'; '.join(searched)}. Obtain the official python version (cifar-10-python.tar.gz, unpacks to "
@@ -420,17 +447,21 @@ def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: 
     )
 
 
-def _load_cifar10_from(src: str, p: Path, split: str, limit, classes) -> tuple[np.ndarray, np.ndarray]:
+def _load_cifar10_from(src: str, p: Path, split: str, limit, classes, select) -> tuple[np.ndarray, np.ndarray]:
     if classes is not None and src not in ("folder", "tar"):
         raise ValueError(f"classes= is only supported for the folder and tar sources, not {src!r}")
-    if src == "batches":
-        x, y = _read_batches(p, _CIFAR10_BATCHES[split], "labels", 32, "bytes", CIFAR_URL)
-        return _apply_limit(x, y, limit)
-    if src == "npz":
-        return _apply_limit(*read_npz(p, 32), limit)
     if src == "folder":
-        return read_image_folder(_folder_split_dir(p, split), classes=classes, limit=limit, side=32)
-    return read_image_tar(p, split, classes=classes, limit=limit, side=32)
+        return read_image_folder(_folder_split_dir(p, split), classes=classes, limit=limit, side=32, select=select)
+    if src == "tar":
+        return read_image_tar(p, split, classes=classes, limit=limit, side=32, select=select)
+    if src == "batches":
+        x, y = _apply_limit(*_read_batches(p, _CIFAR10_BATCHES[split], "labels", 32, "bytes", CIFAR_URL), limit)
+    else:
+        x, y = _apply_limit(*read_npz(p, 32), limit)
+    if select is None:
+        return x, y
+    idx = np.asarray(select(y))
+    return x[idx], y[idx]
 
 
 # --------------------------------------------------------------------------- CIFAR-100
@@ -619,3 +650,113 @@ def fixed_batch(name: str, batch_size: int, seed: int = 0, data_dir: str | os.Pa
         )
     idx = balanced_indices(y, batch_size, seed)
     return x[idx].astype(np.float32) / np.float32(255.0), y[idx].astype(np.int32)
+
+
+# --------------------------------------------------------------------------- training data
+def balanced_subset(y: np.ndarray, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of a deterministic class-balanced subset of ``limit`` examples (sorted).
+
+    Classes are visited round-robin, each in a seeded random order, so the subset is balanced
+    even when the data are stored sorted by class (as the JPEG CIFAR-10 copy is). ``limit``
+    None or ≥ len(y) returns all indices.
+
+    Raises:
+        ValueError: limit < 1.
+    """
+    n = len(y)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise ValueError(f"limit must be an integer >= 1 (or None), got {limit!r}")
+    if limit is None or limit >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    yp = np.asarray(y)[perm]
+    rank = np.empty(n, np.int64)
+    for c in np.unique(yp):
+        where = np.flatnonzero(yp == c)
+        rank[where] = np.arange(len(where))
+    order = np.lexsort((yp, rank))  # by rank within class, then class
+    return np.sort(perm[order[:limit]])
+
+
+def load_split(dataset: str, split: str, data_dir: str | os.PathLike | None = None, limit: int | None = None,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A split with :func:`load_dataset`'s sources, reduced to the class-balanced deterministic
+    subset of ``limit`` images (:func:`balanced_subset` with ``seed``) — the data of
+    ``robntk train --train-limit`` and ``robntk evaluate --limit``.
+
+    CIFAR-10 is read with ``load_cifar10(split, allow_subset=False)``: the official batches if
+    present, else image folders/tars (all 50,000 train images), never the 10k-image train npz.
+    For folders and tars only the selected images are decoded (the labels come from the folder
+    names), so a small ``limit`` is fast even from the 50k-image train tar.
+
+    Returns:
+        ``(x uint8 (n, H, W, 3), y int64 (n,))``.
+
+    Raises:
+        ValueError: unknown dataset/split or bad limit. FileNotFoundError: data not found.
+    """
+    dataset_info(dataset)
+    balanced_subset(np.zeros(0), limit)  # validates limit
+    select = (lambda labels: balanced_subset(labels, limit, seed)) if limit is not None else None
+    if dataset == "cifar10":  # never silently train on the bundle's 10k-image train npz subset
+        x, y = load_cifar10(split, data_dir, allow_subset=False, select=select)
+        return np.asarray(x), np.asarray(y, np.int64)
+    x, y = load_dataset(dataset, split, data_dir=data_dir)
+    idx = balanced_subset(np.asarray(y), limit, seed)
+    return np.asarray(x)[idx], np.asarray(y, np.int64)[idx]
+
+
+def check_data(x: np.ndarray, y: np.ndarray, num_classes: int, batch_size: int | None = None) -> None:
+    """Validate a training/evaluation set.
+
+    Args:
+        x: uint8 (N, H, W, 3) images. y: integer labels (N,) in [0, num_classes).
+        batch_size: if given, must be ≤ N.
+
+    Raises:
+        ValueError: wrong dtype/shape, label out of range, or batch larger than the data.
+    """
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 of shape (N, H, W, 3), got {x.dtype} {x.shape}")
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integers of shape ({len(x)},), got {y.dtype} {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"labels must be in [0, {num_classes}), got range [{y.min()}, {y.max()}]")
+    if batch_size is not None and batch_size > len(x):
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the data ({len(x)} images); use batch_size <= {len(x)}"
+        )
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """Data order of ``epoch``: ``numpy.random.default_rng([seed, epoch]).permutation(n)``."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def augment(key, x, pad: int):
+    """RandomCrop(H, padding=pad, zero fill) + RandomHorizontalFlip(0.5), per example, on device.
+
+    Same distribution as torchvision's ``RandomCrop(H, padding=pad)`` followed by
+    ``RandomHorizontalFlip()`` (the benchmark's ``utils_data.py``; ``pad`` =
+    :attr:`robntk.registry.DatasetInfo.crop_pad`); not the same random stream.
+
+    Args:
+        key: PRNG key. x: float (B, H, W, C) images (jax array). pad: padding in pixels (≥ 0).
+
+    Returns:
+        Augmented images, shape and dtype of ``x``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    B, H, W, C = x.shape
+    k_off, k_flip = jax.random.split(key)
+    if pad > 0:
+        xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        off = jax.random.randint(k_off, (B, 2), 0, 2 * pad + 1)
+        x = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (H, W, C)))(xp, off)
+    flip = jax.random.bernoulli(k_flip, 0.5, (B, 1, 1, 1))
+    return jnp.where(flip, x[:, :, ::-1, :], x)

@@ -5,7 +5,7 @@ Metrics (fractions in [0, 1], BN in eval mode, the benchmark's key names; §3 of
 
 ===============================  ==============================================================
 ``val_acc``                      clean accuracy
-``val_fgsm_{e}_acc``             FGSM (torchattacks ``FGSM``), e ∈ {3.0, 8.0} (units of 1/255)
+``val_fgsm_{e}_acc``             FGSM (torchattacks ``FGSM``), e ∈ {3.0, 8.0} (ε in 255ths)
 ``val_pgd_{e}_acc``              PGD-20, step 2.5·ε/20, uniform random start (torchattacks ``PGD``)
 ``autoattack``                   AutoAttack-standard-style worst case at ε = 8/255 (see below)
 ``val_apgd-ce_{e}_acc``          APGD-CE alone (extra)
@@ -37,6 +37,11 @@ Batches are padded to a fixed size (power-of-two buckets below ``batch_size``) s
 compiles once per bucket. Iterative attacks are driven from Python over jitted single steps
 (XLA:CPU runs ops inside while loops ~13× slower than unrolled; long loops cannot be unrolled).
 
+Metric names are :func:`robntk.registry.metric_name`'s; every ε is in [0, 1] pixel units
+(``robntk evaluate --eps 3/255 8/255``, :mod:`robntk.commands.evaluate`). PGD is
+:func:`robntk.attacks.pgd_attack` (per-example keys), APGD and Square are
+:mod:`robntk.autoattack`'s, all in the init / step / finish form of :mod:`robntk.attacks`.
+
 Gradient-masking sanity checks in the spirit of AutoAttack's ``checks.py``
 (:func:`sanity_checks`) are stored as ``warnings`` in the output.
 """
@@ -44,21 +49,23 @@ Gradient-masking sanity checks in the spirit of AutoAttack's ``checks.py``
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import os
 import re
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import field
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import attacks
+from . import __version__, attacks
 from . import autoattack as aa
-from .paths import atomic_write
+from .datasets import check_data
+from .registry import AA_METRIC, CLEAN_METRIC, eps_255, format_eps, metric_name, parse_eps
+from .training import load_trained
 
 ATTACKS = ("clean", "fgsm", "pgd", "apgd-ce", "apgd-t", "square", "autoattack")
 DEFAULT_ATTACKS = ("clean", "fgsm", "pgd", "autoattack")
@@ -74,15 +81,26 @@ _ATTACK_IDS = {"clean": 0, "fgsm": 1, "pgd": 2, "apgd-ce": 3, "apgd-t": 4, "squa
 BENCHMARK_AA_EPS = 8.0 / 255.0
 
 
-def eps_tag(eps: float) -> str:
-    """Radius in 1/255 units as the benchmark writes it in key names (8/255 → ``'8.0'``)."""
-    return str(float(round(eps * 255.0, 6)))
+def parse_attacks(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``'all'``, a comma-separated list of :data:`ATTACKS`, or a sequence of such strings →
+    the attacks in order, ``'clean'`` first (it is always computed).
+
+    Raises:
+        ValueError: unknown attack name.
+    """
+    items = [spec] if isinstance(spec, str) else list(spec)
+    names = [a.strip() for item in items for a in str(item).split(",") if a.strip()]
+    if "all" in names:
+        return ATTACKS
+    for a in names:
+        if a not in ATTACKS:
+            raise ValueError(f"unknown attack {a!r}; allowed: {', '.join(ATTACKS)} or 'all'")
+    return tuple(dict.fromkeys(["clean", *names]))
 
 
-def metric_key(attack: str, eps: float | None = None) -> str:
-    """Metric name: ``'val_acc'`` for clean, else ``'val_{attack}_{eps·255}_acc'``
-    (e.g. ``metric_key('pgd', 8/255) == 'val_pgd_8.0_acc'``)."""
-    return "val_acc" if attack == "clean" else f"val_{attack}_{eps_tag(eps)}_acc"
+def _flag(help: str, **kw) -> dict:
+    """Field metadata read by :mod:`robntk.commands.flags`."""
+    return {"help": help, **kw}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,27 +124,33 @@ class EvalConfig:
         seed: seeds every attack's randomness.
 
     Raises (from :meth:`validate`):
-        ValueError: unknown attack or version, eps outside (0, 1], steps/queries/batch < 1.
+        ValueError: unknown attack or version, eps outside (0, 1] (a bare 8 gets "did you mean
+            8/255?"), steps/queries/batch < 1, negative seed.
     """
 
-    attacks: tuple[str, ...] = DEFAULT_ATTACKS
-    eps: tuple[float, ...] = (3.0 / 255.0, 8.0 / 255.0)
-    aa_eps: tuple[float, ...] = (8.0 / 255.0,)
-    pgd_steps: int = 20
-    pgd_step_factor: float = 2.5
-    aa_version: str = "torchattacks"
-    apgd_steps: int | None = None
-    apgd_targets: int | None = None
-    square_queries: int | None = None
-    square_p_init: float = 0.8
-    batch_size: int = 256
-    min_batch: int = 32
-    seed: int = 0
+    attacks: tuple[str, ...] = field(default=DEFAULT_ATTACKS, metadata=_flag(
+        f"attacks: any of {', '.join(ATTACKS)} (comma- or space-separated), or 'all'"))
+    eps: tuple[float, ...] = field(default=(3.0 / 255.0, 8.0 / 255.0), metadata=_flag(
+        "FGSM/PGD radii in [0, 1] pixel units, e.g. 8/255", parse=parse_eps))
+    aa_eps: tuple[float, ...] = field(default=(8.0 / 255.0,), metadata=_flag(
+        "APGD/Square/ensemble radii in [0, 1] pixel units", parse=parse_eps))
+    pgd_steps: int = field(default=20, metadata=_flag("PGD iterations"))
+    pgd_step_factor: float = field(default=2.5, metadata=_flag("PGD step = factor * eps / steps"))
+    aa_version: str = field(default="torchattacks", metadata=_flag("AutoAttack preset", choices=tuple(AA_VERSIONS)))
+    apgd_steps: int | None = field(default=None, metadata=_flag("override the preset's APGD iterations"))
+    apgd_targets: int | None = field(default=None, metadata=_flag("override the preset's APGD-T target count"))
+    square_queries: int | None = field(default=None, metadata=_flag("override the preset's Square budget"))
+    square_p_init: float = field(default=0.8, metadata=_flag("Square's initial square fraction"))
+    batch_size: int = field(default=256, metadata=_flag("evaluation batch"))
+    min_batch: int = field(default=32, metadata=_flag("smallest padded batch (power-of-two buckets)"))
+    seed: int = field(default=0, metadata=_flag("seed of every attack's randomness"))
 
     def __post_init__(self):
-        object.__setattr__(self, "attacks", tuple(self.attacks))
-        object.__setattr__(self, "eps", tuple(float(e) for e in self.eps))
-        object.__setattr__(self, "aa_eps", tuple(float(e) for e in self.aa_eps))
+        object.__setattr__(self, "attacks", parse_attacks(self.attacks))
+        for name in ("eps", "aa_eps"):
+            vals = getattr(self, name)
+            vals = (vals,) if isinstance(vals, (str, int, float)) else vals
+            object.__setattr__(self, name, tuple(parse_eps(e) for e in vals))
         self.validate()
 
     def validate(self) -> None:
@@ -142,8 +166,10 @@ class EvalConfig:
                     raise ValueError(f"{name} values must be in (0, 1] pixel units (e.g. 8/255), got {e!r}")
         for name in ("pgd_steps", "batch_size", "min_batch"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         for name in ("apgd_steps", "apgd_targets", "square_queries"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
@@ -171,8 +197,8 @@ class EvalConfig:
             raise ValueError(f"APGD-T (and the ensemble) need >= 4 classes, the model has {num_classes}")
         d = dataclasses.asdict(self)
         d.update(apgd_steps=steps, apgd_targets=targets, square_queries=self.square_queries or pre["square_queries"],
-                 num_classes=num_classes, eps_255=[eps_tag(e) for e in self.eps],
-                 aa_eps_255=[eps_tag(e) for e in self.aa_eps], bn_mode="eval",
+                 num_classes=num_classes, eps_255=[eps_255(e) for e in self.eps],
+                 aa_eps_255=[eps_255(e) for e in self.aa_eps], bn_mode="eval",
                  ensemble="apgd-ce -> apgd-t -> square (FAB-T not implemented)")
         d["attacks"] = list(self.attacks)
         return d
@@ -233,18 +259,13 @@ class RobustnessEvaluator:
                 return x if kind == "clean" else attacks.fgsm(f, params, x, y, eps)
 
             ops = (jax.jit(init) if kind == "fgsm" else init, None, last, 0)
-        elif kind == "pgd":
-            steps = s["pgd_steps"]
+        elif kind == "pgd":  # torchattacks PGD: per-example U(-eps, eps) start, step factor*eps/steps
+            pgd = attacks.pgd_attack(f, steps=s["pgd_steps"], alpha_factor=s["pgd_step_factor"])
 
             def init(params, x, y, idx, key, eps, rank):
-                d = jax.vmap(lambda kk: jax.random.uniform(kk, x.shape[1:], x.dtype, -eps, eps))(keys_of(key, idx))
-                return jnp.clip(x + d, 0.0, 1.0)  # torchattacks PGD random start
+                return pgd.init(params, x, y, eps, keys_of(key, idx))
 
-            def step(params, x, y, eps, xa, i):
-                g = attacks.input_grad(f, params, xa, y)
-                return attacks.project(xa + (s["pgd_step_factor"] * eps / steps) * jnp.sign(g), x, eps)
-
-            ops = (jax.jit(init), jax.jit(step), last, steps)
+            ops = (jax.jit(init), jax.jit(pgd.step), last, pgd.steps)
         elif kind in ("apgd-ce", "apgd-t"):
             steps = s["apgd_steps"]
             loss = "ce" if kind == "apgd-ce" else "dlr-targeted"
@@ -318,7 +339,7 @@ class RobustnessEvaluator:
             return out
         key, bs = self._key(kind, eps), self.cfg.batch_size
         starts = range(0, len(idx), bs)
-        bar = tqdm(starts, desc=desc or f"{kind} eps={eps_tag(eps)}", disable=not self.progress, leave=False,
+        bar = tqdm(starts, desc=desc or f"{kind} eps={format_eps(eps)}", disable=not self.progress, leave=False,
                    file=sys.stderr, dynamic_ncols=True)
         for start in bar:
             chunk = idx[start:start + bs]
@@ -340,13 +361,11 @@ class RobustnessEvaluator:
 
         Returns:
             ``{'metrics': {key: accuracy}, 'per_example': {key: bool (N,)}, 'timing_s': {...},
-            'ensemble_trace': {eps: {stage: robust accuracy after it}}, 'warnings': [...]}``.
+            'ensemble_trace': {'8/255': {stage: robust accuracy after it}}, 'warnings': [...]}``.
 
         Raises:
-            ValueError: bad data (see :func:`robntk.training.check_data`).
+            ValueError: bad data (see :func:`robntk.datasets.check_data`).
         """
-        from .training import check_data
-
         check_data(x, y, self.num_classes)
         self.timing = {}
         x = np.asarray(x)
@@ -365,8 +384,8 @@ class RobustnessEvaluator:
             return r
 
         clean = timed("clean", self._run, "clean", 0.0, x, y, all_idx, desc="clean")
-        per["val_acc"] = clean
-        metrics["val_acc"] = float(clean.mean())
+        per[CLEAN_METRIC] = clean
+        metrics[CLEAN_METRIC] = float(clean.mean())
         worst: dict[float, np.ndarray] = {}
 
         for kind in ("fgsm", "pgd"):
@@ -374,8 +393,8 @@ class RobustnessEvaluator:
                 continue
             for e in cfg.eps:
                 ok = timed(kind, self._run, kind, e, x, y, all_idx)
-                per[metric_key(kind, e)] = ok
-                metrics[metric_key(kind, e)] = float(ok.mean())
+                per[metric_name(kind, e)] = ok
+                metrics[metric_name(kind, e)] = float(ok.mean())
                 worst[e] = worst.get(e, clean) & ok
 
         comps = [c for c in ENSEMBLE if c in want]
@@ -395,7 +414,7 @@ class RobustnessEvaluator:
                             if not len(idx):
                                 break
                             ok = timed(comp, self._run, comp, e, x, y, idx, rank=rank,
-                                       desc=f"apgd-t eps={eps_tag(e)} target {rank - 1}")
+                                       desc=f"apgd-t eps={format_eps(e)} target {rank - 1}")
                             alive[idx[~ok]] = False
                         res[comp][todo] = alive[todo]
                     else:
@@ -409,27 +428,27 @@ class RobustnessEvaluator:
                         ensure(comp, alive)
                         alive &= res[comp] == 1
                         stages[f"after {comp}"] = float(alive.mean())
-                    trace[eps_tag(e)] = stages
-                    per[metric_key("autoattack", e)] = alive
-                    metrics[metric_key("autoattack", e)] = float(alive.mean())
+                    trace[format_eps(e)] = stages
+                    per[metric_name("autoattack", e)] = alive
+                    metrics[metric_name("autoattack", e)] = float(alive.mean())
                     if abs(e - BENCHMARK_AA_EPS) < 1e-9:
-                        metrics["autoattack"] = float(alive.mean())
+                        metrics[AA_METRIC] = float(alive.mean())
                     # APGD-CE ran on every correctly classified point: report it for free
-                    per[metric_key("apgd-ce", e)] = res["apgd-ce"] == 1
-                    metrics[metric_key("apgd-ce", e)] = float((res["apgd-ce"] == 1).mean())
+                    per[metric_name("apgd-ce", e)] = res["apgd-ce"] == 1
+                    metrics[metric_name("apgd-ce", e)] = float((res["apgd-ce"] == 1).mean())
                 for comp in comps:
                     ensure(comp, clean)
                     ok = res[comp] == 1
-                    per[metric_key(comp, e)] = ok
-                    metrics[metric_key(comp, e)] = float(ok.mean())
+                    per[metric_name(comp, e)] = ok
+                    metrics[metric_name(comp, e)] = float(ok.mean())
                 w = worst.get(e, clean)
                 for comp in ENSEMBLE:
                     w = w & (res[comp] != 0)
                 worst[e] = w
 
         for e, w in worst.items():
-            per[metric_key("worst", e)] = w
-            metrics[metric_key("worst", e)] = float(w.mean())
+            per[metric_name("worst", e)] = w
+            metrics[metric_name("worst", e)] = float(w.mean())
         return {"metrics": metrics, "per_example": per, "timing_s": dict(self.timing),
                 "ensemble_trace": trace, "warnings": sanity_checks(metrics, n)}
 
@@ -462,7 +481,7 @@ def sanity_checks(metrics: dict[str, float], n: int | None = None) -> list[str]:
       same radius — the classic symptom of gradient masking.
 
     Args:
-        metrics: ``{key: accuracy}`` with the key names of :func:`metric_key`.
+        metrics: ``{key: accuracy}`` with the key names of :func:`robntk.registry.metric_name`.
         n: number of evaluated examples (sets the tolerance; None = 0).
 
     Returns:
@@ -471,7 +490,7 @@ def sanity_checks(metrics: dict[str, float], n: int | None = None) -> list[str]:
     tol = 1.0 / n if n else 0.0
     warns: list[str] = []
     p = _parse(metrics)
-    clean = metrics.get("val_acc")
+    clean = metrics.get(CLEAN_METRIC)
     for atk, by_eps in p.items():
         for e, acc in by_eps.items():
             if clean is not None and acc > clean + tol + 1e-12:
@@ -498,16 +517,18 @@ def sanity_checks(metrics: dict[str, float], n: int | None = None) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# checkpoint evaluation and CLI
+# checkpoint evaluation
 
 
-def evaluate_run(run_dir, x: np.ndarray, y: np.ndarray, cfg: EvalConfig, progress: bool = False) -> dict[str, Any]:
+def evaluate_run(run_dir: str | os.PathLike, x: np.ndarray, y: np.ndarray, cfg: EvalConfig,
+                 progress: bool = False, trained: tuple | None = None) -> dict[str, Any]:
     """Evaluate the latest checkpoint of a training run (BN in eval mode).
 
     Args:
-        run_dir: a :func:`robntk.training.train` run directory.
+        run_dir: a :func:`robntk.training.train` run directory (:mod:`robntk.rundir`).
         x, y: uint8 (N, H, W, 3) images and int labels of the evaluation split.
         cfg: what to run. progress: tqdm bars.
+        trained: the run's :func:`robntk.training.load_trained` result if already loaded.
 
     Returns:
         The JSON-ready record: ``arch``, ``arch_index``, ``dataset``, ``metrics`` (benchmark
@@ -516,12 +537,11 @@ def evaluate_run(run_dir, x: np.ndarray, y: np.ndarray, cfg: EvalConfig, progres
         (robust accuracy after each ensemble stage), ``warnings``.
 
     Raises:
-        FileNotFoundError: not a run directory / no checkpoint. ValueError: bad data or config.
+        FileNotFoundError: not a run directory / no checkpoint.
+        ValueError: bad data, a corrupt config or checkpoint, or a checkpoint of another network
+            than the config names (:func:`robntk.training.load_trained`).
     """
-    from . import __version__
-    from .training import load_trained
-
-    tcfg, model, variables, meta = load_trained(run_dir)
+    tcfg, model, variables, meta = load_trained(run_dir) if trained is None else trained
     f, params = model.make_apply(variables, tcfg.arch, "eval")
     ev = RobustnessEvaluator(f, params, tcfg.num_classes, cfg, progress=progress)
     t = time.perf_counter()
@@ -542,68 +562,3 @@ def evaluate_run(run_dir, x: np.ndarray, y: np.ndarray, cfg: EvalConfig, progres
         "warnings": res["warnings"],
         "versions": {"robntk": __version__, "jax": jax.__version__},
     }
-
-
-def parse_attacks(spec: str) -> tuple[str, ...]:
-    """``'all'`` or a comma-separated list of :data:`ATTACKS` (clean is always added).
-
-    Raises:
-        ValueError: unknown attack name.
-    """
-    if spec.strip() == "all":
-        return ATTACKS
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    for a in names:
-        if a not in ATTACKS:
-            raise ValueError(f"unknown attack {a!r}; allowed: {', '.join(ATTACKS)} or 'all'")
-    return tuple(dict.fromkeys(["clean", *names]))
-
-
-def add_arguments(parser) -> None:
-    """Arguments of ``robntk evaluate`` (``--data-dir`` is added by the CLI)."""
-    p = parser
-    p.add_argument("--checkpoint", required=True, help="training run directory (robntk train --out)")
-    p.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS),
-                   help=f"comma-separated subset of {','.join(ATTACKS)}, or 'all' (default: the benchmark's)")
-    p.add_argument("--eps", type=float, nargs="+", default=[3.0, 8.0], help="FGSM/PGD radii in 1/255 units")
-    p.add_argument("--aa-eps", type=float, nargs="+", default=[8.0], help="APGD/Square/ensemble radii (1/255)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate a class-balanced subset of N test images")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--pgd-steps", type=int, default=20)
-    p.add_argument("--aa-version", default="torchattacks", choices=tuple(AA_VERSIONS))
-    p.add_argument("--apgd-steps", type=int, default=None, help="override the preset's APGD iterations")
-    p.add_argument("--apgd-targets", type=int, default=None, help="override the preset's APGD-T target count")
-    p.add_argument("--square-queries", type=int, default=None, help="override the preset's Square budget")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="metrics JSON path")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def run(args) -> int:
-    """``robntk evaluate``: evaluate a run directory on the test (ImageNet16-120: val) split."""
-    from .training import TrainConfig, load_split, CONFIG_FILE
-
-    for name in ("eps", "aa_eps"):
-        for e in getattr(args, name):
-            if not 0.0 < e <= 255.0:
-                raise ValueError(f"--{name.replace('_', '-')} values must be in (0, 255] (units of 1/255, e.g. 8), got {e}")
-    cfg = EvalConfig(
-        attacks=parse_attacks(args.attacks), eps=tuple(e / 255.0 for e in args.eps),
-        aa_eps=tuple(e / 255.0 for e in args.aa_eps), pgd_steps=args.pgd_steps, aa_version=args.aa_version,
-        apgd_steps=args.apgd_steps, apgd_targets=args.apgd_targets, square_queries=args.square_queries,
-        batch_size=args.batch_size, seed=args.seed,
-    )
-    cfg_path = Path(args.checkpoint) / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} not found: {args.checkpoint} is not a robntk training run directory")
-    tcfg = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-    x, y = load_split(tcfg.dataset, "test", args.data_dir, args.limit, seed=0)
-    record = evaluate_run(args.checkpoint, x, y, cfg, progress=not args.no_progress)
-    record["data"] = {"split": "test" if tcfg.dataset != "ImageNet16-120" else "val", "limit": args.limit,
-                      "subset": "class-balanced, numpy default_rng(0)" if args.limit else "full"}
-    with atomic_write(args.out) as fh:
-        json.dump(record, fh, indent=2, sort_keys=True)
-    print(json.dumps(record["metrics"], indent=2, sort_keys=True))
-    for w in record["warnings"]:
-        print(f"warning: {w}", file=sys.stderr)
-    return 0

@@ -100,3 +100,49 @@ def score_scatter(scores: pd.DataFrame, bench, columns: list[tuple[str, str]], p
         ax.set_title(f"n={int(ok.sum())} (score <= 0 dropped: {int((~ok).sum())})", fontsize=9)
     fig.tight_layout()
     return atomic_save(path, lambda p: fig.savefig(p, dpi=dpi))
+
+
+def training_curves(records: list[dict], path: str | os.PathLike, *, lr_curve: tuple | None = None,
+                    title: str | None = None, dpi: int = 110) -> Path:
+    """Per-epoch training loss, training accuracy and learning rate of a run (3 panels).
+
+    Args:
+        records: the run's ``metrics.jsonl`` records (:func:`robntk.rundir.read_metrics`), each
+            with ``epoch``, ``step``, ``train_loss``, ``train_acc``, ``lr_last`` and ``method``.
+        path: PNG written atomically.
+        lr_curve: optional ``(epoch_position (T,), lr (T,))`` of the whole schedule, drawn as a
+            line under the per-epoch markers (:func:`robntk.training.lr_curve`).
+        title: figure title (default: none).
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: no records.
+    """
+    if not records:
+        raise ValueError("no training records to plot")
+    ep = [r["epoch"] for r in records]
+    method = records[-1].get("method")
+    adv = method in ("pgd", "fgsm")
+    fig = _new_figure((12, 3.4))
+    axes = fig.subplots(1, 3)
+    axes[0].plot(ep, [r["train_loss"] for r in records], "o-", color="#0072B2")
+    axes[0].set(xlabel="epoch", ylabel="training loss", title=f"training loss ({method})")
+    axes[1].plot(ep, [r["train_acc"] for r in records], "o-", color="#D55E00")
+    axes[1].set(xlabel="epoch", ylabel="accuracy",
+                title="train accuracy (" + ("adversarial" if adv else "natural") + " examples, train-mode BN)")
+    if lr_curve is not None:
+        axes[2].plot(np.asarray(lr_curve[0]), np.asarray(lr_curve[1]), "-", color="#009E73",
+                     label="OneCycle lr (per step)")
+    spe = records[0]["step"] / records[0]["epoch"]
+    axes[2].plot([(r["step"] - 1) / spe for r in records], [r["lr_last"] for r in records], "o", color="#0072B2",
+                 label="lr of each epoch's last step")
+    axes[2].set(xlabel="epoch", ylabel="learning rate", title="schedule")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return atomic_save(path, lambda p: fig.savefig(p, dpi=dpi))

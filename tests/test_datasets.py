@@ -344,3 +344,51 @@ def test_real_cifar10_tar_agrees_with_npz(data_dir):
     xt, yt = D.load_cifar10("test", path=archive, classes=["truck"], limit=3)
     assert yt.tolist() == [9, 9, 9]
     assert np.abs(xt.astype(int) - xn[9000:9003]).max() <= 2
+
+
+# --------------------------------------------------------------------------- training subsets
+def test_load_split_decodes_only_the_selected_images(tmp_path):
+    """``load_split(limit=k)`` takes the class-balanced subset from the labels of the tar
+    listing and decodes only those images: an undecodable image outside the subset is never
+    read (loading everything fails on it)."""
+    rng = np.random.default_rng(5)
+    src = tmp_path / "src"
+    per_class = {"airplane": ["0000.png", "0001.png"], "cat": ["0000.png", "0001.png"], "truck": ["0000.png"]}
+    ex, ey = write_png_tree(src / "CIFAR-10-images" / "train", rng, per_class)
+    (src / "CIFAR-10-images" / "train" / "cat" / "0002.png").write_bytes(b"not a png")  # listing position 4
+    labels = np.array([0, 0, 3, 3, 3, 9])
+    seed = next(s for s in range(50) if 4 not in D.balanced_subset(labels, 3, s))
+    idx = D.balanced_subset(labels, 3, seed)
+    assert np.bincount(labels[idx], minlength=10)[[0, 3, 9]].tolist() == [1, 1, 1]
+    (tmp_path / "data" / "cifar10_jpeg").mkdir(parents=True)
+    archive = tmp_path / "data" / "cifar10_jpeg" / "CIFAR-10-images_train_jpg.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for p in sorted((src / "CIFAR-10-images").rglob("*")):
+            tf.add(p, arcname=str(p.relative_to(src)), recursive=False)
+    x, y = D.load_split("cifar10", "train", tmp_path / "data", limit=3, seed=seed)
+    pos = {0: 0, 1: 1, 2: 2, 3: 3, 5: 4}  # listing position -> index among the decodable images
+    np.testing.assert_array_equal(x, np.stack([ex[pos[int(i)]] for i in idx]))
+    assert y.tolist() == labels[idx].tolist()
+    with pytest.raises(ValueError, match=r"cannot decode image .*train/cat/0002\.png"):
+        D.load_split("cifar10", "train", tmp_path / "data")
+    with pytest.raises(ValueError, match="limit must be an integer >= 1"):
+        D.load_split("cifar10", "train", tmp_path / "data", limit=0)
+
+
+def test_real_cifar10_train_subset_is_balanced(data_dir):
+    """``robntk train --train-limit 20`` on the shared JPEG tar: 2 images per class, and the same
+    images as decoding all 50,000 and subsetting (checked on the labels and the tar order)."""
+    if not (data_dir / "cifar10_jpeg" / "CIFAR-10-images_train_jpg.tar.gz").is_file():
+        pytest.skip("cifar10_jpeg not in the data directory")
+    x, y = D.load_split("cifar10", "train", data_dir, limit=20, seed=0)
+    assert x.shape == (20, 32, 32, 3) and np.bincount(y).tolist() == [2] * 10
+    # the train tar is ordered by class then file name (5,000 per class), so the subset's positions
+    # are balanced_subset of that label vector; those among each class's first 1,000 files are
+    # also in the decoded 10k npz (position 1000·c + rank), which checks the decoded pixels
+    idx = D.balanced_subset(np.repeat(np.arange(10), 5000), 20, 0)
+    assert y.tolist() == (idx // 5000).tolist()
+    xn, yn = D.load_cifar10("train", data_dir, source="npz")
+    in_npz = [(k, 1000 * (i // 5000) + i % 5000) for k, i in enumerate(idx) if i % 5000 < 1000]
+    assert len(in_npz) == 5
+    for k, j in in_npz:
+        assert yn[j] == y[k] and np.abs(x[k].astype(int) - xn[j]).max() <= 2

@@ -15,17 +15,9 @@ import pytest
 
 from robntk import attacks
 from robntk import autoattack as aa
-from robntk.evaluation import (
-    ATTACKS,
-    EvalConfig,
-    RobustnessEvaluator,
-    eps_tag,
-    metric_key,
-    parse_attacks,
-    sanity_checks,
-)
-from robntk.network import TinyNetwork, init_variables, make_apply
-from robntk.training import pgd_attack
+from robntk.evaluation import ATTACKS, EvalConfig, RobustnessEvaluator, parse_attacks, sanity_checks
+from robntk.network import TinyNetwork
+from robntk.registry import metric_name
 
 EPS = 8 / 255
 ARCH_T = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
@@ -81,7 +73,8 @@ def test_attacks_reach_the_closed_form_optimum_on_a_binary_linear_model(binary):
     x_fgsm = jax.jit(lambda p: attacks.fgsm(linear, p, x, y, EPS))(params)
     x_pgd = jax.jit(lambda p: attacks.pgd(linear, p, x, y, EPS, steps=10, key=jax.random.key(1)))(params)
     # the training PGD needs 2ε/step_size = 8 steps of 2/255 to cross the ball from any start
-    x_tr = jax.jit(lambda p: pgd_attack(linear, p, x, y, jax.random.key(2), EPS, 8, 2 / 255))(params)
+    x_tr = jax.jit(lambda p: attacks.pgd(linear, p, x, y, EPS, steps=8, alpha=2 / 255, key=jax.random.key(2),
+                                         unroll=True))(params)
     _, best = jax.jit(lambda p: aa.apgd(linear, p, x, y, EPS, key=jax.random.key(3), steps=10,
                                         return_best=True))(params)
     for name, loss in [("fgsm", ce(x_fgsm)), ("pgd", ce(x_pgd)), ("train-pgd", ce(x_tr)), ("apgd", best)]:
@@ -162,7 +155,7 @@ def test_attack_argument_errors(binary):
     with pytest.raises(ValueError, match="n_queries"):
         aa.square(linear, params, x, y, EPS, key=jax.random.key(0), n_queries=0)
     with pytest.raises(ValueError, match="loop"):
-        aa.run_loop(lambda i, c: c, 0, 0, 1, loop="while")
+        attacks.run_loop(lambda i, c: c, 0, 0, 1, loop="while")
 
 
 # ---------------------------------------------------------------------------- evaluator
@@ -172,9 +165,11 @@ def test_attack_argument_errors(binary):
 def tiny_eval():
     """A random-init TinyNetwork (C=4, N=1) on 8×8 images, labels = its own predictions (clean
     accuracy 1), evaluated with every attack at two radii."""
-    model = TinyNetwork(ARCH_T, C=4, N=1)
-    variables = init_variables(model, jax.random.key(0), (1, 8, 8, 3))
-    f, params = make_apply(model, variables, "eval")
+    model = TinyNetwork(C=4, N=1)
+    # init seed 1: with seed 0 this tiny net predicts one class for every input (the bias
+    # dominates), which no attack can change
+    variables = model.init(jax.random.PRNGKey(1), arch=ARCH_T)
+    f, params = model.make_apply(variables, ARCH_T, "eval")
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
     y = np.asarray(jnp.argmax(f(params, jnp.asarray(x, jnp.float32) / 255.0), -1))
@@ -223,12 +218,14 @@ def test_evaluator_results_do_not_depend_on_batching(multiclass):
 
 
 def test_metric_keys_match_the_benchmark():
-    assert metric_key("clean") == "val_acc"
-    assert metric_key("pgd", 8 / 255) == "val_pgd_8.0_acc"
-    assert metric_key("fgsm", 3 / 255) == "val_fgsm_3.0_acc"
-    assert eps_tag(2.5 / 255) == "2.5"
+    assert metric_name("clean") == "val_acc"
+    assert metric_name("pgd", 8 / 255) == "val_pgd_8.0_acc"
+    assert metric_name("fgsm", 3 / 255) == "val_fgsm_3.0_acc"
+    assert metric_name("pgd", 2.5 / 255) == "val_pgd_2.5_acc"
     assert parse_attacks("pgd,autoattack") == ("clean", "pgd", "autoattack")
     assert parse_attacks("all") == ATTACKS
+    assert parse_attacks(["fgsm", "pgd,square"]) == ("clean", "fgsm", "pgd", "square")
+    assert EvalConfig(attacks=("pgd",), eps=("3/255", 8 / 255)).eps == pytest.approx((3 / 255, 8 / 255))
 
 
 def test_sanity_checks_flag_inconsistencies():
@@ -252,6 +249,8 @@ def test_sanity_checks_flag_inconsistencies():
         (dict(apgd_steps=0), "apgd_steps"),
         (dict(batch_size=0), "batch_size"),
         (dict(aa_version="plus"), "aa_version"),
+        (dict(eps=(8,)), "did you mean 8/255"),
+        (dict(seed=-1), "seed must be a non-negative integer"),
     ],
 )
 def test_eval_config_rejects_bad_values(kwargs, word):
@@ -274,28 +273,88 @@ def test_eval_config_presets():
 # ---------------------------------------------------------------------------- CLI on a checkpoint
 
 
-def test_cli_evaluate_a_training_run(tmp_path, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
     import robntk.training as T
-    from robntk.cli import main
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (32, 8, 8, 3), dtype=np.uint8)
     y = np.arange(32) % 10
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("eval") / "run"
     cfg = T.TrainConfig(arch=ARCH_T, C=4, N=1, epochs=1, batch_size=16, method="clean")
     T.train(cfg, x, y, run, progress=False)
-    monkeypatch.setattr(T, "load_split", lambda *a, **k: (x, y))
+    return run, x, y
+
+
+def test_cli_evaluate_a_training_run(trained_run, tmp_path, monkeypatch, capsys):
+    import robntk.commands.evaluate as cmd
+    from robntk.cli import main
+
+    run, x, y = trained_run
+    monkeypatch.setattr(cmd, "load_split", lambda *a, **k: (x, y))
     out = tmp_path / "m.json"
-    assert main(["evaluate", "--checkpoint", str(run), "--attacks", "fgsm", "--eps", "8", "--batch-size", "16",
+    assert main(["evaluate", "--checkpoint", str(run), "--attacks", "fgsm", "--eps", "8/255", "--batch-size", "16",
                  "--out", str(out), "--no-progress", "--data-dir", str(tmp_path)]) == 0
     rec = json.loads(out.read_text())
     assert set(rec["metrics"]) == {"val_acc", "val_fgsm_8.0_acc", "val_worst_8.0_acc"}
     assert rec["arch"] == ARCH_T and rec["dataset"] == "cifar10" and rec["n_examples"] == 32
     assert rec["checkpoint"]["epoch"] == 1 and rec["eval_config"]["bn_mode"] == "eval"
-    # bad input: unknown attack, missing run directory
+    # bad input: unknown attack, eps in 255ths, missing run directory
     assert main(["evaluate", "--checkpoint", str(run), "--attacks", "fab", "--out", str(out)]) == 2
     assert "unknown attack 'fab'" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", str(run), "--eps", "-3", "--out", str(out)]) == 2
-    assert "--eps values must be in (0, 255]" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(run), "--eps=-3/255", "--out", str(out)]) == 2
+    assert "eps must be in [0, 1] pixel units" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(run), "--eps", "3", "8", "--out", str(out)]) == 2
+    assert "did you mean 3/255?" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(run), "--seed", "-1", "--out", str(out)]) == 2
+    assert "seed must be a non-negative integer" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "not a robntk training run directory" in capsys.readouterr().err
+
+
+def test_cli_evaluate_checks_before_any_work(trained_run, tmp_path, monkeypatch, capsys):
+    """Unwritable --out, a config naming another arch than the checkpoint holds, and an
+    incomplete checkpoint are reported (one line, exit 2) before the data are read."""
+    import shutil
+
+    import robntk.commands.evaluate as cmd
+    from robntk.cli import main
+
+    run, _, _ = trained_run
+    monkeypatch.setattr(cmd, "load_split", lambda *a, **k: pytest.fail("data loaded before the checks"))
+    base = ["evaluate", "--no-progress", "--data-dir", str(tmp_path)]
+    blocker = tmp_path / "blocker"  # a file where a directory is needed: unwritable even for root
+    blocker.write_text("")
+    assert main(base + ["--checkpoint", str(run), "--out", str(blocker / "m.json")]) == 2
+    assert f"cannot write --out {blocker / 'm.json'}" in capsys.readouterr().err
+
+    other = "|nor_conv_1x1~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
+    cases = [({"arch": other}, "missing [\"['cells_0']['e0_nor_conv_1x1']"),
+             ({"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"}, "unexpected [\"['cells_0']"),
+             ({"C": 8}, "C: config 8, checkpoint 4")]
+    for i, (change, word) in enumerate(cases):
+        bad = tmp_path / f"bad{i}"
+        shutil.copytree(run, bad)
+        cfg = json.loads((bad / "config.json").read_text())
+        (bad / "config.json").write_text(json.dumps({**cfg, **change}))
+        assert main(base + ["--checkpoint", str(bad), "--out", str(tmp_path / "m.json")]) == 2
+        err = capsys.readouterr().err
+        arch = change.get("arch", ARCH_T)
+        assert f"names arch {arch!r}" in err and str(bad / "checkpoints" / "1") in err and word in err, err
+        assert "e0_nor_conv_3x3" in err  # what the checkpoint holds
+    # a tampered config whose arch differs only in parameter-free ops: caught by the checkpoint's meta data
+    same_shapes = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
+    bad = tmp_path / "bad_meta"
+    shutil.copytree(run, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**cfg, "arch": same_shapes}))
+    assert main(base + ["--checkpoint", str(bad), "--out", str(tmp_path / "m.json")]) == 2
+    assert "arch: config" in capsys.readouterr().err
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    shutil.rmtree(broken / "checkpoints" / "1" / "meta")
+    assert main(base + ["--checkpoint", str(broken), "--out", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {broken / 'checkpoints' / '1'} is incomplete or corrupt" in err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback

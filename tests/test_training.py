@@ -1,4 +1,5 @@
-"""Adversarial training (robntk.training): schedules, optimizer, data order, resume, NaN, CLI.
+"""Adversarial training (robntk.training, robntk.optim, robntk.rundir, robntk.commands.train):
+schedules, optimizer, data order, the training attacks, resume, NaN, run-directory errors, CLI.
 
 Tiny configurations only (TinyNetwork C=4, N=1, 8×8 images): the whole file runs in well under
 a minute on a 2-core CPU. Real-data reproduction: experiments/train_repro/.
@@ -17,24 +18,17 @@ import optax
 import pytest
 
 from robntk import attacks
+from robntk.datasets import augment, balanced_subset, check_data, epoch_permutation
+from robntk.optim import onecycle_schedules
+from robntk.rundir import CHECKPOINT_DIR, METRICS_FILE, latest_checkpoint_epoch, read_metrics, restore_checkpoint
 from robntk.training import (
-    CHECKPOINT_DIR,
-    METRICS_FILE,
     NonFiniteLossError,
     TrainConfig,
-    augment,
-    balanced_subset,
     build_model,
-    check_data,
-    epoch_permutation,
     init_state,
-    latest_checkpoint_epoch,
     make_optimizer,
-    onecycle_schedules,
-    pgd_attack,
-    read_metrics,
-    restore_checkpoint,
     train,
+    training_attack,
 )
 
 ARCH_T = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
@@ -224,10 +218,44 @@ def test_unrolled_training_pgd_equals_attacks_pgd():
     x = jnp.asarray(rng.uniform(0, 1, (6, 4, 4, 3)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 10, 6))
     key = jax.random.key(7)
-    ours = pgd_attack(f, W, x, y, key, 8 / 255, 7, 2 / 255)
+    ours = training_attack(TrainConfig(arch=ARCH_T), f)(W, x, y, key)  # PGD-7 x 2/255, unrolled
     ref = attacks.pgd(f, W, x, y, 8 / 255, steps=7, alpha=2 / 255, random_init=True, key=key)
     np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), atol=1e-6)
     assert float(jnp.max(jnp.abs(ours - x))) <= 8 / 255 + 1e-6
+
+
+def _trades_reference(f, params, x, key, eps, steps, step_size):
+    """The pre-refactor TRADES inner maximisation, transcribed from ``trades.py``: start at
+    x + 0.001·N(0, I), signed steps on Σ KL(f(x) ‖ f(x')), projection after each step."""
+    p_nat = jax.nn.softmax(f(params, x))
+    xa = x + 0.001 * jax.random.normal(key, x.shape, x.dtype)
+    for _ in range(steps):
+        g = jax.grad(lambda z: attacks.kl_divergence(f(params, z), p_nat))(xa)
+        xa = attacks.project(xa + step_size * jnp.sign(g), x, eps)
+    return xa
+
+
+def test_trades_attack_is_attacks_pgd_with_normal_start_and_kl():
+    rng = np.random.default_rng(1)
+    W = jnp.asarray(rng.normal(size=(48, 10)), jnp.float32)
+
+    def f(p, x):
+        return jnp.tanh(x.reshape(x.shape[0], -1) @ p)
+
+    x = jnp.asarray(rng.uniform(0, 1, (6, 4, 4, 3)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, 6))
+    key = jax.random.key(3)
+    cfg = TrainConfig(arch=ARCH_T, method="trades", attack_steps=4)
+    ours = jax.jit(training_attack(cfg, f))(W, x, y, key)
+    ref = jax.jit(lambda w: _trades_reference(f, w, x, key, 8 / 255, 4, 0.007))(W)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))  # the same algorithm, bitwise
+    assert float(jnp.max(jnp.abs(ours - x))) <= 8 / 255 + 1e-6
+    # KL by hand: p log p - p log q summed
+    p = jax.nn.softmax(jnp.asarray([[1.0, 0.0]]))
+    q_logits = jnp.asarray([[0.0, 1.0]])
+    q = jax.nn.softmax(q_logits)
+    np.testing.assert_allclose(float(attacks.kl_divergence(q_logits, p)), float(jnp.sum(p * jnp.log(p / q))),
+                               rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------- training runs
@@ -272,7 +300,7 @@ def test_resume_continues_the_same_trajectory(pgd_runs):
     shutil.rmtree(part / CHECKPOINT_DIR / "2")
     assert latest_checkpoint_epoch(part) == 1 and len(read_metrics(part)) == 2
     train(cfg, x, y, part, progress=False)
-    target = init_state(build_model(cfg), make_optimizer(cfg, 12), cfg, x.shape[1:])
+    target = init_state(build_model(cfg), make_optimizer(cfg, 12), cfg)
     s_full, m_full = restore_checkpoint(full, target)
     s_part, m_part = restore_checkpoint(part, target)
     assert m_full["epoch"] == m_part["epoch"] == 3 and int(s_part["step"]) == 12
@@ -287,7 +315,7 @@ def test_training_reduces_the_adversarial_loss(pgd_runs):
     recs = read_metrics(full)
     assert recs[-1]["train_loss"] < recs[0]["train_loss"]
     model = build_model(cfg)
-    s0 = init_state(model, make_optimizer(cfg, 12), cfg, x.shape[1:])
+    s0 = init_state(model, make_optimizer(cfg, 12), cfg)
     s1, _ = restore_checkpoint(full, s0)
     xb = jnp.asarray(x, jnp.float32) / 255.0
     yb = jnp.asarray(y, jnp.int32)
@@ -295,9 +323,9 @@ def test_training_reduces_the_adversarial_loss(pgd_runs):
     @jax.jit
     def adv_loss(params, batch_stats):
         def f(p, z):
-            return model.apply({"params": p, "batch_stats": batch_stats}, z, train=False)
+            return model.apply({"params": p, "batch_stats": batch_stats}, z, cfg.arch, train=False)
 
-        xa = pgd_attack(f, params, xb, yb, jax.random.key(0), cfg.eps, 3, 2.5 * cfg.eps / 3)
+        xa = attacks.pgd(f, params, xb, yb, cfg.eps, steps=3, key=jax.random.key(0), unroll=True)
         return attacks.cross_entropy(f(params, xa), yb)
 
     before = float(adv_loss(s0["params"], s0["batch_stats"]))
@@ -330,6 +358,38 @@ def test_non_finite_loss_stops_the_run(tmp_path):
     assert not (tmp_path / METRICS_FILE).exists() or read_metrics(tmp_path) == []
 
 
+# ---------------------------------------------------------------------------- run directory errors
+
+
+def test_corrupt_and_incomplete_run_directories_are_named(pgd_runs, tmp_path):
+    import robntk.training as T
+
+    run = tmp_path / "run"
+    shutil.copytree(pgd_runs["full"], run)
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"corrupt run configuration .*config\.json"):
+        T.load_trained(run)
+    (run / "config.json").write_text(json.dumps({"arch": ARCH_T, "epochs": "three"}))
+    with pytest.raises(ValueError, match=r"config\.json: epochs must be an integer"):
+        T.load_trained(run)
+    shutil.copy(pgd_runs["full"] / "config.json", run / "config.json")
+    ckpt = run / CHECKPOINT_DIR / "3"
+    shutil.rmtree(next(p for p in ckpt.iterdir() if p.is_dir() and p.name == "state"))
+    with pytest.raises(ValueError, match=rf"checkpoint {ckpt} is incomplete or corrupt"):
+        T.load_trained(run)
+    with pytest.raises(FileNotFoundError, match="not a robntk training run directory"):
+        T.load_trained(tmp_path / "nope")
+
+
+def test_unwritable_run_directory_fails_before_training(tmp_path):
+    x, y = learnable_data(32)
+    blocker = tmp_path / "blocker"  # a file where a directory is needed: unwritable even for root
+    blocker.write_text("")
+    cfg = TrainConfig(arch=ARCH_T, C=4, N=1, epochs=1, batch_size=16, method="clean")
+    with pytest.raises(PermissionError, match=f"cannot write --out {blocker / 'run'}"):
+        train(cfg, x, y, blocker / "run", progress=False)
+
+
 # ---------------------------------------------------------------------------- CLI
 
 
@@ -339,17 +399,42 @@ def test_cli_train_bad_input_exit_code_2(tmp_path, capsys):
     base = ["train", "--arch", ARCH_T, "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path)]
     assert main(base + ["--method", "madry"]) == 2
     assert "unknown training method 'madry'" in capsys.readouterr().err
-    assert main(base + ["--eps", "-3"]) == 2
-    assert "--eps must be in [0, 255] (units of 1/255" in capsys.readouterr().err
+    assert main(base + ["--eps=-3/255"]) == 2
+    assert "eps must be in [0, 1] pixel units" in capsys.readouterr().err
+    assert main(base + ["--eps", "8"]) == 2  # the one eps convention: pixel units
+    assert "did you mean 8/255?" in capsys.readouterr().err
+    assert main(base + ["--attack-step-size", "2"]) == 2
+    assert "did you mean 2/255?" in capsys.readouterr().err
     assert main(base + ["--epochs", "0"]) == 2
+    assert main(base + ["--seed", "-1"]) == 2
+    assert "seed must be a non-negative integer, got -1" in capsys.readouterr().err
+    assert main(base + ["--stop-after-epochs", "0"]) == 2
+    assert not (tmp_path / "r").exists()  # nothing was written
+
+
+def test_cli_train_flags_come_from_the_config():
+    import argparse
+
+    from robntk.commands import train as cmd
+    from robntk.commands.flags import config_from_args
+
+    p = argparse.ArgumentParser()
+    cmd.add_arguments(p)
+    a = p.parse_args(["--arch", ARCH_T, "--out", "x", "--eps", "4/255", "--attack-step-size", "1/255", "--lr", "0.2",
+                      "--no-augment"])
+    cfg = config_from_args(TrainConfig, a, arch=ARCH_T)
+    assert cfg.eps == pytest.approx(4 / 255) and cfg.step_size_resolved == pytest.approx(1 / 255)
+    assert cfg.max_lr == 0.2 and not cfg.augment
+    d = config_from_args(TrainConfig, p.parse_args(["--arch", ARCH_T, "--out", "x"]), arch=ARCH_T)
+    assert d == TrainConfig(arch=ARCH_T)  # every default comes from TrainConfig
 
 
 def test_cli_train_and_resume(tmp_path, monkeypatch, capsys):
-    import robntk.training as T
+    import robntk.commands.train as cmd
     from robntk.cli import main
 
     x, y = learnable_data(32)
-    monkeypatch.setattr(T, "load_split", lambda *a, **k: (x, y))
+    monkeypatch.setattr(cmd, "load_split", lambda *a, **k: (x, y))
     out = tmp_path / "run"
     args = ["train", "--arch", ARCH_T, "--C", "4", "--N", "1", "--epochs", "2", "--batch-size", "16",
             "--method", "clean", "--out", str(out), "--no-progress", "--data-dir", str(tmp_path)]
@@ -357,5 +442,32 @@ def test_cli_train_and_resume(tmp_path, monkeypatch, capsys):
     assert latest_checkpoint_epoch(out) == 1
     assert main(args) == 0  # resumes
     assert latest_checkpoint_epoch(out) == 2 and len(read_metrics(out)) == 2
-    assert main(args[:-2] + ["--batch-size", "64", "--data-dir", str(tmp_path)]) == 2  # 64 > 32 images
+    fresh = [str(tmp_path / "run2") if a == str(out) else a for a in args]
+    assert main(fresh + ["--batch-size", "64"]) == 2  # 64 > 32 images
     assert "larger than the data" in capsys.readouterr().err
+    # a different configuration on the same directory is refused before the data are loaded
+    monkeypatch.setattr(cmd, "load_split", lambda *a, **k: pytest.fail("data loaded before the config check"))
+    assert main(args + ["--seed", "5"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_train_repro_commands_parse():
+    """experiments/train_repro/command.sh uses the current flags (pixel-unit eps) and yields the
+    protocol's configurations."""
+    import shlex
+    from pathlib import Path
+
+    from robntk.cli import build_parser
+    from robntk.commands.flags import config_from_args
+    from robntk.evaluation import EvalConfig
+
+    text = (Path(__file__).resolve().parents[1] / "experiments" / "train_repro" / "command.sh").read_text()
+    lines = [ln for ln in text.replace("\\\n", " ").splitlines() if ln.startswith("python -m robntk.cli")]
+    assert len(lines) == 2
+    argv = [shlex.split(ln.replace('"$DATA"', "data").replace('"$RUN"', "run"))[3:] for ln in lines]
+    t = build_parser().parse_args(argv[0])
+    cfg = config_from_args(TrainConfig, t, arch=ARCH_T)
+    assert (cfg.method, cfg.epochs, cfg.train_limit, cfg.eps) == ("pgd", 5, 2560, pytest.approx(8 / 255))
+    e = config_from_args(EvalConfig, build_parser().parse_args(argv[1]))
+    assert e.eps == pytest.approx((3 / 255, 8 / 255)) and e.aa_eps == pytest.approx((8 / 255,))
+    assert e.square_queries == 500 and e.attacks[0] == "clean" and len(e.attacks) == 7

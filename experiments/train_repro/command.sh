@@ -5,8 +5,8 @@
 set -e
 DATA=${ROBNTK_DATA:-../shared/data}
 RUN=runs/train_repro_2581
-python -m robntk.cli train --data-dir "$DATA" --arch 2581 --dataset cifar10 --method pgd \
+python -m robntk.cli train --data-dir "$DATA" --arch 2581 --dataset cifar10 --method pgd --eps 8/255 \
     --epochs 5 --batch-size 256 --train-limit 2560 --seed 0 --out "$RUN"
 python -m robntk.cli evaluate --data-dir "$DATA" --checkpoint "$RUN" --limit 500 \
-    --attacks all --eps 3 8 --aa-eps 8 --aa-version torchattacks \
+    --attacks all --eps 3/255 8/255 --aa-eps 8/255 --aa-version torchattacks \
     --square-queries 500 --out experiments/train_repro/metrics.json

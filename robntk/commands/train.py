@@ -1,0 +1,69 @@
+"""``robntk train``: adversarially train one NB201 architecture as NAS-RobBench-201 did.
+
+Flags are generated from :class:`robntk.training.TrainConfig` (one source of defaults; ε and the
+attack step in [0, 1] pixel units, e.g. ``--eps 8/255``). ``--out`` is the run directory
+(:mod:`robntk.rundir`); rerunning the same command resumes from its last checkpoint. Outputs,
+the stored configuration and the data are checked before any training starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import rundir
+from ..datasets import load_split
+from ..network import to_ops
+from ..searchspace import SearchSpace, format_arch_str
+from ..training import NonFiniteLossError, TrainConfig, train
+from .flags import add_dataclass_flags, config_from_args
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of ``robntk train``."""
+    p.add_argument("--arch", required=True, help="NB201 index (e.g. 2581) or arch string")
+    p.add_argument("--out", required=True, help="run directory (resumes if it holds a checkpoint)")
+    add_dataclass_flags(p.add_argument_group("training configuration"), TrainConfig)
+    p.add_argument("--stop-after-epochs", type=int, default=None,
+                   help="stop once this many epochs are done (resume later with the same command)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def resolve_arch(arch: str, data_dir=None) -> tuple[str, int | None]:
+    """``--arch`` → ``(arch string, NB201 index or None)`` through
+    :meth:`robntk.searchspace.SearchSpace.resolve`; without the search-space file an arch
+    string is still accepted (index None).
+
+    Raises:
+        ValueError: malformed arch or index out of range. FileNotFoundError: an index without
+            the search-space file.
+    """
+    try:
+        space = SearchSpace.load(data_dir)
+    except FileNotFoundError:
+        if str(arch).strip().lstrip("-").isdigit():
+            raise
+        return format_arch_str(to_ops(str(arch).strip())), None
+    idx = space.resolve(arch)
+    return space.arch_str(idx), idx
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the outputs, load the data, train/resume, print the summary. Returns 0, or 3 if
+    the loss became non-finite."""
+    stop = args.stop_after_epochs
+    if stop is not None and stop < 1:
+        raise ValueError(f"--stop-after-epochs must be an integer >= 1, got {stop}")
+    arch, idx = resolve_arch(args.arch, args.data_dir)
+    cfg = config_from_args(TrainConfig, args, arch=arch, arch_index=idx)
+    out = rundir.check_run_dir(args.out, "--out")
+    rundir.check_config(out, cfg.to_dict())
+    x, y = load_split(cfg.dataset, "train", args.data_dir, cfg.train_limit, seed=0)
+    try:
+        summary = train(cfg, x, y, out, progress=not args.no_progress, stop_after_epochs=stop)
+    except NonFiniteLossError as exc:
+        print(f"robntk train: error: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return 0

@@ -1,0 +1,112 @@
+"""The optimiser of NAS-RobBench-201's training: SGD with coupled weight decay under PyTorch's
+``OneCycleLR``, in optax.
+
+Reference: the benchmark's ``main.py`` (``TT2408/nasrobbench201``; ``../shared/docs/nasrobbench201.md``
+§2): ``torch.optim.SGD(lr, momentum=0.9, weight_decay=5e-4)`` on all parameters and
+``OneCycleLR(max_lr=0.1)`` with its defaults, stepped per iteration. PyTorch's formulas are in
+``torch/optim/lr_scheduler.py`` (``OneCycleLR``) and ``torch/optim/sgd.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+def onecycle_schedules(
+    total_steps: int,
+    max_lr: float = 0.1,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+) -> tuple[Callable, Callable]:
+    """PyTorch ``OneCycleLR`` (``anneal_strategy='cos'``, ``three_phase=False``,
+    ``cycle_momentum=True``) as two jnp schedules ``step -> lr`` and ``step -> momentum``.
+
+    Closed form (PyTorch ``torch/optim/lr_scheduler.py``), step ``t`` (0-based optimizer steps)::
+
+        initial = max_lr / div_factor;  min_lr = initial / final_div_factor
+        e1 = pct_start * total_steps - 1  (float);  e2 = total_steps - 1
+        cos_anneal(a, b, p) = b + (a - b) / 2 * (cos(pi * p) + 1)
+        t <= e1:  lr = cos_anneal(initial, max_lr, t / e1)
+                  momentum = cos_anneal(max_momentum, base_momentum, t / e1)
+        t >  e1:  lr = cos_anneal(max_lr, min_lr, (t - e1) / (e2 - e1))
+                  momentum = cos_anneal(base_momentum, max_momentum, (t - e1) / (e2 - e1))
+
+    Optimizer step ``t`` uses the values at ``t`` (PyTorch steps the scheduler after the
+    optimizer). Steps past ``total_steps - 1`` are clamped to it.
+
+    Note: ``optax.cosine_onecycle_schedule`` is *not* identical: its phases end at
+    ``int(pct_start·T)`` and ``T`` instead of ``pct_start·T − 1`` and ``T − 1`` (one step later)
+    and it has no momentum cycling; the test-suite quantifies the difference.
+
+    Args:
+        total_steps: number of optimizer steps (≥ 1).
+        (others): as PyTorch.
+
+    Returns:
+        ``(lr_fn, momentum_fn)``, each mapping an int (array) step to a float32 array.
+
+    Raises:
+        ValueError: total_steps < 1.
+    """
+    if not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
+        raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
+    initial = max_lr / div_factor
+    min_lr = initial / final_div_factor
+    e1 = float(pct_start * total_steps) - 1.0
+    e2 = float(total_steps - 1)
+    d1 = e1 if e1 > 0 else 1.0  # guard 0/0 (PyTorch itself divides by zero there)
+    d2 = (e2 - e1) if (e2 - e1) > 0 else 1.0
+
+    # cos_anneal(a, b, p) = b + (a - b) * cos²(πp/2) = b + (a - b) * sin²(π(1 − p)/2), evaluated
+    # with 1 − p computed from the step directly: stable in float32 near the end of the cycle,
+    # where the textbook form's cos(πp) + 1 cancels catastrophically (lr ≈ 4e-7 there)
+    def _anneal(start, end, q):
+        return end + (start - end) * jnp.sin(0.5 * jnp.pi * q) ** 2
+
+    def _phase(step):
+        t = jnp.minimum(jnp.asarray(step, jnp.float32), e2)
+        return t <= e1, (e1 - t) / d1, (e2 - t) / d2
+
+    def lr_fn(step):
+        first, q1, q2 = _phase(step)
+        return jnp.where(first, _anneal(initial, max_lr, q1), _anneal(max_lr, min_lr, q2)).astype(jnp.float32)
+
+    def momentum_fn(step):
+        first, q1, q2 = _phase(step)
+        return jnp.where(
+            first, _anneal(max_momentum, base_momentum, q1), _anneal(base_momentum, max_momentum, q2)
+        ).astype(jnp.float32)
+
+    return lr_fn, momentum_fn
+
+
+def sgd_onecycle(total_steps: int, *, max_lr: float = 0.1, pct_start: float = 0.3, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, base_momentum: float = 0.85, max_momentum: float = 0.95,
+                 weight_decay: float = 5e-4) -> optax.GradientTransformation:
+    """SGD as ``torch.optim.SGD(lr, momentum, weight_decay)`` under ``OneCycleLR``.
+
+    ``optax.add_decayed_weights(wd)`` (g ← g + wd·θ, every parameter) →
+    ``inject_hyperparams(optax.sgd)(lr_fn, momentum_fn)``: buf ← m_t·buf + g (buf₀ = g, as
+    PyTorch's first step), θ ← θ − lr_t·buf. The current lr and momentum are readable from
+    ``opt_state[1].hyperparams``.
+
+    Args:
+        total_steps: optimizer steps of the whole run (≥ 1).
+        (others): as :func:`onecycle_schedules`; weight_decay the coupled L2 factor.
+
+    Raises:
+        ValueError: total_steps < 1.
+    """
+    lr_fn, mom_fn = onecycle_schedules(total_steps, max_lr, pct_start, div_factor, final_div_factor,
+                                       base_momentum, max_momentum)
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay),
+        optax.inject_hyperparams(optax.sgd)(learning_rate=lr_fn, momentum=mom_fn),
+    )
