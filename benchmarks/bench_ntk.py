@@ -1,25 +1,29 @@
 """Benchmark: empirical NTK of one full NB201 network, robntk vs peers, same net / batch / run.
 
-Contenders (all on the same TinyNetwork weights, the same CIFAR-10 batch, eval-mode BN — the
-default of :class:`robntk.scoring.ScoreConfig` — in float32):
+Contenders (all on the same TinyNetwork weights and the same CIFAR-10 batch, float32, BN mode
+``--bn-mode``: ``train`` = batch statistics, rows coupled — robntk's default protocol — or
+``eval`` = running statistics, independent rows):
 
-* ``robntk-fast``: :func:`robntk.fastjac.empirical_ntk` through the supernet (what the engine
-  runs; compiled once for all archs — compile time reported separately).
-* ``robntk-jacobian``: :func:`robntk.ntk.empirical_ntk` (``implementation='jacobian'``,
-  ``independent_rows=True``) on the dedicated flax TinyNetwork (compiled per arch).
-* ``torch.func``: the PyTorch "Neural Tangent Kernels" tutorial recipe — ``vmap(jacrev)`` of
-  ``functional_call`` per example, then an ``einsum`` contraction — on the same network
+* ``robntk-layerwise``: :func:`robntk.layer_ntk.empirical_ntk` on the cell as data (what the
+  engine runs; compiled once for all archs — compile time reported separately).
+* ``robntk-jacobian``: :func:`robntk.ntk.empirical_ntk` (generic Jacobian contraction) of the
+  fixed-cell network function.
+* ``jax.jacrev``: a plain :func:`jax.jacrev` of the batch read-out (train mode: of the whole
+  batch function; eval mode: ``vmap`` of per-example ``jacrev``) + contraction — the recipe a
+  JAX user would write.
+* ``torch.func``: the PyTorch "Neural Tangent Kernels" tutorial recipe on the same network
   re-implemented in PyTorch below with the weights copied over (logits and kernels checked).
-* ``neural-tangents``: imported if it imports (it does not on current JAX; reported).
+  Eval mode: ``vmap(jacrev)`` of ``functional_call`` per example; train mode: ``jacrev`` of the
+  train-mode batch function (BatchNorm2d in ``train()`` with ``track_running_stats=False``, as
+  NASLib's NB201 cells), then an ``einsum`` contraction.
 
 Output modes: ``sum`` (Σ logits), ``label`` (true-class logit), ``trace`` (Σ over logits),
-``full`` (B·O × B·O). For the scalar modes the torch recipe differentiates the scalar read-out
-(as a user would); for trace/full it takes the full (B, O, P) Jacobian.
+``full`` (B·O × B·O).
 
 Usage::
 
-    python benchmarks/bench_ntk.py --data-dir ../shared/data --arch 2581 --batch 32 64 \\
-        --modes sum label trace full --full-batch 16 --out benchmarks/ntk_results.jsonl
+    python benchmarks/bench_ntk.py --data-dir ../shared/data --arch 2581 --batch 32 --bn-mode train \
+        --modes sum --out benchmarks/ntk_results.jsonl
 
 Prints one JSON line per measurement (also appended to ``--out``).
 """
@@ -42,14 +46,14 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from robntk import fastjac, ntk  # noqa: E402
-from robntk.network import make_apply  # noqa: E402
-from robntk.supernet import SuperNet, op_ids  # noqa: E402
+from robntk import layer_ntk, ntk  # noqa: E402
+from robntk.network import TinyNetwork, op_ids  # noqa: E402
 
 
 # --------------------------------------------------------------------------- PyTorch TinyNetwork
-def build_torch_net(arch_ops, C, N, num_classes, mean, std):
-    """NB201 TinyNetwork in PyTorch (reference layout, NCHW), eval mode, normalisation inside."""
+def build_torch_net(arch_ops, C, N, num_classes, mean, std, train=False):
+    """NB201 TinyNetwork in PyTorch (reference layout, NCHW), normalisation inside; ``train``:
+    BatchNorm2d in train mode without running statistics (NASLib's NB201 cells), else eval."""
     import torch
     from torch import nn
 
@@ -57,7 +61,7 @@ def build_torch_net(arch_ops, C, N, num_classes, mean, std):
         def __init__(self, cin, cout, k, stride):
             super().__init__()
             self.op = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False),
-                                    nn.BatchNorm2d(cout, affine=True, track_running_stats=True))
+                                    nn.BatchNorm2d(cout, affine=True, track_running_stats=not train))
 
         def forward(self, x):
             return self.op(x)
@@ -114,14 +118,14 @@ def build_torch_net(arch_ops, C, N, num_classes, mean, std):
             # float32 inputs (cast to float64 with .double() for the float64 check)
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / 255.0)
             self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) / 255.0)
-            self.stem = nn.Sequential(nn.Conv2d(3, C, 3, 1, 1, bias=False), nn.BatchNorm2d(C))
+            self.stem = nn.Sequential(nn.Conv2d(3, C, 3, 1, 1, bias=False), nn.BatchNorm2d(C, track_running_stats=not train))
             cells = []
             for stage, w in enumerate((C, 2 * C, 4 * C)):
                 if stage > 0:
                     cells.append(Reduce(w // 2, w))
                 cells += [Cell(w) for _ in range(N)]
             self.cells = nn.ModuleList(cells)
-            self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU(inplace=False))
+            self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C, track_running_stats=not train), nn.ReLU(inplace=False))
             self.classifier = nn.Linear(4 * C, num_classes)
 
         def forward(self, x):
@@ -132,7 +136,7 @@ def build_torch_net(arch_ops, C, N, num_classes, mean, std):
             x = self.lastact(x)
             return self.classifier(x.mean(dim=(2, 3)))
 
-    return Net().eval()
+    return Net().train() if train else Net().eval()
 
 
 def copy_weights(tnet, variables, arch_ops, N):
@@ -145,7 +149,8 @@ def copy_weights(tnet, variables, arch_ops, N):
 
     def set_bn(bn, p, s):
         bn.weight.data, bn.bias.data = t(p["scale"]), t(p["bias"])
-        bn.running_mean.data, bn.running_var.data = t(s["mean"]), t(s["var"])
+        if bn.track_running_stats:
+            bn.running_mean.data, bn.running_var.data = t(s["mean"]), t(s["var"])
 
     def set_rcb(m, p, s):
         m.op[1].weight.data = conv_w(p["conv"]["kernel"])
@@ -170,7 +175,8 @@ def copy_weights(tnet, variables, arch_ops, N):
 
 
 def torch_ntk(tnet, x_nhwc, y, mode):
-    """The torch.func tutorial recipe (Jacobian contraction), per output mode."""
+    """The torch.func tutorial recipe (Jacobian contraction), per output mode; a network in
+    ``train()`` mode is differentiated as a batch function (rows coupled)."""
     import torch
     from torch.func import functional_call, jacrev, vmap
 
@@ -178,6 +184,20 @@ def torch_ntk(tnet, x_nhwc, y, mode):
     dtype = next(tnet.parameters()).dtype
     x = torch.tensor(np.transpose(x_nhwc, (0, 3, 1, 2)).copy()).to(dtype)
     yt = torch.tensor(np.asarray(y), dtype=torch.long)
+    if tnet.training:
+        def g(p):
+            out = functional_call(tnet, p, (x,))
+            if mode == "sum":
+                return out.sum(-1)
+            if mode == "label":
+                return out.gather(1, yt[:, None])[:, 0]
+            return out
+        jac = [j.flatten(2 if mode in ("trace", "full") else 1) for j in jacrev(g)(params).values()]
+        if mode in ("sum", "label"):
+            return sum(torch.einsum("Nf,Mf->NM", j, j) for j in jac)
+        if mode == "trace":
+            return sum(torch.einsum("Naf,Maf->NM", j, j) for j in jac)
+        return sum(torch.einsum("Naf,Mbf->NMab", j, j) for j in jac)
 
     if mode in ("sum", "label"):
         def f(p, xi, yi):
@@ -196,6 +216,34 @@ def torch_ntk(tnet, x_nhwc, y, mode):
     if mode == "trace":
         return sum(torch.einsum("Naf,Maf->NM", j, j) for j in jac)
     return sum(torch.einsum("Naf,Mbf->NMab", j, j) for j in jac)
+
+
+def plain_jacrev_ntk(f, params, x, y, mode, coupled):
+    """What a JAX user writes: ``jax.jacrev`` of the read-out (the batch function when
+    ``coupled``, else ``vmap`` of per-example ``jacrev``), then a contraction."""
+    def readout(out):
+        if mode == "sum":
+            return out.sum(-1)
+        if mode == "label":
+            return jnp.take_along_axis(out, y[:, None], 1)[:, 0]
+        return out
+
+    def readout_one(o, yi):
+        return o.sum() if mode == "sum" else (o[yi] if mode == "label" else o)
+
+    if coupled:
+        jac = jax.jacrev(lambda p: readout(f(p, x)))(params)
+    else:
+        jac = jax.vmap(lambda xi, yi: jax.jacrev(lambda p: readout_one(f(p, xi[None])[0], yi))(params))(x, y)
+
+    lead = 1 if mode in ("sum", "label") else 2
+    leaves = [j.reshape(j.shape[:lead] + (-1,)) for j in jax.tree_util.tree_leaves(jac)]
+    hi = jax.lax.Precision.HIGHEST
+    if mode in ("sum", "label"):
+        return sum(jnp.einsum("nf,mf->nm", j, j, precision=hi) for j in leaves)
+    if mode == "trace":
+        return sum(jnp.einsum("naf,maf->nm", j, j, precision=hi) for j in leaves)
+    return sum(jnp.einsum("naf,mbf->nmab", j, j, precision=hi) for j in leaves)
 
 
 # --------------------------------------------------------------------------- timing helpers
@@ -224,7 +272,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"])
     ap.add_argument("--full-batch", type=int, default=16, help="batch size used for output mode 'full'")
-    ap.add_argument("--contenders", nargs="+", default=["robntk-fast", "robntk-jacobian", "torch.func"])
+    ap.add_argument("--contenders", nargs="+", default=["robntk-layerwise", "robntk-jacobian", "jax.jacrev",
+                                                        "torch.func"])
+    ap.add_argument("--bn-mode", default="train", choices=("train", "eval"))
+    ap.add_argument("--chunk-size", type=int, default=None, help="robntk-layerwise cotangent chunk")
     ap.add_argument("--reps", type=int, default=3, help="timed runs after one untimed warm-up run")
     ap.add_argument("--C", type=int, default=16)
     ap.add_argument("--N", type=int, default=5)
@@ -237,20 +288,21 @@ def main(argv=None) -> int:
         jax.config.update("jax_enable_x64", True)
 
     from robntk.datasets import fixed_batch
-    from robntk.network import NORMALIZATION
+    from robntk.registry import DATASETS
     from robntk.searchspace import SearchSpace
 
     space = SearchSpace.load(args.data_dir)
     arch = space.arch_str(args.arch)
     ops = space.ops(args.arch)
-    net = SuperNet(C=args.C, N=args.N)
+    net = TinyNetwork(C=args.C, N=args.N)
     v = net.init(jax.random.PRNGKey(0), jnp.float64 if f64 else jnp.float32)
     ded = net.extract(v, ops)
-    model = net.dedicated(ops)
-    f, p = make_apply(model, ded, "eval")
+    train = args.bn_mode == "train"
+    f, p = net.make_apply(ded, ops, args.bn_mode)
     ids = jnp.asarray(op_ids(ops))
     env = {"arch": args.arch, "arch_str": arch, "P": int(sum(a.size for a in jax.tree_util.tree_leaves(p))),
-           "jax": jax.__version__, "python": platform.python_version(), "bn_mode": "eval", "dtype": args.dtype}
+           "jax": jax.__version__, "python": platform.python_version(), "bn_mode": args.bn_mode,
+           "dtype": args.dtype, "chunk_size": args.chunk_size}
     try:
         import torch
 
@@ -285,8 +337,8 @@ def main(argv=None) -> int:
         xb = xb.astype(np.float64)
     tnet = None
     if torch is not None and "torch.func" in args.contenders:
-        mean, std = NORMALIZATION["cifar10"]
-        tnet = build_torch_net(ops, args.C, args.N, 10, mean, std)
+        mean, std = DATASETS["cifar10"].mean, DATASETS["cifar10"].std
+        tnet = build_torch_net(ops, args.C, args.N, 10, mean, std, train=train)
         if f64:
             tnet = tnet.double()
             tnet.mean.copy_(torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1) / 255.0)
@@ -304,15 +356,20 @@ def main(argv=None) -> int:
             for who in args.contenders:
                 rec = {"mode": mode, "B": B, "contender": who, "dtype": args.dtype}
                 try:
-                    if who == "robntk-fast":
+                    if who == "robntk-layerwise":
                         K, med, comp, ts = jax_case(
-                            lambda P_, S_, xx, yy, ii: fastjac.empirical_ntk(net, P_, S_, ii, xx, yy, mode),
+                            lambda P_, S_, xx, yy, ii: layer_ntk.empirical_ntk(net, P_, S_, ii, xx, yy, mode, train,
+                                                                               args.chunk_size),
                             (v["params"], v["batch_stats"], x, y, ids), args.reps)
                         rec.update(run_s=med, min_s=min(ts), compile_s=comp, runs=ts)
                     elif who == "robntk-jacobian":
                         K, med, comp, ts = jax_case(
                             lambda pp, xx, yy: ntk.empirical_ntk(f, pp, xx, output_mode=mode, labels1=yy,
-                                                                 independent_rows=True), (p, x, y), args.reps)
+                                                                 independent_rows=not train), (p, x, y), args.reps)
+                        rec.update(run_s=med, min_s=min(ts), compile_s=comp, runs=ts)
+                    elif who == "jax.jacrev":
+                        K, med, comp, ts = jax_case(lambda pp, xx, yy: plain_jacrev_ntk(f, pp, xx, yy, mode, train),
+                                                    (p, x, y), args.reps)
                         rec.update(run_s=med, min_s=min(ts), compile_s=comp, runs=ts)
                     elif who == "torch.func":
                         if tnet is None:

@@ -22,9 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("robntk.commands.report", "the benchmark's own analyses (NAS-RobBench-201 §3): figures + CSVs"),
     "search": ("robntk.commands.search", "NAS on the benchmark: random, evolution, local, training-free search"),
     "combine": ("robntk.commands.combine", "combine training-free scores (zero-shot rank votes and learned)"),
-    "train": ("robntk.training", "adversarially train an NB201 arch as NAS-RobBench-201 did"),
-    "evaluate": ("robntk.evaluation", "evaluate a checkpoint: clean, FGSM, PGD, APGD, Square, AA-style"),
-    "bound": ("robntk.theory.cli", "numerical check of the λ_min lower bounds (theory setting)"),
+    "train": ("robntk.commands.train", "adversarially train an NB201 arch as NAS-RobBench-201 did"),
+    "evaluate": ("robntk.commands.evaluate", "evaluate a checkpoint: clean, FGSM, PGD, APGD, Square, AA-style"),
+    "bound": ("robntk.commands.bound", "numerical check of the λ_min lower bounds (theory setting)"),
 }
 
 
@@ -49,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``robntk`` script. Returns the exit code (2 for bad input, 130 when
     interrupted)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (argparse prints them) and --help
+        return int(exc.code or 0)
     try:
         return int(args._module.run(args) or 0)
     except (ValueError, OSError) as exc:  # OSError: missing / unwritable files (the message names them)

@@ -167,6 +167,44 @@ def bootstrap_ci(a, b, statistic: str | Callable = "kendall_tau", n_boot: int = 
     return (float(lo), float(hi))
 
 
+def paired_tau_difference(a, b, target, n_boot: int = 1000, seed: int = 0,
+                          level: float = 0.95) -> tuple[float, float, float]:
+    """τ-b(a, target) − τ-b(b, target) on the same architectures, with a *paired* percentile
+    bootstrap CI (each resample draws architectures once and recomputes both τ on them).
+
+    Rows where any of a, b, target is NaN are dropped first.
+
+    Args:
+        a, b: two scores, equal-length 1-D arrays. target: benchmark accuracies, same length.
+        n_boot, seed, level: as :func:`bootstrap_ci`.
+
+    Returns:
+        (difference, ci_low, ci_high); NaNs when fewer than 3 rows remain.
+
+    Raises:
+        ValueError: different lengths, bad n_boot/level.
+    """
+    a, b, t = (np.asarray(v, dtype=np.float64).ravel() for v in (a, b, target))
+    if not a.shape == b.shape == t.shape:
+        raise ValueError(f"a, b and target must have the same length, got {a.shape}, {b.shape}, {t.shape}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"n_boot must be a non-negative int, got {n_boot!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    ok = ~(np.isnan(a) | np.isnan(b) | np.isnan(t))
+    a, b, t = a[ok], b[ok], t[ok]
+    if a.size < 3:
+        return (math.nan, math.nan, math.nan)
+    diff = _tau(a, t) - _tau(b, t)
+    if n_boot == 0:
+        return (float(diff), math.nan, math.nan)
+    idx = np.random.default_rng(seed).integers(0, a.size, size=(n_boot, a.size))
+    vals = np.array([_tau(a[i], t[i]) - _tau(b[i], t[i]) for i in idx])
+    vals = vals[~np.isnan(vals)]
+    lo, hi = np.quantile(vals, [(1.0 - level) / 2.0, (1.0 + level) / 2.0]) if vals.size else (math.nan, math.nan)
+    return (float(diff), float(lo), float(hi))
+
+
 # --------------------------------------------------------------------------- baselines
 def baselines(indices: Iterable[int], space: SearchSpace, C: int = BASELINE_C) -> pd.DataFrame:
     """Trivial architecture proxies.
@@ -352,7 +390,7 @@ def read_scores(path: str | os.PathLike) -> pd.DataFrame:
         ValueError: unsupported suffix, unreadable file, no ``nb201_index`` column (all messages
             name the file).
     """
-    return read_table(path, required=("nb201_index",))
+    return read_table(path, required=("nb201_index",), what="scores file")
 
 
 def summary(table: pd.DataFrame, metrics: Sequence[str]) -> str:

@@ -96,11 +96,12 @@ def write_table(df: pd.DataFrame, out: str | os.PathLike, meta: Mapping[str, Any
     return out
 
 
-def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), what: str = "table") -> pd.DataFrame:
     """Read a table written by :func:`write_table` (or any CSV/TSV/parquet).
 
     Args:
         path: the table. required: columns that must be present.
+        what: the name of the table in error messages (e.g. ``'scores file'``).
 
     Raises:
         FileNotFoundError: missing file (names it).
@@ -109,20 +110,21 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()) -> pd.Da
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"table not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise ValueError(f"unsupported table {path}: suffix {suffix!r}; allowed: {', '.join(SUFFIXES)}")
+        raise ValueError(f"unsupported {what} {path}: suffix {suffix!r}; allowed: {', '.join(SUFFIXES)}")
     try:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
-        raise ValueError(f"cannot read table {path}: {type(exc).__name__}: {exc}") from None
+        raise ValueError(f"cannot read {what} {path}: {type(exc).__name__}: {exc}") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ValueError(f"table {path} has no column(s) {missing}; columns are {list(df.columns)}")
+        raise ValueError(f"{what} {path} has no {', '.join(repr(c) for c in missing)} column; "
+                         f"columns are {list(df.columns)}")
     return df
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from scipy import stats
 
 from robntk import correlation as C
+from robntk.commands import correlate as CC
 from robntk.benchmark import RobBench, load_nb201_accuracy
 
 
@@ -199,7 +200,7 @@ def test_table_input_errors(bench):
 def _parser():
     p = argparse.ArgumentParser()
     p.add_argument("--data-dir", default=None)  # added by robntk.cli for every command
-    C.add_arguments(p)
+    CC.add_arguments(p)
     return p
 
 
@@ -220,7 +221,7 @@ def test_cli_end_to_end(tmp_path, data_dir, table, space, capsys):
     out, fig = tmp_path / "res" / "table.csv", tmp_path / "res" / "heat.png"
     args = _parser().parse_args(["--data-dir", str(data_dir), "--scores", str(path), "--out", str(out),
                                  "--figure", str(fig), "--n-boot", "20", "--seed", "3"])
-    assert C.run(args) == 0
+    assert CC.run(args) == 0
     res = pd.read_csv(out)
     for col in ("score", "dataset", "metric", "n", "kendall_tau", "kendall_tau_ci_low", "kendall_tau_ci_high",
                 "spearman_rho"):
@@ -243,7 +244,7 @@ def test_cli_parquet_defaults_and_subsets(tmp_path, data_dir, table, space):
     args = _parser().parse_args(["--data-dir", str(data_dir), "--scores", str(path), "--datasets", "cifar10",
                                  "cifar100", "--metrics", "val_acc", "autoattack", "--n-boot", "0",
                                  "--no-baselines"])
-    assert C.run(args) == 0
+    assert CC.run(args) == 0
     res = pd.read_csv(tmp_path / "scores_correlation.csv")
     assert (tmp_path / "scores_tau.png").is_file()
     assert len(res) == 2 * 2 * 2 and set(res.dataset) == {"cifar10", "cifar100"}
@@ -253,7 +254,7 @@ def test_cli_bad_input(tmp_path, data_dir):
     p = _parser()
 
     def run(*argv):
-        return C.run(p.parse_args(["--data-dir", str(data_dir), *argv]))
+        return CC.run(p.parse_args(["--data-dir", str(data_dir), *argv]))
 
     with pytest.raises(FileNotFoundError, match="scores file not found"):
         run("--scores", str(tmp_path / "missing.csv"))
@@ -284,3 +285,24 @@ def test_heatmap_rejects_bad_tables(tmp_path):
     p = tau_heatmap(t, tmp_path / "x.png")
     with Image.open(p) as im:
         assert im.format == "PNG"
+
+
+def test_paired_tau_difference():
+    from robntk.correlation import kendall_tau, paired_tau_difference
+
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=300)
+    good = t + 0.3 * rng.normal(size=300)
+    bad = t + 3.0 * rng.normal(size=300)
+    d, lo, hi = paired_tau_difference(good, bad, t, n_boot=300, seed=1)
+    assert d == pytest.approx(kendall_tau(good, t) - kendall_tau(bad, t))
+    assert 0 < lo < d < hi
+    same = paired_tau_difference(good, good, t, n_boot=50)
+    assert same == (0.0, 0.0, 0.0)
+    # pairing: a monotone transform of the same score has an exactly zero difference in every resample
+    assert paired_tau_difference(good, np.exp(good), t, n_boot=50) == (0.0, 0.0, 0.0)
+    nan = np.where(np.arange(300) < 10, np.nan, good)
+    assert paired_tau_difference(nan, bad, t, n_boot=0)[0] == pytest.approx(
+        kendall_tau(good[10:], t[10:]) - kendall_tau(bad[10:], t[10:]))
+    with pytest.raises(ValueError, match="same length"):
+        paired_tau_difference(good, bad[:5], t)

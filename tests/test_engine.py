@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import cli, kernels, scoring, store as S
+from robntk import cli, kernels, scoring
 from robntk.engine import Engine, EngineOptions, parse_shard, run_engine, shard_indices, store_key
 from robntk.network import TinyNetwork
 from robntk.scoring import ScoreConfig

@@ -17,17 +17,18 @@ def setup():
     net = nw.TinyNetwork(C=2, N=1, num_classes=3)
     x = jax.random.uniform(jax.random.PRNGKey(1), (5, 8, 8, 3), jnp.float64)
     y = jnp.array([0, 1, 2, 0, 1])
-    v = net.init(jax.random.PRNGKey(0), jnp.float64)
-    f, p = net.make_apply(v, jnp.asarray(nw.op_ids(A)), "train")
+    v = net.init(jax.random.PRNGKey(0), jnp.float64, arch=A)
+    f, p = net.make_apply(v, A, "train")
     return f, p, x, y
 
 
 @pytest.mark.parametrize("mode", ["sum", "full"])
 def test_blockwise_formula_equals_mixed_jacobian_identity(setup, mode):
     f, p, x, y = setup
-    fam = kernels.kernel_family(f, p, x, y, 8 / 255, key=jax.random.PRNGKey(3), steps=3, output_mode=mode)
-    jk = dict(output_mode=mode, labels=y)
-    J, Jt, Jtt = (ntk.jacobian(f, p, z, **jk) for z in (x, fam.x_adv, fam.x_adv2))
+    fam = jax.jit(lambda q: kernels.kernel_family(f, q, x, y, 8 / 255, key=jax.random.PRNGKey(3), steps=3,
+                                                  output_mode=mode))(p)
+    jac = jax.jit(lambda q, z: ntk.jacobian(f, q, z, output_mode=mode, labels=y))
+    J, Jt, Jtt = (jac(p, z) for z in (x, fam.x_adv, fam.x_adv2))
     for beta in (0.0, 0.3, 0.5, 1.0):
         Jb = kernels.mixed_jacobian(J, Jt, beta)
         np.testing.assert_allclose(fam.k_all(beta), ntk.gram(Jb, Jb, mode), rtol=1e-10, atol=1e-12)
@@ -58,7 +59,7 @@ def test_every_provider_gives_the_same_family(setup, bn_mode):
             for name in ("clean", "robust", "cross", "twice", "twice_cross"):
                 np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-12)
     # ε number k uses fold_in(key, k): the first ε alone (kernel_family) reproduces its family
-    one = kernels.kernel_family(f, p, x, y, 3 / 255, key=key, steps=3)
+    one = jax.jit(lambda q: kernels.kernel_family(f, q, x, y, 3 / 255, key=key, steps=3))(p)
     for name in ("clean", "robust", "cross", "twice", "twice_cross", "x_adv", "x_adv2"):
         np.testing.assert_allclose(getattr(one, name), getattr(fams["layerwise"][0], name), rtol=1e-10)
     assert float(jnp.max(jnp.abs(fams["layerwise"][1].robust - one.robust))) > 0

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from robntk import report
+from robntk import report, report_writer
 from robntk.benchmark import RobBench
 
 C10, C100, IN16 = "cifar10", "cifar100", "ImageNet16-120"
@@ -293,7 +293,7 @@ def test_report_official_layout_subset_without_references(data_dir, tmp_path, be
     sub = RobBench.from_official(tmp_path / "all.json", data_dir / "nb201_archs" / "meta.json")
     empty = tmp_path / "no_refs"
     empty.mkdir()
-    man = report.write_report(sub, tmp_path / "out", data_dir=empty, op_k=50, top=5, search_ks=(1, 10, 1000),
+    man = report_writer.write_report(sub, tmp_path / "out", data_dir=empty, op_k=50, top=5, search_ks=(1, 10, 1000),
                               dpi=40, progress=False)
     assert "standard_training" in man["skipped"] and "nats_bench.csv" in man["skipped"]["standard_training"]
     assert not (tmp_path / "out" / "standard_training.png").exists()
@@ -312,7 +312,7 @@ def test_report_bad_input(bench, tmp_path):
     with pytest.raises(SystemExit):
         p.parse_args(["--out-dir", str(tmp_path), "--op-k", "0"])
     with pytest.raises(ValueError, match="op_k must be a positive int"):
-        report.write_report(bench, tmp_path, op_k=0, progress=False)
+        report_writer.write_report(bench, tmp_path, op_k=0, progress=False)
     with pytest.raises(ValueError, match="unknown metric 'val_loss'"):
         report.benchmark_table(bench, metrics=["val_loss"])
     assert math.isclose(report.random_guess(C10), 0.1)

@@ -126,7 +126,7 @@ def test_atomic_write_leaves_nothing_half_written(tmp_path):
     tables.write_table(df, tmp_path / "x.parquet", {"k": 1})
     pd.testing.assert_frame_equal(tables.read_table(tmp_path / "x.parquet", required=("nb201_index",)), df)
     assert tables.read_sidecar(tmp_path / "x.parquet") == {"k": 1}
-    with pytest.raises(ValueError, match="no column"):
+    with pytest.raises(ValueError, match="has no 'arch_str' column"):
         tables.read_table(tmp_path / "x.parquet", required=("arch_str",))
 
 

@@ -29,6 +29,18 @@ def _base_type(hint) -> tuple[type, bool]:
     return hint, False
 
 
+def _arg_type(parse):
+    """``parse`` as an argparse type whose ValueError message is kept (argparse would replace it
+    with "invalid <name> value", losing e.g. the "did you mean 8/255?" hint)."""
+    def conv(text):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    conv.__name__ = getattr(parse, "__name__", "value")
+    return conv
+
+
 def _show(value, parse) -> str:
     if parse is parse_eps:
         vals = value if isinstance(value, tuple) else (value,)
@@ -63,7 +75,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser | Any, cls, defaults=Non
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = parse
+            kw["type"] = _arg_type(parse)
             if is_tuple:
                 kw["nargs"] = "+"
             if "choices" in md:
