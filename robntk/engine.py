@@ -176,8 +176,8 @@ class Engine:
         self.net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N, cfg.init_scheme)
         self.variables = self.net.init(jax.random.PRNGKey(cfg.seed), self.dtype)
         self.key = jax.random.PRNGKey(cfg.seed + 1)
-        self.implementation = kernels.resolve_implementation(NetworkFn(self.net, None, None, False),
-                                                             options.implementation)
+        # the engine's function is always a NetworkFn, so 'auto' resolves to 'layerwise'
+        self.implementation = "layerwise" if options.implementation == "auto" else options.implementation
         platform = self.devices[0].platform
         self.batching = options.batching if options.batching != "auto" else ("map" if platform == "cpu" else "vmap")
         self.archs_per_call = options.archs_per_call

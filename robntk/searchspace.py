@@ -329,6 +329,11 @@ def _load_space(path: str) -> SearchSpace:
         ) from None
     for s in strs:
         parse_arch_str(s)
+    bad = [(i, r) for i, r in enumerate(iso) if not 0 <= r < NUM_ARCHS or iso[r] != r or r > i]
+    if bad:
+        i, r = bad[0]
+        raise ValueError(f"corrupt NB201 meta file {path}: cell {i} has isomorph {r}, which is not the index of a "
+                         f"class representative in 0..{NUM_ARCHS - 1} (smallest index of its class)")
     return SearchSpace(strs, iso)
 
 

@@ -15,7 +15,7 @@ is constant (rank ≤ 1) or zero. Nothing here raises or returns NaN for such ke
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,10 +41,6 @@ class Spectrum:
     logdet: float
     degenerate: bool
     floor: float
-
-    def as_dict(self, prefix: str = "", suffix: str = "") -> dict[str, float | bool]:
-        """Fields as ``{prefix + name + suffix: value}`` (for result rows)."""
-        return {f"{prefix}{k}{suffix}": v for k, v in asdict(self).items()}
 
 
 def as_matrix(K) -> np.ndarray:

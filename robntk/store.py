@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .paths import atomic_save, atomic_write
+from .paths import atomic_write
+from .tables import write_table
 
 FORMAT = "robntk-score-store"
 VERSION = 1
@@ -262,13 +263,6 @@ class ResultStore:
         """NB201 indices with a row."""
         return set(self.read().rows)
 
-    def to_frame(self):
-        """All rows as a pandas DataFrame sorted by ``nb201_index``."""
-        import pandas as pd
-
-        rows = self.read().rows
-        return pd.DataFrame([rows[i] for i in sorted(rows)])
-
     def export(self, out: str | os.PathLike, order: Sequence[int] | None = None) -> Path:
         """Write the rows to ``out`` (``.csv`` / ``.parquet``) plus the sidecar ``out + '.json'``
         (header: config, provenance, store key), both atomically.
@@ -290,15 +284,9 @@ class ResultStore:
         df = pd.DataFrame([rows[i] for i in idx])
         first = [c for c in ("nb201_index", "arch_str", "disconnected", "degenerate") if c in df.columns]
         df = df[first + [c for c in df.columns if c not in first]]
-        if out.suffix == ".csv":
-            atomic_save(out, lambda p: df.to_csv(p, index=False))
-        else:
-            atomic_save(out, lambda p: df.to_parquet(p, index=False))
         side = {k: v for k, v in self.header.items() if k != "selection"}
         side.update(n_rows=len(df), store=str(self.path))
-        with atomic_write(out.with_name(out.name + ".json")) as fh:
-            json.dump(side, fh, indent=2, sort_keys=True, default=str)
-        return out
+        return write_table(df, out, side)
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:

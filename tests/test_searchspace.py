@@ -104,3 +104,21 @@ def test_corrupt_meta(tmp_path):
         ss.SearchSpace.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="meta.json"):
         ss.SearchSpace.load(tmp_path / "nowhere")
+
+
+def test_meta_isomorph_out_of_range_is_corrupt(tmp_path, data_dir):
+    meta = json.loads((data_dir / "nb201_archs" / "meta.json").read_text())
+    meta["ids"]["20"]["isomorph"] = 15625
+    (tmp_path / "nb201_archs").mkdir()
+    (tmp_path / "nb201_archs" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="cell 20 has isomorph 15625"):
+        ss.SearchSpace.load(tmp_path)
+
+
+def test_resolve_messages(space):
+    a = space.arch_str(2581)
+    assert space.resolve(a) == space.resolve("2581") == space.resolve(2581) == space.resolve(space.ops(2581)) == 2581
+    for bad, msg in (("", "empty architecture"), ("  ", "empty architecture"), ("conv3x3", "neither"),
+                     ("-3", "out of range"), ("15625", "out of range")):
+        with pytest.raises(ValueError, match=msg):
+            space.resolve(bad)

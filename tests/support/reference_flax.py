@@ -41,16 +41,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from robntk.network import check_config  # input validation only (not arithmetic)
+from robntk.registry import DATASETS
 from robntk.searchspace import EDGES, check_ops, parse_arch_str
 
-#: Per-channel normalisation (pixel units / 255) used by NAS-RobBench-201 (and NB201).
-NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
-    "cifar100": ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
-    "ImageNet16-120": ((122.68, 116.66, 104.01), (63.22, 61.26, 65.09)),
-}
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
-INIT_SCHEMES = ("pytorch", "flax")
+#: Per-channel normalisation (pixel units / 255) of NAS-RobBench-201 (the facts are robntk's registry).
+NORMALIZATION = {k: (v.mean, v.std) for k, v in DATASETS.items()}
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # flax convention; = PyTorch momentum 0.1
 
@@ -242,24 +238,6 @@ def normalize(x, dataset: str | None):
     mean = jnp.asarray(mean, x.dtype) / 255.0
     std = jnp.asarray(std, x.dtype) / 255.0
     return (x - mean) / std
-
-
-def check_config(C: int, N: int, num_classes: int, dataset: str | None, init: str) -> None:
-    """Validate TinyNetwork hyper-parameters.
-
-    Raises:
-        ValueError: naming the bad value and what is allowed.
-    """
-    if not isinstance(C, int) or C < 1:
-        raise ValueError(f"C must be a positive int, got {C!r}")
-    if not isinstance(N, int) or N < 0:
-        raise ValueError(f"N must be a non-negative int, got {N!r}")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if dataset is not None and dataset not in NORMALIZATION:
-        raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(NORMALIZATION)} or None")
-    if init not in INIT_SCHEMES:
-        raise ValueError(f"unknown init scheme {init!r}; allowed: {', '.join(INIT_SCHEMES)}")
 
 
 def num_params_closed_form(arch, C: int = 16, N: int = 5, num_classes: int = 10) -> int:
