@@ -1,0 +1,1 @@
+"""Command layer: one module per `robntk <name>` command (add_arguments / run)."""
