@@ -137,3 +137,143 @@ def test_robnet_large_forward_on_real_cifar10(data_dir):
     assert logits.shape == (4, 10) and bool(jnp.all(jnp.isfinite(logits)))
     np.testing.assert_allclose(f(v, xb[2:]), logits[2:], rtol=1e-4, atol=1e-5)
     assert float(jnp.std(logits, axis=0).mean()) > 1e-3  # different images give different logits
+
+
+# --------------------------------------------------------------------------- findings
+def test_nb201_density_definitions():
+    from robntk.robnets.findings import nb201_density
+
+    a = "|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"
+    assert nb201_density(a, "connected") == pytest.approx(4 / 6)
+    assert nb201_density(a, "param") == pytest.approx(2 / 6)
+    with pytest.raises(ValueError, match="unknown density kind"):
+        nb201_density(a, "edges")
+
+
+def test_fsp_matrix_hand_value():
+    from robntk.robnets.findings import fsp_matrix
+
+    f_in = jnp.array([[[[1.0, 2.0]], [[3.0, -1.0]]]])  # (1, 2, 1, 2): two positions
+    f_out = jnp.array([[[[2.0]], [[1.0]]]])  # (1, 2, 1, 1)
+    # G = ((1,2)·2 + (3,−1)·1) / 2 = (2.5, 1.5)
+    np.testing.assert_allclose(fsp_matrix(f_in, f_out), [[[2.5], [1.5]]])
+    with pytest.raises(ValueError, match="spatial"):
+        fsp_matrix(f_in, f_out[:, :1])
+
+
+def test_fsp_losses_identity_cell_and_zero_eps():
+    """A cell that is only the skip 0→3 outputs its input (cell_io pairs are equal), and with
+    eps = 0 the PGD example is x itself, so every FSP loss is exactly 0; with eps > 0 it is not."""
+    from robntk.robnets.findings import cell_io, fsp_losses
+    from robntk.supernet import SuperNet, op_ids
+
+    net = SuperNet(C=4, N=1)
+    params = net.init(jax.random.PRNGKey(0))["params"]
+    x = jax.random.uniform(jax.random.PRNGKey(1), (6, 16, 16, 3))
+    y = jnp.arange(6) % 10
+    ident = op_ids("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    io = cell_io(net, params, None, x, ident, True)
+    assert len(io) == 3 and [a.shape[1] for a, _ in io] == [16, 8, 4]
+    for a, b in io:
+        np.testing.assert_array_equal(a, b)
+    ids = op_ids("|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|avg_pool_3x3~1|nor_conv_3x3~2|")
+    zero = fsp_losses(net, params, None, x, y, ids, jax.random.PRNGKey(2), eps=0.0, steps=1)
+    assert zero.shape == (3,) and float(jnp.max(zero)) == 0.0
+    pos = fsp_losses(net, params, None, x, y, ids, jax.random.PRNGKey(2), eps=8 / 255, steps=1)
+    assert float(jnp.min(pos)) > 0.0
+
+
+def test_summarize_pairs_by_hand():
+    import pandas as pd
+
+    from robntk.robnets.findings import summarize_pairs
+
+    df = pd.DataFrame({"budget": [1, 1, 1, 2], "delta_val_pgd_8.0_acc": [0.01, 0.03, -0.01, 0.02]})
+    s = summarize_pairs(df, n_boot=200).set_index("budget")
+    assert s.loc[1, "pairs"] == 3 and s.loc[1, "mean_delta_pp"] == pytest.approx(1.0)
+    assert s.loc[1, "direct_wins"] == pytest.approx(2 / 3) and s.loc[2, "mean_delta_pp"] == pytest.approx(2.0)
+    assert s.loc[1, "ci_low"] <= 1.0 <= s.loc[1, "ci_high"]
+
+
+def test_direct_edge_pairs_have_equal_parameter_counts(data_dir):
+    from robntk.benchmark import RobBench
+    from robntk.robnets.findings import direct_edge_pairs
+    from robntk.searchspace import num_cell_params
+
+    bench = RobBench.load(data_dir)
+    pairs = direct_edge_pairs(bench, direct=(3,))
+    assert len(pairs) > 1000 and set(pairs["budget"]) == {1, 2, 3, 4, 5}
+    sub = pairs.sample(300, random_state=0)
+    for _, r in sub.iterrows():
+        a, b = bench.space.ops(int(r.a_cell)), bench.space.ops(int(r.b_cell))
+        assert num_cell_params(a, 16) == num_cell_params(b, 16) == r.cell_params
+        assert a[3] in ("nor_conv_1x1", "nor_conv_3x3") and b[3] not in ("nor_conv_1x1", "nor_conv_3x3")
+        assert sorted(a) == sorted(b) and sum(u != v for u, v in zip(a, b)) == 2
+        assert bench.representative(int(r.a_cell)) == r.a and bench.representative(int(r.b_cell)) == r.b
+    with pytest.raises(ValueError, match="proper, non-empty subset"):
+        direct_edge_pairs(bench, direct=range(6))
+
+
+# --------------------------------------------------------------------------- one-shot + command
+def _parser():
+    from robntk.commands import robnets as cmd
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-dir", dest="data_dir", default=None)
+    cmd.add_arguments(p)
+    return p, cmd
+
+
+def test_oneshot_command_runs_and_resumes(tmp_path, data_dir):
+    p, cmd = _parser()
+    sets = ["C=4", "N=1", "train_limit=64", "batch_size=16", "train_steps=2", "train_pgd_steps=1",
+            "num_archs=4", "finetune_steps=0", "eval_images=20", "eval_batch=20", "eval_pgd_steps=1", "ckpt_every=1"]
+    argv = ["--data-dir", str(data_dir), "oneshot", "--out", str(tmp_path)] + sum((["--set", s] for s in sets), [])
+    assert cmd.run(p.parse_args(argv)) == 0
+    s1 = json.loads((tmp_path / "summary.json").read_text())
+    rows = (tmp_path / "candidates.csv").read_text().splitlines()
+    assert s1["n_candidates"] == 4 and len(rows) == 5
+    assert s1["pick_bench_pgd8"] <= s1["best_candidate_bench_pgd8"]
+    assert 0.0 < s1["pick_percentile_all"] <= 100.0
+    assert cmd.run(p.parse_args(argv)) == 0  # resume: nothing recomputed, same numbers
+    assert json.loads((tmp_path / "summary.json").read_text()) == s1
+    with pytest.raises(ValueError, match="another configuration"):
+        cmd.run(p.parse_args(argv[:-2] + ["--set", "ckpt_every=2"]))
+    with pytest.raises(ValueError, match="unknown OneShotConfig field"):
+        cmd.run(p.parse_args(["oneshot", "--out", str(tmp_path / "x"), "--set", "width=3"]))
+
+
+def test_oneshot_config_validation():
+    from robntk.robnets.oneshot import OneShotConfig, sample_path
+
+    with pytest.raises(ValueError, match="image_size"):
+        OneShotConfig(image_size=24)
+    with pytest.raises(ValueError, match="num_archs"):
+        OneShotConfig(num_archs=7000)
+    np.testing.assert_array_equal(sample_path(0, 5), sample_path(0, 5))
+    assert {tuple(sample_path(0, t)) for t in range(50)}.__len__() == 50
+
+
+def test_params_command(tmp_path):
+    p, cmd = _parser()
+    assert cmd.run(p.parse_args(["params", "--out", str(tmp_path / "p.json")])) == 0
+    d = json.loads((tmp_path / "p.json").read_text())
+    assert {k: v["params_cifar10_head"] for k, v in d.items()} == REFERENCE_COUNTS
+    assert d["robnet_large_v2"]["params_100_class_head"] == 33_418_916
+
+
+def test_train_and_eval_commands_tiny(tmp_path, data_dir):
+    """`robnets train` (one PGD-AT step of a tiny RobNet-free copy) and `robnets eval`: the
+    accuracies are fractions of the 10 images; DeepFool leaves misclassified images unchanged, so it
+    cannot raise the clean accuracy."""
+    p, cmd = _parser()
+    run = tmp_path / "run"
+    assert cmd.run(p.parse_args(["--data-dir", str(data_dir), "train", "--model", "robnet_free", "--out", str(run),
+                                 "--C", "4", "--layers", "3", "--max-steps", "1", "--train-limit", "32",
+                                 "--batch-size", "16", "--pgd-steps", "1"])) == 0
+    assert cmd.run(p.parse_args(["--data-dir", str(data_dir), "eval", "--run", str(run), "--limit", "10",
+                                 "--batch-size", "10", "--attacks", "clean,fgsm,mifgsm,deepfool"])) == 0
+    acc = json.loads((run / "eval.json").read_text())["accuracy"]
+    assert set(acc) == {"clean", "fgsm", "mifgsm", "deepfool"}
+    assert all(round(v * 10) == pytest.approx(v * 10) for v in acc.values())
+    assert acc["deepfool"] <= acc["clean"]

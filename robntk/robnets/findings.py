@@ -124,7 +124,10 @@ def direct_edge_pairs(bench, direct: Sequence[int] = (DIRECT_EDGE,), dataset: st
 
     For every cell A (all 15,625) with a conv on a ``direct`` edge d and a non-conv op on a
     non-direct edge e, B = A with the ops of d and e swapped. Pairs are reduced to distinct
-    (representative A, representative B) and kept only when both cells are connected. ``budget``
+    (representative A, representative B) and kept only when both cells are connected; the
+    first cells found for a pair are kept as ``a_cell``/``b_cell`` (equal ``cell_params``). The
+    benchmark values are those of the representatives (an isomorphism class shares one value;
+    a conv on a dead edge counts in ``cell_params`` but not in the function). ``budget``
     = number of conv edges (the same in A and B); ``delta_<metric>`` = metric(A) − metric(B)
     (positive: the conv on the direct edge is better).
 
@@ -149,12 +152,12 @@ def direct_edge_pairs(bench, direct: Sequence[int] = (DIRECT_EDGE,), dataset: st
                 b[d], b[e] = ops[e], ops[d]
                 if not (is_connected(ops) and is_connected(b)):
                     continue
-                ra = bench.representative(space.index_of(ops))
-                rb = bench.representative(space.index_of(b))
+                ia, ib = space.index_of(ops), space.index_of(b)
+                ra, rb = bench.representative(ia), bench.representative(ib)
                 if ra == rb or (ra, rb) in seen:
                     continue
                 seen.add((ra, rb))
-                rows.append({"a": ra, "b": rb, "budget": sum(o in CONV for o in ops), "conv": ops[d],
+                rows.append({"a": ra, "b": rb, "a_cell": ia, "b_cell": ib, "budget": sum(o in CONV for o in ops), "conv": ops[d],
                              "moved_to_edge": e, "other_op": ops[e], "cell_params": num_cell_params(ops, 16)})
     df = pd.DataFrame(rows)
     for m in metrics:
