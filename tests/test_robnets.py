@@ -166,7 +166,7 @@ def test_fsp_matrix_hand_value():
 
 def test_fsp_losses_identity_cell_and_zero_eps():
     """A cell that is only the skip 0→3 outputs its input (cell_io pairs are equal), and with
-    eps = 0 the PGD example is x itself, so every FSP loss is exactly 0; with eps > 0 it is not."""
+    eps = 0 the PGD example is x itself, so every FSP loss is 0 (to rounding); with eps > 0 it is not."""
     from robntk.robnets.findings import cell_io, fsp_losses
     from robntk.supernet import SuperNet, op_ids
 
@@ -181,9 +181,9 @@ def test_fsp_losses_identity_cell_and_zero_eps():
         np.testing.assert_array_equal(a, b)
     ids = op_ids("|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|avg_pool_3x3~1|nor_conv_3x3~2|")
     fl = jax.jit(lambda e: fsp_losses(net, params, None, x, y, ids, jax.random.PRNGKey(2), eps=e, steps=1))
-    zero = fl(0.0)
-    assert zero.shape == (3,) and float(jnp.max(zero)) == 0.0
-    assert float(jnp.min(fl(8 / 255))) > 0.0
+    zero, pos = fl(0.0), fl(8 / 255)
+    assert zero.shape == (3,) and float(jnp.min(pos)) > 1e-3
+    assert float(jnp.max(zero)) <= 1e-6 * float(jnp.min(pos))  # 0 up to float32 rounding of two jitted passes
 
 
 def test_summarize_pairs_by_hand():

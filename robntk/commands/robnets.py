@@ -160,8 +160,11 @@ def _train(args) -> int:
     def step(params, stats, st, xb, yb, key):
         k1, k2 = jax.random.split(key)
         xb = augment(k1, xb, 4)
-        f_eval = lambda p, z: model.apply({"params": p, "batch_stats": stats}, z, train=False)  # noqa: E731
-        xa = pgd(f_eval, params, xb, yb, 8 / 255, steps=args.pgd_steps, alpha=2 / 255, key=k2)
+        # the reference crafts in train mode (main.py: net.train(), AttackPGD inside the forward):
+        # batch statistics; the running-statistics updates of the attack passes are discarded here
+        f_train = lambda p, z: model.apply({"params": p, "batch_stats": stats}, z, train=True,  # noqa: E731
+                                           mutable=["batch_stats"])[0]
+        xa = pgd(f_train, params, xb, yb, 8 / 255, steps=args.pgd_steps, alpha=2 / 255, key=k2)
 
         def loss(p):
             logits, new = model.apply({"params": p, "batch_stats": stats}, xa, train=True, mutable=["batch_stats"])
