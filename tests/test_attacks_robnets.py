@@ -21,7 +21,6 @@ import pytest
 from robntk.attacks import deepfool, fgsm, mifgsm, pgd
 
 
-
 @pytest.fixture(autouse=True)
 def _float64():
     """Float64 for these tests only (analytic comparisons at 1e-9), without changing the global flag."""

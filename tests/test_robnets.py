@@ -126,7 +126,7 @@ def test_robnet_free_forward_on_real_cifar10(data_dir):
     CIFAR-10 test images, eval-mode BN: logits (4, 10), finite, each row independent of the rest
     of the batch. (The full-size networks are checked through their parameter trees above; a
     full-size forward costs minutes of compilation on 2 cores and is what `robnets eval` runs.)"""
-    from robntk.datasets import load_dataset, balanced_indices
+    from robntk.datasets import balanced_indices, load_dataset
 
     x, y = load_dataset("cifar10", "test", data_dir)
     idx = balanced_indices(y, 4, seed=0)

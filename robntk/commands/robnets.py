@@ -162,7 +162,7 @@ def _train(args) -> int:
         xb = augment(k1, xb, 4)
         # the reference crafts in train mode (main.py: net.train(), AttackPGD inside the forward):
         # batch statistics; the running-statistics updates of the attack passes are discarded here
-        f_train = lambda p, z: model.apply({"params": p, "batch_stats": stats}, z, train=True,  # noqa: E731
+        f_train = lambda p, z: model.apply({"params": p, "batch_stats": stats}, z, train=True,
                                            mutable=["batch_stats"])[0]
         xa = pgd(f_train, params, xb, yb, 8 / 255, steps=args.pgd_steps, alpha=2 / 255, key=k2)
 
@@ -280,13 +280,13 @@ def _direct(args) -> int:
     for m in ("val_pgd_8.0_acc", "val_acc"):
         s = fd.summarize_pairs(pairs, m)
         res[m] = s
-        paths.atomic_save(out / f"direct_edges_{tag}_{m}.csv", lambda t: s.to_csv(t, index=False, float_format="%.4f"))
+        paths.atomic_save(out / f"direct_edges_{tag}_{m}.csv", lambda t, s=s: s.to_csv(t, index=False, float_format="%.4f"))
         print(f"{m} (direct edges {direct}):\n{s.to_string(index=False)}")
     by_conv = pairs.groupby(["budget", "conv"])["delta_val_pgd_8.0_acc"].agg(["count", "mean"]).reset_index()
     by_conv["mean"] *= 100
     paths.atomic_save(out / f"direct_edges_{tag}_by_conv.csv", lambda t: by_conv.to_csv(t, index=False, float_format="%.4f"))
     _write_json({"command": f"robntk robnets direct-edges --direct {args.direct}", "direct_edges": direct,
-                 "pairs": int(len(pairs)), "dataset": "cifar10"}, out / f"direct_edges_{tag}_config.json")
+                 "pairs": len(pairs), "dataset": "cifar10"}, out / f"direct_edges_{tag}_config.json")
     return 0
 
 

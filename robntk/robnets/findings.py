@@ -26,8 +26,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,14 @@ import pandas as pd
 from .. import paths
 from ..attacks import cross_entropy, pgd
 from ..correlation import bootstrap_ci, kendall_tau
-from ..searchspace import DISCONNECTED_REPRESENTATIVES, EDGES, OPS, is_connected, num_cell_params, parse_arch_str
+from ..searchspace import (
+    DISCONNECTED_REPRESENTATIVES,
+    EDGES,
+    OPS,
+    is_connected,
+    num_cell_params,
+    parse_arch_str,
+)
 from ..supernet import SuperNet, op_ids
 
 CONV = ("nor_conv_1x1", "nor_conv_3x3")
@@ -226,7 +234,7 @@ def fsp_losses(net: SuperNet, params, stats, x, y, ids, key, eps: float = 8 / 25
     Returns:
         (3·N,) float array, cells in depth order.
     """
-    f = lambda p, z: net.forward(p, stats, z, ids, train)[0]  # noqa: E731
+    f = lambda p, z: net.forward(p, stats, z, ids, train)[0]
     xa = pgd(f, params, x, y, eps, steps=steps, key=key)
     clean = cell_io(net, params, stats, x, ids, train)
     adv = cell_io(net, params, stats, xa, ids, train)
@@ -249,8 +257,9 @@ def fsp_experiment(indices: Sequence[int], space, x, y, out_csv: str | Path, *, 
     Returns:
         DataFrame: nb201_index, ``init_l{k}`` and ``ft_l{k}`` for k = 1..3N.
     """
-    from ..training import augment
     import optax
+
+    from ..training import augment
 
     net = SuperNet(C=C, N=N, num_classes=10, dataset="cifar10")
     params0 = net.init(jax.random.PRNGKey(seed))["params"]
@@ -260,7 +269,7 @@ def fsp_experiment(indices: Sequence[int], space, x, y, out_csv: str | Path, *, 
 
     @jax.jit
     def step(p, st, xs, ys, ids, key):
-        f = lambda q, z: net.forward(q, None, z, ids, True)[0]  # noqa: E731
+        f = lambda q, z: net.forward(q, None, z, ids, True)[0]
         k1, k2 = jax.random.split(key)
         xs = augment(k1, xs, xs.shape[1] // 8)
         xa = pgd(f, p, xs, ys, eps, steps=train_pgd_steps, key=k2)
@@ -286,7 +295,7 @@ def fsp_experiment(indices: Sequence[int], space, x, y, out_csv: str | Path, *, 
             p, st = step(p, st, x[b], y[b], ids, jax.random.fold_in(jax.random.PRNGKey(seed + 9), s))
         row.update({f"ft_l{k + 1}": float(v) for k, v in enumerate(fsp(p, ids))})
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
-        paths.atomic_save(out_csv, lambda tmp: done.to_csv(tmp, index=False))
+        paths.atomic_save(out_csv, lambda tmp, d=done: d.to_csv(tmp, index=False))
     keep = done["nb201_index"].astype(int).isin(set(int(i) for i in indices))
     cols = ["nb201_index"] + [f"init_l{k + 1}" for k in range(L)] + [f"ft_l{k + 1}" for k in range(L)]
     return done[keep][cols].sort_values("nb201_index").reset_index(drop=True)

@@ -24,14 +24,14 @@ Parameter names (``stem_conv``, ``stem_bn``, ``cells_{i}/pre0|pre1``, ``cells_{i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from ..network import BN_EPS, BN_MOMENTUM, torch_uniform_init
-from .space import GENOTYPES, CONFIGS, RobNetConfig, cell_codes, cell_edges
+from .space import CONFIGS, GENOTYPES, RobNetConfig, cell_codes, cell_edges
 
 
 def _conv(features: int, k: int, stride: int = 1, pad: int = 0, groups: int = 1, name: str | None = None) -> nn.Conv:

@@ -41,7 +41,7 @@ import pandas as pd
 
 from .. import paths
 from ..attacks import cross_entropy, pgd
-from ..searchspace import DISCONNECTED_REPRESENTATIVES, NUM_ARCHS, OPS
+from ..searchspace import DISCONNECTED_REPRESENTATIVES, OPS
 from ..supernet import SuperNet, op_ids
 from ..training import augment, epoch_permutation
 
@@ -122,7 +122,7 @@ class OneShotConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "OneShotConfig":
+    def from_dict(cls, d: dict[str, Any]) -> OneShotConfig:
         """Inverse of :meth:`to_dict` (unknown keys raise ValueError)."""
         names = {f.name for f in fields(cls)}
         bad = set(d) - names
@@ -282,8 +282,7 @@ def train_supernet(cfg: OneShotConfig, x: np.ndarray, y: np.ndarray, out_dir: st
         if ckpt is not None and ((t + 1) % cfg.ckpt_every == 0 or t + 1 == cfg.train_steps):
             _save_ckpt(ckpt, t + 1, params, opt_state)
             with open(Path(out_dir) / "train_log.jsonl", "a") as fh:  # append-only log
-                for rec in log:
-                    fh.write(json.dumps(rec) + "\n")
+                fh.writelines(json.dumps(rec) + "\n" for rec in log)
             log = []
     return params
 
@@ -377,7 +376,7 @@ def summarize(results: pd.DataFrame, bench, n_boot: int = 1000, seed: int = 0) -
     all_pgd = all_pgd[~np.isnan(all_pgd)]
     p_pgd = float(bench.values([pick], "cifar10", "val_pgd_8.0_acc")[0])
     out = {
-        "n_candidates": int(len(idx)),
+        "n_candidates": len(idx),
         "tau_pgd_vs_bench_pgd8": kendall_tau(o_pgd, b_pgd),
         "tau_pgd_vs_bench_pgd8_ci95": list(bootstrap_ci(o_pgd, b_pgd, n_boot=n_boot, seed=seed)),
         "tau_clean_vs_bench_clean": kendall_tau(o_clean, b_clean),

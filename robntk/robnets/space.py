@@ -28,8 +28,8 @@ for all cells (configs with ``share=True``); RobNet-free has 20 codes, one per c
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 #: Allowed 2-bit edge codes and their ops (identity bit first, sep-conv bit second).
 EDGE_CODES: dict[str, tuple[str, ...]] = {
