@@ -340,3 +340,156 @@ def twice_perturbed(f: Fn, params, x_adv, y, eps, **pgd_kwargs) -> jax.Array:
     Same arguments as :func:`pgd` (``x_adv`` = x̃); ‖x̃̃ − x‖ ≤ 2ε for the original x.
     """
     return pgd(f, params, x_adv, y, eps, center=x_adv, **pgd_kwargs)
+
+
+def mifgsm(
+    f: Fn,
+    params,
+    x: jax.Array,
+    y: jax.Array,
+    eps,
+    *,
+    steps: int = 10,
+    alpha=None,
+    decay: float = 1.0,
+    norm: str = "linf",
+    loss_fn=cross_entropy,
+) -> jax.Array:
+    """Momentum iterative FGSM (MI-FGSM; Dong et al., "Boosting Adversarial Attacks with
+    Momentum", CVPR 2018, Algorithm 1, eqs. 6–7 (L∞) and 8 (L2)).
+
+    With g₀ = 0 and x₀ = x, for t = 0..steps−1::
+
+        g_{t+1} = decay · g_t + ∇ₓ loss(x_t) / ‖∇ₓ loss(x_t)‖₁      (L1 norm per example)
+        x_{t+1} = Π_ε(x_t + alpha · sign(g_{t+1}))                 (L∞)
+        x_{t+1} = Π_ε(x_t + alpha · g_{t+1} / ‖g_{t+1}‖₂)          (L2)
+
+    Π_ε projects onto the ε-ball around x and clips to [0, 1] (the paper's algorithm has no
+    projection because alpha·steps = ε; the clip to the image box is what torchattacks'
+    ``MIFGSM`` does). No random start. ``decay = 0`` gives I-FGSM (BIM).
+
+    Args:
+        f: ``f(params, x) -> (B, O)`` logits.
+        x: clean inputs (B, ...) in [0, 1]. y: int labels (B,).
+        eps: radius in pixel units.
+        steps: iterations T (≥ 1; paper: 10).
+        alpha: step size; default eps / steps (paper).
+        decay: momentum factor μ ≥ 0 (paper: 1.0).
+        norm: ``'linf'`` or ``'l2'``.
+        loss_fn: loss maximised, ``loss_fn(logits, y)``.
+
+    Returns:
+        Adversarial examples (shape/dtype of x), with ``stop_gradient``.
+
+    Raises:
+        ValueError: bad eps/steps/alpha/norm, negative decay.
+    """
+    check_attack_args(eps, steps, alpha, norm)
+    if isinstance(decay, (int, float)) and not float(decay) >= 0.0:
+        raise ValueError(f"decay (momentum) must be >= 0, got {decay!r}")
+    alpha = eps / steps if alpha is None else alpha
+    axes = tuple(range(1, x.ndim))
+
+    def body(_, carry):
+        xa, g = carry
+        grad = input_grad(f, params, xa, y, loss_fn)
+        l1 = jnp.sum(jnp.abs(grad), axis=axes, keepdims=True)
+        g = decay * g + grad / jnp.maximum(l1, 1e-12)
+        return project(xa + _step(g, alpha, norm), x, eps, norm), g
+
+    xa, _ = jax.lax.fori_loop(0, steps, body, (x, jnp.zeros_like(x)))
+    return jax.lax.stop_gradient(xa)
+
+
+def _logit_jacobian(f: Fn, params, x: jax.Array, num_classes: int) -> tuple[jax.Array, jax.Array]:
+    """Logits (B, K) and per-example input gradients of every logit, (K, B, ...) (one VJP per
+    class; assumes the examples of the batch do not interact, e.g. eval-mode BN)."""
+    logits, vjp = jax.vjp(lambda z: f(params, z), x)
+    basis = jnp.broadcast_to(jnp.eye(num_classes, dtype=logits.dtype)[:, None, :],
+                             (num_classes,) + logits.shape)
+    (jac,) = jax.vmap(vjp)(basis)
+    return logits, jac
+
+
+def deepfool(
+    f: Fn,
+    params,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    num_classes: int,
+    steps: int = 50,
+    overshoot: float = 0.02,
+    norm: str = "l2",
+    eps=None,
+) -> jax.Array:
+    """DeepFool (Moosavi-Dezfooli, Fawzi, Frossard, CVPR 2016; Algorithm 2 for L2, §3.2 eqs.
+    for general Lp, here L∞ with q = 1).
+
+    Per example, while the predicted label still equals ``y`` (and at most ``steps`` times),
+    linearise the logits at the current point x_i: for every class k ≠ y, w_k = ∇f_k − ∇f_y and
+    f'_k = f_k − f_y; pick l = argmin_k |f'_k| / ‖w_k‖_q and step to that linearised boundary::
+
+        r_i = (|f'_l| + 1e-4) / ‖w_l‖₂² · w_l            (L2, q = 2)
+        r_i = (|f'_l| + 1e-4) / ‖w_l‖₁ · sign(w_l)       (L∞, q = 1)
+
+    The total perturbation r = Σ r_i is applied with overshoot:
+    x_adv = clip(x + (1 + overshoot)·r, 0, 1) (as the authors' reference implementation and
+    torchattacks' ``DeepFool``). For an affine classifier the first step is exactly the minimal
+    perturbation (the distance to the nearest decision boundary, ‖·‖₂ or ‖·‖∞), times
+    1 + overshoot. DeepFool is a minimal-perturbation attack; for a robust accuracy at radius
+    ε pass ``eps``: the final perturbation is then projected onto the ε-ball (norm ``norm``).
+
+    Args:
+        f: ``f(params, x) -> (B, num_classes)`` logits; examples must not interact (eval-mode BN).
+        x: clean inputs (B, ...) in [0, 1]. y: int labels (B,) — the attack starts from the true
+            label; an example already misclassified is returned unchanged.
+        num_classes: K (static; the number of logits).
+        steps: maximum iterations (≥ 1; reference: 50).
+        overshoot: η ≥ 0 (reference: 0.02).
+        norm: ``'l2'`` or ``'linf'``.
+        eps: optional radius (pixel units) to project the final perturbation onto.
+
+    Returns:
+        Adversarial examples (shape/dtype of x), with ``stop_gradient``.
+
+    Raises:
+        ValueError: bad steps/norm/eps, num_classes < 2, negative overshoot.
+    """
+    check_attack_args(0.0 if eps is None else eps, steps, None, norm)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if isinstance(overshoot, (int, float)) and not float(overshoot) >= 0.0:
+        raise ValueError(f"overshoot must be >= 0, got {overshoot!r}")
+    y = y.astype(jnp.int32)
+    onehot = jax.nn.one_hot(y, num_classes, dtype=bool)
+
+    def apply(r):
+        xa = jnp.clip(x + (1.0 + overshoot) * r, 0.0, 1.0)
+        return project(xa, x, eps, norm) if eps is not None else xa
+
+    def body(_, r):
+        xa = apply(r)
+        logits, jac = _logit_jacobian(f, params, xa, num_classes)  # (B, K), (K, B, ...)
+        active = jnp.argmax(logits, axis=-1) == y
+        fy = jnp.take_along_axis(logits, y[:, None], axis=1)  # (B, 1)
+        gy = jnp.take_along_axis(jac, y[None, :].reshape((1, -1) + (1,) * (x.ndim - 1)), axis=0)
+        w = jac - gy  # (K, B, ...)
+        fk = (logits - fy).T  # (K, B)
+        wn = (jnp.sqrt(jnp.sum(w * w, axis=tuple(range(2, w.ndim)))) if norm == "l2"
+              else jnp.sum(jnp.abs(w), axis=tuple(range(2, w.ndim))))  # (K, B)
+        dist = jnp.abs(fk) / jnp.maximum(wn, 1e-12)
+        dist = jnp.where(onehot.T, jnp.inf, dist)
+        l = jnp.argmin(dist, axis=0)  # (B,)
+        sel = (slice(None),) + (None,) * (x.ndim - 1)
+        wl = jnp.take_along_axis(w, l[None, :].reshape((1, -1) + (1,) * (x.ndim - 1)), axis=0)[0]
+        fl = jnp.take_along_axis(fk, l[None, :], axis=0)[0]
+        wln = jnp.take_along_axis(wn, l[None, :], axis=0)[0]
+        if norm == "l2":
+            ri = ((jnp.abs(fl) + 1e-4) / jnp.maximum(wln * wln, 1e-24))[sel] * wl
+        else:
+            ri = ((jnp.abs(fl) + 1e-4) / jnp.maximum(wln, 1e-12))[sel] * jnp.sign(wl)
+        return r + jnp.where(active[sel], ri, 0.0)
+
+    r = jax.lax.fori_loop(0, steps, body, jnp.zeros_like(x))
+    return jax.lax.stop_gradient(apply(r))

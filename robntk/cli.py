@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("robntk.commands.report", "the benchmark's own analyses (NAS-RobBench-201 §3): figures + CSVs"),
     "search": ("robntk.commands.search", "NAS on the benchmark: random, evolution, local, training-free search"),
     "combine": ("robntk.commands.combine", "combine training-free scores (zero-shot rank votes and learned)"),
+    "robnets": ("robntk.commands.robnets", "RobNets: architectures, attacks, findings on NB201, one-shot search"),
     "train": ("robntk.commands.train", "adversarially train an NB201 arch as NAS-RobBench-201 did"),
     "evaluate": ("robntk.commands.evaluate", "evaluate a checkpoint: clean, FGSM, PGD, APGD, Square, AA-style"),
     "bound": ("robntk.commands.bound", "numerical check of the λ_min lower bounds (theory setting)"),
