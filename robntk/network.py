@@ -39,8 +39,9 @@ inside, so inputs are NHWC images in [0, 1]::
 Initialisation ("init seed s", one definition everywhere). Every parameter leaf at path
 ``a/b/c`` of the full tree is drawn independently from ``fold_in(PRNGKey(s), crc32('a/b/c'))``
 with the scheme's distribution (``'pytorch'``, the reference's defaults: U(−1/√fan_in,
-1/√fan_in) for Conv/Linear weights and the Linear bias, BN scale 1, bias 0; ``'flax'``:
-lecun_normal, zero bias), in blocks of 4096 values (:func:`_draw`); running statistics are
+1/√fan_in) for Conv/Linear weights and the Linear bias, BN scale 1, bias 0; ``'kaiming'``:
+PyTorch's ``kaiming_normal_`` (fan_in, ReLU gain) N(0, 2/fan_in) weights, zero Linear bias;
+``'flax'``: lecun_normal, zero bias), in blocks of 4096 values (:func:`_draw`); running statistics are
 mean 0, var 1. The network of an arch for seed ``s`` is ``extract(init(PRNGKey(s)), arch)``: a
 leaf's value does not depend on the other ops of the cell, and the same seed gives the same
 weights in ``score``, the engine, ``train`` and ``evaluate``.
@@ -82,7 +83,7 @@ from .searchspace import EDGES, NUM_EDGES, OPS, check_ops, ops_to_ids, parse_arc
 NONE, SKIP, CONV1, CONV3, POOL = range(5)
 #: Parametric ops and their kernel size.
 CONV_OPS: dict[str, int] = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
-INIT_SCHEMES = ("pytorch", "flax")
+INIT_SCHEMES = ("pytorch", "kaiming", "flax")
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # flax convention; = PyTorch momentum 0.1
 
@@ -324,8 +325,9 @@ _TRUNC_STD = 0.87962566103423978
 
 def _draw(key, shape, dtype, kind: str) -> jax.Array:
     """Leaf of ``shape``: the first prod(shape) values of the concatenation over j = 0, 1, ... of
-    ``U(-1, 1)`` (``kind='uniform'``) or standard normals truncated to [-2, 2]
-    (``'truncated_normal'``) of shape (:data:`DRAW_BLOCK`,) drawn with ``fold_in(key, j)``,
+    ``U(-1, 1)`` (``kind='uniform'``), standard normals (``'normal'``) or standard normals
+    truncated to [-2, 2] (``'truncated_normal'``) of shape (:data:`DRAW_BLOCK`,) drawn with
+    ``fold_in(key, j)``,
     reshaped row-major. Drawing fixed-size blocks keeps eager init to one compiled kernel
     instead of one per leaf shape."""
     size = math.prod(shape)
@@ -334,6 +336,8 @@ def _draw(key, shape, dtype, kind: str) -> jax.Array:
         kj = jax.random.fold_in(key, j)
         if kind == "uniform":
             blocks.append(jax.random.uniform(kj, (DRAW_BLOCK,), dtype, -1.0, 1.0))
+        elif kind == "normal":
+            blocks.append(jax.random.normal(kj, (DRAW_BLOCK,), dtype))
         else:
             blocks.append(jax.random.truncated_normal(kj, -2.0, 2.0, (DRAW_BLOCK,), dtype))
     return jnp.concatenate(blocks)[:size].reshape(shape)
@@ -448,6 +452,8 @@ class TinyNetwork:
                 return jnp.zeros(shape, dtype)
             if pytorch:  # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
                 return _draw(k, shape, dtype, "uniform") * (1 / math.sqrt(fan_in))
+            if self.init_scheme == "kaiming":  # torch kaiming_normal_(fan_in, relu): N(0, 2/fan_in)
+                return _draw(k, shape, dtype, "normal") * math.sqrt(2 / fan_in)
             # flax lecun_normal: truncated normal on [-2, 2] with std sqrt(1/fan_in)
             return _draw(k, shape, dtype, "truncated_normal") * (math.sqrt(1 / fan_in) / _TRUNC_STD)
 

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import __version__, kernels, ntk, spectra
-from .network import check_config
+from .network import INIT_SCHEMES, check_config
 from .registry import BN_MODES, DTYPES, NUM_CLASSES, eps_255, eps_tag, parse_eps, score_column
 
 
@@ -65,7 +65,7 @@ class ScoreConfig:
         bn_mode: ``'eval'`` | ``'train'``: BN of the function whose NTK is taken.
         attack_bn_mode: BN mode the attack differentiates (None = ``bn_mode``).
         C, N: TinyNetwork width and cells per stage (16, 5 in NB201).
-        init_scheme: ``'pytorch'`` | ``'flax'``.
+        init_scheme: ``'pytorch'`` | ``'kaiming'`` | ``'flax'`` (:mod:`robntk.network`).
         dtype: ``'float32'`` | ``'float64'`` (float64 needs ``jax_enable_x64``).
         chunk_size: cotangents per vmapped Jacobian chunk (memory bound); None = all.
         data_split: split the batch is drawn from.
@@ -89,7 +89,7 @@ class ScoreConfig:
         "BatchNorm the attack differentiates (default: --bn-mode)", choices=BN_MODES))
     C: int = field(default=16, metadata=_flag("TinyNetwork width (NB201: 16)"))
     N: int = field(default=5, metadata=_flag("cells per stage (NB201: 5)"))
-    init_scheme: str = field(default="pytorch", metadata=_flag("weight init", choices=("pytorch", "flax")))
+    init_scheme: str = field(default="pytorch", metadata=_flag("weight init", choices=INIT_SCHEMES))
     dtype: str = field(default="float32", metadata=_flag(
         "float64 turns on jax_enable_x64 (~2x slower on CPU; the weights are then drawn in float64)",
         choices=DTYPES))

@@ -436,7 +436,8 @@ def test_cli_flags_are_generated_from_the_config_dataclasses():
     r = build_parser().parse_args(["reproduce"])
     from robntk.commands.reproduce import DEFAULTS
 
-    assert score_config(r) == DEFAULTS
+    assert score_config(r, DEFAULTS) == DEFAULTS
+    assert score_config(build_parser().parse_args(["reproduce", "--batch-size", "8"]), DEFAULTS).batch_size == 8
 
 
 def test_slurm_example_commands_parse():

@@ -132,6 +132,10 @@ def test_init_definition_and_bounds():
     u = np.asarray(nw.TinyNetwork(C=16, N=1).init(jax.random.PRNGKey(0), arch=A2581)["params"]["cells_4"]
                    ["e0_nor_conv_3x3"]["conv"]["kernel"])
     assert abs(u.std() * math.sqrt(3 * 576) - 1) < 0.03  # U(-b, b) has std b/sqrt(3)
+    kv = nw.TinyNetwork(C=16, N=1, init_scheme="kaiming").init(jax.random.PRNGKey(0), arch=A2581)["params"]
+    kw = np.asarray(kv["cells_4"]["e0_nor_conv_3x3"]["conv"]["kernel"])
+    assert abs(kw.std() * math.sqrt(576 / 2) - 1) < 0.03 and np.abs(kw).max() > 2.5 * math.sqrt(2 / 576)  # untruncated
+    assert np.all(np.asarray(kv["classifier"]["bias"]) == 0)
 
 
 def test_extract_embed_roundtrip(env):

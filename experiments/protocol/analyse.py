@@ -1,0 +1,132 @@
+"""Analyse the protocol study (``run_protocol.py``): τ of every score per factor level, the
+paper's claims with paired bootstrap CIs, and score stability across init seeds.
+
+Usage::
+
+    python experiments/protocol/analyse.py --data-dir ../shared/data
+
+Reads ``scores_<level>.csv``; writes ``tau_by_level.csv``, ``claims.csv``, ``stability.csv``,
+``tau_by_level.png``, ``tau_vs_beta.png`` and ``summary.md`` (every number with its n).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from robntk.benchmark import RobBench  # noqa: E402
+from robntk.correlation import bootstrap_ci, correlation_table, kendall_tau, paired_tau_difference  # noqa: E402
+from robntk.figures import _new_figure  # noqa: E402
+from robntk.paths import atomic_save, atomic_write  # noqa: E402
+from robntk.registry import AA_METRIC, CLEAN_METRIC, PGD8_METRIC  # noqa: E402
+from robntk.tables import write_table  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from run_protocol import BETAS, LEVELS  # noqa: E402
+
+KEY = ["lambda_min_clean", "lambda_min_robust_eps8", "lambda_min_twice_eps8", "lambda_min_all_eps8_beta0.5",
+       "lambda_min_robust_all_eps8_beta0.5", "cond_clean", "trace_clean", "logdet_clean"]
+
+
+def load(name):
+    p = HERE / f"scores_{name}.csv"
+    return pd.read_csv(p) if p.is_file() else None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--n-boot", type=int, default=200)
+    args = ap.parse_args(argv)
+    bench = RobBench.load(args.data_dir)
+    levels = {n: df for n in LEVELS if (df := load(n)) is not None and len(df) >= 10}
+    rows = []
+    for name, df in levels.items():
+        cols = [c for c in KEY if c in df.columns]
+        t = correlation_table(df, bench, columns=cols, n_boot=args.n_boot, seed=0, include_baselines=True)
+        t.insert(0, "level", name)
+        rows.append(t)
+    table = pd.concat(rows, ignore_index=True)
+    write_table(table, HERE / "tau_by_level.csv", {"levels": {n: LEVELS[n][0] for n in levels}, "n_boot": args.n_boot},
+                float_format="%.4f")
+    lines = ["# Protocol study — first results", "", "Kendall τ-b vs CIFAR-10 PGD-8 (n archs per level):", "",
+             "| level | n | " + " | ".join(c.replace("lambda_min_", "λ_min ") for c in KEY[:5]) + " | #params |",
+             "|---" * 8 + "|"]
+    c10 = table[(table.dataset == "cifar10") & (table.metric == PGD8_METRIC)]
+    for name in levels:
+        sub = c10[c10.level == name].set_index("score")
+        cells = [f"{sub.loc[c, 'kendall_tau']:+.3f}" if c in sub.index else "—" for c in KEY[:5] + ["num_params"]]
+        lines.append(f"| {name} | {int(sub['n'].iloc[0])} | " + " | ".join(cells) + " |")
+    # claims on the base level (paired bootstrap, same archs)
+    claims = []
+    base = levels.get("base")
+    if base is not None:
+        acc = {m: bench.values(base["nb201_index"].to_numpy(), "cifar10", m) for m in (CLEAN_METRIC, PGD8_METRIC, AA_METRIC)}
+        pairs = [("lambda_min_robust_eps8", "lambda_min_clean", PGD8_METRIC), ("lambda_min_robust_eps8", "lambda_min_clean", AA_METRIC),
+                 ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_clean", PGD8_METRIC),
+                 ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_clean", AA_METRIC),
+                 ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_robust_eps8", PGD8_METRIC),
+                 ("lambda_min_twice_eps8", "lambda_min_robust_eps8", PGD8_METRIC)]
+        for a, b, m in pairs:
+            d, lo, hi = paired_tau_difference(base[a], base[b], acc[m], n_boot=1000, seed=0)
+            verdict = "a > b" if lo > 0 else ("a < b" if hi < 0 else "no difference resolved")
+            claims.append(dict(a=a, b=b, metric=m, n=len(base), tau_a=kendall_tau(base[a], acc[m]),
+                               tau_b=kendall_tau(base[b], acc[m]), diff=d, ci_low=lo, ci_high=hi, verdict=verdict))
+        write_table(pd.DataFrame(claims), HERE / "claims.csv", {"level": "base", "n_boot": 1000}, float_format="%.4f")
+        fig = _new_figure((6, 4))
+        ax = fig.subplots()
+        for kern, metric, style in (("all", CLEAN_METRIC, "-o"), ("robust_all", PGD8_METRIC, "-s")):
+            taus = [kendall_tau(base[f"lambda_min_{kern}_eps8_beta{b:g}"], acc[metric]) for b in BETAS]
+            ax.plot(BETAS, taus, style, label=f"λ_min {'K_all' if kern == 'all' else 'K̃_all'}(β) vs C10 {metric}")
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_xlabel("β")
+        ax.set_ylabel("Kendall τ-b")
+        ax.set_title(f"base level (train-mode BN), n={len(base)}", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        atomic_save(HERE / "tau_vs_beta.png", lambda p: fig.savefig(p, dpi=130))
+        lines += ["", "Claims (base level, paired bootstrap 95% CI of τ(a) − τ(b), C10):", "",
+                  "| a | b | metric | τ(a) | τ(b) | diff [CI] | verdict |", "|---|---|---|---|---|---|---|"]
+        for c in claims:
+            lines.append(f"| {c['a']} | {c['b']} | {c['metric']} | {c['tau_a']:+.3f} | {c['tau_b']:+.3f} | "
+                         f"{c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['verdict']} |")
+    # stability: τ between init seeds on common archs
+    seeds = [n for n in ("base", "seed1", "seed2") if n in levels]
+    stab = []
+    for i, a in enumerate(seeds):
+        for b in seeds[i + 1:]:
+            m = levels[a].merge(levels[b], on="nb201_index", suffixes=("_a", "_b"))
+            for c in KEY[:5]:
+                stab.append(dict(a=a, b=b, score=c, n=len(m), kendall_tau=kendall_tau(m[c + "_a"], m[c + "_b"]),
+                                 ci=bootstrap_ci(m[c + "_a"], m[c + "_b"], n_boot=args.n_boot)))
+    if stab:
+        write_table(pd.DataFrame(stab), HERE / "stability.csv", {"what": "tau between init seeds"}, float_format="%.4f")
+    fig = _new_figure((9, 4))
+    ax = fig.subplots()
+    names = list(levels)
+    for k, c in enumerate(KEY[:5]):
+        vals = [c10[(c10.level == n) & (c10.score == c)]["kendall_tau"].squeeze() for n in names]
+        ax.plot(np.arange(len(names)) + 0.08 * k, [float(v) if np.size(v) else np.nan for v in vals], "o",
+                label=c.replace("lambda_min_", "λ_min "))
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_ylabel("Kendall τ-b vs C10 PGD-8")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_save(HERE / "tau_by_level.png", lambda p: fig.savefig(p, dpi=130))
+    with atomic_write(HERE / "summary.md") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
