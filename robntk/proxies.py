@@ -116,6 +116,11 @@ def params(net: TinyNetwork, variables=None, cell=None, x=None, y=None, key=None
     Returns:
         float64 scalar under x64, else float32 (exact in float64 only).
     """
+    return jnp.asarray(param_count(net, cell), _count_dtype()) / 1e6
+
+
+def param_count(net: TinyNetwork, cell) -> jax.Array:
+    """Integer (int32) parameter count behind :func:`params` (exact in any precision)."""
     ids = _ids(cell)
     n1 = jnp.sum(ids == CONV1)
     n3 = jnp.sum(ids == CONV3)
@@ -130,7 +135,7 @@ def params(net: TinyNetwork, variables=None, cell=None, x=None, y=None, key=None
             cin = w // 2
             const += 9 * cin * w + 2 * w + 9 * w * w + 2 * w + cin * w
     const += 2 * 4 * C + 4 * C * K + K
-    return jnp.asarray(const + n1 * per1 + n3 * per3, _count_dtype()) / 1e6
+    return (const + n1 * per1 + n3 * per3).astype(jnp.int32)
 
 
 def flops(net: TinyNetwork, variables=None, cell=None, x=None, y=None, key=None) -> jax.Array:
@@ -155,6 +160,11 @@ def flops(net: TinyNetwork, variables=None, cell=None, x=None, y=None, key=None)
     Returns:
         float32 scalar (float64 under x64).
     """
+    return jnp.asarray(flop_count(net, cell, x), _count_dtype()) / 1e6
+
+
+def flop_count(net: TinyNetwork, cell, x=None) -> jax.Array:
+    """Integer (int32) flop count behind :func:`flops` (exact in any precision)."""
     from .registry import DATASETS
 
     ids = _ids(cell)
@@ -179,8 +189,7 @@ def flops(net: TinyNetwork, variables=None, cell=None, x=None, y=None, key=None)
         if s:
             cin = w // 2
             macs += (9 * cin * w + 9 * w * w + cin * w) * h * h
-    total = macs + _flops_overhead(C, H) + n1 * e1 + n3 * e3 + npool * ep
-    return jnp.asarray(total, _count_dtype()) / 1e6
+    return (macs + _flops_overhead(C, H) + n1 * e1 + n3 * e3 + npool * ep).astype(jnp.int32)
 
 
 def _flops_overhead(C: int, H: int) -> int:
