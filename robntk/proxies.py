@@ -150,8 +150,9 @@ def flops(net: TinyNetwork, variables=None, cell=None, x=None, y=None, key=None)
         + the network's non-cell elementwise overhead ``_flops_overhead`` (BN, ReLU, pools of the
           stem, reduction blocks, lastact and global pooling; a dataset-resolution constant),
 
-    i.e. the counting of a module-hook flop counter (NASLib's ``tensorwatch``-style model
-    stats) rather than pure MACs: ``skip_connect`` and ``none`` cost 0.
+    i.e. the counting of NASLib's ``find_measures`` (``tensorwatch.ModelStats(...).Flops / 1e6``
+    for one image, ``naslib/predictors/pruners/predictive.py``), a module-hook counter, rather
+    than pure MACs: ``skip_connect`` and ``none`` cost 0.
 
     Args:
         net: the network. cell: fixed or ids (may be traced). x: (B, H, W, 3) — only its
@@ -258,7 +259,9 @@ def synflow(net, variables, cell, x, y=None, key=None, log: bool = True) -> jax.
     dtype (NASLib: float64; use x64 for large networks, float32 overflows near 1e38).
 
     Args: see module docstring (x only gives the shape). log: return log(score) (NASLib) or the
-        raw sum. Returns: scalar; log of 0 is −inf (no input→output path).
+        raw sum. Returns: scalar; log of 0 is −inf (no input→output path). NASLib's
+        ``ZeroCost.query`` returns 0 for a zero sum and −1e8 for NaN/inf; here such values stay
+        non-finite and :func:`proxy_table` turns them into NaN with a flag.
     """
     pn = _plain_net(net)
     params_ = jax.tree_util.tree_map(jnp.abs, variables["params"])
@@ -354,10 +357,51 @@ def jacov(net, variables, cell, x, y=None, key=None) -> jax.Array:
     return -jnp.sum(jnp.log(v + k) + 1.0 / (v + k))
 
 
+def fisher(net, variables, cell, x, y, key=None) -> jax.Array:
+    """``fisher``: Σ_layers Σ_channels m_l · ½·mean_b (Σ_{h,w} a_{bkhw} · ∂L/∂a_{bkhw})²
+    (Theis et al. 2018, Turner et al. 2020; NASLib ``measures/fisher.py``), a = output of each
+    Conv/Linear layer (conv output before BN; logits for the classifier), L = mean cross-entropy,
+    train-mode BN. m_l = prod(W_l.shape[1:]) in PyTorch layout (C_in·k² for a conv, 4C for the
+    classifier): NASLib broadcasts each channel's value to all the weights of that channel
+    before summing, so it counts m_l times. Returns: scalar (params dtype)."""
+    pn = _plain_net(net)
+    xn = normalize(x, net.dataset)
+    p = variables["params"]
+    taps = {k: jnp.zeros(s, xn.dtype) for k, s in pn.tap_shapes(x.shape).items()}
+
+    def loss(t, zl):
+        logits, rec = pn.forward(p, None, xn, cell, True, taps=t)
+        return _ce(logits + zl, y), (rec, logits)
+
+    zl = jnp.zeros((x.shape[0], net.num_classes), xn.dtype)
+    (gt, gl), (rec, logits) = jax.grad(loss, argnums=(0, 1), has_aux=True)(taps, zl)
+    ids = _ids(cell)
+
+    def term(a, g, m):
+        g_nk = jnp.sum(a * g, axis=tuple(range(1, a.ndim - 1))) if a.ndim > 2 else a * g
+        return m * jnp.sum(0.5 * jnp.mean(jnp.square(g_nk), axis=0))
+
+    tot = term(rec["stem/conv_out"], gt["stem/pre"], 27)
+    for k, kind, w in net.cell_positions():
+        n = f"cells_{k}"
+        if kind == "reduce":
+            cin = w // 2
+            tot += term(rec[f"{n}/conv_a/conv_out"], gt[f"{n}/conv_a/pre"], 9 * cin)
+            tot += term(rec[f"{n}/conv_b/conv_out"], gt[f"{n}/conv_b/pre"], 9 * w)
+            ds = conv(rec[f"{n}/downsample/in"], p[n]["downsample"]["kernel"])
+            tot += term(ds, gt[f"{n}/downsample"], cin)
+            continue
+        for e in range(NUM_EDGES):
+            if f"{n}/e{e}/conv_out" in rec:
+                m = jnp.where(ids[e] == CONV3, 9 * w, jnp.where(ids[e] == CONV1, w, 0))
+                tot += term(rec[f"{n}/e{e}/conv_out"], gt[f"{n}/e{e}/pre"], m)
+    return tot + term(logits, gl, 4 * net.C)
+
+
 #: Proxy name → function (NASLib names).
 PROXIES: dict[str, Proxy] = {
     "params": params, "flops": flops, "synflow": synflow, "grad_norm": grad_norm, "snip": snip,
-    "plain": plain, "l2_norm": l2_norm, "nwot": nwot, "jacov": jacov,
+    "plain": plain, "l2_norm": l2_norm, "fisher": fisher, "nwot": nwot, "jacov": jacov,
 }
 #: Proxies that need no forward pass (closed form in the cell).
 CLOSED_FORM = ("params", "flops")

@@ -86,7 +86,7 @@ def test_nwot_vs_numpy_codes(setup):
 
 def test_cell_as_data_parity_and_disconnected(setup):
     net, v, x, y = setup
-    for name in ("synflow",):
+    for name in ("synflow", "fisher"):
         f = jax.jit(lambda c, fn=P.PROXIES[name]: fn(net, v, c, x, y, None))
         a = float(f(jnp.asarray(op_ids(ARCH))))
         b = float(P.PROXIES[name](net, v, ARCH, x, y, None))
