@@ -89,7 +89,7 @@ def test_cell_as_data_parity_and_disconnected(setup):
     for name in ("synflow", "fisher"):
         f = jax.jit(lambda c, fn=P.PROXIES[name]: fn(net, v, c, x, y, None))
         a = float(f(jnp.asarray(op_ids(ARCH))))
-        b = float(P.PROXIES[name](net, v, ARCH, x, y, None))
+        b = float(jax.jit(lambda fn=P.PROXIES[name]: fn(net, v, ARCH, x, y, None))())
         assert np.isfinite(a) and a == pytest.approx(b, rel=1e-4), name
     # no input→output path: synflow's sum is exactly 0 (log −inf)
     assert float(P.synflow(net, v, DISC, x, y, None, log=False)) == 0.0
