@@ -404,10 +404,41 @@ def fisher(net, variables, cell, x, y, key=None) -> jax.Array:
     return tot + term(logits, gl, 4 * net.C)
 
 
+def _kernel_mask(tree):
+    """1.0 for Conv/Linear weight leaves (``kernel``), 0.0 for BN scale/bias and biases."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    return jax.tree_util.tree_unflatten(
+        treedef, [jnp.ones((), l.dtype) if jax.tree_util.keystr(p).endswith("['kernel']") else jnp.zeros((), l.dtype)
+                  for p, l in flat])
+
+
+def grasp(net, variables, cell, x, y, key=None) -> jax.Array:
+    """``grasp``: Σ −θ ⊙ (H g) over Conv/Linear weights (Wang et al., "Picking Winning Tickets
+    Before Training by Preserving Gradient Flow", ICLR 2020; NASLib ``measures/grasp.py``, T = 1,
+    one iteration): g = ∂L/∂W (weights only, held constant), H g = ∂/∂θ (gᵀ ∂L/∂W), computed
+    here as a forward-over-reverse Hessian-vector product with the vector g on the weights and
+    0 on BN parameters and biases. L = mean cross-entropy, train-mode BN. Returns: scalar."""
+    pn = _plain_net(net)
+    xn = normalize(x, net.dataset)
+    p = variables["params"]
+
+    def loss(q):
+        return _ce(pn.forward(q, None, xn, cell, True)[0], y)
+
+    gl = jax.grad(loss)
+    g = gl(p)
+    mask = _kernel_mask(p)
+    v = jax.tree_util.tree_map(lambda a, m: a * m, g, mask)
+    _, hv = jax.jvp(gl, (p,), (v,))
+    ids = _ids(cell)
+    pw, hw = _weight_leaves(net, p, ids), _weight_leaves(net, hv, ids)
+    return sum(-jnp.sum(w * h) for (_, w, _), (_, h, _) in zip(pw, hw))
+
+
 #: Proxy name → function (NASLib names).
 PROXIES: dict[str, Proxy] = {
     "params": params, "flops": flops, "synflow": synflow, "grad_norm": grad_norm, "snip": snip,
-    "plain": plain, "l2_norm": l2_norm, "fisher": fisher, "nwot": nwot, "jacov": jacov,
+    "plain": plain, "l2_norm": l2_norm, "fisher": fisher, "grasp": grasp, "nwot": nwot, "jacov": jacov,
 }
 #: Proxies that need no forward pass (closed form in the cell).
 CLOSED_FORM = ("params", "flops")

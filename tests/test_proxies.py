@@ -106,3 +106,31 @@ def test_proxy_table_and_errors(space, setup):
     assert t.loc[idx[1], "synflow_undefined"] and np.isnan(t.loc[idx[1], "synflow"])
     assert not t["params_undefined"].any()
     assert t.loc[idx[0], "params"] == pytest.approx(net.num_params(ARCH) / 1e6, rel=1e-6)
+
+
+def test_grasp_vs_dense_hessian():
+    # −θᵀ H g with the dense Hessian of the fixed cell's sub-tree (jax.hessian of a plain
+    # loss over the raveled parameters; g on the conv/linear weights only), float64
+    from jax.flatten_util import ravel_pytree
+
+    with jax.enable_x64(True):
+        net = TinyNetwork(C=2, N=1, num_classes=10, dataset="cifar10")
+        v = net.init(jax.random.PRNGKey(0), jnp.float64)
+        x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), jnp.float64)
+        y = jnp.array([0, 3, 7, 3])
+        sub = net.extract(v, ARCH)["params"]
+        flat, unravel = ravel_pytree(sub)
+
+        def loss(f):
+            logits = net.apply({"params": unravel(f)}, x, ARCH, train=True)
+            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
+
+        is_k = lambda path: jax.tree_util.keystr(path).endswith("['kernel']")
+        kmask, _ = ravel_pytree(jax.tree_util.tree_map_with_path(
+            lambda path, a: jnp.full_like(a, 1.0 if is_k(path) else 0.0), sub))
+        g = jax.jit(jax.grad(loss))(flat)
+        H = jax.jit(jax.hessian(loss))(flat)
+        want = float(-jnp.sum(kmask * flat * (H @ (kmask * g))))
+        got = float(jax.jit(lambda: P.grasp(net, v, ARCH, x, y, None))())
+    assert got == pytest.approx(want, rel=1e-6)
+    assert abs(want) > 1e-3
