@@ -67,7 +67,6 @@ def test_gradient_proxies_vs_plain_grad(setup):
     f = jax.jit(lambda c: [P.PROXIES[n](net, v, c, x, y, None) for n in names])
     for name, got in zip(names, f(ids)):
         assert float(got) == pytest.approx(want[name], rel=1e-4), name
-    assert float(P.snip(net, v, ARCH, x, y, None)) == pytest.approx(want["snip"], rel=1e-4)
 
 
 def test_nwot_vs_numpy_codes(setup):
@@ -100,7 +99,7 @@ def test_proxy_table_and_errors(space, setup):
     with pytest.raises(ValueError, match="allowed: params"):
         P.proxy_table(["nope"], [0], net, v, x, y, space)
     idx = [space.index_of(ARCH), space.index_of(DISC)]
-    t = P.proxy_table(["params", "synflow", "nwot"], idx, net, v, x, y, space, progress=False)
+    t = P.proxy_table(["params", "synflow"], idx, net, v, x, y, space, progress=False)
     assert list(t.index) == idx
     assert not t.loc[idx[0], "synflow_undefined"] and np.isfinite(t.loc[idx[0], "synflow"])
     assert t.loc[idx[1], "synflow_undefined"] and np.isnan(t.loc[idx[1], "synflow"])
@@ -114,10 +113,10 @@ def test_grasp_vs_dense_hessian():
     from jax.flatten_util import ravel_pytree
 
     with jax.enable_x64(True):
-        net = TinyNetwork(C=2, N=1, num_classes=10, dataset="cifar10")
+        net = TinyNetwork(C=1, N=1, num_classes=4, dataset="cifar10")
         v = net.init(jax.random.PRNGKey(0), jnp.float64)
         x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), jnp.float64)
-        y = jnp.array([0, 3, 7, 3])
+        y = jnp.array([0, 3, 2, 3])
         sub = net.extract(v, ARCH)["params"]
         flat, unravel = ravel_pytree(sub)
 
