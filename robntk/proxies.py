@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .network import CONV3, CONV1, POOL, NONE, TinyNetwork, batch_norm, check_op_ids, conv, normalize, op_ids
-from .searchspace import EDGES, NUM_EDGES, is_connected
+from .network import CONV1, CONV3, POOL, TinyNetwork, batch_norm, check_op_ids, conv, normalize, op_ids
+from .searchspace import NUM_EDGES, is_connected
 
 Proxy = Callable[..., jax.Array]
 
