@@ -1,15 +1,15 @@
-"""Benchmark: the supernet engine on the default score configuration — compile once, then time
+"""Benchmark: the engine (cell as data) on the default score configuration — compile once, then time
 each architecture (all kernels: PGD at init for both radii, Jacobians, Gram, spectra).
 
-Compares the engine's two implementations (``fast`` per-example gradients, ``generic``
-= :func:`robntk.scoring.kernel_matrices` through the supernet) on the archs the dedicated
-per-arch timing used (``benchmarks/score_dedicated_cpu.json``: 2581, 1000, 3), and checks that
+Compares the engine's NTK providers (``layerwise`` per-layer gradients, ``jacobian`` = the
+generic Jacobian contraction of :func:`robntk.kernels.stacked_gram`) on the archs the removed
+dedicated per-arch timing used (``benchmarks/score_dedicated_cpu.json``: 2581, 1000, 3), and checks that
 the rows agree.
 
 Usage::
 
     python benchmarks/bench_engine.py --data-dir ../shared/data --archs 2581 1000 3 \\
-        --implementations fast generic --out benchmarks/engine_results.json
+        --implementations layerwise jacobian --out benchmarks/engine_results.json
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--archs", type=int, nargs="+", default=[2581, 1000, 3])
-    ap.add_argument("--implementations", nargs="+", default=["fast", "generic"])
+    ap.add_argument("--implementations", nargs="+", default=["layerwise", "jacobian"])
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)

@@ -3,8 +3,8 @@
 Runs in the SEPARATE neural-tangents environment (``benchmarks/NT_ENV.md``: NT 0.6.5 on
 jax/jaxlib 0.4.23), so it must not import robntk (which needs jax>=0.10). Its inputs come from
 ``benchmarks/export_nt_inputs.py`` (main environment): the dedicated TinyNetwork's weights of
-arch 2581 (``SuperNet(16, 5).init(PRNGKey(0))`` → ``extract``), the fixed CIFAR-10 batch, and
-robntk's reference kernels (:func:`robntk.fastjac.empirical_ntk`, eval-mode BN, float32).
+arch 2581 (``TinyNetwork(16, 5).init(PRNGKey(0))`` → ``extract``), the fixed CIFAR-10 batch, and
+robntk's reference kernels (:func:`robntk.layer_ntk.empirical_ntk`, eval-mode BN, float32).
 
 The network is re-implemented here in plain ``jax.lax`` as ``f(params, x)`` (NHWC, normalisation
 inside, eval-mode BN with the exported running statistics closed over as constants; the same op

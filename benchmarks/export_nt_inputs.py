@@ -3,7 +3,7 @@
 ``neural-tangents`` 0.6.5 does not import on the JAX robntk needs, so ``bench_nt.py`` runs in a
 separate environment (see ``benchmarks/NT_ENV.md``) and cannot import robntk. This script builds
 exactly the network / weights / batch of ``bench_ntk.py`` —
-``SuperNet(C, N).init(PRNGKey(0))``, ``net.extract(v, ops)`` for ``--arch`` (default 2581),
+``TinyNetwork(C, N).init(PRNGKey(0))``, ``net.extract(v, ops)`` for ``--arch`` (default 2581),
 ``fixed_batch('cifar10', Bmax, seed=0)`` — and saves to one ``.npz``:
 
 * ``param/<path>`` and ``stat/<path>``: the dedicated TinyNetwork's ``params`` and
@@ -13,7 +13,7 @@ exactly the network / weights / batch of ``bench_ntk.py`` —
 * ``norm_mean``, ``norm_std``: per-channel pixel statistics (units of 1/255, as
   :data:`robntk.network.NORMALIZATION`);
 * ``logits``: robntk's dedicated eval-mode forward on ``x``;
-* ``ref/<mode>/<B>``: robntk reference kernels, :func:`robntk.fastjac.empirical_ntk` (eval BN,
+* ``ref/<mode>/<B>``: robntk reference kernels, :func:`robntk.layer_ntk.empirical_ntk` (eval BN,
   float32) for modes sum/label/trace at ``--batch`` sizes and full at ``--full-batch``.
 
 Usage (main environment; heavy → under the CPU lock on the shared machine)::
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from robntk import fastjac  # noqa: E402
+from robntk import layer_ntk  # noqa: E402
 from robntk.network import make_apply  # noqa: E402
-from robntk.supernet import SuperNet, op_ids  # noqa: E402
+from robntk.network import TinyNetwork, op_ids  # noqa: E402
 
 
 def flatten(tree, prefix: str) -> dict[str, np.ndarray]:
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
 
     space = SearchSpace.load(args.data_dir)
     ops = space.ops(args.arch)
-    net = SuperNet(C=args.C, N=args.N)
+    net = TinyNetwork(C=args.C, N=args.N)
     v = net.init(jax.random.PRNGKey(0), jnp.float32)
     ded = net.extract(v, ops)
     model = net.dedicated(ops)
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     data.update(flatten(ded["params"], "param"))
     data.update(flatten(ded["batch_stats"], "stat"))
 
-    ntk_fn = jax.jit(lambda P_, S_, ii, xx, yy, mode: fastjac.empirical_ntk(net, P_, S_, ii, xx, yy, mode),
+    ntk_fn = jax.jit(lambda P_, S_, ii, xx, yy, mode: layer_ntk.empirical_ntk(net, P_, S_, ii, xx, yy, mode, False),
                      static_argnums=5)
     for mode in args.modes:
         for B in ([args.full_batch] if mode == "full" else args.batch):

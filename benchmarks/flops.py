@@ -106,16 +106,14 @@ def xla_check(space, indices, B=8):
     import jax
     import jax.numpy as jnp
 
-    from robntk.network import init_variables, make_apply
-    from robntk.supernet import SuperNet
+    from robntk.network import TinyNetwork
 
-    net = SuperNet()
+    net = TinyNetwork()
     out = []
     for i in indices:
         ops = space.ops(i)
-        m = net.dedicated(ops)
-        v = init_variables(m, jax.random.PRNGKey(0), (1, 32, 32, 3))
-        f, p = make_apply(m, v, "eval")
+        v = net.init(jax.random.PRNGKey(0), arch=ops)
+        f, p = net.make_apply(v, ops, "eval")
         c = jax.jit(f).lower(p, jnp.zeros((B, 32, 32, 3))).compile()
         xf = c.cost_analysis()["flops"] / B
         out.append({"index": i, "analytic": forward_flops(ops), "xla": xf, "ratio": forward_flops(ops) / xf})

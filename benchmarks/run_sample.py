@@ -1,4 +1,4 @@
-"""Score a uniform random sample of NB201 architectures with the supernet engine within a time
+"""Score a uniform random sample of NB201 architectures with the engine within a time
 budget, export the scores + configuration, and correlate them with NAS-RobBench-201.
 
 Sample definition: the 6,466 isomorphism-class representatives are permuted with

@@ -24,15 +24,7 @@ Initialisation. "Seed s" is ``TinyNetwork.init(PRNGKey(s))`` (:mod:`robntk.netwo
 weights are the sub-tree :meth:`~robntk.network.TinyNetwork.extract`); the attack key is
 ``PRNGKey(s + 1)``.
 
-SLURM job array (8 shards, then one merge)::
-
-    #!/bin/bash
-    #SBATCH --array=0-7 --gres=gpu:1 --time=01:00:00
-    robntk score --all --engine supernet --shard ${SLURM_ARRAY_TASK_ID}/8 \\
-        --store runs/all.s${SLURM_ARRAY_TASK_ID}.store --out runs/all.s${SLURM_ARRAY_TASK_ID}.csv
-    # afterwards (any node):
-    robntk merge runs/all.s*.store --into runs/all.store --out runs/all.csv
-
+SLURM job arrays: ``experiments/slurm/`` (``--shard K/N`` per task, then ``robntk merge``).
 A pre-empted or killed task is simply resubmitted: it resumes from its store.
 """
 
