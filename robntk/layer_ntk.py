@@ -147,7 +147,8 @@ def _layers(net: TinyNetwork, stats, cell, rec, d, train, coupled):
                     ks = 1 if ops[e] == "nor_conv_1x1" else 3
                     yield "fixed", rcb(pre, get(stats, name, edge_module_name(e, ops[e]), "bn"), ks, 1)
                 continue
-            mk = lambda op, ks: (lambda: rcb(pre, get(stats, name, edge_module_name(e, op), "bn"), ks, 1))
+            mk = lambda op, ks, pre=pre, name=name, e=e: (  # bound now, not late-bound
+                lambda: rcb(pre, get(stats, name, edge_module_name(e, op), "bn"), ks, 1))
             yield "edge", (cell[e], mk("nor_conv_1x1", 1), mk("nor_conv_3x3", 3))
     gs, gb = _bn_grads(rec["lastact/conv_out"], d["lastact"], get(stats, "lastact_bn"), train, coupled)
     feats, dl = rec["features"], d["logits"]  # (n, F), (C', n, O)
