@@ -59,7 +59,7 @@ def _html_metric(label: str) -> str:
     return re.sub(r"^val_(fgsm|pgd)_(\d+)_acc$", r"val_\1_\2.0_acc", label)
 
 
-def _read_js_json(path: Path) -> object:
+def read_js_json(path: Path) -> object:
     """Parse a ``name={...}`` JavaScript file as JSON (strip up to the first '=' and a trailing ';')."""
     try:
         text = path.read_text()
@@ -174,7 +174,7 @@ class RobBench:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"NAS-RobBench-201 file not found: {path}. Obtain it from {paths.SOURCES[HTML_FILE]}.")
-        acc = _read_js_json(path)
+        acc = read_js_json(path)
 
         def bad(msg):
             return ValueError(f"corrupt NAS-RobBench-201 file {path}: {msg}")

@@ -15,11 +15,13 @@ import pandas as pd
 from .paths import atomic_save
 
 
-def _new_figure(figsize):
+def new_figure(figsize: tuple[float, float], layout: str | None = None):
+    """A :class:`~matplotlib.figure.Figure` (size in inches) with an Agg canvas, never pyplot;
+    ``layout``: matplotlib's layout engine (e.g. ``'constrained'``) or None."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -58,7 +60,7 @@ def tau_heatmap(table: pd.DataFrame, path: str | os.PathLike, value: str = "kend
     for s, d, m, v in zip(table["score"], table["dataset"], table["metric"], table[value]):
         grid[r_of[s], c_of[(d, m)]] = v
 
-    fig = _new_figure((max(4.0, 0.75 * len(pairs) + 2.5), max(2.0, 0.45 * len(scores) + 1.8)))
+    fig = new_figure((max(4.0, 0.75 * len(pairs) + 2.5), max(2.0, 0.45 * len(scores) + 1.8)))
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(pairs)))
@@ -88,7 +90,7 @@ def score_scatter(scores: pd.DataFrame, bench, columns: list[tuple[str, str]], p
 
     Non-positive scores (log undefined) are dropped and counted in the panel title.
     """
-    fig = _new_figure((4.5 * len(columns), 4))
+    fig = new_figure((4.5 * len(columns), 4))
     axes = fig.subplots(1, len(columns), squeeze=False)[0]
     for ax, (col, metric) in zip(axes, columns):
         acc = bench.values(scores["nb201_index"].to_numpy(), dataset, metric)
@@ -125,7 +127,7 @@ def training_curves(records: list[dict], path: str | os.PathLike, *, lr_curve: t
     ep = [r["epoch"] for r in records]
     method = records[-1].get("method")
     adv = method in ("pgd", "fgsm")
-    fig = _new_figure((12, 3.4))
+    fig = new_figure((12, 3.4))
     axes = fig.subplots(1, 3)
     axes[0].plot(ep, [r["train_loss"] for r in records], "o-", color="#0072B2")
     axes[0].set(xlabel="epoch", ylabel="training loss", title=f"training loss ({method})")

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from .benchmark import DATASETS, METRICS, RobBench, _read_js_json, column_name, load_nb201_accuracy
+from .benchmark import DATASETS, METRICS, RobBench, read_js_json, column_name, load_nb201_accuracy
 from .correlation import kendall_tau, spearman_rho
 from .searchspace import EDGES, NUM_ARCHS, OPS, SearchSpace
 
@@ -162,7 +162,7 @@ def _jung_col(csv_col: str) -> str:
 
 
 def _jung_from_json(path: Path) -> pd.DataFrame:
-    acc = _read_js_json(path)
+    acc = read_js_json(path)
 
     def bad(msg):
         return ValueError(f"corrupt Jung et al. file {path}: {msg}")
@@ -248,7 +248,7 @@ def reference_table(bench: RobBench, data_dir: str | os.PathLike | None = None,
 
 
 # --------------------------------------------------------------------------- selection helpers
-def _check_k(k, name: str = "k") -> int:
+def check_k(k, name: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"{name} must be a positive int, got {k!r}")
     return int(k)
@@ -267,7 +267,7 @@ def top_k_indices(values: pd.Series, k: int) -> pd.Index:
     Raises:
         ValueError: k not a positive int or larger than the number of non-NaN values.
     """
-    k = _check_k(k)
+    k = check_k(k)
     v = values.dropna()
     if k > len(v):
         raise ValueError(f"k = {k} exceeds the {len(v)} architectures with a value of {values.name!r}")
@@ -410,7 +410,7 @@ def standard_training_agreement(table: pd.DataFrame, references: pd.DataFrame,
     Raises:
         ValueError: bad k.
     """
-    ks = [_check_k(k) for k in ks]
+    ks = [check_k(k) for k in ks]
     rows = []
     for col, d, m in _column_keys(table):
         for ref in REFERENCE_LABELS:
@@ -458,7 +458,7 @@ def operator_frequency(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT
     Raises:
         ValueError: bad k, unknown criterion.
     """
-    k = _check_k(k)
+    k = check_k(k)
     rows = []
     all_ops = _op_matrix(table.index, space)
     pos = {int(i): j for j, i in enumerate(table.index)}
@@ -508,7 +508,7 @@ def top_k_table(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT_TOP,
     Raises:
         ValueError: bad k, unknown criterion.
     """
-    k = _check_k(k)
+    k = check_k(k)
     metrics = table.attrs.get("metrics", METRICS)
     rows = []
     for d in table.attrs.get("datasets", DATASETS):
@@ -561,7 +561,7 @@ def expected_best_of_k(select: np.ndarray, report: np.ndarray, ks: Sequence[int]
     i = np.arange(1, n + 1)
     out = []
     for k in ks:
-        k = _check_k(k)
+        k = check_k(k)
         if k > n:
             raise ValueError(f"budget k = {k} exceeds the {n} architectures")
         lognum = np.where(i >= k, gammaln(i) - gammaln(k) - gammaln(np.maximum(i - k + 1, 1)), -np.inf)
@@ -598,7 +598,7 @@ def random_search_curve(table: pd.DataFrame, ks: Sequence[int] = DEFAULT_SEARCH_
                 raise ValueError(f"unknown criterion {c!r} for {d}")
             keep = table[scol].notna() & table[rcol].notna()
             sel, rep = table.loc[keep, scol].to_numpy(), table.loc[keep, rcol].to_numpy()
-            kk = [int(k) for k in ks if _check_k(k) <= sel.size]
+            kk = [int(k) for k in ks if check_k(k) <= sel.size]
             vals = expected_best_of_k(sel, rep, kk)
             for k, v in zip(kk, vals):
                 rows.append({"dataset": d, "criterion": c, "report_metric": report_metric, "k": k,

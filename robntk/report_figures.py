@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .benchmark import DATASETS, METRICS, column_name
+from . import figures
 from .paths import atomic_save
 from .report import (CLEAN, EDGE_LABELS, METRIC_LABELS, OKABE_ITO, REFERENCE_LABELS, ROBUST,
                      metric_label, random_guess)
@@ -26,13 +27,8 @@ _OP_LABELS = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv 1×1
 
 
 def new_figure(figsize: tuple[float, float]):
-    """A :class:`~matplotlib.figure.Figure` with an Agg canvas and constrained layout (no pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    """:func:`robntk.figures.new_figure` with constrained layout."""
+    return figures.new_figure(figsize, layout="constrained")
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 150) -> Path:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from . import paths
 from .benchmark import METRICS, RobBench, column_name
-from .report import (CLEAN, DEFAULT_OP_K, METRIC_LABELS, DEFAULT_OVERLAP_K, DEFAULT_SEARCH_K, DEFAULT_TOP, ROBUST, _check_k,
+from .report import (CLEAN, DEFAULT_OP_K, METRIC_LABELS, DEFAULT_OVERLAP_K, DEFAULT_SEARCH_K, DEFAULT_TOP, ROBUST, check_k,
                      benchmark_table, metric_summary, num_conv3x3, operator_frequency, operator_share,
                      random_search_curve, reference_table, standard_training_agreement, tau_matrix, tau_pairs,
                      top_k_table)
@@ -81,9 +81,9 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
 
     t0 = time.perf_counter()
     for name, v in (("op_k", op_k), ("top", top), ("dpi", dpi)):
-        _check_k(v, name)
-    overlap_ks = [_check_k(k, "overlap k") for k in overlap_ks]
-    search_ks = [_check_k(k, "search k") for k in search_ks]
+        check_k(v, name)
+    overlap_ks = [check_k(k, "overlap k") for k in overlap_ks]
+    search_ks = [check_k(k, "search k") for k in search_ks]
     w = _ReportWriter(bench, benchmark_table(bench), Path(out_dir), dpi)
     w.out.mkdir(parents=True, exist_ok=True)
     sections = {

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from robntk.benchmark import RobBench  # noqa: E402
 from robntk.correlation import bootstrap_ci, correlation_table, kendall_tau, paired_tau_difference  # noqa: E402
-from robntk.figures import _new_figure  # noqa: E402
+from robntk.figures import new_figure  # noqa: E402
 from robntk.paths import atomic_save, atomic_write  # noqa: E402
 from robntk.registry import AA_METRIC, CLEAN_METRIC, PGD8_METRIC  # noqa: E402
 from robntk.tables import write_table  # noqa: E402
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
             claims.append(dict(a=a, b=b, metric=m, n=len(base), tau_a=kendall_tau(base[a], acc[m]),
                                tau_b=kendall_tau(base[b], acc[m]), diff=d, ci_low=lo, ci_high=hi, verdict=verdict))
         write_table(pd.DataFrame(claims), HERE / "claims.csv", {"level": "base", "n_boot": 1000}, float_format="%.4f")
-        fig = _new_figure((6, 4))
+        fig = new_figure((6, 4))
         ax = fig.subplots()
         for kern, metric, style in (("all", CLEAN_METRIC, "-o"), ("robust_all", PGD8_METRIC, "-s")):
             taus = [kendall_tau(base[f"lambda_min_{kern}_eps8_beta{b:g}"], acc[metric]) for b in BETAS]
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                                  ci=bootstrap_ci(m[c + "_a"], m[c + "_b"], n_boot=args.n_boot)))
     if stab:
         write_table(pd.DataFrame(stab), HERE / "stability.csv", {"what": "tau between init seeds"}, float_format="%.4f")
-    fig = _new_figure((9, 4))
+    fig = new_figure((9, 4))
     ax = fig.subplots()
     names = list(levels)
     for k, c in enumerate(KEY[:5]):
