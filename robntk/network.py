@@ -516,7 +516,9 @@ class TinyNetwork:
         Args:
             params, stats: parameters and running statistics (``stats`` may be None when
                 ``train`` is True and ``momentum`` is None).
-            x: (B, H, W, 3) in [0, 1]. cell: fixed (arch string / op names) or int (6,) op ids.
+            x: (B, H, W, 3) in [0, 1], any float dtype: it is cast to the parameters' dtype (the
+                network computes in the dtype it was initialised in, whatever
+                ``jax_enable_x64`` says). cell: fixed (arch string / op names) or int (6,) op ids.
             train: BN mode (batch statistics when True).
             taps: None, or a dict of arrays shaped as :meth:`tap_shapes` added to intermediate
                 outputs — the cotangent of a tap is the gradient w.r.t. that output (flax
@@ -536,7 +538,7 @@ class TinyNetwork:
         """
         ops = static_cell(cell)
         run = _Run(stats, train, taps, momentum)
-        x = normalize(x, self.dataset)
+        x = normalize(jnp.asarray(x, params["stem_conv"]["kernel"].dtype), self.dataset)
         run.record("stem/in", x)
         h = conv(x, params["stem_conv"]["kernel"])
         h = run.tap("stem", run.bn(h, params["stem_bn"], ("stem_bn",), "stem"))

@@ -7,7 +7,13 @@ import pytest
 
 from robntk import attacks
 
-jax.config.update("jax_enable_x64", True)
+
+@pytest.fixture(autouse=True, scope="module")
+def _x64():
+    """float64 for this module only (a global config update would leak into every test module)."""
+    with jax.enable_x64(True):
+        yield
+
 
 
 def linear_setup(seed=0, B=6, D=20):

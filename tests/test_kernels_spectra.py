@@ -8,7 +8,14 @@ import pytest
 from robntk import kernels, ntk, spectra
 from robntk import network as nw
 
-jax.config.update("jax_enable_x64", True)
+
+@pytest.fixture(autouse=True, scope="module")
+def _x64():
+    """float64 for this module only (a global config update would leak into every test module)."""
+    with jax.enable_x64(True):
+        yield
+
+
 A = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 

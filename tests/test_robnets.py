@@ -72,8 +72,8 @@ def test_only_heads_97_to_100_fit_all_three_paper_sizes():
 def _cell_io(code, reduction=False, reduction_prev=False, C=4):
     cell = rn.Cell(tuple(code), C, reduction, reduction_prev)
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(1), 3)
-    s0 = jax.random.normal(k1, (2, 8, 8, 6))
-    s1 = jax.random.normal(k2, (2, 8, 8, 5))
+    s0 = jax.random.normal(k1, (2, 8, 8, 6), jnp.float32)
+    s1 = jax.random.normal(k2, (2, 8, 8, 5), jnp.float32)
     v = cell.init(k3, s0, s1, train=False)
     return cell, v, s0, s1
 
