@@ -36,8 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .network import CONV1, CONV3, POOL, TinyNetwork, batch_norm, check_op_ids, conv, normalize, op_ids
-from .searchspace import NUM_EDGES, is_connected
+from . import attacks, layer_ntk
+from .network import (BN_EPS, BN_MOMENTUM, CONV1, CONV3, NONE, POOL, TinyNetwork, batch_norm, check_op_ids, conv,
+                      normalize, op_ids)
+from .searchspace import EDGES, NUM_EDGES, is_connected
 
 Proxy = Callable[..., jax.Array]
 
@@ -48,6 +50,26 @@ def _ids(cell) -> jax.Array:
     if isinstance(cell, jax.core.Tracer):
         return cell.astype(jnp.int32)
     return jnp.asarray(op_ids(cell))
+
+
+def connected(cell) -> jax.Array:
+    """Whether the cell has an input→output path through ops other than ``none`` (bool scalar,
+    traceable: the cell may be int ids inside ``jit``; the traced form of
+    :func:`robntk.searchspace.is_connected`)."""
+    live = _ids(cell) != NONE
+    reach = [jnp.asarray(True)]
+    for dst in (1, 2, 3):
+        r = jnp.asarray(False)
+        for e, (src, d) in enumerate(EDGES):
+            if d == dst:
+                r = r | (reach[src] & live[e])
+        reach.append(r)
+    return reach[3]
+
+
+def _nan_unless_connected(value: jax.Array, cell) -> jax.Array:
+    """``value``, or NaN where the cell has no input→output path (the proxy is undefined)."""
+    return jnp.where(connected(cell), value, jnp.nan)
 
 
 def _count_dtype():
@@ -272,7 +294,6 @@ def synflow(net, variables, cell, x, y=None, key=None, log: bool = True) -> jax.
     pn = _plain_net(net)
     params_ = jax.tree_util.tree_map(jnp.abs, variables["params"])
     dtype = jax.tree_util.tree_leaves(params_)[0].dtype
-    from .network import BN_EPS
 
     def fix_bn(tree):
         if isinstance(tree, dict):
@@ -331,17 +352,69 @@ def relu_inputs(net, variables, cell, x) -> list[tuple[jax.Array, jax.Array]]:
     return out
 
 
+def _code_agreement(net, variables, cell, x) -> tuple[jax.Array, jax.Array]:
+    """(A, D): A (B, B) the number of ReLU units on which examples i and j have the same binary
+    code 1[z > 0] (Σ over the ReLUs of :func:`relu_inputs` of c·cᵀ + (1 − c)(1 − c)ᵀ, c (B, D_r)
+    the flattened codes), and D the number of units of the ReLUs that run for the cell; the
+    Hamming distance of the codes is D − A. Integer-valued in the input's float dtype (exact
+    below 2²⁴ units in float32)."""
+    A, D = 0.0, 0.0
+    for z, a in relu_inputs(net, variables, cell, x):
+        c = (z.reshape(z.shape[0], -1) > 0).astype(z.dtype)
+        A = A + a * (c @ c.T + (1 - c) @ (1 - c).T)
+        D = D + a * c.shape[1]
+    return A, D
+
+
 def nwot(net, variables, cell, x, y=None, key=None) -> jax.Array:
     """``nwot``: log|K_H| (Mellor et al., "Neural Architecture Search without Training", ICML
     2021; NASLib ``measures/nwot.py``), K_H = Σ_ReLUs c·cᵀ + (1 − c)(1 − c)ᵀ with c (B, D) the
     binary codes 1[z > 0] of each ReLU's input z (flattened per example), over the ReLUs of
     :func:`relu_inputs`; train-mode BN. Returns: the log-determinant (``slogdet``'s second
     value, sign ignored as NASLib does), float64 under x64. Shapes: x (B, H, W, 3) → K (B, B)."""
-    K = 0.0
-    for z, a in relu_inputs(net, variables, cell, x):
-        c = (z.reshape(z.shape[0], -1) > 0).astype(z.dtype)
-        K = K + a * (c @ c.T + (1 - c) @ (1 - c).T)
-    return jnp.linalg.slogdet(K)[1]
+    return jnp.linalg.slogdet(_code_agreement(net, variables, cell, x)[0])[1]
+
+
+def linear_regions(net, variables, cell, x, y=None, key=None) -> jax.Array:
+    """``linear_regions``: number of distinct ReLU activation patterns of the batch (Chen et al.,
+    "Neural Architecture Search on ImageNet in Four GPU Hours: A Theoretically Inspired
+    Perspective" (TE-NAS), ICLR 2021; reference VITA-Group/TENAS
+    ``lib/procedures/linear_region_counter.py``, ``LinearRegionCount.calc_LR``).
+
+    Counting rule: the pattern of example b is the concatenation over every ReLU of
+    :func:`relu_inputs` (the ``nn.ReLU`` modules TE-NAS hooks) of the binary codes 1[z > 0]
+    (= sign of the ReLU output) of all its units; two examples are in the same region iff
+    their patterns are equal (Hamming distance 0); the count is Σ_b 1 / #{b' : pattern(b') =
+    pattern(b)}, i.e. exactly the number of distinct patterns (TE-NAS's ``calc_LR``; here
+    counted exactly, TE-NAS compares in float16). Train-mode BN (patterns depend on the whole
+    batch). TE-NAS's own protocol (3×3-pixel inputs, 1,000 samples, a thin C=3/N=1 copy of the
+    network, kaiming init, 3 repeats) is not mirrored: this counts over the batch ``x`` on the
+    network as given.
+
+    Args: see module docstring; x (B, H, W, 3) in [0, 1]. Returns: float scalar in [1, B]
+        (params dtype); NaN for a cell without an input→output path (the network is then
+        constant in its input and has one linear region whatever the hidden patterns).
+    """
+    A, D = _code_agreement(net, variables, cell, x)
+    same = (A == D).astype(A.dtype)
+    return _nan_unless_connected(jnp.sum(1.0 / jnp.sum(same, axis=1)), cell)
+
+
+def _input_jacobian(net, variables, cell, x) -> jax.Array:
+    """(B, H·W·3) rows of ∂(Σ_{b,k} f(x)_{bk})/∂x̂ on the normalised input x̂, train-mode BN (the
+    ``y.backward(ones)`` input Jacobian of NASLib's jacov and epe_nas)."""
+    pn = _plain_net(net)
+    xn = normalize(x, net.dataset)
+    J = jax.grad(lambda z: jnp.sum(pn.forward(variables["params"], None, z, cell, True)[0]))(xn)
+    return J.reshape(J.shape[0], -1)
+
+
+def _corrcoef(J: jax.Array) -> jax.Array:
+    """Row correlation matrix (B, B) of J (B, D) (``numpy.corrcoef``); NaN rows for constant rows."""
+    Jc = J - J.mean(axis=1, keepdims=True)
+    cov = Jc @ Jc.T
+    d = jnp.sqrt(jnp.diag(cov))
+    return cov / (d[:, None] * d[None, :])
 
 
 def jacov(net, variables, cell, x, y=None, key=None) -> jax.Array:
@@ -349,18 +422,45 @@ def jacov(net, variables, cell, x, y=None, key=None) -> jax.Array:
     ``measures/jacov.py``): J = ∂(Σ_{b,k} f(x)_{bk})/∂x on the normalised input (train-mode BN,
     so rows couple through the batch), rows flattened (B, H·W·3), Σ = corrcoef(J) (B, B),
     score = −Σ_i [log(λ_i + 1e-5) + 1/(λ_i + 1e-5)] over the eigenvalues λ of Σ. Returns:
-    scalar; NaN when a row of J is constant (correlation undefined)."""
-    pn = _plain_net(net)
-    xn = normalize(x, net.dataset)
-    J = jax.grad(lambda z: jnp.sum(pn.forward(variables["params"], None, z, cell, True)[0]))(xn)
-    J = J.reshape(J.shape[0], -1)
-    Jc = J - J.mean(axis=1, keepdims=True)
-    cov = Jc @ Jc.T
-    d = jnp.sqrt(jnp.diag(cov))
-    corr = cov / (d[:, None] * d[None, :])
-    v = jnp.linalg.eigvalsh(corr)
+    scalar; NaN when a row of J is constant (correlation undefined), in particular for a cell
+    without an input→output path (J = 0)."""
+    v = jnp.linalg.eigvalsh(_corrcoef(_input_jacobian(net, variables, cell, x)))
     k = 1e-5
     return -jnp.sum(jnp.log(v + k) + 1.0 / (v + k))
+
+
+def epe_nas(net, variables, cell, x, y, key=None) -> jax.Array:
+    """``epe_nas``: per-class correlation of input Jacobians (Lopes, Alirezazadeh, Alexandre,
+    "EPE-NAS: Efficient Performance Estimation Without Training for Neural Architecture
+    Search", ICANN 2021; NASLib ``measures/epe_nas.py``, from VascoLopes/EPE-NAS ``search.py``).
+
+    J (B, H·W·3): the input Jacobian of :func:`jacov` (Σ of all logits, normalised input,
+    train-mode BN). For every class c present in ``y``: R_c = corrcoef of the rows of J with
+    label c (a (1, 1) matrix [1] for a single row, as ``numpy.corrcoef`` of one vector), and
+    s_c = Σ_{ij} log(|R_c,ij| + 1e-5). With K = ``net.num_classes``:
+
+    * K ≤ 100: score = Σ_c |s_c|;
+    * K > 100: s_c is divided by n_c (the class's row count); classes with one row are skipped
+      (NASLib's ``len`` of a scalar raises and the class is dropped); score =
+      Σ_{c, c'} |s_c − s_c'| / #classes kept (NaN when none is kept: NASLib's division by zero
+      is caught and returns NaN).
+
+    Computed from the full (B, B) correlation matrix (a class block of it equals the
+    correlation matrix of that class's rows). Args: see module docstring; y (B,) int labels in
+    [0, K). Returns: scalar (params dtype); NaN when a row of J is constant (e.g. a cell without
+    an input→output path).
+    """
+    R = _corrcoef(_input_jacobian(net, variables, cell, x))
+    L = jnp.log(jnp.abs(R) + 1e-5)
+    onehot = jax.nn.one_hot(y, net.num_classes, dtype=L.dtype)  # (B, K)
+    s = jnp.einsum("ic,ij,jc->c", onehot, L, onehot)
+    n = onehot.sum(axis=0)
+    if net.num_classes <= 100:
+        return jnp.sum(jnp.where(n > 0, jnp.abs(s), 0.0))
+    keep = (n > 1).astype(L.dtype)
+    sc = s / jnp.maximum(n, 1.0)
+    pair = jnp.abs(sc[:, None] - sc[None, :]) * keep[:, None] * keep[None, :]
+    return jnp.sum(pair) / jnp.sum(keep)
 
 
 def fisher(net, variables, cell, x, y, key=None) -> jax.Array:
@@ -435,10 +535,314 @@ def grasp(net, variables, cell, x, y, key=None) -> jax.Array:
     return sum(-jnp.sum(w * h) for (_, w, _), (_, h, _) in zip(pw, hw))
 
 
+# --------------------------------------------------------------------------- zen, TE-NAS, ZiCo
+def _params_dtype(variables):
+    return variables["params"]["stem_conv"]["kernel"].dtype
+
+
+def _bn_layers(net: TinyNetwork, variables, cell, rec) -> list[tuple[jax.Array, jax.Array, jax.Array]]:
+    """``(z, r0, active)`` for every BatchNorm of the network of ``cell`` (PyTorch's
+    ``nn.BatchNorm2d`` modules): z its input (B, H, W, C) from the records of a tapped forward,
+    r0 (C,) its running variance in ``variables['batch_stats']`` and ``active`` 1.0 when it
+    runs for this cell. Order: stem, each cell's chosen conv edges, each reduction block's
+    conv_a and conv_b, lastact."""
+    st, ids, one = variables["batch_stats"], _ids(cell), jnp.ones(())
+    out = [(rec["stem/conv_out"], st["stem_bn"]["var"], one)]
+    for k, kind, _ in net.cell_positions():
+        n = f"cells_{k}"
+        if kind == "reduce":
+            out += [(rec[f"{n}/{sub}/conv_out"], st[n][sub]["bn"]["var"], one) for sub in ("conv_a", "conv_b")]
+            continue
+        for e in range(NUM_EDGES):
+            if f"{n}/e{e}/conv_out" in rec:
+                r1, r3 = st[n][f"e{e}_nor_conv_1x1"]["bn"]["var"], st[n][f"e{e}_nor_conv_3x3"]["bn"]["var"]
+                out.append((rec[f"{n}/e{e}/conv_out"], jnp.where(ids[e] == CONV3, r3, r1),
+                            ((ids[e] == CONV1) | (ids[e] == CONV3)).astype(r1.dtype)))
+    out.append((rec["lastact/conv_out"], st["lastact_bn"]["var"], one))
+    return out
+
+
+def _batch_var(z: jax.Array, unbiased: bool) -> jax.Array:
+    """Per-channel variance over (B, H, W) of z (B, H, W, C); ×n/(n−1) when ``unbiased``."""
+    n = z.shape[0] * z.shape[1] * z.shape[2]
+    v = jnp.var(z, axis=(0, 1, 2))
+    return v * (n / (n - 1)) if unbiased else v
+
+
+def _gaussian_params(params, key: jax.Array):
+    """Zen-NAS's re-initialisation: every Conv/Linear weight (``kernel``) i.i.d. N(0, 1), Linear
+    bias 0, BN scale 1 and bias 0. The weights are consecutive slices, in the full tree's
+    flatten order, of ONE draw ``normal(key, (Σ sizes,))`` (one RNG kernel: drawing leaf by
+    leaf costs ~20 s of compilation), so a leaf's value does not depend on the cell."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    is_k = [jax.tree_util.keystr(p).endswith("['kernel']") for p, _ in flat]
+    total = sum(l.size for (_, l), k in zip(flat, is_k) if k)
+    z = jax.random.normal(key, (total,), flat[0][1].dtype)
+    leaves, o = [], 0
+    for (path, leaf), k in zip(flat, is_k):
+        if k:
+            leaves.append(z[o:o + leaf.size].reshape(leaf.shape))
+            o += leaf.size
+        elif jax.tree_util.keystr(path).endswith("['scale']"):
+            leaves.append(jnp.ones_like(leaf))
+        else:  # BN bias, classifier bias
+            leaves.append(jnp.zeros_like(leaf))
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _zen_draws(net, variables, x, key, gaussian_init: bool, mixup_gamma: float):
+    """(params, x1, x_mix) of :func:`zen`: key → (k_init, k1, k2); x1, x2 ~ N(0, I) of x's shape
+    in the params' dtype; x_mix = x1 + mixup_gamma·x2."""
+    if key is None:
+        raise ValueError("zen needs a PRNG key (Gaussian inputs and weights)")
+    k_init, k1, k2 = jax.random.split(key, 3)
+    dtype = _params_dtype(variables)
+    p = _gaussian_params(variables["params"], k_init) if gaussian_init else variables["params"]
+    x1 = jax.random.normal(k1, x.shape, dtype)
+    x2 = jax.random.normal(k2, x.shape, dtype)
+    return p, x1, x1 + mixup_gamma * x2
+
+
+def zen(net, variables, cell, x, y=None, key=None, mixup_gamma: float = 1e-2, gaussian_init: bool = True,
+        bn_var: str = "running") -> jax.Array:
+    """``zen``: Zen-score (Lin et al., "Zen-NAS: A Zero-Shot NAS for High-Performance Image
+    Recognition", ICCV 2021; NASLib ``measures/zen.py``, from idstcv/ZenNAS
+    ``ZeroShotProxy/compute_zen_score.py``).
+
+        zen = log( mean_b Σ_{h,w,c} |F(x1)_b − F(x1 + γ·x2)_b| ) + Σ_BN log sqrt(mean_c σ²_BN)
+
+    with F the pre-global-average-pool feature map (B, H/4, W/4, 4C) (the output of lastact's
+    BN → ReLU, the input of NASLib's ``AdaptiveAvgPool2d`` hook), x1, x2 ~ N(0, I) of x's shape
+    (they replace the normalised input: fed to the stem directly), γ = ``mixup_gamma``, every
+    forward in train-mode BN, and the sum over every BatchNorm of the network of ``cell``
+    (stem, chosen conv edges, reduction blocks' conv_a/conv_b, lastact; :func:`_bn_layers`).
+
+    NASLib choices mirrored: ``mixup_gamma=1e-2``; ``repeat=1``; the Gaussian weight
+    re-initialisation ``network_weight_gaussian_init`` (``gaussian_init=True``: Conv/Linear
+    weights N(0, 1), biases 0, BN scale 1 and bias 0; False keeps ``variables``); the forward of
+    x1 first, then of the mixup input, both in ``train()`` mode; σ²_BN = the BN's
+    ``running_var`` after those two forwards (``bn_var='running'``: PyTorch momentum 0.1 and the
+    *unbiased* batch variance, r = 0.81·r0 + 0.09·v(x1) + 0.1·v(x_mix), r0 the running variance
+    in ``variables['batch_stats']``, 1 at init); log of the batch mean of the per-example
+    L1 difference. Not mirrored: float16 (``fp16``) option; the draws use JAX's PRNG, so values
+    equal NASLib's only in distribution. ``bn_var='batch'``: σ² = the biased batch variance of
+    the x1 forward (the Zen-NAS paper's definition) instead.
+
+    Args: see module docstring (x only gives the shape; y unused). key: PRNG key, split into
+        (weights, x1, x2) (required). mixup_gamma: γ > 0. gaussian_init: as above. bn_var:
+        ``'running'`` or ``'batch'``.
+
+    Returns: scalar (params dtype); NaN for a cell without an input→output path (F does not
+        depend on the input: log 0).
+
+    Raises: ValueError: key None, unknown ``bn_var``.
+    """
+    if bn_var not in ("running", "batch"):
+        raise ValueError(f"unknown bn_var {bn_var!r}; allowed: running, batch")
+    p, x1, xm = _zen_draws(net, variables, x, key, gaussian_init, mixup_gamma)
+    pn = _plain_net(net)
+    taps = {k: jnp.zeros(s, x1.dtype) for k, s in pn.tap_shapes(x.shape).items()}
+
+    def feats(z):
+        _, rec = pn.forward(p, None, z, cell, True, taps=taps)
+        return jax.nn.relu(batch_norm(rec["lastact/conv_out"], p["lastact_bn"], None, True)[0]), rec
+
+    f1, rec1 = feats(x1)
+    f2, rec2 = feats(xm)
+    delta = jnp.mean(jnp.sum(jnp.abs(f1 - f2), axis=(1, 2, 3)))
+    m = BN_MOMENTUM  # flax convention: PyTorch's 0.1 is 1 − m
+    log_bn = 0.0
+    for (z1, r0, a), (z2, _, _) in zip(_bn_layers(net, variables, cell, rec1), _bn_layers(net, variables, cell, rec2)):
+        if bn_var == "running":
+            var = m * m * r0 + m * (1 - m) * _batch_var(z1, True) + (1 - m) * _batch_var(z2, True)
+        else:
+            var = _batch_var(z1, False)
+        log_bn = log_bn + a * 0.5 * jnp.log(jnp.mean(var))
+    return _nan_unless_connected(jnp.log(delta) + log_bn, cell)
+
+
+def tenas_ntk_cond(net, variables, cell, x, y=None, key=None, chunk_size: int | None = None) -> jax.Array:
+    """``tenas_ntk_cond``: minus the condition number of the train-mode NTK of the batch (Chen,
+    Gong, Wang, "Neural Architecture Search on ImageNet in Four GPU Hours: A Theoretically
+    Inspired Perspective" (TE-NAS), ICLR 2021; reference VITA-Group/TENAS
+    ``lib/procedures/ntk.py``, ``get_ntk_n`` with ``train_mode=True``).
+
+    K = :func:`robntk.layer_ntk.empirical_ntk` ``(..., output_mode='sum', train=True)`` (B, B):
+    the NTK of the sum of each example's logits (TE-NAS back-propagates ``ones`` per example),
+    batch-statistics BN, on the normalised input; κ = λ_max(K) / λ_min(K) (``eigvalsh``).
+
+    **Sign**: TE-NAS ranks a lower κ as better (better trainability); this returns **−κ**, so
+    that higher is better as for every other proxy here. Not mirrored: TE-NAS takes the
+    gradients of parameters named ``weight`` only (Conv, BN scale, Linear weight); robntk's NTK
+    uses every parameter (also the BN and classifier biases); TE-NAS's search script
+    (``prune_tenas.py``) repeats the measurement over several batches on re-initialised
+    (kaiming-normal) networks — here one batch on the weights given.
+
+    Args: see module docstring; x (B, H, W, 3) in [0, 1], B ≥ 2. chunk_size: cotangents per
+        vmapped backward of the NTK (None: all B at once).
+
+    Returns: scalar −κ ≤ −1 (params dtype); NaN when λ_min ≤ 0 (K numerically singular, κ
+        undefined; TE-NAS returns −1 for a NaN κ) or for a cell without an input→output path.
+    """
+    K = layer_ntk.empirical_ntk(net, variables["params"], variables["batch_stats"], cell, x,
+                                output_mode="sum", train=True, chunk_size=chunk_size)
+    v = jnp.linalg.eigvalsh(K)
+    return _nan_unless_connected(jnp.where(v[0] > 0, -v[-1] / v[0], jnp.nan), cell)
+
+
+def zico(net, variables, cell, x, y, key=None, splits: int = 2) -> jax.Array:
+    """``zico``: Σ_layers log Σ_θ mean_m|g_m(θ)| / std_m(g_m(θ)) (Li, Yang, Wang, Xu, Liu,
+    "ZiCo: Zero-shot NAS via Inverse Coefficient of Variation on Gradients", ICLR 2023;
+    reference SLDGroup/ZiCo ``ZeroShotProxy/compute_zico.py``; upstream NASLib has no zico).
+
+    The batch is split into ``splits`` contiguous mini-batches of B / splits examples
+    (``torch.chunk`` order: examples [0, B/s), [B/s, 2B/s), ...); g_m = ∂L_m/∂W for every
+    Conv/Linear weight W (the layers of :func:`_weight_leaves`), L_m the mean cross-entropy of
+    mini-batch m with train-mode BN on that mini-batch alone. Per layer, over the M = splits
+    gradients: mean|g| and the population std (``numpy.std``, ddof 0) of every weight entry;
+    the sum of mean|g|/std over entries with std ≠ 0; log of it, and the layer is skipped when
+    that sum is 0 (as the reference; unused ops have zero gradients and drop out).
+
+    Args: see module docstring; y (B,) int. splits: M ≥ 2 mini-batches; B must be divisible
+        by it.
+
+    Returns: scalar (params dtype); NaN for a cell without an input→output path.
+
+    Raises: ValueError: splits < 2 or B not divisible by splits.
+    """
+    B = x.shape[0]
+    if not isinstance(splits, int) or splits < 2 or B % splits:
+        raise ValueError(f"zico needs an integer splits >= 2 dividing the batch size {B}, got {splits!r}")
+    ids, b = _ids(cell), B // splits
+    G = [_weight_leaves(net, _loss_grads(net, variables, cell, x[m * b:(m + 1) * b], y[m * b:(m + 1) * b])[1], ids)
+         for m in range(splits)]
+    tot = 0.0
+    for layer in zip(*G):
+        g = jnp.stack([gg for _, gg, _ in layer])  # (M, ...)
+        sd = jnp.std(g, axis=0)
+        ratio = jnp.where(sd > 0, jnp.mean(jnp.abs(g), axis=0) / jnp.where(sd > 0, sd, 1.0), 0.0)
+        ssum = jnp.sum(ratio)
+        tot = tot + layer[0][2] * jnp.where(ssum > 0, jnp.log(jnp.where(ssum > 0, ssum, 1.0)), 0.0)
+    return _nan_unless_connected(tot, cell)
+
+
+# --------------------------------------------------------------------------- robustness-aware
+def _cos(a: jax.Array, b: jax.Array, axis: int) -> jax.Array:
+    """Cosine similarity along ``axis`` (``torch.nn.CosineSimilarity``: a·b / max(‖a‖·‖b‖, 1e-8))."""
+    num = jnp.sum(a * b, axis=axis)
+    den = jnp.sqrt(jnp.sum(a * a, axis=axis) * jnp.sum(b * b, axis=axis))
+    return num / jnp.maximum(den, 1e-8)
+
+
+def _stage_features(net: TinyNetwork, params, rec) -> list[jax.Array]:
+    """CRoZe's "activated features": [stem output, output of reduction block 1, of reduction
+    block 2, output of the last stage, global-pooled features (B, 4C)], from a tapped forward's
+    records (train-mode BN)."""
+    out = [batch_norm(rec["stem/conv_out"], params["stem_bn"], None, True)[0]]
+    for k, kind, _ in net.cell_positions():
+        if kind == "reduce":
+            n = f"cells_{k}"
+            yb = batch_norm(rec[f"{n}/conv_b/conv_out"], params[n]["conv_b"]["bn"], None, True)[0]
+            out.append(yb + conv(rec[f"{n}/downsample/in"], params[n]["downsample"]["kernel"]))
+    return out + [rec["lastact/conv_out"], rec["features"]]
+
+
+def _feature_index(net: TinyNetwork, path: str) -> int:
+    """CRoZe's layer → feature pairing: ⌊(cells up to and including the layer's block) / N⌋,
+    the classifier the pooled features (index 4); the stem conv 0."""
+    if path == "stem_conv":
+        return 0
+    if path == "classifier":
+        return 4
+    k = int(path.split("/")[0].split("_")[1])
+    cells = sum(1 for kk, kind, _ in net.cell_positions() if kind == "cell" and kk <= k)
+    return cells // net.N
+
+
+def croze(net, variables, cell, x, y, key=None, weight_step: float = 2.0, eps: float = 0.01) -> jax.Array:
+    """``croze``: consistency-based robust zero-cost proxy (Ha, Kim, Hwang, "Generalizable
+    Lightweight Proxy for Robust NAS against Diverse Perturbations", NeurIPS 2023; reference
+    HyeonjeongHa/CRoZe ``zero_cost_methods/pruners/measures/croze.py`` and ``p_utils.py``
+    ``adj_weights``).
+
+    With θ = |params| (every parameter replaced by its absolute value, as the reference's
+    ``linearize``), g = ∂CE(f_θ(x), y)/∂θ:
+
+    1. robust surrogate θ_r: for every Conv/Linear weight W_l, W_l + w·‖W_l‖/‖g_l‖·g_l (one
+       normalised gradient-*ascent* step on the clean loss, w = ``weight_step`` = 2.0); other
+       parameters unchanged;
+    2. x_adv = :func:`robntk.attacks.fgsm` on the surrogate (one L∞ sign step of size ``eps``
+       in [0, 1] pixel units, clipped to [0, 1]); g_r = ∂CE(f_θr(x_adv), y)/∂θ_r;
+    3. per Conv/Linear layer l (the layers of :func:`_weight_leaves`) with its paired feature
+       map z (:func:`_feature_index`: the stage feature of :func:`_stage_features`, z of f_θ at
+       x, z_r of f_θr at x_adv):
+       s_l = |Σ(1 + cos(W_r, W)) · Σ|cos(g_r, g)| · Σ(1 + cos(z_r, z))|, the weight and
+       gradient cosines along the output-channel axis (PyTorch ``dim=0`` of an (O, I, k, k)
+       weight), the feature cosine along the batch axis, each summed over the remaining
+       entries;
+    4. score = Σ_l s_l (higher = predicted more robust).
+
+    Mirrored: the three consistency factors and their product per layer, the |θ| linearisation,
+    the normalised weight step (w = 2, weights of ndim > 1 only), the FGSM input from the
+    surrogate, the loss on the clean net at x and on the surrogate at x_adv, the layer →
+    feature pairing (the reference's ``layer_cnt // 5`` written for N cells per stage), the
+    cosine eps 1e-8. **Not mirrored**: the reference runs its own NB201 model with BN removed
+    (``bn=False``) except in the reduction blocks and with biased cell convs; here the
+    NB201 TinyNetwork keeps every BN in train mode (batch statistics) and has no conv biases.
+    Its FGSM *subtracts* ε·sign(∇) on the normalised tensor (ε = 0.01 in normalised units) and
+    clamps that tensor to [0, 1]; here the attack ascends the loss in pixel space (robntk's one
+    attack convention), ε = ``eps`` in pixel units. Float64 as the reference only under x64
+    (the params' dtype is used).
+
+    Args: see module docstring; x (B, H, W, 3) in [0, 1], y (B,) int. weight_step: w ≥ 0.
+        eps: FGSM radius in [0, 1].
+
+    Returns: scalar ≥ 0 (params dtype); NaN for a cell without an input→output path.
+
+    Raises: ValueError: N < 1, or a bad eps (:func:`robntk.attacks.check_attack_args`).
+    """
+    if net.N < 1:
+        raise ValueError(f"croze pairs layers with stage features and needs N >= 1, got N={net.N}")
+    ids = _ids(cell)
+    theta = jax.tree_util.tree_map(jnp.abs, variables["params"])
+    taps = {k: jnp.zeros(s, theta["stem_conv"]["kernel"].dtype) for k, s in net.tap_shapes(x.shape).items()}
+
+    def f(q, z):
+        return net.forward(q, None, z, cell, True)[0]
+
+    def loss(q, z):
+        return _ce(f(q, z), y)
+
+    g = jax.grad(loss)(theta, x)
+    mask = _kernel_mask(theta)
+
+    def step(w, gg, m):
+        n = jnp.sqrt(jnp.sum(jnp.square(w))) / (jnp.sqrt(jnp.sum(jnp.square(gg))) + 1e-30)
+        return w + m * weight_step * n * gg
+
+    theta_r = jax.tree_util.tree_map(step, theta, g, mask)
+    x_adv = attacks.fgsm(f, theta_r, x, y, eps)
+    g_r = jax.grad(loss)(theta_r, x_adv)
+    z = _stage_features(net, theta, net.forward(theta, None, x, cell, True, taps=taps)[1])
+    z_r = _stage_features(net, theta_r, net.forward(theta_r, None, x_adv, cell, True, taps=taps)[1])
+    tot = 0.0
+    for (path, w, a), (_, wr, _), (_, gg, _), (_, gr, _) in zip(
+            _weight_leaves(net, theta, ids), _weight_leaves(net, theta_r, ids),
+            _weight_leaves(net, g, ids), _weight_leaves(net, g_r, ids)):
+        i = _feature_index(net, path)
+        w_sim = jnp.sum(1 + _cos(wr, w, -1))
+        g_sim = jnp.sum(jnp.abs(_cos(gr, gg, -1)))
+        f_sim = jnp.sum(1 + _cos(z_r[i], z[i], 0))
+        tot = tot + a * jnp.abs(w_sim * g_sim * f_sim)
+    return _nan_unless_connected(tot, cell)
+
+
 #: Proxy name → function (NASLib names).
 PROXIES: dict[str, Proxy] = {
     "params": params, "flops": flops, "synflow": synflow, "grad_norm": grad_norm, "snip": snip,
     "plain": plain, "l2_norm": l2_norm, "fisher": fisher, "grasp": grasp, "nwot": nwot, "jacov": jacov,
+    "epe_nas": epe_nas, "zen": zen, "zico": zico, "tenas_ntk_cond": tenas_ntk_cond, "linear_regions": linear_regions,
+    "croze": croze,
 }
 #: Proxies that need no forward pass (closed form in the cell).
 CLOSED_FORM = ("params", "flops")
