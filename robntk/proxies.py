@@ -728,10 +728,11 @@ def zico(net, variables, cell, x, y, key=None, splits: int = 2) -> jax.Array:
 
 # --------------------------------------------------------------------------- robustness-aware
 def _cos(a: jax.Array, b: jax.Array, axis: int) -> jax.Array:
-    """Cosine similarity along ``axis`` (``torch.nn.CosineSimilarity``: a·b / max(‖a‖·‖b‖, 1e-8))."""
-    num = jnp.sum(a * b, axis=axis)
-    den = jnp.sqrt(jnp.sum(a * a, axis=axis) * jnp.sum(b * b, axis=axis))
-    return num / jnp.maximum(den, 1e-8)
+    """Cosine similarity along ``axis`` as ``torch.nn.CosineSimilarity(eps=1e-8)`` (PyTorch ≥ 1.12:
+    a·b / (max(‖a‖, 1e-8)·max(‖b‖, 1e-8)); 0 for a zero vector)."""
+    na = jnp.maximum(jnp.sqrt(jnp.sum(a * a, axis=axis)), 1e-8)
+    nb = jnp.maximum(jnp.sqrt(jnp.sum(b * b, axis=axis)), 1e-8)
+    return jnp.sum(a * b, axis=axis) / (na * nb)
 
 
 def _stage_features(net: TinyNetwork, params, rec) -> list[jax.Array]:
@@ -786,7 +787,7 @@ def croze(net, variables, cell, x, y, key=None, weight_step: float = 2.0, eps: f
     the normalised weight step (w = 2, weights of ndim > 1 only), the FGSM input from the
     surrogate, the loss on the clean net at x and on the surrogate at x_adv, the layer →
     feature pairing (the reference's ``layer_cnt // 5`` written for N cells per stage), the
-    cosine eps 1e-8. **Not mirrored**: the reference runs its own NB201 model with BN removed
+    cosine eps 1e-8. A layer with a zero gradient (an op on a dead-end node) scores 0. **Not mirrored**: the reference runs its own NB201 model with BN removed
     (``bn=False``) except in the reduction blocks and with biased cell convs; here the
     NB201 TinyNetwork keeps every BN in train mode (batch statistics) and has no conv biases.
     Its FGSM *subtracts* ε·sign(∇) on the normalised tensor (ε = 0.01 in normalised units) and

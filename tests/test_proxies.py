@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robntk import proxies as P
-from robntk.network import TinyNetwork, op_ids
+from robntk.network import TinyNetwork, op_ids, to_ops
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
 DISC = "|none~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|"
@@ -133,3 +133,226 @@ def test_grasp_vs_dense_hessian():
         got = float(jax.jit(lambda: P.grasp(net, v, ARCH, x, y, None))())
     assert got == pytest.approx(want, rel=1e-6)
     assert abs(want) > 1e-3
+
+
+# --------------------------------------------------------------------------- hand-derived checks
+NEW = ("epe_nas", "zen", "zico", "tenas_ntk_cond", "linear_regions", "croze")
+
+
+def _pixel_to_normalised_jacobian(net, v, arch, x):
+    """Rows of ∂(Σ logits)/∂x̂ (x̂ the normalised input), from the pixel-space gradient by the
+    chain rule ∂/∂x̂ = std · ∂/∂x (independent of the proxies' own normalised-input trace)."""
+    from robntk.registry import DATASETS
+
+    gx = jax.jit(jax.grad(lambda z: jnp.sum(net.apply(v, z, arch, train=True))))(x)
+    std = np.asarray(DATASETS[net.dataset].std) / 255.0
+    return (np.asarray(gx) * std).reshape(x.shape[0], -1)
+
+
+def test_jacov_vs_numpy_corrcoef(setup):
+    net, v, x, y = setup
+    J = _pixel_to_normalised_jacobian(net, v, ARCH, x)
+    lam = np.linalg.eigvalsh(np.corrcoef(J))
+    want = -np.sum(np.log(lam + 1e-5) + 1.0 / (lam + 1e-5))
+    got = float(jax.jit(lambda: P.jacov(net, v, ARCH, x, y, None))())
+    assert got == pytest.approx(want, rel=1e-4, abs=1e-3)
+
+
+def test_fisher_vs_per_activation_formula(setup):
+    # fisher = Σ_l m_l Σ_k ½ mean_b (∂L/∂s_bk)², s_bk a per-(example, channel) multiplier of
+    # layer l's output a (the derivative Σ_hw a·∂L/∂a, taken here by autodiff through the
+    # multiplier), m_l = #weights per output channel; classifier by hand: z·(softmax − onehot)/B.
+    net, v, x, y = setup
+    pn = P._plain_net(net)
+    xn = P.normalize(x, net.dataset)
+    p = v["params"]
+    zero = {k: jnp.zeros(s) for k, s in pn.tap_shapes(x.shape).items()}
+    logits, rec = pn.forward(p, None, xn, ARCH, True, taps=zero)
+    layers = [("stem/pre", rec["stem/conv_out"], p["stem_conv"]["kernel"])]
+    for k, kind, _ in net.cell_positions():
+        n = f"cells_{k}"
+        if kind == "reduce":
+            layers += [(f"{n}/{s}/pre", rec[f"{n}/{s}/conv_out"], p[n][s]["conv"]["kernel"]) for s in ("conv_a", "conv_b")]
+            W = p[n]["downsample"]["kernel"]
+            layers.append((f"{n}/downsample", P.conv(rec[f"{n}/downsample/in"], W), W))
+        for e, op in enumerate(to_ops(ARCH)):
+            if kind == "cell" and op.startswith("nor_conv"):
+                layers.append((f"{n}/e{e}/pre", rec[f"{n}/e{e}/conv_out"], p[n][f"e{e}_{op}"]["conv"]["kernel"]))
+
+    def loss(S):
+        taps = dict(zero)
+        for (name, a, _), s in zip(layers, S):
+            taps[name] = s[:, None, None, :] * jax.lax.stop_gradient(a)
+        return P._ce(pn.forward(p, None, xn, ARCH, True, taps=taps)[0], y)
+
+    S0 = [jnp.zeros((x.shape[0], a.shape[-1])) for _, a, _ in layers]
+    dS = jax.jit(jax.grad(loss))(S0)
+    want = sum(np.prod(W.shape[:-1]) * np.sum(0.5 * np.mean(np.square(np.asarray(d)), axis=0))
+               for (_, _, W), d in zip(layers, dS))
+    z = np.asarray(logits, np.float64)
+    prob = np.exp(z - z.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    dz = z * (prob - np.eye(net.num_classes)[np.asarray(y)]) / len(y)
+    want += 4 * net.C * np.sum(0.5 * np.mean(dz ** 2, axis=0))
+    assert len(layers) == 1 + 3 * 3 + 2 * 3
+    got = float(jax.jit(lambda: P.fisher(net, v, ARCH, x, y, None))())
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_epe_nas_vs_numpy_per_class_loop():
+    def naslib_epe(J, labels, K):  # the per-class loop of the definition, in numpy
+        s = {}
+        for c in dict.fromkeys(labels.tolist()):
+            rows = J[labels == c]
+            if K > 100 and len(rows) == 1:
+                continue  # len() of numpy's scalar corrcoef fails: class dropped
+            sc = np.sum(np.log(np.abs(np.corrcoef(rows)) + 1e-5))
+            s[c] = sc / len(rows) if K > 100 else sc
+        if K <= 100:
+            return sum(abs(a) for a in s.values())
+        return sum(abs(a - b) for a in s.values() for b in s.values()) / len(s)
+
+    x = jax.random.uniform(jax.random.PRNGKey(1), (6, 8, 8, 3))
+    for K, labels in ((10, [0, 3, 7, 3, 3, 1]), (120, [5, 5, 9, 9, 9, 100])):
+        net = TinyNetwork(C=2, N=1, num_classes=K, dataset="cifar10")
+        v = net.init(jax.random.PRNGKey(0))
+        y = jnp.array(labels)
+        want = naslib_epe(_pixel_to_normalised_jacobian(net, v, ARCH, x), np.array(labels), K)
+        got = float(jax.jit(lambda: P.epe_nas(net, v, ARCH, x, y, None))())
+        assert np.isfinite(want) and got == pytest.approx(want, rel=1e-4), K
+
+
+def test_zen_vs_running_stat_updates(setup):
+    # the BN term from the network's own running-statistics update (flax momentum 0.9, biased
+    # variance) turned into PyTorch's unbiased update: r = 0.81 r0 + n/(n−1)·(r_biased − 0.81 r0)
+    net, v, x, y = setup
+    key = jax.random.PRNGKey(5)
+    p, x1, xm = P._zen_draws(net, v, x, key, True, 1e-2)
+    pn = P._plain_net(net)
+    _, aux = pn.forward(p, v["batch_stats"], x1, ARCH, True, momentum=0.9)
+    _, aux = pn.forward(p, aux["batch_stats"], xm, ARCH, True, momentum=0.9)
+    B, H = x.shape[0], x.shape[1]
+    width_to_n = {net.C * 2 ** s: B * (H // 2 ** s) ** 2 for s in range(3)}
+    log_bn, count = 0.0, 0
+    for path, r in jax.tree_util.tree_flatten_with_path(aux["batch_stats"])[0]:
+        if jax.tree_util.keystr(path).endswith("['var']"):
+            n = width_to_n[r.shape[0]]
+            r_unb = 0.81 + n / (n - 1) * (np.asarray(r) - 0.81)  # r0 = 1 at init
+            log_bn += 0.5 * np.log(np.mean(r_unb))
+            count += 1
+    assert count == 1 + 3 * 3 + 2 * 2 + 1  # stem, 3 conv edges x 3 cells, 2 reductions x 2, lastact
+    zero = {k: jnp.zeros(s) for k, s in pn.tap_shapes(x.shape).items()}
+
+    def pre_gap(z):
+        rec = pn.forward(p, None, z, ARCH, True, taps=zero)[1]
+        return np.asarray(jax.nn.relu(P.batch_norm(rec["lastact/conv_out"], p["lastact_bn"], None, True)[0]))
+
+    want = np.log(np.mean(np.abs(pre_gap(x1) - pre_gap(xm)).sum(axis=(1, 2, 3)))) + log_bn
+    f = jax.jit(lambda g, k: P.zen(net, v, ARCH, x, y, k, mixup_gamma=g))
+    got = float(f(1e-2, key))
+    assert got == pytest.approx(want, rel=1e-4)
+    # the log of an L1 difference that is linear in γ for small γ: doubling γ adds ≈ log 2
+    assert float(f(2e-2, key)) - got == pytest.approx(np.log(2.0), abs=0.05)
+    assert float(f(1e-2, jax.random.PRNGKey(6))) != pytest.approx(got, rel=1e-3)  # the key is used
+    with pytest.raises(ValueError, match="PRNG key"):
+        P.zen(net, v, ARCH, x, y, None)
+    with pytest.raises(ValueError, match="allowed: running, batch"):
+        P.zen(net, v, ARCH, x, y, key, bn_var="nope")
+
+
+def test_linear_regions_counts_distinct_patterns(setup):
+    net, v, x, y = setup
+    f = jax.jit(lambda xx: P.linear_regions(net, v, ARCH, xx, None, None))
+    a, b, c = x[0], x[1], x[2]
+    for batch, n in (([a, a, b, c], 3), ([a, a, b, b], 2), ([a, b, c, x[3]], 4)):
+        xx = jnp.stack(batch)
+        codes = np.concatenate([np.asarray(z).reshape(4, -1) > 0
+                                for z, act in P.relu_inputs(net, v, ARCH, xx) if float(act) == 1.0], axis=1)
+        assert len(np.unique(codes, axis=0)) == n
+        assert float(f(xx)) == n
+
+
+def test_tenas_ntk_cond_vs_generic_ntk():
+    from robntk import ntk
+
+    with jax.enable_x64(True):
+        net = TinyNetwork(C=2, N=1, num_classes=4, dataset="cifar10")
+        v = net.init(jax.random.PRNGKey(0), jnp.float64)
+        x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), jnp.float64)
+        fn, params = net.make_apply(v, ARCH, "train")
+        K = np.asarray(jax.jit(lambda: ntk.empirical_ntk(fn, params, x, output_mode="sum"))())
+        lam = np.linalg.eigvalsh(K)
+        want = -lam[-1] / lam[0]
+        got = float(jax.jit(lambda: P.tenas_ntk_cond(net, v, ARCH, x, None, None))())
+    assert lam[0] > 0 and want < -1
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_zico_vs_numpy_over_minibatches():
+    net = TinyNetwork(C=2, N=1, num_classes=10, dataset="cifar10")
+    v = net.init(jax.random.PRNGKey(0))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (8, 8, 8, 3))
+    y = jnp.array([0, 3, 7, 3, 1, 2, 2, 9])
+    sub_grads = jax.jit(lambda xx, yy: _sub_grads(net, v, xx, yy, ARCH)[1])
+    for splits in (2, 4):
+        b = 8 // splits
+        G = [np.stack([np.asarray(g) for g in gs]) for gs in
+             zip(*[sub_grads(x[m * b:(m + 1) * b], y[m * b:(m + 1) * b]) for m in range(splits)])]
+        want = 0.0
+        for g in G:  # (M, ...) per layer
+            sd = np.std(g, axis=0)  # population std (ddof 0)
+            nz = sd != 0
+            tot = np.sum(np.mean(np.abs(g), axis=0)[nz] / sd[nz])
+            want += np.log(tot) if tot else 0.0
+        got = float(jax.jit(lambda s=splits: P.zico(net, v, ARCH, x, y, None, splits=s))())
+        # float32: entries with g1 ≈ g2 make mean/std sensitive to rounding (measured 1e-4)
+        assert got == pytest.approx(want, rel=1e-3), splits
+    with pytest.raises(ValueError, match="dividing the batch size"):
+        P.zico(net, v, ARCH, x, y, None, splits=3)
+
+
+def test_croze_identity_surrogate_and_bound(setup):
+    # weight_step = 0 and eps = 0: θ_r = θ and x_adv = x, so every cosine of a non-zero vector
+    # is 1 and layer l scores (2·P_l)·G_l·(2·F_l): P_l = #weight columns (entries per output
+    # channel), G_l = #non-zero gradient columns (a plain jax.grad of the |θ| sub-network), F_l
+    # the entries of its paired stage feature; with perturbations every factor can only shrink.
+    net, v, x, y = setup
+    arch = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
+    H, C = x.shape[1], net.C
+    feat = [H * H * C, (H // 2) ** 2 * 2 * C, (H // 4) ** 2 * 4 * C, (H // 4) ** 2 * 4 * C, 4 * C]
+    sub = jax.tree_util.tree_map(jnp.abs, net.extract(v, arch)["params"])
+    gsub = jax.jit(jax.grad(lambda q: P._ce(net.apply({"params": q}, x, arch, train=True), y)))(sub)
+
+    def kernel(tree, path):
+        node = tree
+        for part in path.split("/"):
+            node = node[part]
+        return np.asarray(node.get("conv", node)["kernel"])
+
+    want, pairs = 0.0, []
+    for path, w, a in P._weight_leaves(net, v["params"], jnp.asarray(op_ids(arch))):
+        if float(a):
+            i = P._feature_index(net, path)
+            pairs.append((path.split("/")[0], i))
+            g = kernel(gsub, path)
+            G_l = int(np.sum(np.linalg.norm(g, axis=-1) > 1e-8))
+            want += 2 * np.prod(w.shape[:-1]) * G_l * 2 * feat[i]
+    # the reference's ⌊cells passed / N⌋ pairing, N = 1
+    assert dict(pairs) == {"stem_conv": 0, "cells_0": 1, "cells_1": 1, "cells_2": 2, "cells_3": 2, "cells_4": 3,
+                           "classifier": 4}
+    f = jax.jit(lambda w, e: P.croze(net, v, arch, x, y, None, weight_step=w, eps=e))
+    assert float(f(0.0, 0.0)) == pytest.approx(want, rel=1e-5)
+    got = float(f(2.0, 0.01))
+    assert np.isfinite(got) and 0 < got < want
+
+
+def test_new_proxies_nan_for_disconnected_cells(setup):
+    net, v, x, y = setup
+    key = jax.random.PRNGKey(3)
+    for name in NEW + ("jacov",):
+        val = float(jax.jit(lambda fn=P.PROXIES[name]: fn(net, v, DISC, x, y, key))())
+        assert np.isnan(val), name
+    assert bool(P.connected(ARCH)) and not bool(P.connected(DISC))
+    assert not bool(jax.jit(P.connected)(jnp.asarray(op_ids(DISC))))
+    with pytest.raises(ValueError, match="allowed: .*zen.*croze"):
+        P.check_proxy_names(["zen", "zen_nas"])
