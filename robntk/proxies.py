@@ -10,11 +10,15 @@ Every proxy is a pure function ``proxy(net, variables, cell, x, y, key) -> scala
 * ``cell``: an arch string / 6 op names (fixed) or int (6,) op ids (data; may be traced: one
   ``jax.jit`` serves all 15,625 cells);
 * ``x``: (B, H, W, 3) float images in [0, 1]; ``y``: (B,) int labels; ``key``: PRNG key (used by
-  no proxy here — all are deterministic given the weights and the batch — kept for the one
-  signature).
+  ``zen`` alone, for its Gaussian inputs and weights; every other proxy is deterministic given
+  the weights and the batch — kept for the one signature).
 
 BN mode: batch statistics (``train=True``), as NASLib's ``find_measures`` runs the network in
-``train()`` mode; ``synflow`` alone is BN-free (NASLib's ``bn=False``). Layers summed over
+``train()`` mode; ``synflow`` alone is BN-free (NASLib's ``bn=False``). Undefined values: the
+proxies added after NASLib's set (``epe_nas``, ``zen``, ``zico``, ``tenas_ntk_cond``,
+``linear_regions``, ``croze``) return NaN for a cell without an input→output path
+(:func:`connected`), ``jacov`` is NaN there by its definition; :func:`proxy_table` flags every
+such cell for every proxy that needs a forward pass. Layers summed over
 ("every prunable layer" in NASLib: ``nn.Conv2d`` and ``nn.Linear`` weights): the stem conv, the
 conv of every *chosen* conv edge, the reduction blocks' ``conv_a``, ``conv_b`` and shortcut
 conv, and the classifier. Parameters of ops a cell does not use never count (they receive zero
