@@ -8,7 +8,9 @@ and seed give the same row whichever selection it is scored in. Pieces:
 
 * :class:`Engine` — the compiled kernel function of a :class:`~robntk.scoring.ScoreConfig`:
   ``A`` archs per call, either through :func:`jax.lax.map` (``batching='map'``: the per-edge
-  ``lax.switch`` stays a conditional, only the chosen ops' FLOPs run — the CPU default) or
+  ``lax.switch`` stays a conditional, only the chosen ops' FLOPs run — the CPU default; one
+  arch per call runs with no loop at all, because XLA:CPU runs gradient convolutions several
+  times slower inside a ``while`` loop, see :func:`robntk.ntk.unrolled_map`) or
   :func:`jax.vmap` (``'vmap'``: the switch becomes a select, all ops are computed for every
   arch, archs run in parallel — the accelerator default). With several local devices the arch
   axis is sharded over a 1-D mesh with :func:`jax.shard_map`. ``A`` is chosen from a memory
@@ -200,6 +202,8 @@ class Engine:
         one = lambda i: self._one(params, stats, x, y, key, i)
         if self.batching == "vmap":
             return jax.vmap(one)(ids)
+        if ids.shape[0] == 1:  # no loop at all: XLA:CPU runs gradients ~6x slower inside a while loop
+            return jax.tree_util.tree_map(lambda a: a[None], one(ids[0]))
         return jax.lax.map(one, ids)
 
     def _function(self, n_total: int):

@@ -180,7 +180,7 @@ def perturbed_batches(attack_f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array,
         xa = attacks.pgd(attack_f, params, x, y, e, key=k1, **kw)
         return xa, attacks.twice_perturbed(attack_f, params, xa, y, e, key=k2, **kw)
 
-    return jax.lax.map(one, (eps_a, keys))
+    return jax.vmap(one)((eps_a, keys))  # one loop-free program for all ε (no while loop: see ntk.unrolled_map)
 
 
 def resolve_implementation(f, implementation: str) -> str:
@@ -203,8 +203,11 @@ def stacked_gram(f: ntk.Fn, params: Any, batches: jax.Array, labels: jax.Array |
                  independent_rows: bool | None = None) -> jax.Array:
     """Gram matrix of the Jacobians of S stacked batches (the one NTK entry point of the pipeline).
 
-    Each batch is its own call of ``f`` (in train-mode BN normalised with its own statistics);
-    with independent rows the batches are concatenated into one call (exact).
+    Each batch is its own call of ``f`` (in train-mode BN normalised with its own statistics;
+    the layerwise provider vmaps the coupled Jacobian over the S batches, one loop-free program,
+    so peak memory grows with S·B·(B·O' or ``chunk_size``) activations — lower ``chunk_size``
+    on a small machine); with independent rows the batches are concatenated into one call
+    (exact).
 
     Args:
         f: ``f(params, X) -> (B, O)`` logits; a :class:`~robntk.network.NetworkFn` carries its
@@ -231,8 +234,8 @@ def stacked_gram(f: ntk.Fn, params: Any, batches: jax.Array, labels: jax.Array |
     if impl == "layerwise":
         if indep:
             return layer_ntk.empirical_ntk(f.net, params, f.stats, f.cell, flat, tiled, output_mode, False, chunk_size)
-        J = jax.lax.map(lambda b: layer_ntk.jacobian_rows(f.net, params, f.stats, f.cell, b, labels, output_mode,
-                                                          True, chunk_size), batches)
+        J = jax.vmap(lambda b: layer_ntk.jacobian_rows(f.net, params, f.stats, f.cell, b, labels, output_mode,
+                                                       True, chunk_size))(batches)
         J = J.reshape((S * B,) + J.shape[2:])
         return ntk.gram(J, J, output_mode)
     if impl == "ntvp":
@@ -248,7 +251,7 @@ def stacked_gram(f: ntk.Fn, params: Any, batches: jax.Array, labels: jax.Array |
     if indep:
         J = ntk.jacobian(f, params, flat, labels=tiled, independent_rows=True, **jk)
     else:
-        J = jax.lax.map(lambda b: ntk.jacobian(f, params, b, labels=labels, **jk), batches)
+        J = ntk.unrolled_map(lambda b: ntk.jacobian(f, params, b, labels=labels, **jk), batches)
         J = jax.tree_util.tree_map(lambda j: j.reshape((S * B,) + j.shape[2:]), J)
     return ntk.gram(J, J, output_mode)
 

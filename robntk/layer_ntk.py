@@ -21,9 +21,9 @@ Two regimes (``train``):
 * **train-mode BN (rows coupled through batch statistics).** Every output depends on every
   example, so the Jacobian row of read-out i is the VJP of the *batch function* with cotangent
   e_i: B·O' backward passes of the whole batch, batched with :func:`jax.vmap` over the basis
-  (chunked to ``chunk_size`` cotangents, :func:`jax.lax.map` over chunks), each layer's
-  gradient summed over the batch. This is inherently O(B²·[FP]) against O(B·[FP]) with
-  independent rows. The δ at a conv output includes the path through the batch mean and
+  (chunked to ``chunk_size`` cotangents, a Python loop over chunks:
+  :func:`robntk.ntk.unrolled_map`), each layer's gradient summed over the batch. This is
+  inherently O(B²·[FP]) against O(B·[FP]) with independent rows. The δ at a conv output includes the path through the batch mean and
   variance (it is the cotangent of the pre-BN tap), so the result is the exact NTK of the
   function a PyTorch model in ``train()`` mode computes (TE-NAS's ``get_ntk_n`` with
   ``train_mode=True``).
@@ -246,7 +246,7 @@ def jacobian_rows(net: TinyNetwork, params, stats, cell, x: jax.Array, labels: j
     else:
         pad = -basis.shape[0] % c
         b = jnp.concatenate([basis, jnp.zeros((pad,) + basis.shape[1:], basis.dtype)]) if pad else basis
-        J = jax.lax.map(lambda cc: rows(cc, True), b.reshape((-1, c) + basis.shape[1:]))
+        J = ntk.unrolled_map(lambda cc: rows(cc, True), b.reshape((-1, c) + basis.shape[1:]))
         J = J.reshape((-1,) + J.shape[2:])[:basis.shape[0]]
     return J.reshape(n, Op, -1)
 
@@ -290,7 +290,7 @@ def empirical_ntk(net: TinyNetwork, params, stats, cell, x: jax.Array, labels: j
     if output_mode == "full":
         cts = jnp.broadcast_to(eye[:, None, :], (O, n, O))
         return _independent_ntk(net, params, stats, cell, x, labels, output_mode, cts, True)
-    c = 1 if chunk_size is None else min(_check_chunk(chunk_size), O)
+    c = O if chunk_size is None else min(_check_chunk(chunk_size), O)
     pad = -O % c
     classes = jnp.concatenate([eye, jnp.zeros((pad, O), x.dtype)]) if pad else eye
 
@@ -298,4 +298,4 @@ def empirical_ntk(net: TinyNetwork, params, stats, cell, x: jax.Array, labels: j
         cts = jnp.broadcast_to(rows[:, None, :], (rows.shape[0], n, O))
         return _independent_ntk(net, params, stats, cell, x, labels, output_mode, cts, False)
 
-    return jnp.sum(jax.lax.map(chunk, classes.reshape(-1, c, O)), axis=0)
+    return jnp.sum(ntk.unrolled_map(chunk, classes.reshape(-1, c, O)), axis=0)

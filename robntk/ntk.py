@@ -48,6 +48,29 @@ HIGHEST = jax.lax.Precision.HIGHEST
 Fn = Callable[[Any, jax.Array], jax.Array]
 
 
+def unrolled_map(f: Callable, xs: Any) -> Any:
+    """``jax.lax.map(f, xs)`` as a Python loop in the trace: ``f`` applied to every slice of the
+    leading axis of the pytree ``xs``, outputs stacked on a new leading axis.
+
+    Used on the hot paths of the kernels (chunks of cotangents, stacked batches, attack radii)
+    instead of :func:`jax.lax.map`: XLA:CPU runs gradient convolutions inside a ``while`` loop
+    several times slower than the same ops outside one (measured on the 2-core CPU, jax 0.10.2:
+    8 gradients of a 6-conv stack 4.0 s in ``lax.map`` vs 0.69 s unrolled; the train-mode NTK of
+    arch 2581 at B=32 in chunks of 8, 130 s vs 14 s). The price is compile time, linear in the
+    number of slices, so keep the leading axis short.
+
+    Raises:
+        ValueError: ``xs`` has no leaves or leaves with different leading sizes.
+    """
+    leaves = jax.tree_util.tree_leaves(xs)
+    sizes = {leaf.shape[0] for leaf in leaves}
+    if len(sizes) != 1:
+        raise ValueError(f"unrolled_map needs leaves with one common leading size, got {sorted(sizes)}")
+    n = sizes.pop()
+    outs = [f(jax.tree_util.tree_map(lambda a, i=i: a[i], xs)) for i in range(n)]
+    return jax.tree_util.tree_map(lambda *o: jnp.stack(o), *outs)
+
+
 def check_output_mode(output_mode: str, labels=None) -> None:
     """Raise ValueError for an unknown output mode or missing labels in ``'label'`` mode."""
     if output_mode not in OUTPUT_MODES:

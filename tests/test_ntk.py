@@ -98,3 +98,13 @@ def test_bad_arguments(tiny):
         ntk.empirical_ntk(f, p, x, output_mode="label")
     with pytest.raises(ValueError, match="unknown implementation"):
         ntk.empirical_ntk(f, p, x, implementation="structured")
+
+
+def test_unrolled_map_equals_lax_map_and_checks_sizes():
+    xs = (jnp.arange(12.0).reshape(3, 4), jnp.arange(3))
+    f = lambda a: {"s": jnp.sum(a[0]) * a[1], "v": a[0] ** 2}
+    got, want = ntk.unrolled_map(f, xs), jax.lax.map(f, xs)
+    for k in ("s", "v"):
+        np.testing.assert_array_equal(got[k], want[k])
+    with pytest.raises(ValueError, match="common leading size"):
+        ntk.unrolled_map(f, (jnp.zeros((3, 4)), jnp.zeros(2)))

@@ -38,7 +38,11 @@ def test_config_validation():
                                   "robust_all_eps8_beta0.5"]
     assert cfg.digest() == scoring.ScoreConfig(C=2, N=1, batch_size=4, eps=(8 / 255,)).digest()
     assert cfg.digest() != scoring.ScoreConfig(C=2, N=1, batch_size=4, eps=(8 / 255,), seed=1).digest()
-    assert cfg.attack_mode == cfg.bn_mode and scoring.ScoreConfig(attack_bn_mode="train").attack_mode == "train"
+    assert cfg.attack_mode == cfg.bn_mode and scoring.ScoreConfig(attack_bn_mode="eval").attack_mode == "eval"
+    # the default protocol: batch-statistics BN for the kernel and the attack, with the reason in the sidecar
+    assert scoring.ScoreConfig().bn_mode == "train" and scoring.ScoreConfig().attack_mode == "train"
+    prov = scoring.provenance(cfg, "0" * 16)
+    assert prov["config"]["bn_mode"] == "train" and "TE-NAS" in prov["bn_mode_note"]
 
 
 def test_check_batch():
