@@ -120,15 +120,22 @@ def test_one_compile_for_all_archs(engine, cfg, tmp_path):
     assert side["config_digest"] == cfg.digest() and side["param_definition"].startswith("supernet")
 
 
-def test_train_mode_bn_engine_equals_fixed_cell_path(x64_module):
-    cfg = ScoreConfig(**dict(TINY, bn_mode="train"))
+def test_eval_mode_bn_engine_equals_fixed_cell_path_and_reruns_bit_identically(engine, cfg, x64_module):
+    """The default fixture is train-mode BN (the default protocol); eval mode here. A second
+    engine (a fresh compile) on the same config gives the same bits."""
+    assert cfg.bn_mode == "train" and engine.cfg.attack_mode == "train"
+    ecfg = ScoreConfig(**dict(TINY, bn_mode="eval"))
     x, y = tiny_batch()
-    eng = Engine(cfg)
-    assert eng.implementation == "layerwise"
-    eng.set_batch(x, y)
     i = 7777
-    row = eng.score_block([i], [ARCH_STRS[i]])[0]
-    _assert_rows_close(row, _row_for_dedicated(cfg, ARCH_STRS[i], x, y), 1e-6)
+    rows = []
+    for _ in range(2):
+        eng = Engine(ecfg)
+        assert eng.implementation == "layerwise"
+        eng.set_batch(x, y)
+        rows.append(eng.score_block([i], [ARCH_STRS[i]])[0])
+    _assert_rows_close(rows[0], _row_for_dedicated(ecfg, ARCH_STRS[i], x, y), 1e-6)
+    num = lambda r: {k: v for k, v in r.items() if isinstance(v, float) and "seconds" not in k and not k.endswith("_s")}
+    assert num(rows[0]) == num(rows[1]) and len(num(rows[0])) > 10
 
 
 def test_vmap_batching_equals_map(engine, cfg):

@@ -4,10 +4,12 @@ correlate every score with NAS-RobBench-201 (``analyse.py``).
 
 Sample: the first K of ``numpy.random.default_rng(0).permutation(SearchSpace.representatives)``
 (any prefix is a uniform random sample, so levels are compared on their common prefix). The
-base level is ``ScoreConfig(bn_mode='train', betas=(0, 0.1, …, 1))`` (batch-statistics BN, the
-reference practice of TE-NAS / NASLib / zero-cost-nas; the β grid costs only spectra); every
-other level changes one field. Nothing here is chosen by
-looking at benchmark accuracies.
+base level is the main job's default protocol (``robntk reproduce``: B=16, ε = 8/255, PGD-5,
+batch-statistics BN — the reference practice of TE-NAS / NASLib / zero-cost-nas) with the β grid
+0, 0.1, …, 1 (β only mixes blocks of the same Gram: no extra NTK); every other level changes
+one field. The full ``ScoreConfig()`` (B=32, two radii, PGD-10) costs ≈ 5× more per arch in
+train mode on a CPU (S·B² Jacobian work) and is left to a GPU. Nothing here is chosen by looking
+at benchmark accuracies.
 
 Usage (resumable: rerun the same command to continue; ``--minutes`` bounds this run)::
 
@@ -29,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from robntk.commands.reproduce import DEFAULTS as REPRODUCE_DEFAULTS  # noqa: E402
 from robntk.engine import EngineOptions, run_engine  # noqa: E402
 from robntk.scoring import ScoreConfig  # noqa: E402
 from robntk.searchspace import SearchSpace  # noqa: E402
@@ -36,19 +39,22 @@ from robntk.searchspace import SearchSpace  # noqa: E402
 OUT = Path(__file__).resolve().parent
 #: β ∈ {0, 0.1, …, 1} for the mixed-kernel claim (β only mixes blocks of the same Gram: no extra NTK).
 BETAS = tuple(round(0.1 * k, 1) for k in range(11))
-BASE = ScoreConfig(bn_mode="train", betas=BETAS)
+BASE = dataclasses.replace(REPRODUCE_DEFAULTS, bn_mode="train", betas=BETAS)
 #: level name → (overrides of BASE, sample size). One factor at a time; the BN-mode pair gets 200.
+#: The trace read-out has B·O = 160 coupled cotangents per batch: chunked to bound memory.
 LEVELS: dict[str, tuple[dict, int]] = {
     "base": ({}, 200),
     "bn_eval": ({"bn_mode": "eval"}, 200),
-    "batch16": ({"batch_size": 16}, 100),
-    "batch64": ({"batch_size": 64}, 100),
+    "batch32": ({"batch_size": 32}, 100),
+    "batch64": ({"batch_size": 64, "chunk_size": 16}, 100),
     "readout_label": ({"output_mode": "label"}, 100),
-    "readout_trace": ({"output_mode": "trace"}, 100),
+    "readout_trace": ({"output_mode": "trace", "chunk_size": 16}, 100),
     "init_kaiming": ({"init_scheme": "kaiming"}, 100),
     "seed1": ({"seed": 1}, 100),
     "seed2": ({"seed": 2}, 100),
     "steps1": ({"pgd_steps": 1}, 100),
+    "steps10": ({"pgd_steps": 10}, 100),
+    "eps3": ({"eps": (3 / 255,)}, 100),
 }
 
 
