@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("robntk.commands.merge", "merge shard result stores of `score --shard K/N`"),
     "report": ("robntk.commands.report", "the benchmark's own analyses (NAS-RobBench-201 §3): figures + CSVs"),
     "search": ("robntk.commands.search", "NAS on the benchmark: random, evolution, local, training-free search"),
+    "proxies": ("robntk.commands.proxies", "zero-cost proxies (NASLib definitions) of NB201 archs"),
     "combine": ("robntk.commands.combine", "combine training-free scores (zero-shot rank votes and learned)"),
     "robnets": ("robntk.commands.robnets", "RobNets: architectures, attacks, findings on NB201, one-shot search"),
     "train": ("robntk.commands.train", "adversarially train an NB201 arch as NAS-RobBench-201 did"),

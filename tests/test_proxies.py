@@ -365,3 +365,33 @@ def test_new_proxies_nan_for_disconnected_cells(setup):
     assert not bool(jax.jit(P.connected)(jnp.asarray(op_ids(DISC))))
     with pytest.raises(ValueError, match="allowed: .*zen.*croze"):
         P.check_proxy_names(["zen", "zen_nas"])
+
+
+def test_proxies_command_writes_table_with_nan_flags(data_dir, tmp_path):
+    """``robntk proxies`` on a connected and a disconnected cell: params equal the exact count,
+    nwot equals a direct call on the same network and batch, the disconnected cell is NaN and
+    flagged; unknown names list the allowed ones."""
+    import json
+
+    import pandas as pd
+
+    from robntk.cli import main
+    from robntk.scoring import ScoreConfig, load_batch
+
+    out = tmp_path / "p.csv"
+    argv = ["proxies", "--data-dir", str(data_dir), "--arch", "2581", "--arch", "10", "--C", "4", "--N", "1",
+            "--batch-size", "8", "--proxies", "params", "nwot", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    df = pd.read_csv(out).set_index("nb201_index")
+    side = json.loads(out.with_name(out.name + ".json").read_text())
+    assert side["config"]["batch_size"] == 8 and side["proxies"] == ["params", "nwot"]
+    net = TinyNetwork.for_dataset("cifar10", 4, 1)
+    from robntk.searchspace import SearchSpace
+
+    space = SearchSpace.load(data_dir)
+    assert df.loc[2581, "params"] == pytest.approx(float(P.param_count(net, space.ops(2581))) / 1e6, rel=1e-6)  # float32 proxy value
+    x, y, _ = load_batch(ScoreConfig(batch_size=8, C=4, N=1), data_dir)
+    v = net.init(jax.random.PRNGKey(0))
+    assert df.loc[2581, "nwot"] == pytest.approx(float(P.nwot(net, v, space.arch_str(2581), x, y)), rel=1e-5)
+    assert np.isnan(df.loc[10, "nwot"]) and bool(df.loc[10, "nwot_undefined"]) and not df.loc[2581, "nwot_undefined"]
+    assert main(argv[:-4] + ["--proxies", "nope", "--out", str(out)]) == 2
