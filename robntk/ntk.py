@@ -56,8 +56,9 @@ def unrolled_map(f: Callable, xs: Any) -> Any:
     instead of :func:`jax.lax.map`: XLA:CPU runs gradient convolutions inside a ``while`` loop
     several times slower than the same ops outside one (measured on the 2-core CPU, jax 0.10.2:
     8 gradients of a 6-conv stack 4.0 s in ``lax.map`` vs 0.69 s unrolled; the train-mode NTK of
-    arch 2581 at B=32 in chunks of 8, 130 s vs 14 s). The price is compile time, linear in the
-    number of slices, so keep the leading axis short.
+    arch 2581 at B=32 in chunks of 8, 130 s vs 14 s). The price is compile time, which grows at
+    least linearly with the number of slices, so keep the leading axis short (prefer
+    :func:`jax.vmap` where memory allows).
 
     Raises:
         ValueError: ``xs`` has no leaves or leaves with different leading sizes.
