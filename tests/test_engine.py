@@ -30,7 +30,8 @@ from robntk.searchspace import all_archs_lexicographic, format_arch_str
 from robntk.store import ResultStore, StoreConflictError, StoreError, StoreMismatchError, merge_stores, rows_equal
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(batch_size=4, C=2, N=1, pgd_steps=1, eps=(8 / 255,), betas=(0.5,), dtype="float64")
+#: the fast fixture is eval-mode BN (independent rows); the default protocol (train mode) has its own tests
+TINY = dict(batch_size=4, C=2, N=1, pgd_steps=1, eps=(8 / 255,), betas=(0.5,), dtype="float64", bn_mode="eval")
 #: lexicographic positions used as "indices" (no data files needed); 0 = all-none (disconnected)
 INDICES = [0, 1234, 2500, 7777, 9000, 11111, 15624, 3906, 4321, 600]
 LEX = all_archs_lexicographic()
@@ -120,22 +121,27 @@ def test_one_compile_for_all_archs(engine, cfg, tmp_path):
     assert side["config_digest"] == cfg.digest() and side["param_definition"].startswith("supernet")
 
 
-def test_eval_mode_bn_engine_equals_fixed_cell_path_and_reruns_bit_identically(engine, cfg, x64_module):
-    """The default fixture is train-mode BN (the default protocol); eval mode here. A second
-    engine (a fresh compile) on the same config gives the same bits."""
-    assert cfg.bn_mode == "train" and engine.cfg.attack_mode == "train"
-    ecfg = ScoreConfig(**dict(TINY, bn_mode="eval"))
+def test_train_mode_bn_engine_equals_fixed_cell_path(x64_module):
+    """The default protocol: batch-statistics BN for the kernel and the attack."""
+    cfg = ScoreConfig(**{k: v for k, v in TINY.items() if k != "bn_mode"})
+    assert cfg.bn_mode == "train" and cfg.attack_mode == "train"
     x, y = tiny_batch()
+    eng = Engine(cfg)
+    assert eng.implementation == "layerwise"
+    eng.set_batch(x, y)
     i = 7777
-    rows = []
-    for _ in range(2):
-        eng = Engine(ecfg)
-        assert eng.implementation == "layerwise"
-        eng.set_batch(x, y)
-        rows.append(eng.score_block([i], [ARCH_STRS[i]])[0])
-    _assert_rows_close(rows[0], _row_for_dedicated(ecfg, ARCH_STRS[i], x, y), 1e-6)
-    num = lambda r: {k: v for k, v in r.items() if isinstance(v, float) and "seconds" not in k and not k.endswith("_s")}
-    assert num(rows[0]) == num(rows[1]) and len(num(rows[0])) > 10
+    row = eng.score_block([i], [ARCH_STRS[i]])[0]
+    _assert_rows_close(row, _row_for_dedicated(cfg, ARCH_STRS[i], x, y), 1e-6)
+
+
+def test_fresh_compile_reruns_bit_identically(engine, cfg):
+    """A second engine (a new compile) on the same config and batch gives the same bits."""
+    i = 7777
+    eng = Engine(cfg, EngineOptions(implementation="layerwise"))
+    eng.set_batch(*tiny_batch())
+    a, b = (e.score_block([i], [ARCH_STRS[i]])[0] for e in (engine, eng))
+    num = lambda r: {k: v for k, v in r.items() if isinstance(v, float) and not k.endswith("_s")}
+    assert num(a) == num(b) and len(num(a)) > 10
 
 
 def test_vmap_batching_equals_map(engine, cfg):

@@ -5,7 +5,8 @@ Usage::
 
     python experiments/protocol/analyse.py --data-dir ../shared/data
 
-Reads ``scores_<level>.csv``; writes ``tau_by_level.csv``, ``claims.csv``, ``stability.csv``,
+Reads ``scores_<level>.csv``; writes ``tau_by_level.csv``, ``claims.csv``, ``bn_mode_paired.csv``,
+``stability.csv``,
 ``tau_by_level.png``, ``tau_vs_beta.png`` and ``summary.md`` (every number with its n).
 """
 
@@ -98,6 +99,23 @@ def main(argv=None) -> int:
         for c in claims:
             lines.append(f"| {c['a']} | {c['b']} | {c['metric']} | {c['tau_a']:+.3f} | {c['tau_b']:+.3f} | "
                          f"{c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['verdict']} |")
+    # BN mode: train (base) vs eval on the same archs, paired bootstrap
+    if base is not None and "bn_eval" in levels:
+        m = base.merge(levels["bn_eval"], on="nb201_index", suffixes=("_train", "_eval"))
+        accm = {mt: bench.values(m["nb201_index"].to_numpy(), "cifar10", mt) for mt in (CLEAN_METRIC, PGD8_METRIC)}
+        bn_rows = []
+        for c in KEY[:5]:
+            for mt, acc_m in accm.items():
+                d, lo, hi = paired_tau_difference(m[c + "_train"], m[c + "_eval"], acc_m, n_boot=1000, seed=0)
+                bn_rows.append(dict(score=c, metric=mt, n=len(m), tau_train=kendall_tau(m[c + "_train"], acc_m),
+                                    tau_eval=kendall_tau(m[c + "_eval"], acc_m), diff=d, ci_low=lo, ci_high=hi))
+        write_table(pd.DataFrame(bn_rows), HERE / "bn_mode_paired.csv", {"levels": ["base", "bn_eval"], "n_boot": 1000},
+                    float_format="%.4f")
+        lines += ["", f"BN mode, paired on the same {len(m)} archs (C10; τ(train) − τ(eval), 95% paired CI):", "",
+                  "| score | metric | τ train | τ eval | diff [CI] |", "|---|---|---|---|---|"]
+        for r in bn_rows:
+            lines.append(f"| {r['score']} | {r['metric']} | {r['tau_train']:+.3f} | {r['tau_eval']:+.3f} | "
+                         f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |")
     # stability: τ between init seeds on common archs
     seeds = [n for n in ("base", "seed1", "seed2") if n in levels]
     stab = []
