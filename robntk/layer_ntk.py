@@ -24,8 +24,9 @@ Two regimes (``train``):
   (chunked to ``chunk_size`` cotangents, a Python loop over chunks:
   :func:`robntk.ntk.unrolled_map`), each layer's gradient summed over the batch. This is
   inherently O(B²·[FP]) against O(B·[FP]) with independent rows. The δ at a conv output
-  includes the path through the batch mean and variance (it is the cotangent of the pre-BN tap), so the result is the exact NTK of the
-  function a PyTorch model in ``train()`` mode computes (TE-NAS's ``get_ntk_n`` with
+  includes the path through the batch mean and variance (it is the cotangent of the pre-BN
+  tap), so the result is the exact NTK of the function a PyTorch model in ``train()`` mode
+  computes (TE-NAS's ``get_ntk_n`` with
   ``train_mode=True``).
 
 Cells: for a cell given as data each edge's gradients are computed inside a ``lax.switch`` on
