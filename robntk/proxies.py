@@ -33,7 +33,11 @@ Proxies for Lightweight NAS", ICLR 2021); NAS-Bench-Suite-Zero (Krishnakumar et 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +48,7 @@ from . import attacks, layer_ntk
 from .network import (BN_EPS, BN_MOMENTUM, CONV1, CONV3, NONE, POOL, TinyNetwork, batch_norm, check_op_ids, conv,
                       normalize, op_ids)
 from .searchspace import EDGES, NUM_EDGES, is_connected
+from .store import KEY, ResultStore
 
 Proxy = Callable[..., jax.Array]
 
@@ -864,39 +869,84 @@ def check_proxy_names(names: Sequence[str]) -> list[str]:
 
 def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetwork, variables,
                 x: jax.Array, y: jax.Array, space, key: jax.Array | None = None,
-                progress: bool = True) -> pd.DataFrame:
-    """Several proxies for many archs, one compile per proxy (the cell as data).
+                progress: bool = True, store=None, store_config: Mapping | None = None,
+                time_budget_s: float | None = None, flush_s: float = 30.0) -> pd.DataFrame:
+    """Several proxies for many archs, one compile per proxy (the cell as data), optionally
+    resumable through :class:`robntk.store.ResultStore`.
+
+    Archs are visited in the given order and every proxy of an arch is computed before the next
+    arch, so a run cut short leaves complete rows.
 
     Args:
         names: proxy names (:data:`PROXIES`). arch_indices: NB201 indices. net, variables: the
             network and its full-tree variables. x (B, H, W, 3) in [0, 1], y (B,) int: the batch
             (the same for all archs). space: :class:`robntk.searchspace.SearchSpace`.
         key: PRNG key passed to every proxy (default PRNGKey(0)). progress: show tqdm.
+        store: directory of a resumable store, one sub-store per proxy (``STORE/<name>``, keyed
+            by the proxy name and ``store_config``): values already stored are read, not
+            recomputed; new ones are appended (atomically) every ``flush_s`` seconds and at the
+            end, so a killed run loses at most ``flush_s`` seconds. None: nothing on disk.
+        store_config: JSON-able dict of everything besides the name that determines a value
+            (network, init seed, batch digest, key); required with ``store``.
+        time_budget_s: start no new arch after this many seconds (None: no limit).
 
     Returns:
-        DataFrame indexed by ``nb201_index`` with ``arch_str``, one float64 column per proxy,
-        and ``{name}_undefined`` (bool): True where the value is not finite or the cell has no
-        input→output path (for those the value is NaN, never a silent number).
+        DataFrame indexed by ``nb201_index`` (the archs with every proxy computed, in the given
+        order) with ``arch_str``, one float64 column per proxy, and ``{name}_undefined`` (bool):
+        True where the value is not finite or the cell has no input→output path (for those the
+        value is NaN, never a silent number).
 
     Raises:
-        ValueError: unknown proxy names (lists the allowed ones), bad indices.
+        ValueError: unknown proxy names (lists the allowed ones), bad indices, ``store`` without
+            ``store_config``. robntk.store.StoreMismatchError: ``store`` holds another config.
     """
     from tqdm.auto import tqdm
 
     names = check_proxy_names(names)
-    idx = [space.check_index(int(i)) for i in arch_indices]
+    idx = list(dict.fromkeys(space.check_index(int(i)) for i in arch_indices))
     key = jax.random.PRNGKey(0) if key is None else key
-    ids = check_op_ids(np.stack([op_ids(space.ops(i)) for i in idx]))
-    connected = np.array([is_connected(space.ops(i)) for i in idx])
-    out = pd.DataFrame(index=pd.Index(idx, name="nb201_index"))
-    out["arch_str"] = [space.arch_str(i) for i in idx]
+    stores: dict[str, ResultStore] = {}
+    have: dict[str, dict[int, dict]] = {n: {} for n in names}
+    if store is not None:
+        if store_config is None:
+            raise ValueError("proxy_table(store=...) needs store_config (what determines the values)")
+        for n in names:
+            cfg = {"proxy": n, **dict(store_config)}
+            k = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            stores[n] = ResultStore.open(Path(store) / n, k, {"config": cfg})
+            have[n] = stores[n].read().rows
+    todo = [i for i in idx if any(i not in have[n] for n in names)]
+    fns = {n: jax.jit(lambda v, c, xx, yy, kk, fn=PROXIES[n]: fn(net, v, c, xx, yy, kk)) for n in names}
+    pending: dict[str, list[dict]] = {n: [] for n in names}
+
+    def flush():
+        for n, rows in pending.items():
+            if rows and n in stores:
+                stores[n].append(rows)
+            rows.clear()
+
+    start = last = time.time()
+    for i in tqdm(todo, desc="proxies", unit="arch", disable=not progress):
+        if time_budget_s is not None and time.time() - start > time_budget_s:
+            break
+        c = jnp.asarray(check_op_ids(op_ids(space.ops(i))))
+        for n in names:
+            if i not in have[n]:
+                t0 = time.time()
+                row = {KEY: i, n: float(fns[n](variables, c, x, y, key)), f"{n}_s": time.time() - t0}
+                have[n][i] = row
+                pending[n].append(row)
+        if time.time() - last > flush_s:
+            flush()
+            last = time.time()
+    flush()
+    done = [i for i in idx if all(i in have[n] for n in names)]
+    out = pd.DataFrame(index=pd.Index(done, name="nb201_index"))
+    out["arch_str"] = [space.arch_str(i) for i in done]
+    connected = np.array([is_connected(space.ops(i)) for i in done], bool)
     for n in names:
-        fn = PROXIES[n]
-        f = jax.jit(lambda v, c, xx, yy, kk, fn=fn: fn(net, v, c, xx, yy, kk))
-        vals = np.empty(len(idx))
-        for j in tqdm(range(len(idx)), desc=n, disable=not progress):
-            vals[j] = float(f(variables, jnp.asarray(ids[j]), x, y, key))
-        bad = ~np.isfinite(vals) | (~connected if n not in CLOSED_FORM else np.zeros(len(idx), bool))
+        vals = np.array([have[n][i][n] for i in done], np.float64)
+        bad = ~np.isfinite(vals) | (~connected if n not in CLOSED_FORM else np.zeros(len(done), bool))
         vals[bad] = np.nan
         out[n] = vals
         out[f"{n}_undefined"] = bad

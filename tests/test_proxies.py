@@ -395,3 +395,22 @@ def test_proxies_command_writes_table_with_nan_flags(data_dir, tmp_path):
     assert df.loc[2581, "nwot"] == pytest.approx(float(P.nwot(net, v, space.arch_str(2581), x, y)), rel=1e-5)
     assert np.isnan(df.loc[10, "nwot"]) and bool(df.loc[10, "nwot_undefined"]) and not df.loc[2581, "nwot_undefined"]
     assert main(argv[:-4] + ["--proxies", "nope", "--out", str(out)]) == 2
+    # resumable: a rerun with one more proxy reads nwot from the store (no new chunk) and adds flops
+    from robntk.store import ResultStore, StoreMismatchError
+
+    nwot_store = ResultStore.open(tmp_path / "p.csv.store" / "nwot", create=False)
+    chunks = nwot_store.chunk_files()
+    assert len(chunks) == 1 and nwot_store.done() == {2581, 10}
+    i = argv.index("nwot")
+    assert main(argv[:i + 1] + ["flops"] + argv[i + 1:]) == 0
+    assert nwot_store.chunk_files() == chunks
+    df2 = pd.read_csv(out).set_index("nb201_index")
+    assert df2.loc[2581, "nwot"] == df.loc[2581, "nwot"] and df2.loc[2581, "flops"] > 0
+    # a time budget of 0 starts no arch: nothing computed, nothing stored, an empty table
+    out0 = tmp_path / "q.csv"
+    assert main(argv[:-2] + [str(out0), "--minutes", "0", "--no-progress"]) == 0
+    assert len(pd.read_csv(out0)) == 0 and ResultStore.open(tmp_path / "q.csv.store" / "nwot").done() == set()
+    # the same store under another configuration (batch size) is refused
+    with pytest.raises(StoreMismatchError):
+        P.proxy_table(["nwot"], [2581], net, v, x[:4], y[:4], space, store=tmp_path / "p.csv.store",
+                      store_config={"batch_size": 4}, progress=False)

@@ -6,6 +6,11 @@ Writes ``--out`` (CSV/TSV/parquet: ``nb201_index``, ``arch_str``, one column per
 its JSON sidecar (configuration, batch hash, BN mode, versions). Same batch definition and
 "init seed s" as ``robntk score``; the network runs with batch-statistics BN, as NASLib's
 ``find_measures`` does (``synflow`` is BN-free by definition).
+
+Resumable: values go to the store ``--store`` (default ``OUT.store``, one sub-store per proxy,
+keyed by the configuration and the batch digest) as they are computed; rerunning the same
+command skips what is stored, ``--minutes`` bounds one run, and adding a proxy to ``--proxies``
+later computes only that proxy. The table holds the archs with every requested proxy.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--C", type=int, default=16, help="TinyNetwork width (NB201: 16)")
     p.add_argument("--N", type=int, default=5, help="cells per stage (NB201: 5)")
     p.add_argument("--out", required=True, help="output .csv/.tsv/.parquet (configuration in OUT.json)")
+    p.add_argument("--store", default=None, help="resumable store directory (default: OUT.store)")
+    p.add_argument("--minutes", type=float, default=None, help="start no new arch after this many minutes "
+                   "(rerun to continue)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -53,17 +61,22 @@ def run(args: argparse.Namespace) -> int:
     x, y, digest = load_batch(cfg, args.data_dir)
     net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N, cfg.init_scheme)
     variables = net.init(jax.random.PRNGKey(cfg.seed))
-    table = P.proxy_table(names, indices, net, variables, x, y, space, key=jax.random.PRNGKey(cfg.seed + 1),
-                          progress=not args.no_progress)
-    meta = provenance(cfg, digest, {"job": "proxies", "proxies": names, "proxy_key": f"PRNGKey({cfg.seed + 1})",
-                                    "n_archs": len(indices)})
     # only the fields that define this computation (the NTK fields of ScoreConfig do not apply)
-    meta["config"] = {k: meta["config"][k] for k in ("dataset", "batch_size", "seed", "C", "N", "init_scheme",
-                                                     "dtype", "data_split")}
-    meta["config"]["bn_mode"] = "train (batch statistics; synflow BN-free)"
+    config = {k: getattr(cfg, k) for k in ("dataset", "batch_size", "seed", "C", "N", "init_scheme", "dtype",
+                                           "data_split")}
+    config.update(bn_mode="train (batch statistics; synflow BN-free)", proxy_key=f"PRNGKey({cfg.seed + 1})",
+                  batch_sha256_16=digest)
+    store = args.store or f"{out}.store"
+    table = P.proxy_table(names, indices, net, variables, x, y, space, key=jax.random.PRNGKey(cfg.seed + 1),
+                          progress=not args.no_progress, store=store, store_config=config,
+                          time_budget_s=None if args.minutes is None else 60 * args.minutes)
+    meta = provenance(cfg, digest, {"job": "proxies", "proxies": names, "n_archs": len(table),
+                                    "n_selected": len(indices), "store": str(store)})
+    meta["config"] = config
     for k in ("config_digest", "bn_mode_note"):
         meta.pop(k, None)
     write_table(table.reset_index(), out, meta)
     print(table.drop(columns=["arch_str"]).describe().T[["count", "mean", "min", "max"]].to_string())
-    print(f"wrote {out} ({len(table)} archs, {len(names)} proxies)")
+    left = len(set(indices)) - len(table)
+    print(f"wrote {out} ({len(table)} archs, {len(names)} proxies)" + (f"; {left} left: rerun to continue" if left else ""))
     return 0
