@@ -24,7 +24,7 @@ and seed give the same row whichever selection it is scored in. Pieces:
 
 Initialisation. "Seed s" is ``TinyNetwork.init(PRNGKey(s))`` (:mod:`robntk.network`; an arch's
 weights are the sub-tree :meth:`~robntk.network.TinyNetwork.extract`); the attack key is
-``PRNGKey(s + 1)``.
+``PRNGKey(a + 1)`` with a = ``cfg.attack_key_seed`` (the attack seed, default s).
 
 SLURM job arrays: ``experiments/slurm/`` (``--shard K/N`` per task, then ``robntk merge``).
 A pre-empted or killed task is simply resubmitted: it resumes from its store.
@@ -169,7 +169,7 @@ class Engine:
         self.dtype = cfg.jax_dtype()
         self.net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N, cfg.init_scheme)
         self.variables = self.net.init(jax.random.PRNGKey(cfg.seed), self.dtype)
-        self.key = jax.random.PRNGKey(cfg.seed + 1)
+        self.key = jax.random.PRNGKey(cfg.attack_key_seed + 1)
         # the engine's function is always a NetworkFn, so 'auto' resolves to 'layerwise'
         self.implementation = "layerwise" if options.implementation == "auto" else options.implementation
         platform = self.devices[0].platform

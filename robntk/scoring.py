@@ -9,7 +9,7 @@ written next to the scores in the store header and the table sidecar):
 2. A fixed, class-balanced batch X of B training images in [0, 1] (same for every arch).
 3. For each ε: X̃ = PGD-``pgd_steps`` (L∞, random start, step 2.5·ε/steps, cross-entropy on the
    true labels) at initialisation, and X̃̃ = PGD again from X̃ in the ε-ball around X̃; attack
-   key ``PRNGKey(seed + 1)``.
+   key ``PRNGKey(attack_seed + 1)`` (``attack_seed`` defaults to ``seed``).
 4. One Gram matrix of the Jacobians of the read-out (``output_mode``) at the stacked batches
    (:func:`robntk.kernels.stacked_gram`); every kernel of :mod:`robntk.kernels` is a block or
    a β-mix of blocks.
@@ -56,8 +56,12 @@ class ScoreConfig:
     Attributes:
         dataset: batch source and normalisation: ``'cifar10'`` | ``'cifar100'`` | ``'ImageNet16-120'``.
         batch_size: B, images in the fixed batch.
-        seed: "init seed s" of the network, and the seed of the batch choice and the attacks
-            (attack key ``PRNGKey(seed + 1)``).
+        seed: "init seed s" of the network, and the seed of the batch choice and (unless
+            ``attack_seed`` is set) of the attacks.
+        attack_seed: seed of the PGD random starts, attack key ``PRNGKey(attack_seed + 1)``;
+            None (default) = ``seed`` (an attack seed equal to ``seed`` is stored as None). Set, it
+            changes only the attacks (same weights, same batch).
+            Left out of :meth:`as_dict` when None, so configurations without it keep their digest.
         eps: attack radii in [0, 1] pixel units (L∞); strings like ``'8/255'`` are parsed.
         betas: β values of the mixed kernels K_all(β), K̃_all(β), in [0, 1].
         pgd_steps: PGD iterations at initialisation; step size ``2.5·ε/steps``.
@@ -81,6 +85,8 @@ class ScoreConfig:
     dataset: str = field(default="cifar10", metadata=_flag("batch source / normalisation", choices=tuple(NUM_CLASSES)))
     batch_size: int = field(default=32, metadata=_flag("images in the fixed batch (B)"))
     seed: int = field(default=0, metadata=_flag("init seed of the network; also batch and attack seed"))
+    attack_seed: int | None = field(default=None, metadata=_flag("attack seed (default: --seed): same weights "
+                                                                 "and batch, other PGD random starts"))
     eps: tuple[float, ...] = field(default=(3 / 255, 8 / 255),
                                    metadata=_flag("attack radii in [0, 1] pixel units, e.g. 8/255", parse=parse_eps))
     betas: tuple[float, ...] = field(default=(0.5,), metadata=_flag("β of the mixed kernels", flag="--beta",
@@ -104,6 +110,8 @@ class ScoreConfig:
     def __post_init__(self):
         object.__setattr__(self, "eps", tuple(parse_eps(e) for e in _as_tuple(self.eps, "eps")))
         object.__setattr__(self, "betas", tuple(kernels.check_beta(b) for b in _as_tuple(self.betas, "betas")))
+        if self.attack_seed is not None and self.attack_seed == self.seed:
+            object.__setattr__(self, "attack_seed", None)  # the default: one config, one digest
         self.validate()
 
     def validate(self) -> None:
@@ -111,6 +119,9 @@ class ScoreConfig:
         if self.dataset not in NUM_CLASSES:
             raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(NUM_CLASSES)}")
         check_config(self.C, self.N, NUM_CLASSES[self.dataset], self.dataset, self.init_scheme)
+        if self.attack_seed is not None and (not isinstance(self.attack_seed, int) or isinstance(self.attack_seed, bool)
+                                             or self.attack_seed < 0):
+            raise ValueError(f"attack_seed must be None or an integer >= 0, got {self.attack_seed!r}")
         for name, lo in (("batch_size", 2), ("pgd_steps", 1), ("seed", 0)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -140,8 +151,15 @@ class ScoreConfig:
         """The BN mode the attack differentiates (``attack_bn_mode`` or ``bn_mode``)."""
         return self.attack_bn_mode or self.bn_mode
 
+    @property
+    def attack_key_seed(self) -> int:
+        """The seed of the attack key: ``PRNGKey(attack_key_seed + 1)``."""
+        return self.seed if self.attack_seed is None else self.attack_seed
+
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if self.attack_seed is None:
+            del d["attack_seed"]
         d["eps"], d["betas"] = list(self.eps), list(self.betas)
         d["eps_255"] = [eps_255(e) for e in self.eps]
         return d

@@ -1,6 +1,7 @@
 """``robntk score`` end to end on real CIFAR-10 with a tiny network: one driver, so the same arch
 and seed give the same row alone or inside a larger selection; resume and export; bad input."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -41,6 +42,12 @@ def test_config_validation():
     assert cfg.attack_mode == cfg.bn_mode and scoring.ScoreConfig(attack_bn_mode="eval").attack_mode == "eval"
     # the default protocol: batch-statistics BN for the kernel and the attack, with the reason in the sidecar
     assert scoring.ScoreConfig().bn_mode == "train" and scoring.ScoreConfig().attack_mode == "train"
+    # the attack seed: unset (or equal to seed) keeps the config and digest of before it existed
+    assert "attack_seed" not in cfg.as_dict() and scoring.ScoreConfig(seed=2, attack_seed=2).attack_seed is None
+    other = dataclasses.replace(cfg, attack_seed=1)
+    assert other.digest() != cfg.digest() and other.attack_key_seed == 1 and cfg.attack_key_seed == 0
+    with pytest.raises(ValueError, match="attack_seed must be None or an integer >= 0"):
+        scoring.ScoreConfig(attack_seed=-1)
     prov = scoring.provenance(cfg, "0" * 16)
     assert prov["config"]["bn_mode"] == "train" and "TE-NAS" in prov["bn_mode_note"]
 
@@ -82,6 +89,26 @@ def test_one_driver_same_row_alone_or_in_a_selection(tmp_path, data_dir, capsys)
     # a different configuration on the same store is refused
     assert cli.main([*base, "--seed", "3", "--arch", "10", "--out", str(b)]) == 2
     assert "configuration" in capsys.readouterr().err
+
+
+def test_several_draws_aggregate(tmp_path, data_dir):
+    """``--attack-seeds 0 1``: two engine runs (same weights and batch, other PGD starts) and their
+    aggregate: the clean kernel is the same in both draws, the robust one is not, and the
+    aggregate is the geometric mean of the draws' spectra."""
+    out = tmp_path / "s.csv"
+    assert cli.main(["score", "--data-dir", str(data_dir), *TINY, "--arch", "2581", "--arch", "10",
+                     "--attack-seeds", "0", "1", "--out", str(out)]) == 0
+    agg = pd.read_csv(out).set_index("nb201_index")
+    d0, d1 = (pd.read_csv(tmp_path / f"s.s0_a{a}.csv").set_index("nb201_index") for a in (0, 1))
+    assert sorted(agg.index) == [10, 2581] and (agg["n_draws"] == 2).all()
+    assert d0.loc[2581, "lambda_min_clean"] == d1.loc[2581, "lambda_min_clean"]
+    assert agg.loc[2581, "lambda_min_clean"] == pytest.approx(d0.loc[2581, "lambda_min_clean"], rel=1e-12)
+    r0, r1 = d0.loc[2581, "lambda_min_robust_eps8"], d1.loc[2581, "lambda_min_robust_eps8"]
+    assert r0 != r1 and agg.loc[2581, "lambda_min_robust_eps8"] == pytest.approx(np.sqrt(r0 * r1), rel=1e-12)
+    assert agg.loc[2581, "logdet_clean"] == pytest.approx(d0.loc[2581, "logdet_clean"], rel=1e-12)
+    assert agg.loc[10, "degenerate"] and np.isnan(agg.loc[10, "lambda_min_clean"])  # λ_min = 0: no geometric mean
+    side = json.loads(tables.sidecar_path(out).read_text())
+    assert [d["attack_seed"] for d in side["draws"]] == [0, 1] and side["draws"][1]["config"]["attack_seed"] == 1
 
 
 @pytest.mark.parametrize("argv, msg", [

@@ -1,0 +1,170 @@
+"""Zero-cost proxies computed by robntk (issue 11): all representatives for the cheap ones, a
+fixed sample for the rest, the agreement with NAS-Bench-Suite-Zero's NASLib values, the τ table
+vs every NAS-RobBench-201 metric (NASLib values as a peer row on the same archs), a heatmap, and
+zero-shot / tuned combinations of the robntk proxies.
+
+Usage (resumable: rerun the same command to continue; ``--minutes`` bounds the computing part,
+the analysis then runs on what is stored)::
+
+    python experiments/proxies/run_proxies.py --data-dir ../shared/data --minutes 60
+    python experiments/proxies/run_proxies.py --data-dir ../shared/data --analyse-only
+
+Stages (one store, ``proxies.store``, one sub-store per proxy, shared by the stages):
+
+* ``all``: :data:`ALL_PROXIES` for all 6,466 representatives (``robntk proxies --all``);
+* ``sample``: :data:`SAMPLE_PROXIES` (NASLib's set) for the first ``SAMPLE_N`` of a
+  ``default_rng(0)`` permutation of the representatives that NASLib scored *as that same cell*
+  (so the agreement compares values of one cell, not of two isomorphs);
+* ``grasp``: ``grasp`` on the same sample (a Hessian-vector product: ≈ 3 backward passes).
+
+Configuration: ``robntk proxies`` defaults (CIFAR-10 training images, batch 64, init seed 0,
+C=16, N=5, batch-statistics BN). Nothing is chosen by looking at benchmark accuracies except the
+rows marked ``learned`` (fitted on the PGD-8 accuracy of a seeded random half, τ on the other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from robntk import combine as K  # noqa: E402
+from robntk.benchmark import RobBench  # noqa: E402
+from robntk.cli import main as robntk_main  # noqa: E402
+from robntk.correlation import correlation_table, kendall_tau, spearman_rho  # noqa: E402
+from robntk.figures import tau_heatmap  # noqa: E402
+from robntk.paths import atomic_write  # noqa: E402
+from robntk.searchspace import SearchSpace  # noqa: E402
+from robntk.suite_zero import load_suite_zero  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+STORE = HERE / "proxies.store"
+ALL_PROXIES = ("params", "flops", "synflow", "nwot")
+SAMPLE_PROXIES = ("params", "flops", "synflow", "nwot", "jacov", "snip", "grad_norm", "fisher")
+SAMPLE_N = 500
+STAGES = {"all": ("proxies_all.csv", ALL_PROXIES), "sample": ("proxies_sample.csv", SAMPLE_PROXIES),
+          "grasp": ("proxies_grasp.csv", ("grasp",))}
+N_BOOT = 1000
+ZERO_SHOT = ["mean_rank(params,flops,synflow,nwot)", "vote(params,flops,synflow,nwot)",
+             "mean_rank(synflow,jacov,snip)", "vote(synflow,jacov,snip)", "mean_rank(params,nwot)"]
+
+
+def sample_file(space: SearchSpace, data_dir) -> Path:
+    """Write ``sample_archs.txt``: the first SAMPLE_N representatives NASLib scored as that cell."""
+    scored = set(load_suite_zero("cifar10", data_dir).index)
+    reps = np.asarray([r for r in space.representatives if r in scored])
+    chosen = np.random.default_rng(0).permutation(reps)[:SAMPLE_N]
+    path = HERE / "sample_archs.txt"
+    with atomic_write(path) as fh:
+        fh.write("# first 500 of default_rng(0).permutation(representatives NASLib scored as that cell)\n")
+        fh.write("".join(f"{int(i)}\n" for i in chosen))
+    return path
+
+
+def compute(data_dir, minutes: float, stages) -> None:
+    space = SearchSpace.load(data_dir)
+    archs = sample_file(space, data_dir)
+    deadline = time.time() + 60 * minutes
+    for stage in stages:
+        left = (deadline - time.time()) / 60
+        if left <= 0:
+            break
+        out, names = STAGES[stage]
+        sel = ["--all"] if stage == "all" else ["--archs-file", str(archs)]
+        argv = ["proxies", *sel, "--proxies", *names, "--out", str(HERE / out), "--store", str(STORE),
+                "--minutes", f"{left:.3f}"]
+        if data_dir:
+            argv[1:1] = ["--data-dir", str(data_dir)]
+        t0 = time.time()
+        rc = robntk_main(argv)
+        print(f"stage {stage}: rc {rc}, {time.time() - t0:.0f} s", flush=True)
+
+
+def _read(name: str) -> pd.DataFrame | None:
+    p = HERE / name
+    return pd.read_csv(p).set_index("nb201_index") if p.is_file() else None
+
+
+def agreement(ours: pd.DataFrame, naslib: pd.DataFrame, bench: RobBench) -> pd.DataFrame:
+    """Spearman ρ / Kendall τ between robntk's and NASLib's values of the same cells, and each
+    one's τ vs CIFAR-10 PGD-8 on those cells."""
+    rows = []
+    for p in [c for c in ours.columns if c in naslib.columns and c != "arch_str" and not c.endswith("_undefined")]:
+        both = ours[[p]].join(naslib[[p]], rsuffix="_naslib", how="inner").dropna()
+        a, b = both[p].to_numpy(), both[f"{p}_naslib"].to_numpy()
+        y = bench.values(bench.representatives_of(both.index.to_numpy()), "cifar10", "val_pgd_8.0_acc")
+        rows.append({"proxy": p, "n_cells": len(both), "spearman_rho": spearman_rho(a, b), "kendall_tau": kendall_tau(a, b),
+                     "tau_pgd8_robntk": kendall_tau(a, y), "tau_pgd8_naslib": kendall_tau(b, y)})
+    return pd.DataFrame(rows)
+
+
+def analyse(data_dir) -> None:
+    bench = RobBench.load(data_dir)
+    naslib_cells = load_suite_zero("cifar10", data_dir)
+    naslib_cls = load_suite_zero("cifar10", data_dir, per_class="smallest")
+    tables, agree, summary = [], [], {}
+    for stage, (out, names) in STAGES.items():
+        ours = _read(out)
+        if ours is None or not len(ours):
+            continue
+        agree.append(agreement(ours, naslib_cells, bench).assign(stage=stage))
+        cols = [c for c in names]
+        peer = naslib_cls[[c for c in cols if c in naslib_cls.columns]].add_prefix("naslib_")
+        both = ours[cols].join(peer, how="left")
+        t = correlation_table(both, bench, n_boot=N_BOOT, include_baselines=stage == "all",
+                              columns=list(both.columns))
+        tables.append(t.assign(stage=stage, n_archs=t.attrs["n_archs"]))
+        summary[stage] = {"n_archs": int(t.attrs["n_archs"]), "proxies": list(names)}
+    if not tables:
+        print("nothing computed yet")
+        return
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(HERE / "tau_table.csv", index=False)
+    pd.concat(agree, ignore_index=True).to_csv(HERE / "agreement_naslib.csv", index=False)
+    for stage in table.stage.unique():
+        t = table[table.stage == stage]
+        tau_heatmap(t, HERE / f"tau_heatmap_{stage}.png",
+                    title=f"Kendall τ-b, robntk proxies and NASLib peer rows ({stage}: n={int(t.n_archs.iloc[0])})")
+    # combinations of robntk's own proxies (all archs): zero-shot rules and learned on a half split
+    all_ = _read(STAGES["all"][0])
+    if all_ is not None and len(all_):
+        rep, models = K.report(all_[list(ALL_PROXIES)], bench, singles=list(ALL_PROXIES),
+                               zero_shot_specs=[s for s in ZERO_SHOT if set(K.parse_spec(s)[1]) <= set(ALL_PROXIES)],
+                               learned=[("linear", list(ALL_PROXIES)), ("greedy_mean_rank", list(ALL_PROXIES)),
+                                        ("quadratic", list(ALL_PROXIES))], n_boot=N_BOOT, progress=False)
+        rep.to_csv(HERE / "combinations_all.csv", index=False)
+        summary["combinations_all"] = {"n_rows": int(rep.attrs["n_rows"]), "n_train": int(rep.attrs["n_train"]),
+                                       "split_seed": int(rep.attrs["split_seed"])}
+    sam = _read(STAGES["sample"][0])
+    if sam is not None and len(sam) >= 20:
+        rep, _ = K.report(sam[list(SAMPLE_PROXIES)], bench, singles=list(SAMPLE_PROXIES), zero_shot_specs=ZERO_SHOT,
+                          learned=[("linear", list(SAMPLE_PROXIES))], n_boot=N_BOOT, progress=False)
+        rep.to_csv(HERE / "combinations_sample.csv", index=False)
+    with atomic_write(HERE / "summary.json") as fh:
+        fh.write(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--minutes", type=float, default=60.0, help="time budget of the computing part")
+    ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
+    ap.add_argument("--analyse-only", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.analyse_only:
+        compute(args.data_dir, args.minutes, args.stages)
+    analyse(args.data_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
