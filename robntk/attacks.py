@@ -112,7 +112,8 @@ def random_start(key: jax.Array, center: jax.Array, eps, norm: str = "linf") -> 
     (one per example, typed ``(B,)`` or raw ``(B, 2)``): example i draws U(−ε, ε) from key i
     (torchattacks' ``uniform_(-eps, eps)``), so its start does not depend on the rest of the batch
     (the evaluator's form). L2 (one key): radius ε·U(0,1) along a Gaussian direction, as
-    torchattacks' PGDL2.
+    torchattacks' PGDL2. The L∞ starts are drawn in float32 and cast to the input's dtype (the
+    same start in float32 and float64).
 
     Raises:
         ValueError: a key batch of the wrong length, or B keys with the L2 norm.
@@ -120,10 +121,11 @@ def random_start(key: jax.Array, center: jax.Array, eps, norm: str = "linf") -> 
     if is_key_batch(key, center.shape[0]):
         if norm != "linf":
             raise ValueError("per-example keys are supported for the linf random start only")
-        d = jax.vmap(lambda k: jax.random.uniform(k, center.shape[1:], center.dtype, -eps, eps))(key)
+        d = jax.vmap(lambda k: jax.random.uniform(k, center.shape[1:], jnp.float32, -eps, eps))(key)
+        d = d.astype(center.dtype)
         return jnp.clip(center + d, 0.0, 1.0)
     if norm == "linf":
-        d = jax.random.uniform(key, center.shape, center.dtype, -1.0, 1.0) * eps
+        d = jax.random.uniform(key, center.shape, jnp.float32, -1.0, 1.0).astype(center.dtype) * eps
     else:
         k1, k2 = jax.random.split(key)
         d = jax.random.normal(k1, center.shape, center.dtype)

@@ -329,18 +329,20 @@ def _draw(key, shape, dtype, kind: str) -> jax.Array:
     truncated to [-2, 2] (``'truncated_normal'``) of shape (:data:`DRAW_BLOCK`,) drawn with
     ``fold_in(key, j)``,
     reshaped row-major. Drawing fixed-size blocks keeps eager init to one compiled kernel
-    instead of one per leaf shape."""
+    instead of one per leaf shape. Values are drawn in float32 and cast to ``dtype``, so "init
+    seed s" gives the same weights in float32 and float64 (float64 is then a rounding check of
+    the same network)."""
     size = math.prod(shape)
     blocks = []
     for j in range(-(-size // DRAW_BLOCK)):
         kj = jax.random.fold_in(key, j)
         if kind == "uniform":
-            blocks.append(jax.random.uniform(kj, (DRAW_BLOCK,), dtype, -1.0, 1.0))
+            blocks.append(jax.random.uniform(kj, (DRAW_BLOCK,), jnp.float32, -1.0, 1.0))
         elif kind == "normal":
-            blocks.append(jax.random.normal(kj, (DRAW_BLOCK,), dtype))
+            blocks.append(jax.random.normal(kj, (DRAW_BLOCK,), jnp.float32))
         else:
-            blocks.append(jax.random.truncated_normal(kj, -2.0, 2.0, (DRAW_BLOCK,), dtype))
-    return jnp.concatenate(blocks)[:size].reshape(shape)
+            blocks.append(jax.random.truncated_normal(kj, -2.0, 2.0, (DRAW_BLOCK,), jnp.float32))
+    return jnp.concatenate(blocks)[:size].reshape(shape).astype(dtype)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ class ScoreConfig:
     N: int = field(default=5, metadata=_flag("cells per stage (NB201: 5)"))
     init_scheme: str = field(default="pytorch", metadata=_flag("weight init", choices=INIT_SCHEMES))
     dtype: str = field(default="float32", metadata=_flag(
-        "float64 turns on jax_enable_x64 (~2x slower on CPU; the weights are then drawn in float64)",
+        "float64 turns on jax_enable_x64 (~2x slower on CPU; same weights: drawn in float32, cast)",
         choices=DTYPES))
     chunk_size: int | None = field(default=None, metadata=_flag("Jacobian chunk (memory bound)"))
     data_split: str = field(default="train", metadata=_flag("split the batch is drawn from",

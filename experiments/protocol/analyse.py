@@ -33,13 +33,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run_protocol import BETAS, LEVELS  # noqa: E402
 
-KEY = ["lambda_min_clean", "lambda_min_robust_eps8", "lambda_min_twice_eps8", "lambda_min_all_eps8_beta0.5",
-       "lambda_min_robust_all_eps8_beta0.5", "cond_clean", "trace_clean", "logdet_clean"]
+KERNELS = ["clean", "robust_eps8", "twice_eps8", "all_eps8_beta0.5", "robust_all_eps8_beta0.5"]
+KEY = [f"lambda_min_{k}" for k in KERNELS] + [f"cond_{k}" for k in KERNELS] + ["trace_clean", "logdet_clean"]
+#: The eps3 level's kernels are tagged eps3: its columns are renamed to the eps8 names (same role).
+RENAME = {"eps3": ("eps3", "eps8")}
+
+
+def partial_tau(x, y, z) -> float:
+    """Kendall's partial τ of x and y given z: (τxy − τxz·τyz) / sqrt((1 − τxz²)(1 − τyz²))."""
+    txy, txz, tyz = kendall_tau(x, y), kendall_tau(x, z), kendall_tau(y, z)
+    return (txy - txz * tyz) / np.sqrt((1 - txz**2) * (1 - tyz**2))
 
 
 def load(name):
     p = HERE / f"scores_{name}.csv"
-    return pd.read_csv(p) if p.is_file() else None
+    if not p.is_file():
+        return None
+    df = pd.read_csv(p)
+    if name in RENAME:
+        a, b = RENAME[name]
+        df.columns = [c.replace(a, b) for c in df.columns]
+    return df
 
 
 def main(argv=None) -> int:
@@ -116,17 +130,67 @@ def main(argv=None) -> int:
         for r in bn_rows:
             lines.append(f"| {r['score']} | {r['metric']} | {r['tau_train']:+.3f} | {r['tau_eval']:+.3f} | "
                          f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |")
-    # stability: τ between init seeds on common archs
-    seeds = [n for n in ("base", "seed1", "seed2") if n in levels]
+    # the paper's β claim in numbers, and whether K̃2ε adds information over K̃ε (partial τ)
+    if base is not None:
+        beta_rows = [dict(beta=bt, kernel=kern, metric=mt, n=len(base),
+                          kendall_tau=kendall_tau(base[f"lambda_min_{kern}_eps8_beta{bt:g}"], acc[mt]))
+                     for kern in ("all", "robust_all") for mt in (CLEAN_METRIC, PGD8_METRIC) for bt in BETAS]
+        write_table(pd.DataFrame(beta_rows), HERE / "tau_vs_beta.csv", {"level": "base"}, float_format="%.4f")
+        lines += ["", "λ_min of the mixed kernels vs β (base level, C10; the β with the largest τ is read off "
+                  "the benchmark, so it is descriptive, not a tuned choice):", "",
+                  "| kernel | metric | β=0 | β=0.5 | β=1 | best β (τ) |", "|---|---|---|---|---|---|"]
+        bt = pd.DataFrame(beta_rows)
+        for (kern, mt), g in bt.groupby(["kernel", "metric"], sort=False):
+            g = g.set_index("beta")["kendall_tau"]
+            lines.append(f"| {kern} | {mt} | {g[0.0]:+.3f} | {g[0.5]:+.3f} | {g[1.0]:+.3f} | "
+                         f"{g.idxmax():g} ({g.max():+.3f}) |")
+        for mt in (PGD8_METRIC, AA_METRIC):
+            pt = partial_tau(base["lambda_min_twice_eps8"], acc[mt], base["lambda_min_robust_eps8"])
+            lines.append(f"\nPartial Kendall τ of λ_min K̃2ε with C10 {mt} given λ_min K̃ε (n={len(base)}): {pt:+.3f}"
+                         f" (τ(K̃2ε, K̃ε) = {kendall_tau(base['lambda_min_twice_eps8'], base['lambda_min_robust_eps8']):+.3f})")
+    # stability: τ between draws on common archs (init seeds: weights, batch and attack; attack seeds only)
     stab = []
-    for i, a in enumerate(seeds):
-        for b in seeds[i + 1:]:
-            m = levels[a].merge(levels[b], on="nb201_index", suffixes=("_a", "_b"))
+    for what, group in (("init seed", ("base", "seed1", "seed2")), ("attack seed", ("base", "attack1", "attack2"))):
+        present = [n for n in group if n in levels]
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
+                m = levels[a].merge(levels[b], on="nb201_index", suffixes=("_a", "_b"))
+                for c in KEY[:5]:
+                    lo, hi = bootstrap_ci(m[c + "_a"], m[c + "_b"], n_boot=args.n_boot)
+                    rel = np.abs(m[c + "_a"] - m[c + "_b"]) / np.abs(m[c + "_b"])
+                    stab.append(dict(factor=what, a=a, b=b, score=c, n=len(m), kendall_tau=kendall_tau(m[c + "_a"], m[c + "_b"]),
+                                     ci_low=lo, ci_high=hi, median_rel_change=float(np.nanmedian(rel))))
+        # the mean over the draws (geometric mean, as robntk score --init-seeds/--attack-seeds) vs one draw
+        if len(present) == 3:
+            m = levels[present[0]][["nb201_index"] + KEY[:5]]
+            for n in present[1:]:
+                m = m.merge(levels[n][["nb201_index"] + KEY[:5]], on="nb201_index", suffixes=("", f"_{n}"))
+            accm = bench.values(m["nb201_index"].to_numpy(), "cifar10", PGD8_METRIC)
             for c in KEY[:5]:
-                stab.append(dict(a=a, b=b, score=c, n=len(m), kendall_tau=kendall_tau(m[c + "_a"], m[c + "_b"]),
-                                 ci=bootstrap_ci(m[c + "_a"], m[c + "_b"], n_boot=args.n_boot)))
+                v = np.stack([m[c]] + [m[f"{c}_{n}"] for n in present[1:]])
+                gm = np.exp(np.log(np.where(v > 0, v, np.nan)).mean(0))
+                d, lo, hi = paired_tau_difference(gm, m[c], accm, n_boot=1000, seed=0)
+                stab.append(dict(factor=f"{what}: mean of 3 vs base", a="geomean", b="base", score=c, n=len(m),
+                                 kendall_tau=kendall_tau(gm, accm), ci_low=lo, ci_high=hi, median_rel_change=np.nan,
+                                 tau_base=kendall_tau(m[c], accm), diff=d))
+    if "float64" in levels and base is not None:
+        m = base.merge(levels["float64"], on="nb201_index", suffixes=("_32", "_64"))
+        for c in KEY[:5] + ["trace_clean"]:
+            rel = np.abs(m[c + "_32"] - m[c + "_64"]) / np.abs(m[c + "_64"])
+            stab.append(dict(factor="float32 vs float64 (same weights, batch and attack key)", a="base", b="float64",
+                             score=c, n=len(m), kendall_tau=kendall_tau(m[c + "_32"], m[c + "_64"]),
+                             median_rel_change=float(np.nanmedian(rel)), max_rel_change=float(np.nanmax(rel))))
     if stab:
-        write_table(pd.DataFrame(stab), HERE / "stability.csv", {"what": "tau between init seeds"}, float_format="%.4f")
+        st = pd.DataFrame(stab)
+        write_table(st, HERE / "stability.csv", {"what": "score stability across draws and precisions",
+                                                 "n_boot": args.n_boot}, float_format="%.6g")
+        lines += ["", "Stability (τ between two draws on the same archs; median relative change of the value):", "",
+                  "| factor | a | b | score | n | τ(a, b) or τ(mean, PGD-8) | median rel. change | max |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in st.to_dict("records"):
+            mx = r.get("max_rel_change", np.nan)
+            lines.append(f"| {r['factor']} | {r['a']} | {r['b']} | {r['score']} | {r['n']} | {r['kendall_tau']:+.3f} | "
+                         f"{r['median_rel_change']:.2e} | {'' if pd.isna(mx) else f'{mx:.2e}'} |")
     fig = new_figure((9, 4))
     ax = fig.subplots()
     names = list(levels)

@@ -7,7 +7,10 @@ Sample: the first K of ``numpy.random.default_rng(0).permutation(SearchSpace.rep
 base level is the main job's default protocol (``robntk reproduce``: B=16, ε = 8/255, PGD-5,
 batch-statistics BN — the reference practice of TE-NAS / NASLib / zero-cost-nas) with the β grid
 0, 0.1, …, 1 (β only mixes blocks of the same Gram: no extra NTK); every other level changes
-one field. The full ``ScoreConfig()`` (B=32, two radii, PGD-10) costs ≈ 5× more per arch in
+one field. ``seed1``/``seed2`` change the init seed (weights, batch and attack starts);
+``attack1``/``attack2`` only the attack seed (same weights and batch); ``float64`` recomputes
+the same weights (drawn in float32, cast) and batch in float64, a rounding check (run it alone:
+it needs ``jax_enable_x64``). The full ``ScoreConfig()`` (B=32, two radii, PGD-10) costs ≈ 5× more per arch in
 train mode on a CPU (S·B² Jacobian work) and is left to a GPU. Nothing here is chosen by looking
 at benchmark accuracies.
 
@@ -52,6 +55,9 @@ LEVELS: dict[str, tuple[dict, int]] = {
     "init_kaiming": ({"init_scheme": "kaiming"}, 100),
     "seed1": ({"seed": 1}, 100),
     "seed2": ({"seed": 2}, 100),
+    "attack1": ({"attack_seed": 1}, 100),
+    "attack2": ({"attack_seed": 2}, 100),
+    "float64": ({"dtype": "float64"}, 50),
     "steps1": ({"pgd_steps": 1}, 100),
     "steps10": ({"pgd_steps": 10}, 100),
     "eps3": ({"eps": (3 / 255,)}, 100),
@@ -70,6 +76,12 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", nargs="+", default=list(LEVELS), choices=list(LEVELS))
     ap.add_argument("--max-archs", type=int, default=None, help="cap every level's sample (a smaller first pass)")
     args = ap.parse_args(argv)
+    if "float64" in args.levels:
+        if set(args.levels) != {"float64"}:
+            ap.error("run the float64 level alone (it needs jax_enable_x64 for the whole process)")
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     space = SearchSpace.load(args.data_dir)
     perm = [int(i) for i in np.random.default_rng(0).permutation(np.asarray(space.representatives))]
     deadline = time.time() + 60 * args.minutes
