@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from robntk.benchmark import RobBench  # noqa: E402
-from robntk.correlation import bootstrap_ci, correlation_table, kendall_tau, paired_tau_difference  # noqa: E402
+from robntk.correlation import baselines, bootstrap_ci, correlation_table, kendall_tau, paired_tau_difference  # noqa: E402
 from robntk.figures import new_figure  # noqa: E402
 from robntk.paths import atomic_save, atomic_write  # noqa: E402
 from robntk.registry import AA_METRIC, CLEAN_METRIC, PGD8_METRIC  # noqa: E402
@@ -43,6 +43,15 @@ def partial_tau(x, y, z) -> float:
     """Kendall's partial τ of x and y given z: (τxy − τxz·τyz) / sqrt((1 − τxz²)(1 − τyz²))."""
     txy, txz, tyz = kendall_tau(x, y), kendall_tau(x, z), kendall_tau(y, z)
     return (txy - txz * tyz) / np.sqrt((1 - txz**2) * (1 - tyz**2))
+
+
+def partial_tau_ci(x, y, z, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """:func:`partial_tau` with a 95% percentile bootstrap CI over archs (resampled jointly)."""
+    x, y, z = (np.asarray(v, np.float64) for v in (x, y, z))
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    vals = np.array([partial_tau(x[i], y[i], z[i]) for i in idx])
+    lo, hi = np.nanquantile(vals, [0.025, 0.975])
+    return partial_tau(x, y, z), float(lo), float(hi)
 
 
 def load(name):
@@ -89,12 +98,22 @@ def main(argv=None) -> int:
                  ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_clean", PGD8_METRIC),
                  ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_clean", AA_METRIC),
                  ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_robust_eps8", PGD8_METRIC),
-                 ("lambda_min_twice_eps8", "lambda_min_robust_eps8", PGD8_METRIC)]
+                 ("lambda_min_twice_eps8", "lambda_min_robust_eps8", PGD8_METRIC),
+                 ("lambda_min_twice_eps8", "lambda_min_robust_eps8", AA_METRIC),
+                 ("lambda_min_all_eps8_beta0.5", "lambda_min_clean", CLEAN_METRIC),
+                 ("lambda_min_robust_all_eps8_beta0.5", "num_params", PGD8_METRIC),
+                 ("lambda_min_clean", "num_params", PGD8_METRIC)]
+        base = base.assign(num_params=baselines(base["nb201_index"], bench.space)["num_params"].to_numpy())
         for a, b, m in pairs:
             d, lo, hi = paired_tau_difference(base[a], base[b], acc[m], n_boot=1000, seed=0)
             verdict = "a > b" if lo > 0 else ("a < b" if hi < 0 else "no difference resolved")
+            pt, plo, phi = partial_tau_ci(base[a], acc[m], base[b])
+            qt, qlo, qhi = partial_tau_ci(base[b], acc[m], base[a])
             claims.append(dict(a=a, b=b, metric=m, n=len(base), tau_a=kendall_tau(base[a], acc[m]),
-                               tau_b=kendall_tau(base[b], acc[m]), diff=d, ci_low=lo, ci_high=hi, verdict=verdict))
+                               tau_b=kendall_tau(base[b], acc[m]), diff=d, ci_low=lo, ci_high=hi, verdict=verdict,
+                               partial_tau_a_given_b=pt, partial_ci_low=plo, partial_ci_high=phi,
+                               partial_tau_b_given_a=qt, partial_b_ci_low=qlo, partial_b_ci_high=qhi,
+                               tau_a_b=kendall_tau(base[a], base[b])))
         write_table(pd.DataFrame(claims), HERE / "claims.csv", {"level": "base", "n_boot": 1000}, float_format="%.4f")
         fig = new_figure((6, 4))
         ax = fig.subplots()
@@ -109,10 +128,14 @@ def main(argv=None) -> int:
         fig.tight_layout()
         atomic_save(HERE / "tau_vs_beta.png", lambda p: fig.savefig(p, dpi=130))
         lines += ["", "Claims (base level, paired bootstrap 95% CI of τ(a) − τ(b), C10):", "",
-                  "| a | b | metric | τ(a) | τ(b) | diff [CI] | verdict |", "|---|---|---|---|---|---|---|"]
+                  "| a | b | metric | τ(a) | τ(b) | diff [CI] | verdict | τ(a, b) | partial τ(a, acc given b) [CI] "
+                  "| partial τ(b, acc given a) [CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
         for c in claims:
             lines.append(f"| {c['a']} | {c['b']} | {c['metric']} | {c['tau_a']:+.3f} | {c['tau_b']:+.3f} | "
-                         f"{c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['verdict']} |")
+                         f"{c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['verdict']} | "
+                         f"{c['tau_a_b']:+.3f} | {c['partial_tau_a_given_b']:+.3f} [{c['partial_ci_low']:+.3f}, "
+                         f"{c['partial_ci_high']:+.3f}] | {c['partial_tau_b_given_a']:+.3f} "
+                         f"[{c['partial_b_ci_low']:+.3f}, {c['partial_b_ci_high']:+.3f}] |")
     # BN mode: train (base) vs eval on the same archs, paired bootstrap
     if base is not None and "bn_eval" in levels:
         m = base.merge(levels["bn_eval"], on="nb201_index", suffixes=("_train", "_eval"))
@@ -144,10 +167,6 @@ def main(argv=None) -> int:
             g = g.set_index("beta")["kendall_tau"]
             lines.append(f"| {kern} | {mt} | {g[0.0]:+.3f} | {g[0.5]:+.3f} | {g[1.0]:+.3f} | "
                          f"{g.idxmax():g} ({g.max():+.3f}) |")
-        for mt in (PGD8_METRIC, AA_METRIC):
-            pt = partial_tau(base["lambda_min_twice_eps8"], acc[mt], base["lambda_min_robust_eps8"])
-            lines.append(f"\nPartial Kendall τ of λ_min K̃2ε with C10 {mt} given λ_min K̃ε (n={len(base)}): {pt:+.3f}"
-                         f" (τ(K̃2ε, K̃ε) = {kendall_tau(base['lambda_min_twice_eps8'], base['lambda_min_robust_eps8']):+.3f})")
     # stability: τ between draws on common archs (init seeds: weights, batch and attack; attack seeds only)
     stab = []
     for what, group in (("init seed", ("base", "seed1", "seed2")), ("attack seed", ("base", "attack1", "attack2"))):
