@@ -287,7 +287,9 @@ def synflow(net, variables, cell, x, y=None, key=None, log: bool = True) -> jax.
     The network is made linear-positive: every parameter replaced by its absolute value, BN
     removed (here: eval-mode BN with mean 0, variance 1 − eps, scale 1, bias 0 — the identity),
     input one all-ones image (1, H, W, 3) fed to the stem un-normalised. Computed in the params'
-    dtype (NASLib: float64; use x64 for large networks, float32 overflows near 1e38).
+    dtype. NASLib computes it in float64 (``net.double()``); in float32 the sum overflows (near
+    1e38, log ≈ 88.7) for about one NB201 cell in nine at C=16, N=5, so :func:`proxy_table`
+    runs it in float64 on the same weights (:data:`FLOAT64_PROXIES`).
 
     Args: see module docstring (x only gives the shape). log: return log(score) (NASLib) or the
         raw sum.
@@ -312,15 +314,12 @@ def synflow(net, variables, cell, x, y=None, key=None, log: bool = True) -> jax.
         return tree
 
     params_ = fix_bn(params_)
-    stats = jax.tree_util.tree_map(lambda a: a, variables["batch_stats"])
-    stats = jax.tree_util.tree_map(lambda a: a, stats)
-
     def stat_fix(tree):
         if "mean" in tree and "var" in tree:
             return {"mean": jnp.zeros_like(tree["mean"]), "var": jnp.full_like(tree["var"], 1.0 - BN_EPS)}
         return {k: stat_fix(v) for k, v in tree.items()}
 
-    stats = stat_fix(stats)
+    stats = stat_fix(variables["batch_stats"])
     ones = jnp.ones((1, *x.shape[1:]), dtype)
 
     def R(p):
@@ -856,6 +855,9 @@ PROXIES: dict[str, Proxy] = {
 }
 #: Proxies that need no forward pass (closed form in the cell).
 CLOSED_FORM = ("params", "flops")
+#: Proxies :func:`proxy_table` computes in float64 (weights and batch cast, x64 enabled for the
+#: call), as NASLib does: ``synflow`` overflows float32 for large cells.
+FLOAT64_PROXIES = ("synflow",)
 
 
 def check_proxy_names(names: Sequence[str]) -> list[str]:
@@ -883,7 +885,7 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
             (the same for all archs). space: :class:`robntk.searchspace.SearchSpace`.
         key: PRNG key passed to every proxy (default PRNGKey(0)). progress: show tqdm.
         store: directory of a resumable store, one sub-store per proxy (``STORE/<name>``, keyed
-            by the proxy name and ``store_config``): values already stored are read, not
+            by the proxy name, its compute dtype and ``store_config``): values already stored are read, not
             recomputed; new ones are appended (atomically) every ``flush_s`` seconds and at the
             end, so a killed run loses at most ``flush_s`` seconds. None: nothing on disk.
         store_config: JSON-able dict of everything besides the name that determines a value
@@ -912,12 +914,22 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
             raise ValueError("proxy_table(store=...) needs store_config (what determines the values)")
         for n in names:
             cfg = {"proxy": n, **dict(store_config)}
+            if n in FLOAT64_PROXIES:
+                cfg["compute_dtype"] = "float64"
             k = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
             stores[n] = ResultStore.open(Path(store) / n, k, {"config": cfg})
             have[n] = stores[n].read().rows
     todo = [i for i in idx if any(i not in have[n] for n in names)]
     fns = {n: jax.jit(lambda v, c, xx, yy, kk, fn=PROXIES[n]: fn(net, v, c, xx, yy, kk)) for n in names}
     pending: dict[str, list[dict]] = {n: [] for n in names}
+    with jax.enable_x64(True):  # the float64 copies of FLOAT64_PROXIES (the same weights and batch)
+        v64, x64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (variables, x))
+
+    def value(n, c):
+        if n not in FLOAT64_PROXIES:
+            return float(fns[n](variables, c, x, y, key))
+        with jax.enable_x64(True):
+            return float(fns[n](v64, c, x64, y, key))
 
     def flush():
         for n, rows in pending.items():
@@ -933,7 +945,7 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
         for n in names:
             if i not in have[n]:
                 t0 = time.time()
-                row = {KEY: i, n: float(fns[n](variables, c, x, y, key)), f"{n}_s": time.time() - t0}
+                row = {KEY: i, n: value(n, c), f"{n}_s": time.time() - t0}
                 have[n][i] = row
                 pending[n].append(row)
         if time.time() - last > flush_s:

@@ -253,8 +253,19 @@ BN_MODE_NOTE = ("bn_mode='train' (batch statistics) is the default because at-in
                 "running statistics, the identity at init (an unnormalised network).")
 
 
+def _jaxlib_version() -> str | None:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except (ImportError, AttributeError):
+        return None
+
+
 def provenance(cfg: ScoreConfig, batch_sha: str, extra: dict | None = None) -> dict[str, Any]:
-    """Configuration + environment written next to every score file (with :data:`BN_MODE_NOTE`)."""
+    """Configuration + environment written next to every score file (with :data:`BN_MODE_NOTE`):
+    versions, backend and devices, and the settings that decide the compiled program (x64,
+    default matmul precision, ``XLA_FLAGS``)."""
     return {
         "config": cfg.as_dict(),
         "bn_mode_note": BN_MODE_NOTE,
@@ -262,7 +273,12 @@ def provenance(cfg: ScoreConfig, batch_sha: str, extra: dict | None = None) -> d
         "batch_sha256_16": batch_sha,
         "robntk_version": __version__,
         "jax_version": jax.__version__,
+        "jaxlib_version": _jaxlib_version(),
         "backend": jax.default_backend(),
+        # what else decides the compiled program (hence the float32 rounding of the scores)
+        "jax_enable_x64": bool(jax.config.jax_enable_x64),
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+        "xla_flags": os.environ.get("XLA_FLAGS"),
         "devices": [str(d) for d in jax.devices()],
         "python": platform.python_version(),
         "machine": platform.machine(),

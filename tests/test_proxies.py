@@ -110,6 +110,13 @@ def test_proxy_table_and_errors(space, setup):
     assert t.loc[idx[1], "linear_regions_undefined"] and np.isnan(t.loc[idx[1], "linear_regions"])
     assert not t["params_undefined"].any()
     assert t.loc[idx[0], "params"] == pytest.approx(net.num_params(ARCH) / 1e6, rel=1e-6)
+    # synflow runs in float64 on the same (float32) weights, as NASLib does (float32 overflows)
+    t = P.proxy_table(["synflow"], idx[:1], net, v, x, y, space, progress=False)
+    with jax.enable_x64(True):
+        v64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), v)
+        want = float(P.synflow(net, v64, ARCH, jnp.asarray(x, jnp.float64)))
+    assert t.loc[idx[0], "synflow"] == pytest.approx(want, rel=1e-12)
+    assert t.loc[idx[0], "synflow"] != float(P.synflow(net, v, ARCH, x))
 
 
 def test_grasp_vs_finite_difference_hvp():

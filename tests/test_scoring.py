@@ -50,6 +50,7 @@ def test_config_validation():
         scoring.ScoreConfig(attack_seed=-1)
     prov = scoring.provenance(cfg, "0" * 16)
     assert prov["config"]["bn_mode"] == "train" and "TE-NAS" in prov["bn_mode_note"]
+    assert {"jaxlib_version", "jax_enable_x64", "jax_default_matmul_precision", "xla_flags"} <= set(prov)
 
 
 def test_check_batch():
