@@ -86,17 +86,16 @@ def aggregate_draws(tables: list[pd.DataFrame]) -> pd.DataFrame:
     idx = [t.loc[keys] for t in idx]
     out = idx[0][[c for c in ("arch_str", "disconnected") if c in idx[0].columns]].copy()
     for c in idx[0].columns:
-        v = np.stack([t[c].to_numpy(np.float64) for t in idx]) if c not in out.columns and c != "degenerate" \
-            and pd.api.types.is_numeric_dtype(idx[0][c]) else None
-        if v is None:
+        if not (c.startswith(GEOMETRIC_PREFIXES) or c in ("logdet_clean", "run_s")):
             continue
-        if c.startswith(GEOMETRIC_PREFIXES):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[c] = np.where((v > 0).all(0), np.exp(np.log(np.where(v > 0, v, 1.0)).mean(0)), np.nan)
-        elif c == "logdet_clean":
+        v = np.stack([t[c].to_numpy(np.float64) for t in idx])
+        if c == "logdet_clean":
             out[c] = v.mean(0)
         elif c == "run_s":
             out[c] = v.sum(0)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[c] = np.where((v > 0).all(0), np.exp(np.log(np.where(v > 0, v, 1.0)).mean(0)), np.nan)
     if "degenerate" in idx[0].columns:
         out["degenerate"] = np.any([t["degenerate"].astype(bool).to_numpy() for t in idx], axis=0)
     out["n_draws"] = len(idx)
