@@ -15,7 +15,11 @@ Stages (one store, ``proxies.store``, one sub-store per proxy, shared by the sta
 * ``sample``: :data:`SAMPLE_PROXIES` (NASLib's set) for the first ``SAMPLE_N`` of a
   ``default_rng(0)`` permutation of the representatives that NASLib scored *as that same cell*
   (so the agreement compares values of one cell, not of two isomorphs);
-* ``grasp``: ``grasp`` on the same sample (a Hessian-vector product: ≈ 3 backward passes).
+* ``grasp``: ``grasp`` on the same sample (a Hessian-vector product: ≈ 3 backward passes);
+* ``all_rest``: the rest of NASLib's set on all 6,466, in the order of ``all_archs_order.txt``
+  (the sample first, then a ``default_rng(1)`` permutation of the other representatives), so
+  that a partial run is a uniform random sample. ≈ 4 s per arch on the 2-core CPU (≈ 7 h in
+  all): it grows run by run through the store.
 
 Configuration: ``robntk proxies`` defaults (CIFAR-10 training images, batch 64, init seed 0,
 C=16, N=5, batch-statistics BN). Nothing is chosen by looking at benchmark accuracies except the
@@ -37,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from robntk import combine as K  # noqa: E402
-from robntk.benchmark import RobBench  # noqa: E402
+from robntk.benchmark import DATASETS, METRICS, RobBench  # noqa: E402
 from robntk.cli import main as robntk_main  # noqa: E402
 from robntk.correlation import correlation_table, kendall_tau, spearman_rho  # noqa: E402
 from robntk.figures import tau_heatmap  # noqa: E402
@@ -51,7 +55,8 @@ ALL_PROXIES = ("params", "flops", "synflow", "nwot")
 SAMPLE_PROXIES = ("params", "flops", "synflow", "nwot", "jacov", "snip", "grad_norm", "fisher")
 SAMPLE_N = 500
 STAGES = {"all": ("proxies_all.csv", ALL_PROXIES), "sample": ("proxies_sample.csv", SAMPLE_PROXIES),
-          "grasp": ("proxies_grasp.csv", ("grasp",))}
+          "grasp": ("proxies_grasp.csv", ("grasp",)),
+          "all_rest": ("proxies_all_rest.csv", SAMPLE_PROXIES + ("grasp",))}
 N_BOOT = 1000
 ZERO_SHOT = ["mean_rank(params,flops,synflow,nwot)", "vote(params,flops,synflow,nwot)",
              "mean_rank(synflow,jacov,snip)", "vote(synflow,jacov,snip)", "mean_rank(params,nwot)"]
@@ -66,6 +71,10 @@ def sample_file(space: SearchSpace, data_dir) -> Path:
     with atomic_write(path) as fh:
         fh.write("# first 500 of default_rng(0).permutation(representatives NASLib scored as that cell)\n")
         fh.write("".join(f"{int(i)}\n" for i in chosen))
+    rest = np.random.default_rng(1).permutation(np.setdiff1d(np.asarray(space.representatives), chosen))
+    with atomic_write(HERE / "all_archs_order.txt") as fh:
+        fh.write("# sample_archs.txt, then default_rng(1).permutation(the other representatives)\n")
+        fh.write("".join(f"{int(i)}\n" for i in np.concatenate([chosen, rest])))
     return path
 
 
@@ -78,7 +87,8 @@ def compute(data_dir, minutes: float, stages) -> None:
         if left <= 0:
             break
         out, names = STAGES[stage]
-        sel = ["--all"] if stage == "all" else ["--archs-file", str(archs)]
+        sel = {"all": ["--all"], "all_rest": ["--archs-file", str(HERE / "all_archs_order.txt")]}.get(
+            stage, ["--archs-file", str(archs)])
         argv = ["proxies", *sel, "--proxies", *names, "--out", str(HERE / out), "--store", str(STORE),
                 "--minutes", f"{left:.3f}"]
         if data_dir:
@@ -123,6 +133,17 @@ def analyse(data_dir) -> None:
                               columns=list(both.columns))
         tables.append(t.assign(stage=stage, n_archs=t.attrs["n_archs"]))
         summary[stage] = {"n_archs": int(t.attrs["n_archs"]), "proxies": list(names)}
+    # the NTK family (protocol base level: train BN, 200 archs) beside robntk's and NASLib's proxies
+    ntk = ROOT / "experiments" / "protocol" / "scores_base.csv"
+    all_ = _read(STAGES["all"][0])
+    if ntk.is_file() and all_ is not None:
+        sc = pd.read_csv(ntk).set_index("nb201_index")
+        cols = [c for c in sc.columns if c.startswith("lambda_min_") and c.endswith(("clean", "eps8", "beta0.5"))]
+        both = sc[cols].join(all_[list(ALL_PROXIES)], how="inner").join(
+            naslib_cls[list(SAMPLE_PROXIES)].add_prefix("naslib_"), how="left")
+        t = correlation_table(both, bench, n_boot=N_BOOT, columns=list(both.columns))
+        tables.append(t.assign(stage="ntk_base200", n_archs=t.attrs["n_archs"]))
+        summary["ntk_base200"] = {"n_archs": int(t.attrs["n_archs"]), "source": str(ntk.relative_to(ROOT))}
     if not tables:
         print("nothing computed yet")
         return
@@ -134,19 +155,20 @@ def analyse(data_dir) -> None:
         tau_heatmap(t, HERE / f"tau_heatmap_{stage}.png",
                     title=f"Kendall τ-b, robntk proxies and NASLib peer rows ({stage}: n={int(t.n_archs.iloc[0])})")
     # combinations of robntk's own proxies (all archs): zero-shot rules and learned on a half split
-    all_ = _read(STAGES["all"][0])
+    targets = [(d, m) for d in DATASETS for m in METRICS]
     if all_ is not None and len(all_):
         rep, models = K.report(all_[list(ALL_PROXIES)], bench, singles=list(ALL_PROXIES),
                                zero_shot_specs=[s for s in ZERO_SHOT if set(K.parse_spec(s)[1]) <= set(ALL_PROXIES)],
                                learned=[("linear", list(ALL_PROXIES)), ("greedy_mean_rank", list(ALL_PROXIES)),
-                                        ("quadratic", list(ALL_PROXIES))], n_boot=N_BOOT, progress=False)
+                                        ("quadratic", list(ALL_PROXIES))], targets=targets, n_boot=N_BOOT,
+                               progress=False)
         rep.to_csv(HERE / "combinations_all.csv", index=False)
         summary["combinations_all"] = {"n_rows": int(rep.attrs["n_rows"]), "n_train": int(rep.attrs["n_train"]),
                                        "split_seed": int(rep.attrs["split_seed"])}
     sam = _read(STAGES["sample"][0])
     if sam is not None and len(sam) >= 20:
         rep, _ = K.report(sam[list(SAMPLE_PROXIES)], bench, singles=list(SAMPLE_PROXIES), zero_shot_specs=ZERO_SHOT,
-                          learned=[("linear", list(SAMPLE_PROXIES))], n_boot=N_BOOT, progress=False)
+                          learned=[("linear", list(SAMPLE_PROXIES))], targets=targets, n_boot=N_BOOT, progress=False)
         rep.to_csv(HERE / "combinations_sample.csv", index=False)
     with atomic_write(HERE / "summary.json") as fh:
         fh.write(json.dumps(summary, indent=2) + "\n")
