@@ -136,6 +136,26 @@ def main(argv=None) -> int:
                          f"{c['tau_a_b']:+.3f} | {c['partial_tau_a_given_b']:+.3f} [{c['partial_ci_low']:+.3f}, "
                          f"{c['partial_ci_high']:+.3f}] | {c['partial_tau_b_given_a']:+.3f} "
                          f"[{c['partial_b_ci_low']:+.3f}, {c['partial_b_ci_high']:+.3f}] |")
+    # every level against the base level on the same archs (the level's prefix), paired bootstrap
+    if base is not None:
+        lv_rows = []
+        for name, df in levels.items():
+            if name == "base":
+                continue
+            m = base.merge(df, on="nb201_index", suffixes=("_base", "_level"))
+            accm = bench.values(m["nb201_index"].to_numpy(), "cifar10", PGD8_METRIC)
+            for c in (KEY[0], KEY[4]):
+                d, lo, hi = paired_tau_difference(m[c + "_level"], m[c + "_base"], accm, n_boot=1000, seed=0)
+                lv_rows.append(dict(level=name, score=c, n=len(m), tau_level=kendall_tau(m[c + "_level"], accm),
+                                    tau_base=kendall_tau(m[c + "_base"], accm), diff=d, ci_low=lo, ci_high=hi))
+        if lv_rows:
+            write_table(pd.DataFrame(lv_rows), HERE / "level_vs_base.csv", {"metric": f"cifar10 {PGD8_METRIC}",
+                                                                           "n_boot": 1000}, float_format="%.4f")
+            lines += ["", "Each level vs the base level on the same archs (C10 PGD-8; τ(level) − τ(base), paired 95% CI):",
+                      "", "| level | score | n | τ level | τ base | diff [CI] |", "|---|---|---|---|---|---|"]
+            for r in lv_rows:
+                lines.append(f"| {r['level']} | {r['score']} | {r['n']} | {r['tau_level']:+.3f} | {r['tau_base']:+.3f} | "
+                             f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |")
     # BN mode: train (base) vs eval on the same archs, paired bootstrap
     if base is not None and "bn_eval" in levels:
         m = base.merge(levels["bn_eval"], on="nb201_index", suffixes=("_train", "_eval"))

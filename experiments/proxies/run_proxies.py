@@ -108,7 +108,7 @@ def agreement(ours: pd.DataFrame, naslib: pd.DataFrame, bench: RobBench) -> pd.D
     one's τ vs CIFAR-10 PGD-8 on those cells."""
     rows = []
     for p in [c for c in ours.columns if c in naslib.columns and c != "arch_str" and not c.endswith("_undefined")]:
-        both = ours[[p]].join(naslib[[p]], rsuffix="_naslib", how="inner").dropna()
+        both = ours[[p]].join(naslib[[p]].add_suffix("_naslib"), how="inner").dropna()
         a, b = both[p].to_numpy(), both[f"{p}_naslib"].to_numpy()
         y = bench.values(bench.representatives_of(both.index.to_numpy()), "cifar10", "val_pgd_8.0_acc")
         rows.append({"proxy": p, "n_cells": len(both), "spearman_rho": spearman_rho(a, b), "kendall_tau": kendall_tau(a, b),
