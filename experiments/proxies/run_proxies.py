@@ -1,5 +1,5 @@
 """Zero-cost proxies computed by robntk (issue 11): all representatives for the cheap ones, a
-fixed sample for the rest, the agreement with NAS-Bench-Suite-Zero's NASLib values, the τ table
+fixed sample for the rest (NASLib's 13 but grasp, which has its own stage), the agreement with NAS-Bench-Suite-Zero's NASLib values, the τ table
 vs every NAS-RobBench-201 metric (NASLib values as a peer row on the same archs), a heatmap, and
 zero-shot / tuned combinations of the robntk proxies.
 
@@ -52,7 +52,8 @@ from robntk.suite_zero import load_suite_zero  # noqa: E402
 HERE = Path(__file__).resolve().parent
 STORE = HERE / "proxies.store"
 ALL_PROXIES = ("params", "flops", "synflow", "nwot")
-SAMPLE_PROXIES = ("params", "flops", "synflow", "nwot", "jacov", "snip", "grad_norm", "fisher")
+SAMPLE_PROXIES = ("params", "flops", "synflow", "nwot", "jacov", "snip", "grad_norm", "fisher", "epe_nas", "zen",
+                  "l2_norm", "plain")
 SAMPLE_N = 500
 STAGES = {"all": ("proxies_all.csv", ALL_PROXIES), "sample": ("proxies_sample.csv", SAMPLE_PROXIES),
           "grasp": ("proxies_grasp.csv", ("grasp",)),
@@ -126,7 +127,7 @@ def analyse(data_dir) -> None:
         if ours is None or not len(ours):
             continue
         agree.append(agreement(ours, naslib_cells, bench).assign(stage=stage))
-        cols = [c for c in names]
+        cols = [c for c in names if c in ours.columns]  # a stage may hold fewer proxies than it asks for
         peer = naslib_cls[[c for c in cols if c in naslib_cls.columns]].add_prefix("naslib_")
         both = ours[cols].join(peer, how="left")
         t = correlation_table(both, bench, n_boot=N_BOOT, include_baselines=stage == "all",
@@ -167,8 +168,10 @@ def analyse(data_dir) -> None:
                                        "split_seed": int(rep.attrs["split_seed"])}
     sam = _read(STAGES["sample"][0])
     if sam is not None and len(sam) >= 20:
-        rep, _ = K.report(sam[list(SAMPLE_PROXIES)], bench, singles=list(SAMPLE_PROXIES), zero_shot_specs=ZERO_SHOT,
-                          learned=[("linear", list(SAMPLE_PROXIES))], targets=targets, n_boot=N_BOOT, progress=False)
+        have = [c for c in SAMPLE_PROXIES if c in sam.columns]
+        rep, _ = K.report(sam[have], bench, singles=have,
+                          zero_shot_specs=[z for z in ZERO_SHOT if set(K.parse_spec(z)[1]) <= set(have)],
+                          learned=[("linear", have)], targets=targets, n_boot=N_BOOT, progress=False)
         rep.to_csv(HERE / "combinations_sample.csv", index=False)
     with atomic_write(HERE / "summary.json") as fh:
         fh.write(json.dumps(summary, indent=2) + "\n")
