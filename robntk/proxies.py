@@ -926,8 +926,9 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
     fns = {n: jax.jit(lambda v, c, xx, yy, kk, fn=PROXIES[n]: fn(net, v, c, xx, yy, kk)) for n in names}
     counts = {n: jax.jit(lambda c, fn=CLOSED_FORM[n]: fn(net, c, x)) for n in names if n in CLOSED_FORM}
     pending: dict[str, list[dict]] = {n: [] for n in names}
-    with jax.enable_x64(True):  # the float64 copies of FLOAT64_PROXIES (the same weights and batch)
-        v64, x64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (variables, x))
+    if any(n in FLOAT64_PROXIES for n in names):
+        with jax.enable_x64(True):  # the float64 copies of FLOAT64_PROXIES (the same weights and batch)
+            v64, x64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (variables, x))
 
     def value(n, c):
         if n in CLOSED_FORM:
@@ -944,20 +945,22 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
             rows.clear()
 
     start = last = time.time()
-    for i in tqdm(todo, desc="proxies", unit="arch", disable=not progress):
-        if time_budget_s is not None and time.time() - start > time_budget_s:
-            break
-        c = jnp.asarray(check_op_ids(op_ids(space.ops(i))))
-        for n in names:
-            if i not in have[n]:
-                t0 = time.time()
-                row = {KEY: i, n: value(n, c), f"{n}_s": time.time() - t0}
-                have[n][i] = row
-                pending[n].append(row)
-        if time.time() - last > flush_s:
-            flush()
-            last = time.time()
-    flush()
+    try:
+        for i in tqdm(todo, desc="proxies", unit="arch", disable=not progress):
+            if time_budget_s is not None and time.time() - start > time_budget_s:
+                break
+            c = jnp.asarray(check_op_ids(op_ids(space.ops(i))))
+            for n in names:
+                if i not in have[n]:
+                    t0 = time.time()
+                    row = {KEY: i, n: value(n, c), f"{n}_s": time.time() - t0}
+                    have[n][i] = row
+                    pending[n].append(row)
+            if time.time() - last > flush_s:
+                flush()
+                last = time.time()
+    finally:
+        flush()  # also on KeyboardInterrupt / errors: keep what was computed
     done = [i for i in idx if all(i in have[n] for n in names)]
     out = pd.DataFrame(index=pd.Index(done, name="nb201_index"))
     out["arch_str"] = [space.arch_str(i) for i in done]
