@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +151,7 @@ def _run_draws(args, cfg, out: Path, store: Path, indices, space, opts, shard, b
         t = read_table(rep.out)
         tables.append(t[t.nb201_index.isin(set(indices))])
         meta.append({"tag": tag, "seed": s, "attack_seed": c.attack_key_seed, "table": str(rep.out),
-                     "config": json.loads(Path(f"{rep.out}.json").read_text())["config"],
+                     "config": c.as_dict(),
                      "compile_s": rep.compile_s, "run_s": rep.run_s})
     agg = aggregate_draws(tables)
     write_table(agg, out, {"job": "score (several draws)", "draws": meta, "aggregate": (
