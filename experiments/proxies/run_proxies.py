@@ -16,6 +16,8 @@ Stages (one store, ``proxies.store``, one sub-store per proxy, shared by the sta
   ``default_rng(0)`` permutation of the representatives that NASLib scored *as that same cell*
   (so the agreement compares values of one cell, not of two isomorphs);
 * ``grasp``: ``grasp`` on the same sample (a Hessian-vector product: ≈ 3 backward passes);
+* ``sample_extra``: :data:`EXTRA_PROXIES` (not in NASLib: no reference values) on the same sample;
+* ``tenas``: ``tenas_ntk_cond`` on the same sample (train-mode NTK of the 64-image batch);
 * ``all_rest``: the rest of NASLib's set on all 6,466, in the order of ``all_archs_order.txt``
   (the sample first, then a ``default_rng(1)`` permutation of the other representatives), so
   that a partial run is a uniform random sample. ≈ 4 s per arch on the 2-core CPU (≈ 7 h in
@@ -54,9 +56,14 @@ STORE = HERE / "proxies.store"
 ALL_PROXIES = ("params", "flops", "synflow", "nwot")
 SAMPLE_PROXIES = ("params", "flops", "synflow", "nwot", "jacov", "snip", "grad_norm", "fisher", "epe_nas", "zen",
                   "l2_norm", "plain")
+#: proxies outside NASLib's set (no reference values): ZiCo, CRoZe (robustness-aware), TE-NAS's
+#: linear-region count; TE-NAS's NTK condition number has its own stage (a B=64 train-mode NTK).
+EXTRA_PROXIES = ("zico", "croze", "linear_regions")
 SAMPLE_N = 500
 STAGES = {"all": ("proxies_all.csv", ALL_PROXIES), "sample": ("proxies_sample.csv", SAMPLE_PROXIES),
           "grasp": ("proxies_grasp.csv", ("grasp",)),
+          "sample_extra": ("proxies_sample_extra.csv", EXTRA_PROXIES),
+          "tenas": ("proxies_sample_tenas.csv", ("tenas_ntk_cond",)),
           "all_rest": ("proxies_all_rest.csv", SAMPLE_PROXIES + ("grasp",))}
 N_BOOT = 1000
 ZERO_SHOT = ["mean_rank(params,flops,synflow,nwot)", "vote(params,flops,synflow,nwot)",
