@@ -242,34 +242,86 @@ def _flops_overhead(C: int, H: int) -> int:
 
 
 # --------------------------------------------------------------------------- gradient proxies
+def _loss_backward(net, variables, cell, x, y):
+    """ONE forward + backward of the mean cross-entropy (train-mode BN, normalised input) w.r.t.
+    the parameters, zero taps at every layer output and the logits: (params, ∂L/∂params,
+    ∂L/∂taps, ∂L/∂logits (B, K), records, logits (B, K))."""
+    pn = _plain_net(net)
+    xn = normalize(x, net.dataset)
+    p = variables["params"]
+    taps = {k: jnp.zeros(s, xn.dtype) for k, s in pn.tap_shapes(x.shape).items()}
+    zl = jnp.zeros((x.shape[0], net.num_classes), xn.dtype)
+
+    def loss(q, t, z):
+        logits, rec = pn.forward(q, None, xn, cell, True, taps=t)
+        return _ce(logits + z, y), (rec, logits)
+
+    (g, gt, gl), (rec, logits) = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(p, taps, zl)
+    return p, g, gt, gl, rec, logits
+
+
+def _fisher_sum(net, p, ids, rec, gt, gl, logits):
+    """The :func:`fisher` sum from the records and tap cotangents of :func:`_loss_backward`."""
+    def term(a, g, m):
+        g_nk = jnp.sum(a * g, axis=tuple(range(1, a.ndim - 1))) if a.ndim > 2 else a * g
+        return m * jnp.sum(0.5 * jnp.mean(jnp.square(g_nk), axis=0))
+
+    tot = term(rec["stem/conv_out"], gt["stem/pre"], 27)
+    for k, kind, w in net.cell_positions():
+        n = f"cells_{k}"
+        if kind == "reduce":
+            cin = w // 2
+            tot += term(rec[f"{n}/conv_a/conv_out"], gt[f"{n}/conv_a/pre"], 9 * cin)
+            tot += term(rec[f"{n}/conv_b/conv_out"], gt[f"{n}/conv_b/pre"], 9 * w)
+            ds = conv(rec[f"{n}/downsample/in"], p[n]["downsample"]["kernel"])
+            tot += term(ds, gt[f"{n}/downsample"], cin)
+            continue
+        for e in range(NUM_EDGES):
+            if f"{n}/e{e}/conv_out" in rec:
+                m = jnp.where(ids[e] == CONV3, 9 * w, jnp.where(ids[e] == CONV1, w, 0))
+                tot += term(rec[f"{n}/e{e}/conv_out"], gt[f"{n}/e{e}/pre"], m)
+    return tot + term(logits, gl, 4 * net.C)
+
+
+def loss_gradient_proxies(net, variables, cell, x, y, key=None) -> dict[str, jax.Array]:
+    """``grad_norm``, ``snip``, ``plain`` and ``fisher`` from ONE forward + backward pass of the
+    mean cross-entropy (train-mode BN): the parameter gradient gives the first three, the
+    cotangents of the layer outputs in the same pass give fisher. :func:`proxy_table` calls
+    this once per arch for all four (:data:`GROUPS`); each proxy function is its entry.
+
+    Args: see module docstring; x (B, H, W, 3) in [0, 1], y (B,) int.
+    Returns: dict name → scalar (params dtype)."""
+    p, g, gt, gl, rec, logits = _loss_backward(net, variables, cell, x, y)
+    ids = _ids(cell)
+    pw, gw = _weight_leaves(net, p, ids), _weight_leaves(net, g, ids)
+    return {
+        "grad_norm": sum(a * jnp.sqrt(jnp.sum(jnp.square(gg))) for (_, gg, a) in gw),
+        "snip": sum(jnp.sum(jnp.abs(w * gg)) for (_, w, _), (_, gg, _) in zip(pw, gw)),
+        "plain": sum(jnp.sum(w * gg) for (_, w, _), (_, gg, _) in zip(pw, gw)),
+        "fisher": _fisher_sum(net, p, ids, rec, gt, gl, logits),
+    }
+
+
 def grad_norm(net, variables, cell, x, y, key=None) -> jax.Array:
     """``grad_norm``: Σ_layers ‖∂L/∂W_l‖₂ over Conv/Linear weights, L = mean cross-entropy of
     the batch, train-mode BN (Abdelfattah et al. 2021; NASLib ``measures/grad_norm.py``).
 
     Args: see module docstring; x (B, H, W, 3), y (B,) int. Returns: scalar (params dtype).
     """
-    p, g = _loss_grads(net, variables, cell, x, y)
-    ids = _ids(cell)
-    return sum(a * jnp.sqrt(jnp.sum(jnp.square(w))) for _, w, a in _weight_leaves(net, g, ids))
+    return loss_gradient_proxies(net, variables, cell, x, y)["grad_norm"]
 
 
 def snip(net, variables, cell, x, y, key=None) -> jax.Array:
     """``snip``: Σ |W ⊙ ∂L/∂W| over Conv/Linear weights (Lee et al., ICLR 2019, connection
     sensitivity; NASLib ``measures/snip.py``: the gradient w.r.t. an all-ones weight mask equals
     W ⊙ ∂L/∂W), L = mean cross-entropy, train-mode BN. Returns: scalar."""
-    p, g = _loss_grads(net, variables, cell, x, y)
-    ids = _ids(cell)
-    pw, gw = _weight_leaves(net, p, ids), _weight_leaves(net, g, ids)
-    return sum(jnp.sum(jnp.abs(w * gg)) for (_, w, _), (_, gg, _) in zip(pw, gw))
+    return loss_gradient_proxies(net, variables, cell, x, y)["snip"]
 
 
 def plain(net, variables, cell, x, y, key=None) -> jax.Array:
     """``plain``: Σ W ⊙ ∂L/∂W (signed) over Conv/Linear weights, L = mean cross-entropy,
     train-mode BN (NASLib ``measures/plain.py``). Returns: scalar."""
-    p, g = _loss_grads(net, variables, cell, x, y)
-    ids = _ids(cell)
-    pw, gw = _weight_leaves(net, p, ids), _weight_leaves(net, g, ids)
-    return sum(jnp.sum(w * gg) for (_, w, _), (_, gg, _) in zip(pw, gw))
+    return loss_gradient_proxies(net, variables, cell, x, y)["plain"]
 
 
 def l2_norm(net, variables, cell, x=None, y=None, key=None) -> jax.Array:
@@ -432,9 +484,7 @@ def jacov(net, variables, cell, x, y=None, key=None) -> jax.Array:
     score = −Σ_i [log(λ_i + 1e-5) + 1/(λ_i + 1e-5)] over the eigenvalues λ of Σ. Returns:
     scalar; NaN when a row of J is constant (correlation undefined), in particular for a cell
     without an input→output path (J = 0)."""
-    v = jnp.linalg.eigvalsh(_corrcoef(_input_jacobian(net, variables, cell, x)))
-    k = 1e-5
-    return -jnp.sum(jnp.log(v + k) + 1.0 / (v + k))
+    return input_jacobian_proxies(net, variables, cell, x, y)["jacov"]
 
 
 def epe_nas(net, variables, cell, x, y, key=None) -> jax.Array:
@@ -458,17 +508,29 @@ def epe_nas(net, variables, cell, x, y, key=None) -> jax.Array:
     [0, K). Returns: scalar (params dtype); NaN when a row of J is constant (e.g. a cell without
     an input→output path).
     """
+    return input_jacobian_proxies(net, variables, cell, x, y)["epe_nas"]
+
+
+def input_jacobian_proxies(net, variables, cell, x, y, key=None) -> dict[str, jax.Array]:
+    """``jacov`` and ``epe_nas`` from ONE input Jacobian (:func:`_input_jacobian`, one backward
+    pass) and its row correlation matrix; :func:`proxy_table` calls this once per arch for both
+    (:data:`GROUPS`). Args: see module docstring; y (B,) int labels in [0, K).
+    Returns: dict name → scalar (params dtype), NaN as the two proxies define it."""
     R = _corrcoef(_input_jacobian(net, variables, cell, x))
+    v = jnp.linalg.eigvalsh(R)
+    k = 1e-5
     L = jnp.log(jnp.abs(R) + 1e-5)
     onehot = jax.nn.one_hot(y, net.num_classes, dtype=L.dtype)  # (B, K)
     s = jnp.einsum("ic,ij,jc->c", onehot, L, onehot)
     n = onehot.sum(axis=0)
     if net.num_classes <= 100:
-        return jnp.sum(jnp.where(n > 0, jnp.abs(s), 0.0))
-    keep = (n > 1).astype(L.dtype)
-    sc = s / jnp.maximum(n, 1.0)
-    pair = jnp.abs(sc[:, None] - sc[None, :]) * keep[:, None] * keep[None, :]
-    return jnp.sum(pair) / jnp.sum(keep)
+        epe = jnp.sum(jnp.where(n > 0, jnp.abs(s), 0.0))
+    else:
+        keep = (n > 1).astype(L.dtype)
+        sc = s / jnp.maximum(n, 1.0)
+        pair = jnp.abs(sc[:, None] - sc[None, :]) * keep[:, None] * keep[None, :]
+        epe = jnp.sum(pair) / jnp.sum(keep)
+    return {"jacov": -jnp.sum(jnp.log(v + k) + 1.0 / (v + k)), "epe_nas": epe}
 
 
 def fisher(net, variables, cell, x, y, key=None) -> jax.Array:
@@ -478,38 +540,7 @@ def fisher(net, variables, cell, x, y, key=None) -> jax.Array:
     train-mode BN. m_l = prod(W_l.shape[1:]) in PyTorch layout (C_in·k² for a conv, 4C for the
     classifier): NASLib broadcasts each channel's value to all the weights of that channel
     before summing, so it counts m_l times. Returns: scalar (params dtype)."""
-    pn = _plain_net(net)
-    xn = normalize(x, net.dataset)
-    p = variables["params"]
-    taps = {k: jnp.zeros(s, xn.dtype) for k, s in pn.tap_shapes(x.shape).items()}
-
-    def loss(t, zl):
-        logits, rec = pn.forward(p, None, xn, cell, True, taps=t)
-        return _ce(logits + zl, y), (rec, logits)
-
-    zl = jnp.zeros((x.shape[0], net.num_classes), xn.dtype)
-    (gt, gl), (rec, logits) = jax.grad(loss, argnums=(0, 1), has_aux=True)(taps, zl)
-    ids = _ids(cell)
-
-    def term(a, g, m):
-        g_nk = jnp.sum(a * g, axis=tuple(range(1, a.ndim - 1))) if a.ndim > 2 else a * g
-        return m * jnp.sum(0.5 * jnp.mean(jnp.square(g_nk), axis=0))
-
-    tot = term(rec["stem/conv_out"], gt["stem/pre"], 27)
-    for k, kind, w in net.cell_positions():
-        n = f"cells_{k}"
-        if kind == "reduce":
-            cin = w // 2
-            tot += term(rec[f"{n}/conv_a/conv_out"], gt[f"{n}/conv_a/pre"], 9 * cin)
-            tot += term(rec[f"{n}/conv_b/conv_out"], gt[f"{n}/conv_b/pre"], 9 * w)
-            ds = conv(rec[f"{n}/downsample/in"], p[n]["downsample"]["kernel"])
-            tot += term(ds, gt[f"{n}/downsample"], cin)
-            continue
-        for e in range(NUM_EDGES):
-            if f"{n}/e{e}/conv_out" in rec:
-                m = jnp.where(ids[e] == CONV3, 9 * w, jnp.where(ids[e] == CONV1, w, 0))
-                tot += term(rec[f"{n}/e{e}/conv_out"], gt[f"{n}/e{e}/pre"], m)
-    return tot + term(logits, gl, 4 * net.C)
+    return loss_gradient_proxies(net, variables, cell, x, y)["fisher"]
 
 
 def _kernel_mask(tree):
@@ -859,6 +890,12 @@ CLOSED_FORM = {"params": lambda net, cell, x: param_count(net, cell), "flops": f
 #: Proxies :func:`proxy_table` computes in float64 (weights and batch cast, x64 enabled for the
 #: call), as NASLib does: ``synflow`` overflows float32 for large cells.
 FLOAT64_PROXIES = ("synflow",)
+#: Proxies that share one forward/backward pass: group function → its members. :func:`proxy_table`
+#: computes the members an arch still needs in one call of the group function (one compile).
+GROUPS: dict[Callable[..., dict], tuple[str, ...]] = {
+    loss_gradient_proxies: ("grad_norm", "snip", "plain", "fisher"),
+    input_jacobian_proxies: ("jacov", "epe_nas"),
+}
 
 
 def check_proxy_names(names: Sequence[str]) -> list[str]:
@@ -875,7 +912,8 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
                 progress: bool = True, store=None, store_config: Mapping | None = None,
                 time_budget_s: float | None = None, flush_s: float = 30.0) -> pd.DataFrame:
     """Several proxies for many archs, one compile per proxy (the cell as data), optionally
-    resumable through :class:`robntk.store.ResultStore`.
+    resumable through :class:`robntk.store.ResultStore`. Requested members of a :data:`GROUPS`
+    group share one call (one forward/backward pass per arch for all of them).
 
     Archs are visited in the given order and every proxy of an arch is computed before the next
     arch, so a run cut short leaves complete rows.
@@ -923,20 +961,28 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
             stores[n] = ResultStore.open(Path(store) / n, k, {"config": cfg})
             have[n] = stores[n].read().rows
     todo = [i for i in idx if any(i not in have[n] for n in names)]
-    fns = {n: jax.jit(lambda v, c, xx, yy, kk, fn=PROXIES[n]: fn(net, v, c, xx, yy, kk)) for n in names}
+    # Each requested proxy is computed by a "unit": its GROUPS function (shared by the requested
+    # members of the group) or the proxy alone; one jit per unit.
+    unit_of = {n: next((g for g, ms in GROUPS.items() if n in ms), PROXIES[n]) for n in names}
+    members = {u: [n for n in names if unit_of[n] is u] for u in dict.fromkeys(unit_of.values())}
+    fns = {u: jax.jit(lambda v, c, xx, yy, kk, fn=u, ms=tuple(ms): (
+               fn(net, v, c, xx, yy, kk) if fn in GROUPS else {ms[0]: fn(net, v, c, xx, yy, kk)}))
+           for u, ms in members.items() if ms[0] not in CLOSED_FORM}
     counts = {n: jax.jit(lambda c, fn=CLOSED_FORM[n]: fn(net, c, x)) for n in names if n in CLOSED_FORM}
     pending: dict[str, list[dict]] = {n: [] for n in names}
     if any(n in FLOAT64_PROXIES for n in names):
         with jax.enable_x64(True):  # the float64 copies of FLOAT64_PROXIES (the same weights and batch)
             v64, x64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (variables, x))
 
-    def value(n, c):
-        if n in CLOSED_FORM:
-            return int(counts[n](c)) / 1e6
-        if n not in FLOAT64_PROXIES:
-            return float(fns[n](variables, c, x, y, key))
-        with jax.enable_x64(True):
-            return float(fns[n](v64, c, x64, y, key))
+    def values(u, ms, c) -> dict[str, float]:
+        if ms[0] in CLOSED_FORM:
+            return {ms[0]: int(counts[ms[0]](c)) / 1e6}
+        if ms[0] not in FLOAT64_PROXIES:
+            out = fns[u](variables, c, x, y, key)
+        else:
+            with jax.enable_x64(True):
+                out = fns[u](v64, c, x64, y, key)
+        return {n: float(out[n]) for n in ms}
 
     def flush():
         for n, rows in pending.items():
@@ -950,12 +996,17 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
             if time_budget_s is not None and time.time() - start > time_budget_s:
                 break
             c = jnp.asarray(check_op_ids(op_ids(space.ops(i))))
-            for n in names:
-                if i not in have[n]:
-                    t0 = time.time()
-                    row = {KEY: i, n: value(n, c), f"{n}_s": time.time() - t0}
-                    have[n][i] = row
-                    pending[n].append(row)
+            for u, ms in members.items():
+                if all(i in have[n] for n in ms):
+                    continue
+                t0 = time.time()
+                vals = values(u, ms, c)
+                dt = time.time() - t0
+                for n in ms:
+                    if i not in have[n]:
+                        row = {KEY: i, n: vals[n], f"{n}_s": dt}
+                        have[n][i] = row
+                        pending[n].append(row)
             if time.time() - last > flush_s:
                 flush()
                 last = time.time()

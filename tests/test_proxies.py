@@ -119,6 +119,30 @@ def test_proxy_table_and_errors(space, setup):
     assert t.loc[idx[0], "synflow"] != float(P.synflow(net, v, ARCH, x))
 
 
+def test_proxy_table_groups_share_one_pass(space, setup, tmp_path):
+    """Members of a GROUPS group come from one call per arch (one stored timing) and equal the
+    proxies computed one by one on the fixed cell; a member added later reuses nothing stale."""
+    net, v, x, y = setup
+    assert all(n in P.PROXIES for ms in P.GROUPS.values() for n in ms)
+    i = space.index_of(ARCH)
+    one = {n: float(jax.jit(lambda fn=P.PROXIES[n]: fn(net, v, ARCH, x, y, None))())
+           for n in ("snip", "plain", "grad_norm", "fisher", "jacov", "epe_nas")}
+    cfg = {"test": 1}
+    t = P.proxy_table(["snip", "fisher", "jacov", "epe_nas", "l2_norm"], [i], net, v, x, y, space,
+                      progress=False, store=tmp_path / "s", store_config=cfg)
+    t2 = P.proxy_table(["plain", "grad_norm"], [i], net, v, x, y, space, progress=False,
+                       store=tmp_path / "s", store_config=cfg)
+    for n, want in one.items():
+        got = (t if n in t else t2).loc[i, n]
+        assert np.isfinite(want) and got == pytest.approx(want, rel=1e-5), n
+    from robntk.store import ResultStore
+
+    secs = {n: ResultStore.open(tmp_path / "s" / n, create=False).read().rows[i][f"{n}_s"]
+            for n in ("snip", "fisher", "jacov", "epe_nas")}
+    assert secs["snip"] == secs["fisher"] and secs["jacov"] == secs["epe_nas"]
+    assert secs["snip"] != secs["jacov"]
+
+
 def test_grasp_vs_finite_difference_hvp():
     # −θᵀ H g with H g from central differences of a plain jax.grad of the fixed cell's
     # sub-tree, (∇L(θ + h·g) − ∇L(θ − h·g)) / 2h (g on the conv/linear weights only), float64:
