@@ -175,13 +175,18 @@ def analyse(data_dir) -> None:
         rep.to_csv(HERE / "combinations_all.csv", index=False)
         summary["combinations_all"] = {"n_rows": int(rep.attrs["n_rows"]), "n_train": int(rep.attrs["n_train"]),
                                        "split_seed": int(rep.attrs["split_seed"])}
-    sam = _read(STAGES["sample"][0])
-    if sam is not None and len(sam) >= 20:
+    # NASLib's one-pass set: on the 500-cell sample, and on the all_rest prefix (a uniform sample)
+    for stage, learned in (("sample", ("linear",)), ("all_rest", ("linear", "quadratic"))):
+        sam = _read(STAGES[stage][0])
+        if sam is None or len(sam) < 20:
+            continue
         have = [c for c in SAMPLE_PROXIES if c in sam.columns]
         rep, _ = K.report(sam[have], bench, singles=have,
                           zero_shot_specs=[z for z in ZERO_SHOT if set(K.parse_spec(z)[1]) <= set(have)],
-                          learned=[("linear", have)], targets=targets, n_boot=N_BOOT, progress=False)
-        rep.to_csv(HERE / "combinations_sample.csv", index=False)
+                          learned=[(m, have) for m in learned], targets=targets, n_boot=N_BOOT, progress=False)
+        rep.to_csv(HERE / f"combinations_{stage}.csv", index=False)
+        summary[f"combinations_{stage}"] = {"n_rows": int(rep.attrs["n_rows"]), "n_train": int(rep.attrs["n_train"]),
+                                            "split_seed": int(rep.attrs["split_seed"])}
     with atomic_write(HERE / "summary.json") as fh:
         fh.write(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
