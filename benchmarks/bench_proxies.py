@@ -30,6 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from robntk import proxies as P  # noqa: E402
+from robntk.commands.common import select_indices  # noqa: E402
 from robntk.commands.proxies import DEFAULT_BATCH  # noqa: E402
 from robntk.network import TinyNetwork, op_ids  # noqa: E402
 from robntk.scoring import ScoreConfig, load_batch  # noqa: E402
@@ -55,8 +56,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     space = SearchSpace.load(args.data_dir)
-    lines = (ROOT / "experiments/proxies/sample_archs.txt").read_text().split("\n")
-    archs = [int(s) for s in lines if s.strip() and not s.startswith("#")][:args.n_archs]
+    sel = argparse.Namespace(arch=None, archs_file=ROOT / "experiments/proxies/sample_archs.txt", sample=None, all=False)
+    archs = select_indices(sel, space, 0)[:args.n_archs]
     cfg = ScoreConfig(batch_size=DEFAULT_BATCH)
     x, y, digest = load_batch(cfg, args.data_dir)
     net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N)

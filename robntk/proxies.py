@@ -118,18 +118,6 @@ def _weight_leaves(net: TinyNetwork, tree, ids: jax.Array) -> list[tuple[str, ja
     return out
 
 
-def _loss_grads(net, variables, cell, x, y):
-    """(params, ∂CE/∂params) in train-BN mode on the normalised batch."""
-    pn = _plain_net(net)
-    xn = normalize(x, net.dataset)
-    params = variables["params"]
-
-    def loss(p):
-        return _ce(pn.forward(p, None, xn, cell, True)[0], y)
-
-    return params, jax.grad(loss)(params)
-
-
 # --------------------------------------------------------------------------- closed-form proxies
 def params(net: TinyNetwork, variables=None, cell=None, x=None, y=None, key=None) -> jax.Array:
     """``params``: trainable parameters of the network of ``cell``, in **millions** (NASLib /
@@ -753,7 +741,7 @@ def zico(net, variables, cell, x, y, key=None, splits: int = 2) -> jax.Array:
     if not isinstance(splits, int) or splits < 2 or B % splits:
         raise ValueError(f"zico needs an integer splits >= 2 dividing the batch size {B}, got {splits!r}")
     ids, b = _ids(cell), B // splits
-    G = [_weight_leaves(net, _loss_grads(net, variables, cell, x[m * b:(m + 1) * b], y[m * b:(m + 1) * b])[1], ids)
+    G = [_weight_leaves(net, _loss_backward(net, variables, cell, x[m * b:(m + 1) * b], y[m * b:(m + 1) * b])[1], ids)
          for m in range(splits)]
     tot = 0.0
     for layer in zip(*G):
