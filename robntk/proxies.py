@@ -277,8 +277,9 @@ def loss_gradient_proxies(net, variables, cell, x, y, key=None) -> dict[str, jax
     cotangents of the layer outputs in the same pass give fisher. :func:`proxy_table` calls
     this once per arch for all four (:data:`GROUPS`); each proxy function is its entry.
 
-    Args: see module docstring; x (B, H, W, 3) in [0, 1], y (B,) int.
-    Returns: dict name → scalar (params dtype)."""
+    Args: see module docstring; x (B, H, W, 3) in [0, 1], y (B,) int labels in [0, K).
+    Returns: dict name → scalar (params dtype); raises nothing of its own.
+    Sources: NASLib ``measures/grad_norm.py``, ``snip.py``, ``plain.py``, ``fisher.py``."""
     p, g, gt, gl, rec, logits = _loss_backward(net, variables, cell, x, y)
     ids = _ids(cell)
     pw, gw = _weight_leaves(net, p, ids), _weight_leaves(net, g, ids)
@@ -502,8 +503,9 @@ def epe_nas(net, variables, cell, x, y, key=None) -> jax.Array:
 def input_jacobian_proxies(net, variables, cell, x, y, key=None) -> dict[str, jax.Array]:
     """``jacov`` and ``epe_nas`` from ONE input Jacobian (:func:`_input_jacobian`, one backward
     pass) and its row correlation matrix; :func:`proxy_table` calls this once per arch for both
-    (:data:`GROUPS`). Args: see module docstring; y (B,) int labels in [0, K).
-    Returns: dict name → scalar (params dtype), NaN as the two proxies define it."""
+    (:data:`GROUPS`). Args: see module docstring; x (B, H, W, 3) in [0, 1], y (B,) int labels
+    in [0, K). Returns: dict name → scalar (params dtype), NaN as the two proxies define it;
+    raises nothing of its own. Sources: NASLib ``measures/jacov.py`` and ``epe_nas.py``."""
     R = _corrcoef(_input_jacobian(net, variables, cell, x))
     v = jnp.linalg.eigvalsh(R)
     k = 1e-5
