@@ -70,6 +70,14 @@ STAGES = {"all": ("proxies_all.csv", ALL_PROXIES), "sample": ("proxies_sample.cs
 N_BOOT = 1000
 ZERO_SHOT = ["mean_rank(params,flops,synflow,nwot)", "vote(params,flops,synflow,nwot)",
              "mean_rank(synflow,jacov,snip)", "vote(synflow,jacov,snip)", "mean_rank(params,nwot)"]
+#: NTK scores of the protocol base level (train BN, 200 archs) and zero-shot rules that add them to
+#: the proxies (fixed before any result: K̃_all at the paper's β = 0.5, equal weights).
+NTK_COLS = ["lambda_min_clean", "lambda_min_robust_eps8", "lambda_min_twice_eps8",
+            "lambda_min_robust_all_eps8_beta0.5"]
+NTK_ZERO_SHOT = ["mean_rank(params,nwot)", "mean_rank(params,nwot,lambda_min_robust_all_eps8_beta0.5)",
+                 "mean_rank(params,nwot,lambda_min_clean)", "vote(synflow,jacov,snip)",
+                 "vote(synflow,jacov,snip,lambda_min_robust_all_eps8_beta0.5)",
+                 "mean_rank(lambda_min_clean,lambda_min_robust_eps8,lambda_min_twice_eps8)"]
 
 
 def sample_file(space: SearchSpace, data_dir) -> Path:
@@ -187,6 +195,14 @@ def analyse(data_dir) -> None:
         rep.to_csv(HERE / f"combinations_{stage}.csv", index=False)
         summary[f"combinations_{stage}"] = {"n_rows": int(rep.attrs["n_rows"]), "n_train": int(rep.attrs["n_train"]),
                                             "split_seed": int(rep.attrs["split_seed"])}
+    # the NTK family beside the one-pass proxies on the protocol's 200 base archs (zero-shot only)
+    rest = _read(STAGES["all_rest"][0])
+    if ntk.is_file() and rest is not None:
+        both = pd.read_csv(ntk).set_index("nb201_index")[NTK_COLS].join(rest[list(SAMPLE_PROXIES)], how="inner")
+        rep, _ = K.report(both, bench, singles=NTK_COLS + ["params", "nwot"], zero_shot_specs=NTK_ZERO_SHOT,
+                          targets=targets, n_boot=N_BOOT, progress=False)
+        rep.to_csv(HERE / "combinations_ntk_base200.csv", index=False)
+        summary["combinations_ntk_base200"] = {"n_rows": int(rep.attrs["n_rows"]), "zero_shot_only": True}
     with atomic_write(HERE / "summary.json") as fh:
         fh.write(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
