@@ -1,7 +1,8 @@
 """Zero-cost proxies computed by robntk (issue 11): all representatives for the cheap ones, a
 fixed sample for the rest (NASLib's 13 but grasp, which has its own stage), the agreement with NAS-Bench-Suite-Zero's NASLib values, the τ table
 vs every NAS-RobBench-201 metric (NASLib values as a peer row on the same archs), a heatmap, and
-zero-shot / tuned combinations of the robntk proxies.
+zero-shot / tuned combinations of the robntk proxies, and zero-shot combinations of the proxies
+with the NTK family on the protocol study's 200 base archs (``combinations_ntk_base200.csv``).
 
 Usage (resumable: rerun the same command to continue; ``--minutes`` bounds the computing part,
 the analysis then runs on what is stored)::
@@ -154,8 +155,8 @@ def analyse(data_dir) -> None:
     # the NTK family (protocol base level: train BN, 200 archs) beside robntk's and NASLib's proxies
     ntk = ROOT / "experiments" / "protocol" / "scores_base.csv"
     all_ = _read(STAGES["all"][0])
-    if ntk.is_file() and all_ is not None:
-        sc = pd.read_csv(ntk).set_index("nb201_index")
+    sc = pd.read_csv(ntk).set_index("nb201_index") if ntk.is_file() else None
+    if sc is not None and all_ is not None:
         cols = [c for c in sc.columns if c.startswith("lambda_min_") and c.endswith(("clean", "eps8", "beta0.5"))]
         both = sc[cols].join(all_[list(ALL_PROXIES)], how="inner").join(
             naslib_cls[list(SAMPLE_PROXIES)].add_prefix("naslib_"), how="left")
@@ -197,8 +198,8 @@ def analyse(data_dir) -> None:
                                             "split_seed": int(rep.attrs["split_seed"])}
     # the NTK family beside the one-pass proxies on the protocol's 200 base archs (zero-shot only)
     rest = _read(STAGES["all_rest"][0])
-    if ntk.is_file() and rest is not None:
-        both = pd.read_csv(ntk).set_index("nb201_index")[NTK_COLS].join(rest[list(SAMPLE_PROXIES)], how="inner")
+    if sc is not None and rest is not None:
+        both = sc[NTK_COLS].join(rest[list(SAMPLE_PROXIES)], how="inner")
         rep, _ = K.report(both, bench, singles=NTK_COLS + ["params", "nwot"], zero_shot_specs=NTK_ZERO_SHOT,
                           targets=targets, n_boot=N_BOOT, progress=False)
         rep.to_csv(HERE / "combinations_ntk_base200.csv", index=False)
