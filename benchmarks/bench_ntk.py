@@ -28,6 +28,12 @@ Usage::
     python benchmarks/bench_ntk.py --data-dir ../shared/data --arch 2581 --batch 32 --bn-mode train \
         --modes sum --out benchmarks/ntk_results.jsonl
 
+Timing: every contender is compiled (compile time recorded separately) and warmed up first, then
+timed in ``--reps`` interleaved rounds (each round calls every contender once, the starting
+contender rotated round by round), so slow phases of a shared or throttled VM hit all contenders
+alike. Each record has min and median seconds and, for every contender after the first, the
+ratio first / this one as the median over rounds and as the ratio of the minima.
+
 Prints one JSON line per measurement (also appended to ``--out``).
 """
 
@@ -250,22 +256,11 @@ def plain_jacrev_ntk(f, params, x, y, mode, coupled):
 
 
 # --------------------------------------------------------------------------- timing helpers
-def timeit(fn, reps):
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t)
-    return out, statistics.median(ts), ts
-
-
-def jax_case(fn, args, reps):
+def jax_call(fn, args):
+    """Compile ``fn`` for ``args``; returns (a call returning the blocked result, compile seconds)."""
     t = time.perf_counter()
     c = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t
-    jax.block_until_ready(c(*args))  # warm-up (first-call allocations), not timed
-    out, med, ts = timeit(lambda: jax.block_until_ready(c(*args)), reps)
-    return np.asarray(out), med, compile_s, ts
+    return (lambda: jax.block_until_ready(c(*args))), time.perf_counter() - t
 
 
 def main(argv=None) -> int:
@@ -279,7 +274,8 @@ def main(argv=None) -> int:
                                                         "torch.func"])
     ap.add_argument("--bn-mode", default="train", choices=("train", "eval"))
     ap.add_argument("--chunk-size", type=int, default=None, help="robntk-layerwise cotangent chunk")
-    ap.add_argument("--reps", type=int, default=3, help="timed runs after one untimed warm-up run")
+    ap.add_argument("--reps", type=int, default=7,
+                    help="timed rounds after one untimed warm-up call; each round runs every contender once")
     ap.add_argument("--C", type=int, default=16)
     ap.add_argument("--N", type=int, default=5)
     ap.add_argument("--out", default=None, help="append JSON lines here")
@@ -352,49 +348,57 @@ def main(argv=None) -> int:
         lj = np.asarray(f(p, jnp.asarray(xb[:8])))
         emit({"check": "logits torch vs flax", "max_rel": float(np.max(np.abs(lt - lj)) / np.max(np.abs(lj)))})
 
+    def prepare(who, mode, x, y, B):
+        """(call, compile seconds) of one contender on this batch."""
+        if who == "robntk-layerwise":
+            return jax_call(lambda P_, S_, xx, yy, ii: layer_ntk.empirical_ntk(net, P_, S_, ii, xx, yy, mode, train,
+                                                                               args.chunk_size),
+                            (v["params"], v["batch_stats"], x, y, ids))
+        if who == "robntk-layerwise-fixed":
+            return jax_call(lambda P_, S_, xx, yy: layer_ntk.empirical_ntk(net, P_, S_, ops, xx, yy, mode, train,
+                                                                           args.chunk_size),
+                            (v["params"], v["batch_stats"], x, y))
+        if who == "robntk-jacobian":
+            return jax_call(lambda pp, xx, yy: ntk.empirical_ntk(f, pp, xx, output_mode=mode, labels1=yy,
+                                                                 independent_rows=not train), (p, x, y))
+        if who == "jax.jacrev":
+            return jax_call(lambda pp, xx, yy: plain_jacrev_ntk(f, pp, xx, yy, mode, train), (p, x, y))
+        if who == "torch.func":
+            if tnet is None:
+                raise RuntimeError("torch not installed")
+            return (lambda: torch_ntk(tnet, xb[:B], yb[:B], mode).numpy()), 0.0
+        raise RuntimeError(env["neural_tangents"])
+
     for mode in args.modes:
         for B in ([args.full_batch] if mode == "full" else args.batch):
             x, y = jnp.asarray(xb[:B]), jnp.asarray(yb[:B])
-            ref = None
-            for who in args.contenders:
-                rec = {"mode": mode, "B": B, "contender": who, "dtype": args.dtype}
+            calls, recs = {}, {}
+            for who in args.contenders:  # compile + warm up every contender first
+                rec = recs[who] = {"mode": mode, "B": B, "contender": who, "dtype": args.dtype}
                 try:
-                    if who == "robntk-layerwise":
-                        K, med, comp, ts = jax_case(
-                            lambda P_, S_, xx, yy, ii: layer_ntk.empirical_ntk(net, P_, S_, ii, xx, yy, mode, train,
-                                                                               args.chunk_size),
-                            (v["params"], v["batch_stats"], x, y, ids), args.reps)
-                        rec.update(run_s=med, min_s=min(ts), compile_s=comp, runs=ts)
-                    elif who == "robntk-layerwise-fixed":
-                        K, med, comp, ts = jax_case(
-                            lambda P_, S_, xx, yy: layer_ntk.empirical_ntk(net, P_, S_, ops, xx, yy, mode, train,
-                                                                           args.chunk_size),
-                            (v["params"], v["batch_stats"], x, y), args.reps)
-                        rec.update(run_s=med, min_s=min(ts), compile_s=comp, runs=ts)
-                    elif who == "robntk-jacobian":
-                        K, med, comp, ts = jax_case(
-                            lambda pp, xx, yy: ntk.empirical_ntk(f, pp, xx, output_mode=mode, labels1=yy,
-                                                                 independent_rows=not train), (p, x, y), args.reps)
-                        rec.update(run_s=med, min_s=min(ts), compile_s=comp, runs=ts)
-                    elif who == "jax.jacrev":
-                        K, med, comp, ts = jax_case(lambda pp, xx, yy: plain_jacrev_ntk(f, pp, xx, yy, mode, train),
-                                                    (p, x, y), args.reps)
-                        rec.update(run_s=med, min_s=min(ts), compile_s=comp, runs=ts)
-                    elif who == "torch.func":
-                        if tnet is None:
-                            raise RuntimeError("torch not installed")
-                        timeit(lambda: torch_ntk(tnet, xb[:B], yb[:B], mode), 1)  # warm-up, not timed
-                        Kt, med, ts = timeit(lambda: torch_ntk(tnet, xb[:B], yb[:B], mode).numpy(), args.reps)
-                        K = Kt
-                        rec.update(run_s=med, min_s=min(ts), compile_s=0.0, runs=ts)
-                    else:
-                        raise RuntimeError(env["neural_tangents"])
-                    K = np.asarray(K, np.float64)
-                    if ref is None:
-                        ref = K
-                    rec["max_rel_diff_vs_first"] = float(np.max(np.abs(K - ref)) / np.max(np.abs(ref)))
+                    calls[who], rec["compile_s"] = prepare(who, mode, x, y, B)
+                    calls[who]()  # warm-up (first-call allocations), not timed
                 except Exception as exc:  # noqa: BLE001 — a failing contender is a result too
                     rec["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    calls.pop(who, None)
+            order, runs, outs = list(calls), {w: [] for w in calls}, {}
+            for r in range(args.reps):  # interleaved rounds, start rotated each round
+                for who in order[r % len(order):] + order[:r % len(order)]:
+                    t = time.perf_counter()
+                    outs[who] = calls[who]()
+                    runs[who].append(time.perf_counter() - t)
+            ref = None
+            for who in args.contenders:
+                rec = recs[who]
+                if who in calls:
+                    K = np.asarray(outs[who], np.float64)
+                    ref = K if ref is None else ref
+                    rec.update(run_s=statistics.median(runs[who]), min_s=min(runs[who]), runs=runs[who],
+                               max_rel_diff_vs_first=float(np.max(np.abs(K - ref)) / np.max(np.abs(ref))))
+                    if order and who != order[0]:  # per-round ratio first contender / this one
+                        rr = np.asarray(runs[order[0]]) / np.asarray(runs[who])
+                        rec[f"ratio_{order[0]}_over_this"] = {"median_of_rounds": float(np.median(rr)),
+                                                              "of_mins": min(runs[order[0]]) / min(runs[who])}
                 emit(rec)
     return 0
 
