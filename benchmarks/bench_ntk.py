@@ -271,7 +271,9 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"])
     ap.add_argument("--full-batch", type=int, default=16, help="batch size used for output mode 'full'")
     ap.add_argument("--contenders", nargs="+", default=["robntk-layerwise", "robntk-jacobian", "jax.jacrev",
-                                                        "torch.func"])
+                                                        "torch.func"],
+                    choices=["robntk-layerwise", "robntk-layerwise-fixed", "robntk-jacobian", "jax.jacrev",
+                             "torch.func"])
     ap.add_argument("--bn-mode", default="train", choices=("train", "eval"))
     ap.add_argument("--chunk-size", type=int, default=None, help="robntk-layerwise cotangent chunk")
     ap.add_argument("--reps", type=int, default=7,
@@ -367,7 +369,7 @@ def main(argv=None) -> int:
             if tnet is None:
                 raise RuntimeError("torch not installed")
             return (lambda: torch_ntk(tnet, xb[:B], yb[:B], mode).numpy()), 0.0
-        raise RuntimeError(env["neural_tangents"])
+        raise ValueError(f"unknown contender {who!r}")  # argparse choices make this unreachable
 
     for mode in args.modes:
         for B in ([args.full_batch] if mode == "full" else args.batch):
@@ -382,7 +384,7 @@ def main(argv=None) -> int:
                     rec["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
                     calls.pop(who, None)
             order, runs, outs = list(calls), {w: [] for w in calls}, {}
-            for r in range(args.reps):  # interleaved rounds, start rotated each round
+            for r in range(args.reps if order else 0):  # interleaved rounds, start rotated each round
                 for who in order[r % len(order):] + order[:r % len(order)]:
                     t = time.perf_counter()
                     outs[who] = calls[who]()
@@ -395,7 +397,7 @@ def main(argv=None) -> int:
                     ref = K if ref is None else ref
                     rec.update(run_s=statistics.median(runs[who]), min_s=min(runs[who]), runs=runs[who],
                                max_rel_diff_vs_first=float(np.max(np.abs(K - ref)) / np.max(np.abs(ref))))
-                    if order and who != order[0]:  # per-round ratio first contender / this one
+                    if who != order[0]:  # per-round ratio first contender / this one
                         rr = np.asarray(runs[order[0]]) / np.asarray(runs[who])
                         rec[f"ratio_{order[0]}_over_this"] = {"median_of_rounds": float(np.median(rr)),
                                                               "of_mins": min(runs[order[0]]) / min(runs[who])}
