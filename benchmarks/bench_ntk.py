@@ -255,6 +255,10 @@ def plain_jacrev_ntk(f, params, x, y, mode, coupled):
     return sum(jnp.einsum("naf,mbf->nmab", j, j, precision=hi) for j in leaves)
 
 
+#: Contenders this script times (neural-tangents runs in its own venv: ``bench_nt.py``).
+CONTENDERS = ("robntk-layerwise", "robntk-layerwise-fixed", "robntk-jacobian", "jax.jacrev", "torch.func")
+
+
 # --------------------------------------------------------------------------- timing helpers
 def jax_call(fn, args):
     """Compile ``fn`` for ``args``; returns (a call returning the blocked result, compile seconds)."""
@@ -270,10 +274,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"])
     ap.add_argument("--full-batch", type=int, default=16, help="batch size used for output mode 'full'")
-    ap.add_argument("--contenders", nargs="+", default=["robntk-layerwise", "robntk-jacobian", "jax.jacrev",
-                                                        "torch.func"],
-                    choices=["robntk-layerwise", "robntk-layerwise-fixed", "robntk-jacobian", "jax.jacrev",
-                             "torch.func"])
+    ap.add_argument("--contenders", nargs="+", choices=CONTENDERS,
+                    default=["robntk-layerwise", "robntk-jacobian", "jax.jacrev", "torch.func"])
     ap.add_argument("--bn-mode", default="train", choices=("train", "eval"))
     ap.add_argument("--chunk-size", type=int, default=None, help="robntk-layerwise cotangent chunk")
     ap.add_argument("--reps", type=int, default=7,
@@ -284,6 +286,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                     help="float64: numerical agreement check (torch double, jax x64)")
     args = ap.parse_args(argv)
+    if args.reps < 1:
+        ap.error(f"--reps must be >= 1, got {args.reps}")
     f64 = args.dtype == "float64"
     if f64:
         jax.config.update("jax_enable_x64", True)
