@@ -22,6 +22,7 @@ OUT=${OUT:-runs/gpu}
 TOTAL=${TOTAL:-540}
 SAMPLE=${SAMPLE:-200}
 EXTRA=${EXTRA:-}
+PY=${PYTHON:-python3}  # the device image has python3, not python
 mkdir -p "$OUT"
 export ROBNTK_DATA=${ROBNTK_DATA:-$PWD/.gpu_pack} PYTHONUNBUFFERED=1
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -34,11 +35,11 @@ step() {  # step NAME TIMEOUT_S ARGS...: one bounded `robntk score`, its output 
   local name=$1 limit=$2; shift 2
   if (( limit < 20 )); then echo "== $name: skipped ($limit s left)" >>"$LOG"; return; fi
   echo "== $name (timeout ${limit}s, at $(( SECONDS - T0 ))s): robntk score $* $EXTRA" >>"$LOG"
-  timeout --signal=INT --kill-after=15 "$limit" python -m robntk.cli score --no-progress "$@" $EXTRA >>"$LOG" 2>&1
+  timeout --signal=INT --kill-after=15 "$limit" "$PY" -m robntk.cli score --no-progress "$@" $EXTRA >>"$LOG" 2>&1
   echo "== $name: exit $? after $(( SECONDS - T0 ))s" >>"$LOG"
 }
 { date -u; git rev-parse HEAD 2>/dev/null; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
-  python -c "import jax, jaxlib; print('jax', jax.__version__, jaxlib.__version__, jax.devices())" 2>&1; } >"$LOG"
+  "$PY" -c "import jax, jaxlib; print('jax', jax.__version__, jaxlib.__version__, jax.devices())" 2>&1; } >"$LOG"
 step train200 $(( $(left) * 4 / 9 )) --sample "$SAMPLE" --seed 0 --store "$OUT/train.store" \
   --out "$OUT/train200.csv" --time-budget $(( TOTAL / 4 ))
 step eval200 $(( $(left) * 2 / 5 )) --sample "$SAMPLE" --seed 0 --bn-mode eval --store "$OUT/eval.store" \
@@ -47,7 +48,7 @@ B3=$(( $(left) - 100 ))
 step all $(( $(left) - 40 )) --all --store "$OUT/train.store" --out "$OUT/train_all.csv" --time-budget $(( B3 > 1 ? B3 : 1 ))
 if [[ ! -f $OUT/train_all.csv ]]; then  # step 3 was killed before its export: export without compiling
   echo "== export by robntk merge" >>"$LOG"
-  python -m robntk.cli merge "$OUT/train.store" --into /tmp/robntk-gpu-merged.store --out "$OUT/train_all.csv" \
+  "$PY" -m robntk.cli merge "$OUT/train.store" --into /tmp/robntk-gpu-merged.store --out "$OUT/train_all.csv" \
     --allow-missing >>"$LOG" 2>&1
 fi
 tar czf "$OUT/stores.tgz" -C "$OUT" train.store eval.store 2>>"$LOG" && rm -rf "$OUT/train.store" "$OUT/eval.store"
