@@ -41,6 +41,12 @@ BATCHES = tuple((b, s) for b in (16, 32, 64) for s in (0, 1, 2))
 
 
 def main(argv=None) -> int:
+    """Write the pack to ``--out`` (via ``<out>.tmp``, then a rename); returns 0.
+
+    Raises:
+        FileNotFoundError: the full data lack the CIFAR-10 npz or a search-space file (named).
+        SystemExit: a batch read from the pack differs from the full data (nothing is renamed).
+    """
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=None, help="full data directory (default $ROBNTK_DATA)")
     ap.add_argument("--out", default=str(ROOT / ".gpu_pack"))
