@@ -2,7 +2,7 @@
 each architecture (all kernels: PGD at init for both radii, Jacobians, Gram, spectra).
 
 Compares the engine's NTK providers (``layerwise`` per-layer gradients, ``jacobian`` = the
-generic Jacobian contraction of :func:`robntk.kernels.stacked_gram`) on the archs the removed
+generic Jacobian contraction of :func:`robntk.ntk.kernels.stacked_gram`) on the archs the removed
 dedicated per-arch timing used (``benchmarks/score_dedicated_cpu.json``: 2581, 1000, 3), and checks that
 the rows agree.
 
@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from robntk.engine import Engine, EngineOptions  # noqa: E402
-from robntk.scoring import ScoreConfig, load_batch  # noqa: E402
-from robntk.searchspace import SearchSpace  # noqa: E402
+from robntk.scoring.engine import Engine, EngineOptions  # noqa: E402
+from robntk.scoring.config import ScoreConfig, load_batch  # noqa: E402
+from robntk.nb201.searchspace import SearchSpace  # noqa: E402
 
 
 def main(argv=None) -> int:

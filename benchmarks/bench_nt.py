@@ -4,7 +4,7 @@ Runs in the SEPARATE neural-tangents environment (``benchmarks/NT_ENV.md``: NT 0
 jax/jaxlib 0.4.23), so it must not import robntk (which needs jax>=0.10). Its inputs come from
 ``benchmarks/export_nt_inputs.py`` (main environment): the dedicated TinyNetwork's weights of
 arch 2581 (``TinyNetwork(16, 5).init(PRNGKey(0))`` → ``extract``), the fixed CIFAR-10 batch, and
-robntk's reference kernels (:func:`robntk.layer_ntk.empirical_ntk`, eval-mode BN, float32).
+robntk's reference kernels (:func:`robntk.ntk.layerwise.empirical_ntk`, eval-mode BN, float32).
 
 The network is re-implemented here in plain ``jax.lax`` as ``f(params, x)`` (NHWC, normalisation
 inside, eval-mode BN with the exported running statistics closed over as constants; the same op
@@ -54,7 +54,7 @@ import types
 import numpy as np
 
 IMPLS = {1: "JACOBIAN_CONTRACTION", 2: "NTK_VECTOR_PRODUCTS", 3: "STRUCTURED_DERIVATIVES"}
-EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # robntk.searchspace.EDGES
+EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # robntk.nb201.searchspace.EDGES
 BN_EPS = 1e-5
 
 
@@ -95,7 +95,7 @@ def build_f(ops, C, N, mean, std, stats):
     from jax import lax
 
     stats = jax.tree_util.tree_map(jnp.asarray, stats)
-    # float32 statistics divided in float32, as robntk.network.normalize does
+    # float32 statistics divided in float32, as robntk.nb201.network.normalize does
     mean = jnp.asarray(mean, jnp.float32) / 255.0
     std = jnp.asarray(std, jnp.float32) / 255.0
 

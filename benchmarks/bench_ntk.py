@@ -4,12 +4,12 @@ Contenders (all on the same TinyNetwork weights and the same CIFAR-10 batch, flo
 ``--bn-mode``: ``train`` = batch statistics, rows coupled — robntk's default protocol — or
 ``eval`` = running statistics, independent rows):
 
-* ``robntk-layerwise``: :func:`robntk.layer_ntk.empirical_ntk` on the cell as data (what the
+* ``robntk-layerwise``: :func:`robntk.ntk.layerwise.empirical_ntk` on the cell as data (what the
   engine runs; compiled once for all archs — compile time reported separately).
 * ``robntk-layerwise-fixed``: the same function with the cell fixed at trace time (only the
   cell's layers are traced, no ``lax.switch``; one compile per cell — what a user scoring one
   arch gets).
-* ``robntk-jacobian``: :func:`robntk.ntk.empirical_ntk` (generic Jacobian contraction) of the
+* ``robntk-jacobian``: :func:`robntk.ntk.empirical.empirical_ntk` (generic Jacobian contraction) of the
   fixed-cell network function.
 * ``jax.jacrev``: a plain :func:`jax.jacrev` of the batch read-out (train mode: of the whole
   batch function; eval mode: ``vmap`` of per-example ``jacrev``) + contraction — the recipe a
@@ -55,8 +55,9 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from robntk import layer_ntk, ntk  # noqa: E402
-from robntk.network import TinyNetwork, op_ids  # noqa: E402
+from robntk.ntk import layerwise as layer_ntk  # noqa: E402
+from robntk.ntk import empirical as ntk  # noqa: E402
+from robntk.nb201.network import TinyNetwork, op_ids  # noqa: E402
 
 
 # --------------------------------------------------------------------------- PyTorch TinyNetwork
@@ -123,7 +124,7 @@ def build_torch_net(arch_ops, C, N, num_classes, mean, std, train=False):
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            # float32 pixel statistics divided in float32, as robntk.network.normalize does for
+            # float32 pixel statistics divided in float32, as robntk.nb201.network.normalize does for
             # float32 inputs (cast to float64 with .double() for the float64 check)
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / 255.0)
             self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) / 255.0)
@@ -292,9 +293,9 @@ def main(argv=None) -> int:
     if f64:
         jax.config.update("jax_enable_x64", True)
 
-    from robntk.datasets import fixed_batch
-    from robntk.registry import DATASETS
-    from robntk.searchspace import SearchSpace
+    from robntk.data.datasets import fixed_batch
+    from robntk.core.registry import DATASETS
+    from robntk.nb201.searchspace import SearchSpace
 
     space = SearchSpace.load(args.data_dir)
     arch = space.arch_str(args.arch)

@@ -32,9 +32,9 @@ import numpy as np  # noqa: E402
 from robntk import proxies as P  # noqa: E402
 from robntk.commands.common import select_indices  # noqa: E402
 from robntk.commands.proxies import DEFAULT_BATCH  # noqa: E402
-from robntk.network import TinyNetwork, op_ids  # noqa: E402
-from robntk.scoring import ScoreConfig, load_batch  # noqa: E402
-from robntk.searchspace import SearchSpace  # noqa: E402
+from robntk.nb201.network import TinyNetwork, op_ids  # noqa: E402
+from robntk.scoring.config import ScoreConfig, load_batch  # noqa: E402
+from robntk.nb201.searchspace import SearchSpace  # noqa: E402
 
 
 def _time(f, repeats):

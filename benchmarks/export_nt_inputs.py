@@ -11,9 +11,9 @@ exactly the network / weights / batch of ``bench_ntk.py`` —
 * ``x`` (B, 32, 32, 3) float32 in [0, 1] (NHWC), ``y`` int32 (B,);
 * ``ops`` (6 op names, EDGES order), ``arch``, ``C``, ``N``, ``num_classes``;
 * ``norm_mean``, ``norm_std``: per-channel pixel statistics (units of 1/255, as
-  :data:`robntk.network.NORMALIZATION`);
+  :data:`robntk.nb201.network.NORMALIZATION`);
 * ``logits``: robntk's dedicated eval-mode forward on ``x``;
-* ``ref/<mode>/<B>``: robntk reference kernels, :func:`robntk.layer_ntk.empirical_ntk` (eval BN,
+* ``ref/<mode>/<B>``: robntk reference kernels, :func:`robntk.ntk.layerwise.empirical_ntk` (eval BN,
   float32) for modes sum/label/trace at ``--batch`` sizes and full at ``--full-batch``.
 
 Usage (main environment; heavy → under the CPU lock on the shared machine)::
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from robntk import layer_ntk  # noqa: E402
-from robntk.network import make_apply  # noqa: E402
-from robntk.network import TinyNetwork, op_ids  # noqa: E402
+from robntk.ntk import layerwise as layer_ntk  # noqa: E402
+from robntk.nb201.network import make_apply  # noqa: E402
+from robntk.nb201.network import TinyNetwork, op_ids  # noqa: E402
 
 
 def flatten(tree, prefix: str) -> dict[str, np.ndarray]:
@@ -64,9 +64,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="/tmp/nt_inputs.npz")
     args = ap.parse_args(argv)
 
-    from robntk.datasets import fixed_batch
-    from robntk.network import NORMALIZATION
-    from robntk.searchspace import SearchSpace
+    from robntk.data.datasets import fixed_batch
+    from robntk.nb201.network import NORMALIZATION
+    from robntk.nb201.searchspace import SearchSpace
 
     space = SearchSpace.load(args.data_dir)
     ops = space.ops(args.arch)

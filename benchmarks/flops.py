@@ -4,7 +4,7 @@ analysis, the per-arch cost of the default score configuration, and projections.
 Conventions: a multiply-add is 2 FLOPs; elementwise ops (ReLU, BN, adds, pooling) count 1 per
 output element and op (as XLA's cost analysis does); images 32×32, C=16, N=5, 10 classes.
 
-Per-arch cost of the default :class:`robntk.scoring.ScoreConfig` with the ``fast`` engine
+Per-arch cost of the default :class:`robntk.scoring.config.ScoreConfig` with the ``fast`` engine
 implementation (B=32, E=2 radii, 10 PGD steps, ``sum`` read-out), F = forward FLOPs per image,
 P = parameters:
 
@@ -32,8 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from robntk.network import num_params_closed_form  # noqa: E402
-from robntk.searchspace import EDGES, SearchSpace  # noqa: E402
+from robntk.nb201.network import num_params_closed_form  # noqa: E402
+from robntk.nb201.searchspace import EDGES, SearchSpace  # noqa: E402
 
 H200_FP32_PEAK = 67e12  # FLOP/s, FP32 non-tensor-core (H100/H200 SXM datasheet); HIGHEST precision
 
@@ -106,7 +106,7 @@ def xla_check(space, indices, B=8):
     import jax
     import jax.numpy as jnp
 
-    from robntk.network import TinyNetwork
+    from robntk.nb201.network import TinyNetwork
 
     net = TinyNetwork()
     out = []

@@ -30,11 +30,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from robntk.engine import EngineOptions, run_engine  # noqa: E402
-from robntk.paths import atomic_write  # noqa: E402
-from robntk.scoring import ScoreConfig, provenance, load_batch  # noqa: E402
-from robntk.searchspace import SearchSpace  # noqa: E402
-from robntk.store import ResultStore  # noqa: E402
+from robntk.scoring.engine import EngineOptions, run_engine  # noqa: E402
+from robntk.core.paths import atomic_write  # noqa: E402
+from robntk.scoring.config import ScoreConfig, provenance, load_batch  # noqa: E402
+from robntk.nb201.searchspace import SearchSpace  # noqa: E402
+from robntk.jobs.store import ResultStore  # noqa: E402
 
 
 def main(argv=None) -> int:

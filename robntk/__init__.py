@@ -13,19 +13,19 @@ API is re-exported here::
     from robntk import TinyNetwork, kernel_family, spectrum, SearchSpace, RobBench
 """
 
-__version__ = "0.1.0"
+from robntk._version import __version__
 
-from .attacks import fgsm, pgd  # noqa: E402
-from .benchmark import RobBench  # noqa: E402
-from .correlation import bootstrap_ci, correlation_table, kendall_tau, spearman_rho  # noqa: E402
-from .datasets import fixed_batch, load_dataset  # noqa: E402
-from .engine import Engine, EngineOptions, run_engine  # noqa: E402
-from .kernels import KernelFamily, kernel_families, kernel_family, mixed_kernel, stacked_gram  # noqa: E402
-from .network import NetworkFn, TinyNetwork, op_ids  # noqa: E402
-from .ntk import empirical_ntk  # noqa: E402
-from .scoring import ScoreConfig  # noqa: E402
-from .searchspace import SearchSpace  # noqa: E402
-from .spectra import Spectrum, spectrum  # noqa: E402
+from robntk.attacks.iterative import fgsm, pgd  # noqa: E402
+from robntk.data.benchmark import RobBench  # noqa: E402
+from robntk.analysis.correlation import bootstrap_ci, correlation_table, kendall_tau, spearman_rho  # noqa: E402
+from robntk.data.datasets import fixed_batch, load_dataset  # noqa: E402
+from robntk.scoring.engine import Engine, EngineOptions, run_engine  # noqa: E402
+from robntk.ntk.kernels import KernelFamily, kernel_families, kernel_family, mixed_kernel, stacked_gram  # noqa: E402
+from robntk.nb201.network import NetworkFn, TinyNetwork, op_ids  # noqa: E402
+from robntk.ntk.empirical import empirical_ntk  # noqa: E402
+from robntk.scoring.config import ScoreConfig  # noqa: E402
+from robntk.nb201.searchspace import SearchSpace  # noqa: E402
+from robntk.ntk.spectra import Spectrum, spectrum  # noqa: E402
 
 __all__ = [
     "Engine", "EngineOptions", "KernelFamily", "NetworkFn", "RobBench", "ScoreConfig", "SearchSpace", "Spectrum",

@@ -26,6 +26,6 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def space(data_dir):
-    from robntk.searchspace import SearchSpace
+    from robntk.nb201.searchspace import SearchSpace
 
     return SearchSpace.load(data_dir)

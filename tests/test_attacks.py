@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import attacks
+from robntk.attacks import iterative as attacks
 
 
 @pytest.fixture(autouse=True, scope="module")

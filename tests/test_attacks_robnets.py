@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk.attacks import deepfool, fgsm, mifgsm, pgd
+from robntk.attacks.iterative import deepfool, fgsm, mifgsm, pgd
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robntk.benchmark import DATASETS, METRICS, RobBench, load_nb201_accuracy
+from robntk.data.benchmark import DATASETS, METRICS, RobBench, load_nb201_accuracy
 
 ARCH_2581 = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 

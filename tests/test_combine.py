@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robntk import combine as K
-from robntk import suite_zero as Z
-from robntk.benchmark import RobBench
-from robntk.correlation import kendall_tau
+from robntk.analysis import combine as K
+from robntk.data import suite_zero as Z
+from robntk.data.benchmark import RobBench
+from robntk.analysis.correlation import kendall_tau
 
 
 @pytest.fixture(scope="module")

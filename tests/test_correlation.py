@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from robntk import correlation as C
+from robntk.analysis import correlation as C
 from robntk.commands import correlate as CC
-from robntk.benchmark import RobBench, load_nb201_accuracy
+from robntk.data.benchmark import RobBench, load_nb201_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +276,7 @@ def test_cli_bad_input(tmp_path, data_dir):
 
 
 def test_heatmap_rejects_bad_tables(tmp_path):
-    from robntk.figures import tau_heatmap
+    from robntk.core.figures import tau_heatmap
 
     with pytest.raises(ValueError, match="lacks column"):
         tau_heatmap(pd.DataFrame({"score": ["a"]}), tmp_path / "x.png")
@@ -288,7 +288,7 @@ def test_heatmap_rejects_bad_tables(tmp_path):
 
 
 def test_paired_tau_difference():
-    from robntk.correlation import kendall_tau, paired_tau_difference
+    from robntk.analysis.correlation import kendall_tau, paired_tau_difference
 
     rng = np.random.default_rng(0)
     t = rng.normal(size=300)

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robntk import datasets as D
+from robntk.data import datasets as D
+from robntk.data.readers import CIFAR10_CLASSES
 
-CLASSES = D.CIFAR10_CLASSES
+CLASSES = CIFAR10_CLASSES
 
 
 # --------------------------------------------------------------------------- writers

@@ -22,12 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import cli, kernels, scoring
-from robntk.engine import Engine, EngineOptions, parse_shard, run_engine, shard_indices, store_key
-from robntk.network import TinyNetwork
-from robntk.scoring import ScoreConfig
-from robntk.searchspace import all_archs_lexicographic, format_arch_str
-from robntk.store import ResultStore, StoreConflictError, StoreError, StoreMismatchError, merge_stores, rows_equal
+from robntk.ntk import kernels
+from robntk.scoring import config as scoring
+from robntk import cli
+from robntk.jobs.driver import parse_shard, shard_indices
+from robntk.scoring.engine import Engine, EngineOptions, run_engine, store_key
+from robntk.nb201.network import TinyNetwork
+from robntk.scoring.config import ScoreConfig
+from robntk.nb201.searchspace import all_archs_lexicographic, format_arch_str
+from robntk.jobs.store import ResultStore, StoreConflictError, StoreError, StoreMismatchError, merge_stores, rows_equal
 
 REPO = Path(__file__).resolve().parents[1]
 #: the fast fixture is eval-mode BN (independent rows); the default protocol (train mode) has its own tests
@@ -327,9 +330,9 @@ SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     import numpy as np
     import jax
-    from robntk import store as S
-    from robntk.engine import Engine, EngineOptions, run_engine
-    from robntk.scoring import ScoreConfig
+    from robntk.jobs import store as S
+    from robntk.scoring.engine import Engine, EngineOptions, run_engine
+    from robntk.scoring.config import ScoreConfig
     sys.path.insert(0, os.environ["TESTS_DIR"])
     from test_engine import TINY, INDICES, ARCH_STRS, tiny_batch
 

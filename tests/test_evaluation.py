@@ -1,4 +1,4 @@
-"""Robustness evaluation (robntk.autoattack, robntk.evaluation).
+"""Robustness evaluation (robntk.attacks.autoattack, robntk.train.evaluation).
 
 Attack correctness on linear models with a known optimum, gradient-masking sanity checks in the
 spirit of AutoAttack's on a tiny TinyNetwork, batching independence, key names, bad input, CLI.
@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import attacks
-from robntk import autoattack as aa
-from robntk.evaluation import ATTACKS, EvalConfig, RobustnessEvaluator, parse_attacks, sanity_checks
-from robntk.network import TinyNetwork
-from robntk.registry import metric_name
+from robntk.attacks import iterative as attacks
+from robntk.attacks import autoattack as aa
+from robntk.train.evaluation import ATTACKS, EvalConfig, RobustnessEvaluator, parse_attacks, sanity_checks
+from robntk.nb201.network import TinyNetwork
+from robntk.core.registry import metric_name
 
 EPS = 8 / 255
 ARCH_T = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
@@ -275,7 +275,7 @@ def test_eval_config_presets():
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    import robntk.training as T
+    import robntk.train.loop as T
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (32, 8, 8, 3), dtype=np.uint8)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robntk.datasets import balanced_indices, fixed_batch, read_npz
+from robntk.data.datasets import balanced_indices, fixed_batch, read_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import kernels, ntk, spectra
-from robntk import network as nw
+from robntk.ntk import kernels
+from robntk.ntk import empirical as ntk
+from robntk.ntk import spectra
+from robntk.nb201 import network as nw
 
 
 @pytest.fixture(autouse=True, scope="module")

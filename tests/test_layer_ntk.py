@@ -1,4 +1,4 @@
-"""The per-layer-gradient NTK (robntk.layer_ntk) ≡ the generic Jacobian contraction ≡ finite
+"""The per-layer-gradient NTK (robntk.ntk.layerwise) ≡ the generic Jacobian contraction ≡ finite
 differences, in float64, for both BN modes (coupled and independent rows), every output mode,
 a fixed cell and a cell as data, and chunked cotangents."""
 
@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import layer_ntk, ntk
-from robntk import network as nw
+from robntk.ntk import layerwise as layer_ntk
+from robntk.ntk import empirical as ntk
+from robntk.nb201 import network as nw
 
 ARCHS = [(3, 2, 4, 1, 3, 0), (1, 3, 3, 2, 4, 3), (0, 0, 0, 0, 0, 0)]
 MODES = ("sum", "label", "trace", "full")

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import ntk, spectra
-from robntk import network as nw
-from robntk import searchspace as ss
+from robntk.ntk import empirical as ntk
+from robntk.ntk import spectra
+from robntk.nb201 import network as nw
+from robntk.nb201 import searchspace as ss
 from support import reference_flax as ref
 
 A2581 = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"

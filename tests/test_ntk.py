@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import network as nw
-from robntk import ntk
+from robntk.nb201 import network as nw
+from robntk.ntk import empirical as ntk
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 
 from robntk import proxies as P
-from robntk.network import TinyNetwork, op_ids, to_ops
+from robntk.nb201 import layers as nl
+from robntk.proxies import _common as PC
+from robntk.proxies import robust as PR
+from robntk.proxies import zen_zico_tenas as PZ
+from robntk.nb201.network import TinyNetwork, op_ids, to_ops
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
 DISC = "|none~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|"
@@ -24,7 +28,7 @@ def setup():
 
 
 def test_params_flops_match_suite_zero(data_dir):
-    from robntk.suite_zero import load_suite_zero
+    from robntk.data.suite_zero import load_suite_zero
 
     for ds in ("cifar10", "ImageNet16-120"):
         df = load_suite_zero(ds, data_dir)
@@ -135,7 +139,7 @@ def test_proxy_table_groups_share_one_pass(space, setup, tmp_path):
     for n, want in one.items():
         got = (t if n in t else t2).loc[i, n]
         assert np.isfinite(want) and got == pytest.approx(want, rel=1e-5), n
-    from robntk.store import ResultStore
+    from robntk.jobs.store import ResultStore
 
     secs = {n: ResultStore.open(tmp_path / "s" / n, create=False).read().rows[i][f"{n}_s"]
             for n in ("snip", "fisher", "jacov", "epe_nas")}
@@ -182,7 +186,7 @@ NEW = ("epe_nas", "zen", "zico", "tenas_ntk_cond", "linear_regions", "croze")
 def _pixel_to_normalised_jacobian(net, v, arch, x):
     """Rows of ∂(Σ logits)/∂x̂ (x̂ the normalised input), from the pixel-space gradient by the
     chain rule ∂/∂x̂ = std · ∂/∂x (independent of the proxies' own normalised-input trace)."""
-    from robntk.registry import DATASETS
+    from robntk.core.registry import DATASETS
 
     gx = jax.jit(jax.grad(lambda z: jnp.sum(net.apply(v, z, arch, train=True))))(x)
     std = np.asarray(DATASETS[net.dataset].std) / 255.0
@@ -203,8 +207,8 @@ def test_fisher_vs_per_activation_formula(setup):
     # layer l's output a (the derivative Σ_hw a·∂L/∂a, taken here by autodiff through the
     # multiplier), m_l = #weights per output channel; classifier by hand: z·(softmax − onehot)/B.
     net, v, x, y = setup
-    pn = P._plain_net(net)
-    xn = P.normalize(x, net.dataset)
+    pn = PC._plain_net(net)
+    xn = nl.normalize(x, net.dataset)
     p = v["params"]
     zero = {k: jnp.zeros(s) for k, s in pn.tap_shapes(x.shape).items()}
     logits, rec = pn.forward(p, None, xn, ARCH, True, taps=zero)
@@ -214,7 +218,7 @@ def test_fisher_vs_per_activation_formula(setup):
         if kind == "reduce":
             layers += [(f"{n}/{s}/pre", rec[f"{n}/{s}/conv_out"], p[n][s]["conv"]["kernel"]) for s in ("conv_a", "conv_b")]
             W = p[n]["downsample"]["kernel"]
-            layers.append((f"{n}/downsample", P.conv(rec[f"{n}/downsample/in"], W), W))
+            layers.append((f"{n}/downsample", nl.conv(rec[f"{n}/downsample/in"], W), W))
         for e, op in enumerate(to_ops(ARCH)):
             if kind == "cell" and op.startswith("nor_conv"):
                 layers.append((f"{n}/e{e}/pre", rec[f"{n}/e{e}/conv_out"], p[n][f"e{e}_{op}"]["conv"]["kernel"]))
@@ -223,7 +227,7 @@ def test_fisher_vs_per_activation_formula(setup):
         taps = dict(zero)
         for (name, a, _), s in zip(layers, S):
             taps[name] = s[:, None, None, :] * jax.lax.stop_gradient(a)
-        return P._ce(pn.forward(p, None, xn, ARCH, True, taps=taps)[0], y)
+        return PC._ce(pn.forward(p, None, xn, ARCH, True, taps=taps)[0], y)
 
     S0 = [jnp.zeros((x.shape[0], a.shape[-1])) for _, a, _ in layers]
     dS = jax.jit(jax.grad(loss))(S0)
@@ -267,8 +271,8 @@ def test_zen_vs_running_stat_updates(setup):
     # variance) turned into PyTorch's unbiased update: r = 0.81 r0 + n/(n−1)·(r_biased − 0.81 r0)
     net, v, x, y = setup
     key = jax.random.PRNGKey(5)
-    p, x1, xm = P._zen_draws(net, v, x, key, True, 1e-2)
-    pn = P._plain_net(net)
+    p, x1, xm = PZ._zen_draws(net, v, x, key, True, 1e-2)
+    pn = PC._plain_net(net)
     _, aux = pn.forward(p, v["batch_stats"], x1, ARCH, True, momentum=0.9)
     _, aux = pn.forward(p, aux["batch_stats"], xm, ARCH, True, momentum=0.9)
     B, H = x.shape[0], x.shape[1]
@@ -285,7 +289,7 @@ def test_zen_vs_running_stat_updates(setup):
 
     def pre_gap(z):
         rec = pn.forward(p, None, z, ARCH, True, taps=zero)[1]
-        return np.asarray(jax.nn.relu(P.batch_norm(rec["lastact/conv_out"], p["lastact_bn"], None, True)[0]))
+        return np.asarray(jax.nn.relu(nl.batch_norm(rec["lastact/conv_out"], p["lastact_bn"], None, True)[0]))
 
     want = np.log(np.mean(np.abs(pre_gap(x1) - pre_gap(xm)).sum(axis=(1, 2, 3)))) + log_bn
     f = jax.jit(lambda g, k: P.zen(net, v, ARCH, x, y, k, mixup_gamma=g))
@@ -313,7 +317,7 @@ def test_linear_regions_counts_distinct_patterns(setup):
 
 
 def test_tenas_ntk_cond_vs_generic_ntk():
-    from robntk import ntk
+    from robntk.ntk import empirical as ntk
 
     with jax.enable_x64(True):
         net = TinyNetwork(C=2, N=1, num_classes=4, dataset="cifar10")
@@ -361,7 +365,7 @@ def test_croze_identity_surrogate_and_bound(setup):
     H, C = x.shape[1], net.C
     feat = [H * H * C, (H // 2) ** 2 * 2 * C, (H // 4) ** 2 * 4 * C, (H // 4) ** 2 * 4 * C, 4 * C]
     sub = jax.tree_util.tree_map(jnp.abs, net.extract(v, arch)["params"])
-    gsub = jax.jit(jax.grad(lambda q: P._ce(net.apply({"params": q}, x, arch, train=True), y)))(sub)
+    gsub = jax.jit(jax.grad(lambda q: PC._ce(net.apply({"params": q}, x, arch, train=True), y)))(sub)
 
     def kernel(tree, path):
         node = tree
@@ -370,9 +374,9 @@ def test_croze_identity_surrogate_and_bound(setup):
         return np.asarray(node.get("conv", node)["kernel"])
 
     want, pairs = 0.0, []
-    for path, w, a in P._weight_leaves(net, v["params"], jnp.asarray(op_ids(arch))):
+    for path, w, a in PC._weight_leaves(net, v["params"], jnp.asarray(op_ids(arch))):
         if float(a):
-            i = P._feature_index(net, path)
+            i = PR._feature_index(net, path)
             pairs.append((path.split("/")[0], i))
             g = kernel(gsub, path)
             G_l = int(np.sum(np.linalg.norm(g, axis=-1) > 1e-8))
@@ -407,7 +411,7 @@ def test_proxies_command_writes_table_with_nan_flags(data_dir, tmp_path):
     import pandas as pd
 
     from robntk.cli import main
-    from robntk.scoring import ScoreConfig, load_batch
+    from robntk.scoring.config import ScoreConfig, load_batch
 
     out = tmp_path / "p.csv"
     argv = ["proxies", "--data-dir", str(data_dir), "--arch", "2581", "--arch", "10", "--C", "4", "--N", "1",
@@ -417,7 +421,7 @@ def test_proxies_command_writes_table_with_nan_flags(data_dir, tmp_path):
     side = json.loads(out.with_name(out.name + ".json").read_text())
     assert side["config"]["batch_size"] == 8 and side["proxies"] == ["params", "nwot"]
     net = TinyNetwork.for_dataset("cifar10", 4, 1)
-    from robntk.searchspace import SearchSpace
+    from robntk.nb201.searchspace import SearchSpace
 
     space = SearchSpace.load(data_dir)
     assert df.loc[2581, "params"] == int(P.param_count(net, space.ops(2581))) / 1e6  # exact: counted in float64
@@ -427,7 +431,7 @@ def test_proxies_command_writes_table_with_nan_flags(data_dir, tmp_path):
     assert np.isnan(df.loc[10, "nwot"]) and bool(df.loc[10, "nwot_undefined"]) and not df.loc[2581, "nwot_undefined"]
     assert main(argv[:-4] + ["--proxies", "nope", "--out", str(out)]) == 2
     # resumable: a rerun with one more proxy reads nwot from the store (no new chunk) and adds flops
-    from robntk.store import ResultStore, StoreMismatchError
+    from robntk.jobs.store import ResultStore, StoreMismatchError
 
     nwot_store = ResultStore.open(tmp_path / "p.csv.store" / "nwot", create=False)
     chunks = nwot_store.chunk_files()

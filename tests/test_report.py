@@ -1,4 +1,4 @@
-"""robntk.report / ``robntk report``: the benchmark's own analyses against the known values of
+"""robntk.analysis.report / ``robntk report``: the benchmark's own analyses against the known values of
 shared/docs/nasrobbench201.md §5, hand-derived cases, and independent re-computations."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from robntk import report, report_writer
-from robntk.benchmark import RobBench
+from robntk.analysis import report
+from robntk.analysis import report_writer
+from robntk.data.benchmark import RobBench
 
 C10, C100, IN16 = "cifar10", "cifar100", "ImageNet16-120"
 CLEAN, PGD8 = "val_acc", "val_pgd_8.0_acc"
@@ -86,7 +87,7 @@ def test_standard_training_known_values(agreement):
 
 def test_standard_training_overlap_independent(agreement, table, data_dir):
     """Top-k overlaps re-derived with a stable pandas sort (ties → smaller NB201 index, the documented rule)."""
-    from robntk.benchmark import load_nb201_accuracy
+    from robntk.data.benchmark import load_nb201_accuracy
 
     nb = load_nb201_accuracy(data_dir).reindex(table.index)
     for ds, metric in ((C10, CLEAN), (C100, PGD8), (IN16, CLEAN)):
@@ -209,22 +210,23 @@ def test_expected_best_of_k_brute_force():
 
 # --------------------------------------------------------------------------- Jung et al. loader
 def test_jung_loader_csv_json_parity(data_dir, tmp_path, bench):
-    from robntk.report import _jung_from_json
+    from robntk.data import jung
+    from robntk.data.jung import _jung_from_json
 
-    csv = report.load_jung_robustness(data_dir)
-    js = _jung_from_json(data_dir / report.JUNG_JSON)
+    csv = jung.load_jung_robustness(data_dir)
+    js = _jung_from_json(data_dir / jung.JUNG_JSON)
     assert csv.shape == (15625, 17) and list(csv.columns) == list(js.columns)
     assert np.allclose(csv.to_numpy(), js.to_numpy(), atol=1e-12, rtol=0)
     assert csv.loc[13433, "cifar10_jung_clean"] == pytest.approx(0.893)
     assert csv.loc[13433, "cifar10_jung_pgd"] == pytest.approx(0.336)
-    from robntk.benchmark import load_nb201_accuracy
+    from robntk.data.benchmark import load_nb201_accuracy
 
     reps = list(bench.table().index)
     nb201 = load_nb201_accuracy(data_dir).loc[reps, "cifar10_nb201_test_acc"]
     tau = report.kendall_tau(csv.loc[reps, "cifar10_jung_clean"], nb201)
     assert tau == pytest.approx(0.947, abs=5e-4)
     with pytest.raises(FileNotFoundError, match="jung_acc_summary_15625.csv.*acc.json"):
-        report.load_jung_robustness(tmp_path)
+        jung.load_jung_robustness(tmp_path)
 
 
 # --------------------------------------------------------------------------- command and writer

@@ -126,7 +126,7 @@ def test_robnet_free_forward_on_real_cifar10(data_dir):
     CIFAR-10 test images, eval-mode BN: logits (4, 10), finite, each row independent of the rest
     of the batch. (The full-size networks are checked through their parameter trees above; a
     full-size forward costs minutes of compilation on 2 cores and is what `robnets eval` runs.)"""
-    from robntk.datasets import balanced_indices, load_dataset
+    from robntk.data.datasets import balanced_indices, load_dataset
 
     x, y = load_dataset("cifar10", "test", data_dir)
     idx = balanced_indices(y, 4, seed=0)
@@ -168,7 +168,7 @@ def test_fsp_losses_identity_cell_and_zero_eps():
     """A cell that is only the skip 0→3 outputs its input (cell_io pairs are equal), and with
     eps = 0 the PGD example is x itself, so every FSP loss is 0 (to rounding); with eps > 0 it is not."""
     from robntk.robnets.findings import cell_io, fsp_losses
-    from robntk.network import TinyNetwork, op_ids
+    from robntk.nb201.network import TinyNetwork, op_ids
 
     net = TinyNetwork(C=4, N=1)
     params = net.init(jax.random.PRNGKey(0))["params"]
@@ -199,9 +199,9 @@ def test_summarize_pairs_by_hand():
 
 
 def test_direct_edge_pairs_have_equal_parameter_counts(data_dir):
-    from robntk.benchmark import RobBench
+    from robntk.data.benchmark import RobBench
     from robntk.robnets.findings import direct_edge_pairs
-    from robntk.searchspace import num_cell_params
+    from robntk.nb201.searchspace import num_cell_params
 
     bench = RobBench.load(data_dir)
     pairs = direct_edge_pairs(bench, direct=(3,))

@@ -8,7 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robntk import cli, paths, registry, scoring, tables
+from robntk.core import paths
+from robntk.core import registry
+from robntk.scoring import config as scoring
+from robntk.core import tables
+from robntk import cli
 
 TINY = ["--C", "2", "--N", "1", "--batch-size", "4", "--eps", "8/255", "--beta", "0.5", "--pgd-steps", "1",
         "--no-pgd-unroll", "--no-progress"]

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robntk import search as S
-from robntk.benchmark import RobBench
+from robntk.analysis import search as S
+from robntk.data.benchmark import RobBench
 from robntk.commands import search as cmd
-from robntk.searchspace import NUM_ARCHS
+from robntk.nb201.searchspace import NUM_ARCHS
 
 
 @pytest.fixture(scope="module")

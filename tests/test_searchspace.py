@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from robntk import searchspace as ss
+from robntk.nb201 import searchspace as ss
 
 
 def test_official_order_roundtrip(space, data_dir):

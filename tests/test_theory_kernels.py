@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk import kernels, ntk
+from robntk.ntk import kernels
+from robntk.ntk import empirical as ntk
 from robntk.theory import (
     ResCNN,
     ResFCN,
@@ -97,7 +98,7 @@ def test_network_shapes_dtypes(x64):
 
 
 def test_structured_ntk_equals_core_module(x64):
-    """Two independent empirical NTKs: Jacobian contraction (robntk.ntk) vs layer-wise formula."""
+    """Two independent empirical NTKs: Jacobian contraction (robntk.ntk.empirical) vs layer-wise formula."""
     arch = ResFCN(("relu", "gelu", "sigmoid"), (0, 1), in_dim=8)
     X, _ = sphere_points(6, 8, seed=1)
     Y, _ = sphere_points(4, 8, seed=2)

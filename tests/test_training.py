@@ -1,4 +1,4 @@
-"""Adversarial training (robntk.training, robntk.optim, robntk.rundir, robntk.commands.train):
+"""Adversarial training (robntk.train.loop, robntk.train.optim, robntk.train.rundir, robntk.commands.train):
 schedules, optimizer, data order, the training attacks, resume, NaN, run-directory errors, CLI.
 
 Tiny configurations only (TinyNetwork C=4, N=1, 8×8 images): the whole file runs in well under
@@ -17,11 +17,11 @@ import numpy as np
 import optax
 import pytest
 
-from robntk import attacks
-from robntk.datasets import augment, balanced_subset, check_data, epoch_permutation
-from robntk.optim import onecycle_schedules
-from robntk.rundir import CHECKPOINT_DIR, METRICS_FILE, latest_checkpoint_epoch, read_metrics, restore_checkpoint
-from robntk.training import (
+from robntk.attacks import iterative as attacks
+from robntk.data.datasets import augment, balanced_subset, check_data, epoch_permutation
+from robntk.train.optim import onecycle_schedules
+from robntk.train.rundir import CHECKPOINT_DIR, METRICS_FILE, latest_checkpoint_epoch, read_metrics, restore_checkpoint
+from robntk.train.loop import (
     NonFiniteLossError,
     TrainConfig,
     build_model,
@@ -362,7 +362,7 @@ def test_non_finite_loss_stops_the_run(tmp_path):
 
 
 def test_corrupt_and_incomplete_run_directories_are_named(pgd_runs, tmp_path):
-    import robntk.training as T
+    import robntk.train.loop as T
 
     run = tmp_path / "run"
     shutil.copytree(pgd_runs["full"], run)
@@ -459,7 +459,7 @@ def test_train_repro_commands_parse():
 
     from robntk.cli import build_parser
     from robntk.commands.flags import config_from_args
-    from robntk.evaluation import EvalConfig
+    from robntk.train.evaluation import EvalConfig
 
     text = (Path(__file__).resolve().parents[1] / "experiments" / "train_repro" / "command.sh").read_text()
     lines = [ln for ln in text.replace("\\\n", " ").splitlines() if ln.startswith("python -m robntk.cli")]

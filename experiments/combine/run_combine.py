@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robntk import combine as K
-from robntk.benchmark import RobBench, load_nb201_accuracy
-from robntk.correlation import baselines, bootstrap_ci, kendall_tau
-from robntk.paths import atomic_save, atomic_write
-from robntk.suite_zero import PROXIES, load_suite_zero
+from robntk.analysis import combine as K
+from robntk.data.benchmark import RobBench, load_nb201_accuracy
+from robntk.analysis.correlation import baselines, bootstrap_ci, kendall_tau
+from robntk.core.paths import atomic_save, atomic_write
+from robntk.data.suite_zero import PROXIES, load_suite_zero
 
 HERE = Path(__file__).resolve().parent
 N_BOOT = 1000

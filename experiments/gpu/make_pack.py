@@ -2,7 +2,7 @@
 
 The device tool sends the working tree and at most 64 MiB in all; the tracked tree is ≈44 MB, so
 the 28 MB CIFAR-10 train npz does not fit beside it. Scoring reads only the fixed batch
-(:func:`robntk.datasets.fixed_batch`: a class-balanced draw from the labels), so the pack keeps
+(:func:`robntk.data.datasets.fixed_batch`: a class-balanced draw from the labels), so the pack keeps
 every label and the images of the fixed batches listed below, and zeros the other images
 (``np.savez_compressed``: the zeros cost almost nothing). The pack is then checked: every listed
 batch read from the pack equals, bit for bit, the batch read from the full data (same indices,
@@ -29,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from robntk.datasets import balanced_indices, fixed_batch, read_npz  # noqa: E402
-from robntk.paths import data_dir as resolve_data_dir  # noqa: E402
+from robntk.data.datasets import balanced_indices, fixed_batch, read_npz  # noqa: E402
+from robntk.core.paths import data_dir as resolve_data_dir  # noqa: E402
 
 NPZ = "cifar10_jpeg/cifar10_train_decoded_10k.npz"
 SPACE_FILES = ("nb201_archs/nb201_archs_15625.csv", "nb201_archs/meta.json",

@@ -22,12 +22,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from robntk.benchmark import RobBench  # noqa: E402
-from robntk.correlation import baselines, bootstrap_ci, correlation_table, kendall_tau, paired_tau_difference  # noqa: E402
-from robntk.figures import new_figure  # noqa: E402
-from robntk.paths import atomic_save, atomic_write  # noqa: E402
-from robntk.registry import AA_METRIC, CLEAN_METRIC, PGD8_METRIC  # noqa: E402
-from robntk.tables import write_table  # noqa: E402
+from robntk.data.benchmark import RobBench  # noqa: E402
+from robntk.analysis.correlation import baselines, bootstrap_ci, correlation_table, kendall_tau, paired_tau_difference  # noqa: E402
+from robntk.core.figures import new_figure  # noqa: E402
+from robntk.core.paths import atomic_save, atomic_write  # noqa: E402
+from robntk.core.registry import AA_METRIC, CLEAN_METRIC, PGD8_METRIC  # noqa: E402
+from robntk.core.tables import write_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

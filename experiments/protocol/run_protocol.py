@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from robntk.commands.reproduce import DEFAULTS as REPRODUCE_DEFAULTS  # noqa: E402
-from robntk.engine import EngineOptions, run_engine  # noqa: E402
-from robntk.scoring import ScoreConfig  # noqa: E402
-from robntk.searchspace import SearchSpace  # noqa: E402
+from robntk.scoring.engine import EngineOptions, run_engine  # noqa: E402
+from robntk.scoring.config import ScoreConfig  # noqa: E402
+from robntk.nb201.searchspace import SearchSpace  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 #: β ∈ {0, 0.1, …, 1} for the mixed-kernel claim (β only mixes blocks of the same Gram: no extra NTK).

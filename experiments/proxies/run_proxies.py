@@ -45,14 +45,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from robntk import combine as K  # noqa: E402
-from robntk.benchmark import DATASETS, METRICS, RobBench  # noqa: E402
+from robntk.analysis import combine as K  # noqa: E402
+from robntk.data.benchmark import DATASETS, METRICS, RobBench  # noqa: E402
 from robntk.cli import main as robntk_main  # noqa: E402
-from robntk.correlation import correlation_table, kendall_tau, spearman_rho  # noqa: E402
-from robntk.figures import tau_heatmap  # noqa: E402
-from robntk.paths import atomic_write  # noqa: E402
-from robntk.searchspace import SearchSpace  # noqa: E402
-from robntk.suite_zero import load_suite_zero  # noqa: E402
+from robntk.analysis.correlation import correlation_table, kendall_tau, spearman_rho  # noqa: E402
+from robntk.core.figures import tau_heatmap  # noqa: E402
+from robntk.core.paths import atomic_write  # noqa: E402
+from robntk.nb201.searchspace import SearchSpace  # noqa: E402
+from robntk.data.suite_zero import load_suite_zero  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STORE = HERE / "proxies.store"

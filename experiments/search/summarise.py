@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from robntk.paths import atomic_write
+from robntk.core.paths import atomic_write
 
 HERE = Path(__file__).resolve().parent
 AT = (10, 30, 100, 300, 1000)

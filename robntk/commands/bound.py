@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..tables import check_writable
+from robntk.core.tables import check_writable
 
 DEFAULT_OUT = Path("experiments") / "bounds" / "results"
 #: Grid keys whose value may be null.
@@ -116,7 +116,7 @@ def check_override(override: Any, template: dict | None = None) -> dict:
     Raises:
         ValueError: naming the key, the expected type and the value.
     """
-    from ..theory.experiment import DEFAULT_CONFIG
+    from robntk.theory.experiment import DEFAULT_CONFIG
 
     template = DEFAULT_CONFIG if template is None else template
     if not isinstance(override, dict):
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         ValueError: bad configuration values (robntk.cli turns this into exit code 2).
         FileNotFoundError: ``--config`` file missing. PermissionError: ``--out`` not writable.
     """
-    from ..theory.experiment import run_experiment, summarise, summary_markdown
+    from robntk.theory.experiment import run_experiment, summarise, summary_markdown
 
     override = read_override(args.config) if args.config else {}
     if args.widths is not None:

@@ -1,11 +1,11 @@
 """``robntk combine``: zero-shot and learned combinations of score columns, τ vs NAS-RobBench-201.
 
 Reads a scores table (CSV/TSV/parquet with ``nb201_index``; isomorphs deduplicated by
-:func:`robntk.combine.score_table`) or ``suite_zero[:dataset]`` (the NAS-Bench-Suite-Zero NASLib
+:func:`robntk.analysis.combine.score_table`) or ``suite_zero[:dataset]`` (the NAS-Bench-Suite-Zero NASLib
 proxies), evaluates every ``--single`` column and ``--zero-shot`` spec on all rows and on the
 held-out part, fits every ``--learned`` method on the training part of a seeded split
-(:func:`robntk.combine.split`) with ``--target`` and evaluates it on the held-out part only
-(:func:`robntk.combine.report`). Writes ``--out`` (the long τ table with bootstrap CIs), a JSON
+(:func:`robntk.analysis.combine.split`) with ``--target`` and evaluates it on the held-out part only
+(:func:`robntk.analysis.combine.report`). Writes ``--out`` (the long τ table with bootstrap CIs), a JSON
 sidecar with the split and the fitted weights, and, with ``--write-scores``, a table of the
 combined scores keyed by ``nb201_index`` (usable as ``robntk search --scores``).
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import combine as K
-from ..benchmark import RobBench
-from ..correlation import DEFAULT_N_BOOT, score_columns
-from ..paths import atomic_save, atomic_write
+from robntk.analysis import combine as K
+from robntk.data.benchmark import RobBench
+from robntk.analysis.correlation import DEFAULT_N_BOOT, score_columns
+from robntk.core.paths import atomic_save, atomic_write
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         FileNotFoundError: scores or benchmark file missing.
         ValueError: bad columns, specs or targets (named).
     """
-    from .search import load_scores
+    from robntk.commands.search import load_scores
 
     data_dir = getattr(args, "data_dir", None)
     bench = RobBench.load(data_dir)

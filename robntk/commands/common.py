@@ -8,10 +8,10 @@ from pathlib import Path
 
 import jax
 
-from ..registry import DTYPES
-from ..scoring import ScoreConfig
-from ..searchspace import SearchSpace, sample_indices
-from .flags import add_dataclass_flags, config_from_args
+from robntk.core.registry import DTYPES
+from robntk.scoring.config import ScoreConfig
+from robntk.nb201.searchspace import SearchSpace, sample_indices
+from robntk.commands.flags import add_dataclass_flags, config_from_args
 
 
 def add_selection_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -25,7 +25,7 @@ def add_selection_flags(p: argparse.ArgumentParser, required: bool = True) -> No
 
 def select_indices(args: argparse.Namespace, space: SearchSpace, seed: int) -> list[int]:
     """NB201 indices of the selection flags (:func:`add_selection_flags`), resolved by
-    :meth:`robntk.searchspace.SearchSpace.resolve`.
+    :meth:`robntk.nb201.searchspace.SearchSpace.resolve`.
 
     Raises:
         ValueError: none or several selectors, bad entries. FileNotFoundError: ``--archs-file``.
@@ -49,7 +49,7 @@ def select_indices(args: argparse.Namespace, space: SearchSpace, seed: int) -> l
 
 
 def add_score_flags(p: argparse.ArgumentParser, defaults: ScoreConfig | None = None) -> None:
-    """The flags of :class:`robntk.scoring.ScoreConfig` (one source of defaults)."""
+    """The flags of :class:`robntk.scoring.config.ScoreConfig` (one source of defaults)."""
     add_dataclass_flags(p.add_argument_group("score configuration"), ScoreConfig, defaults)
 
 

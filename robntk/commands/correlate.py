@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..benchmark import DATASETS, METRICS, RobBench
-from ..correlation import DEFAULT_N_BOOT, correlation_table, read_scores, summary
-from ..figures import tau_heatmap
-from ..tables import check_table_path, check_writable, write_table
+from robntk.data.benchmark import DATASETS, METRICS, RobBench
+from robntk.analysis.correlation import DEFAULT_N_BOOT, correlation_table, read_scores, summary
+from robntk.core.figures import tau_heatmap
+from robntk.core.tables import check_table_path, check_writable, write_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
                               seed=args.seed, include_baselines=not args.no_baselines, columns=args.columns,
                               level=args.level)
     a = table.attrs
-    write_table(table, out, {"scores": str(scores_path), "benchmark_source": bench.source, **a}, float_format="%.6g")
+    write_table(table, out, {"scores": str(scores_path), "benchmark_source": bench.source, **a})
     written = [str(out)]
     if fig is not None:
         tau_heatmap(table, fig, title=f"Kendall τ-b vs NAS-RobBench-201 ({a['n_archs']} archs)")

@@ -1,8 +1,8 @@
 """``robntk evaluate``: the robustness of a training run's latest checkpoint, with the
 benchmark's metric names (clean, FGSM, PGD, APGD-CE, APGD-T, Square, the AutoAttack-style
-ensemble; :mod:`robntk.evaluation`).
+ensemble; :mod:`robntk.train.evaluation`).
 
-Flags are generated from :class:`robntk.evaluation.EvalConfig` (radii in [0, 1] pixel units,
+Flags are generated from :class:`robntk.train.evaluation.EvalConfig` (radii in [0, 1] pixel units,
 ``--eps 3/255 8/255``). The split is the benchmark's evaluation split (test; ImageNet16-120:
 val), optionally a class-balanced subset (``--limit``). The output is checked for writability,
 and the run directory (config, checkpoint, network) is loaded and checked, before the data are
@@ -15,12 +15,12 @@ import argparse
 import json
 import sys
 
-from ..datasets import load_split
-from ..evaluation import EvalConfig, evaluate_run
-from ..paths import atomic_write
-from ..tables import check_writable
-from ..training import load_trained
-from .flags import add_dataclass_flags, config_from_args
+from robntk.data.datasets import load_split
+from robntk.train.evaluation import EvalConfig, evaluate_run
+from robntk.core.paths import atomic_write
+from robntk.core.tables import check_writable
+from robntk.train.loop import load_trained
+from robntk.commands.flags import add_dataclass_flags, config_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 A dataclass field becomes a flag when its ``metadata`` has a ``'help'`` entry; optional entries:
 ``'flag'`` (the spelling, default ``--field-name``), ``'parse'`` (the parser of one value, e.g.
-:func:`robntk.registry.parse_eps`), ``'choices'``. Tuple fields take one or more values
+:func:`robntk.core.registry.parse_eps`), ``'choices'``. Tuple fields take one or more values
 (``nargs='+'``), bool fields get ``--x/--no-x``; the default shown in ``--help`` is the
 dataclass's. :func:`config_from_args` builds (and so validates) the dataclass from the parsed
 flags, overriding only what the command line set.
@@ -15,7 +15,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from ..registry import format_eps, parse_eps
+from robntk.core.registry import format_eps, parse_eps
 
 
 def _base_type(hint) -> tuple[type, bool]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..store import ResultStore, merge_stores
-from ..tables import check_table_path, check_writable
+from robntk.jobs.store import ResultStore, merge_stores
+from robntk.core.tables import check_table_path, check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,12 +19,12 @@ import argparse
 
 import jax
 
-from .. import proxies as P
-from ..network import TinyNetwork
-from ..scoring import ScoreConfig, load_batch, provenance
-from ..searchspace import SearchSpace
-from ..tables import check_table_path, write_table
-from .common import add_selection_flags, select_indices
+from robntk import proxies as P
+from robntk.nb201.network import TinyNetwork
+from robntk.scoring.config import ScoreConfig, load_batch, provenance
+from robntk.nb201.searchspace import SearchSpace
+from robntk.core.tables import check_table_path, write_table
+from robntk.commands.common import add_selection_flags, select_indices
 
 #: NASLib's batch size for the NB201 proxies (NAS-Bench-Suite-Zero: 64 images).
 DEFAULT_BATCH = 64

@@ -1,7 +1,7 @@
 """``robntk report``: the benchmark's own analyses (NAS-RobBench-201 §3) as figures and tables.
 
 Writes into ``--out-dir`` every PNG with the CSV behind it, the top tables (CSV + Markdown) and
-``report.json`` (configuration, files, key numbers, wall time); see :func:`robntk.report_writer.write_report`.
+``report.json`` (configuration, files, key numbers, wall time); see :func:`robntk.analysis.report_writer.write_report`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..benchmark import SOURCES, RobBench
-from ..report import DEFAULT_OP_K, DEFAULT_OVERLAP_K, DEFAULT_SEARCH_K, DEFAULT_TOP
-from ..report_writer import write_report
+from robntk.data.benchmark import SOURCES, RobBench
+from robntk.analysis.report import DEFAULT_OP_K, DEFAULT_OVERLAP_K, DEFAULT_SEARCH_K, DEFAULT_TOP
+from robntk.analysis.report_writer import write_report
 
 
 def _positive(v: str) -> int:

@@ -21,16 +21,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..benchmark import DATASETS, RobBench
-from ..correlation import correlation_table
-from ..engine import run_engine
-from ..figures import score_scatter, tau_heatmap
-from ..registry import CLEAN_METRIC, PGD8_METRIC, beta_tag, eps_tag
-from ..scoring import ScoreConfig
-from ..searchspace import SearchSpace, sample_indices
-from ..tables import check_writable, read_table, write_table
-from .common import add_score_flags, score_config
-from .score import add_engine_flags, engine_options
+from robntk.data.benchmark import DATASETS, RobBench
+from robntk.analysis.correlation import correlation_table
+from robntk.scoring.engine import run_engine
+from robntk.core.figures import score_scatter, tau_heatmap
+from robntk.core.registry import CLEAN_METRIC, PGD8_METRIC, beta_tag, eps_tag
+from robntk.scoring.config import ScoreConfig
+from robntk.nb201.searchspace import SearchSpace, sample_indices
+from robntk.core.tables import check_writable, read_table, write_table
+from robntk.commands.common import add_score_flags, score_config
+from robntk.commands.score import add_engine_flags, engine_options
 
 DEFAULTS = ScoreConfig(batch_size=16, eps=(8 / 255,), betas=(0.5,), pgd_steps=5)
 DEFAULT_SAMPLE = 75

@@ -104,14 +104,14 @@ def _data_dir(args):
 
 
 def _write_json(obj, path) -> None:
-    from ..robnets.findings import save_json
+    from robntk.robnets.findings import save_json
 
     save_json(obj, path)
 
 
 # --------------------------------------------------------------------------- params
 def _params(args) -> int:
-    from ..robnets import space as rs
+    from robntk.robnets import space as rs
 
     out = {}
     for name, cfg in rs.CONFIGS.items():
@@ -132,11 +132,11 @@ def _train(args) -> int:
     import jax.numpy as jnp
     import optax
 
-    from .. import paths
-    from ..attacks import cross_entropy, pgd
-    from ..datasets import balanced_indices, load_dataset
-    from ..robnets.network import robnet
-    from ..datasets import augment, epoch_permutation
+    from robntk.core import paths
+    from robntk.attacks.iterative import cross_entropy, pgd
+    from robntk.data.datasets import balanced_indices, load_dataset
+    from robntk.robnets.network import robnet
+    from robntk.data.datasets import augment, epoch_permutation
 
     over = {k: v for k, v in (("C", args.C), ("layers", args.layers)) if v is not None}
     model = robnet(args.model, **over)
@@ -193,9 +193,9 @@ def _eval(args) -> int:
     import jax
     import jax.numpy as jnp
 
-    from ..attacks import deepfool, fgsm, mifgsm, pgd
-    from ..datasets import balanced_indices, load_dataset
-    from ..robnets.network import robnet
+    from robntk.attacks.iterative import deepfool, fgsm, mifgsm, pgd
+    from robntk.data.datasets import balanced_indices, load_dataset
+    from robntk.robnets.network import robnet
 
     run_dir = Path(args.run)
     blob = pickle.loads((run_dir / "model.pkl").read_bytes())
@@ -238,14 +238,14 @@ def _eval(args) -> int:
 
 # --------------------------------------------------------------------------- findings
 def _bench(args):
-    from ..benchmark import RobBench
+    from robntk.data.benchmark import RobBench
 
     return RobBench.load(_data_dir(args))
 
 
 def _density(args) -> int:
-    from .. import paths
-    from ..robnets import findings as fd
+    from robntk.core import paths
+    from robntk.robnets import findings as fd
 
     out = Path(args.out)
     bench = _bench(args)
@@ -268,8 +268,8 @@ def _density(args) -> int:
 
 
 def _direct(args) -> int:
-    from .. import paths
-    from ..robnets import findings as fd
+    from robntk.core import paths
+    from robntk.robnets import findings as fd
 
     out = Path(args.out)
     direct = tuple(int(d) for d in args.direct.split(","))
@@ -291,10 +291,10 @@ def _direct(args) -> int:
 
 
 def _fsp(args) -> int:
-    from .. import paths
-    from ..datasets import balanced_indices, load_dataset
-    from ..robnets import findings as fd
-    from ..robnets.oneshot import prepare_images
+    from robntk.core import paths
+    from robntk.data.datasets import balanced_indices, load_dataset
+    from robntk.robnets import findings as fd
+    from robntk.robnets.oneshot import prepare_images
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -321,7 +321,7 @@ def _fsp(args) -> int:
 def _oneshot(args) -> int:
     from dataclasses import fields
 
-    from ..robnets import oneshot as osh
+    from robntk.robnets import oneshot as osh
 
     base = osh.REDUCED if args.config == "reduced" else osh.FULL
     d = base.to_dict()

@@ -1,6 +1,6 @@
 """``robntk score``: NTK scores (the spectra of the robust kernel family) of NB201 archs.
 
-Every selection — one arch or all 6,466 — goes through the one engine (:mod:`robntk.engine`):
+Every selection — one arch or all 6,466 — goes through the one engine (:mod:`robntk.scoring.engine`):
 one compile per configuration, a resumable crash-safe store (``--store``, default
 ``OUT.store``), then an export of every row the store holds to ``--out`` (+ ``OUT.json``).
 
@@ -20,15 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..engine import EngineOptions, parse_shard, run_engine
-from ..searchspace import SearchSpace
-from ..tables import check_table_path, check_writable, read_table, write_table
-from .common import add_score_flags, add_selection_flags, score_config, select_indices
-from .flags import add_dataclass_flags, config_from_args
+from robntk.jobs.driver import parse_shard
+from robntk.scoring.engine import EngineOptions, run_engine
+from robntk.nb201.searchspace import SearchSpace
+from robntk.core.tables import check_table_path, check_writable, read_table, write_table
+from robntk.commands.common import add_score_flags, add_selection_flags, score_config, select_indices
+from robntk.commands.flags import add_dataclass_flags, config_from_args
 
 
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
-    """Flags of :class:`robntk.engine.EngineOptions` plus ``--store``, ``--shard``, ``--time-budget``."""
+    """Flags of :class:`robntk.scoring.engine.EngineOptions` plus ``--store``, ``--shard``, ``--time-budget``."""
     g = p.add_argument_group("engine")
     add_dataclass_flags(g, EngineOptions)
     g.add_argument("--store", default=None, help="result store directory (default OUT.store); resumable")

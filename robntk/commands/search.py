@@ -1,20 +1,20 @@
-"""``robntk search``: architecture search on the NAS-RobBench-201 table (see :mod:`robntk.search`).
+"""``robntk search``: architecture search on the NAS-RobBench-201 table (see :mod:`robntk.analysis.search`).
 
 Runs the chosen methods for every search criterion (``clean``: CIFAR-10 clean accuracy,
 ``robust``: PGD-8 accuracy, or any benchmark metric name) over ``--seeds`` seeds and writes, to
 ``--out``:
 
 * ``curves.csv``: mean / Student-t CI / median over seeds of the incumbent's clean and PGD-8
-  accuracy vs the number of queries (:func:`robntk.search.curves`);
+  accuracy vs the number of queries (:func:`robntk.analysis.search.curves`);
 * ``reach.csv``: queries needed until the incumbent's PGD-8 accuracy reaches each ``--threshold``
-  (:func:`robntk.search.queries_to_reach`);
+  (:func:`robntk.analysis.search.queries_to_reach`);
 * ``queried.npz``: the queried representatives of every run (int16 (seeds, budget) per run, -1 = none);
 * ``config.json``: the exact settings; ``curves.png``: the figure (unless ``--no-figure``).
 
 Training-free search (``tf``) ranks architectures by each ``--score`` spec (a column of the
-``--scores`` table, e.g. ``params``, or a :mod:`robntk.combine` zero-shot spec such as
+``--scores`` table, e.g. ``params``, or a :mod:`robntk.analysis.combine` zero-shot spec such as
 ``'vote(synflow,jacov,snip)'``); ``--scores suite_zero`` (default) reads the NAS-Bench-Suite-Zero
-CIFAR-10 proxies (:func:`robntk.suite_zero.load_suite_zero`, per class: smallest NB201 index).
+CIFAR-10 proxies (:func:`robntk.data.suite_zero.load_suite_zero`, per class: smallest NB201 index).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import search as S
-from ..benchmark import RobBench
-from ..paths import atomic_save, atomic_write
+from robntk.analysis import search as S
+from robntk.data.benchmark import RobBench
+from robntk.core.paths import atomic_save, atomic_write
 
 DEFAULTS = S.SearchConfig()
 
@@ -67,9 +67,9 @@ def load_scores(spec: str, bench: RobBench, data_dir=None) -> pd.DataFrame:
     Raises:
         FileNotFoundError: missing file. ValueError: unreadable table / bad dataset.
     """
-    from ..combine import score_table
-    from ..correlation import read_scores
-    from ..suite_zero import load_suite_zero
+    from robntk.analysis.combine import score_table
+    from robntk.analysis.correlation import read_scores
+    from robntk.data.suite_zero import load_suite_zero
 
     if spec == "suite_zero" or spec.startswith("suite_zero:"):
         ds = spec.partition(":")[2] or "cifar10"
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         FileNotFoundError: benchmark or scores file missing.
         ValueError: bad settings (named).
     """
-    from ..combine import from_spec
+    from robntk.analysis.combine import from_spec
 
     data_dir = getattr(args, "data_dir", None)
     cfg = S.SearchConfig(budget=args.budget, n_seeds=args.seeds, seed=args.seed, dataset=args.dataset,

@@ -1,8 +1,8 @@
 """``robntk train``: adversarially train one NB201 architecture as NAS-RobBench-201 did.
 
-Flags are generated from :class:`robntk.training.TrainConfig` (one source of defaults; ε and the
+Flags are generated from :class:`robntk.train.loop.TrainConfig` (one source of defaults; ε and the
 attack step in [0, 1] pixel units, e.g. ``--eps 8/255``). ``--out`` is the run directory
-(:mod:`robntk.rundir`); rerunning the same command resumes from its last checkpoint. Outputs,
+(:mod:`robntk.train.rundir`); rerunning the same command resumes from its last checkpoint. Outputs,
 the stored configuration and the data are checked before any training starts.
 """
 
@@ -12,12 +12,12 @@ import argparse
 import json
 import sys
 
-from .. import rundir
-from ..datasets import load_split
-from ..network import to_ops
-from ..searchspace import SearchSpace, format_arch_str
-from ..training import NonFiniteLossError, TrainConfig, train
-from .flags import add_dataclass_flags, config_from_args
+from robntk.train import rundir
+from robntk.data.datasets import load_split
+from robntk.nb201.network import to_ops
+from robntk.nb201.searchspace import SearchSpace, format_arch_str
+from robntk.train.loop import NonFiniteLossError, TrainConfig, train
+from robntk.commands.flags import add_dataclass_flags, config_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_arch(arch: str, data_dir=None) -> tuple[str, int | None]:
     """``--arch`` → ``(arch string, NB201 index or None)`` through
-    :meth:`robntk.searchspace.SearchSpace.resolve`; without the search-space file an arch
+    :meth:`robntk.nb201.searchspace.SearchSpace.resolve`; without the search-space file an arch
     string is still accepted (index None).
 
     Raises:

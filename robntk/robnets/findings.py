@@ -9,7 +9,7 @@ RobNets (Guo et al., CVPR 2020, §4) reports, from ~1,000 one-shot-sampled DARTS
    ``density_param`` = share of edges with a parametrised op (1×1 or 3×3 conv), the NB201
    analogue of RobNets' "sep-conv on" slots.
 2. *Under a small budget, convolutions on the direct edges help more.* NB201 has one direct
-   edge from the cell input to the cell output, 0→3 (edge 3 in :data:`robntk.searchspace.EDGES`
+   edge from the cell input to the cell output, 0→3 (edge 3 in :data:`robntk.nb201.searchspace.EDGES`
    order). :func:`direct_edge_pairs` compares architectures of *equal parameter count* that
    differ only in where one convolution sits: arch A has a conv on the direct edge and op ``o``
    on edge e; arch B swaps the two ops (same op multiset, so the same parameter count).
@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .. import paths
-from ..attacks import cross_entropy, pgd
-from ..correlation import bootstrap_ci, kendall_tau
-from ..searchspace import (
+from robntk.core import paths
+from robntk.attacks.iterative import cross_entropy, pgd
+from robntk.analysis.correlation import bootstrap_ci, kendall_tau
+from robntk.nb201.searchspace import (
     DISCONNECTED_REPRESENTATIVES,
     EDGES,
     OPS,
@@ -46,7 +46,7 @@ from ..searchspace import (
     num_cell_params,
     parse_arch_str,
 )
-from ..network import TinyNetwork, op_ids
+from robntk.nb201.network import TinyNetwork, op_ids
 
 CONV = ("nor_conv_1x1", "nor_conv_3x3")
 DIRECT_EDGE = 3  # 0 → 3
@@ -210,7 +210,7 @@ def fsp_matrix(f_in: jax.Array, f_out: jax.Array) -> jax.Array:
 def cell_io(net: TinyNetwork, params, stats, x, ids, train: bool) -> list[tuple[jax.Array, jax.Array]]:
     """(input, output) feature maps of every normal cell of ``net`` (3·N cells, in depth order).
 
-    Uses :meth:`robntk.network.TinyNetwork.forward`'s record: a cell's input is its edge-0 input, its output is
+    Uses :meth:`robntk.nb201.network.TinyNetwork.forward`'s record: a cell's input is its edge-0 input, its output is
     the input of the next block (next cell's edge 0, reduction block's ``conv_a`` or ``lastact``).
     """
     shapes = net.tap_shapes(x.shape)
@@ -259,7 +259,7 @@ def fsp_experiment(indices: Sequence[int], space, x, y, out_csv: str | Path, *, 
     """
     import optax
 
-    from ..datasets import augment
+    from robntk.data.datasets import augment
 
     net = TinyNetwork(C=C, N=N, num_classes=10, dataset="cifar10")
     params0 = net.init(jax.random.PRNGKey(seed))["params"]

@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ..network import BN_EPS, BN_MOMENTUM
+from robntk.nb201.layers import BN_EPS, BN_MOMENTUM
 
 
 def torch_uniform_init(fan_in_axes: Sequence[int]) -> Callable:
@@ -43,7 +43,7 @@ def torch_uniform_init(fan_in_axes: Sequence[int]) -> Callable:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
     return init
-from .space import CONFIGS, GENOTYPES, RobNetConfig, cell_codes, cell_edges
+from robntk.robnets.space import CONFIGS, GENOTYPES, RobNetConfig, cell_codes, cell_edges
 
 
 def _conv(features: int, k: int, stride: int = 1, pad: int = 0, groups: int = 1, name: str | None = None) -> nn.Conv:

@@ -3,7 +3,7 @@
 RobNets (Guo et al., CVPR 2020, §3.2) trains one weight-sharing supernet with PGD adversarial
 training, then samples candidate architectures, fine-tunes each for a few epochs with PGD from the
 inherited weights and evaluates it under white-box PGD. Here the supernet is robntk's NB201
-network with the cell as data (:class:`robntk.network.TinyNetwork` with ``op_ids``): every step samples one path
+network with the cell as data (:class:`robntk.nb201.network.TinyNetwork` with ``op_ids``): every step samples one path
 (one cell, uniformly from the 5⁶ = 15,625 op assignments, the same cell in every position, as in
 NB201) and updates only the weights that path uses (single-path one-shot training; unused
 weights get exactly zero gradient but, as in most SPOS code, SGD momentum and weight decay still
@@ -39,11 +39,11 @@ import numpy as np
 import optax
 import pandas as pd
 
-from .. import paths
-from ..attacks import cross_entropy, pgd
-from ..searchspace import DISCONNECTED_REPRESENTATIVES, OPS
-from ..network import TinyNetwork, op_ids
-from ..datasets import augment, epoch_permutation
+from robntk.core import paths
+from robntk.attacks.iterative import cross_entropy, pgd
+from robntk.nb201.searchspace import DISCONNECTED_REPRESENTATIVES, OPS
+from robntk.nb201.network import TinyNetwork, op_ids
+from robntk.data.datasets import augment, epoch_permutation
 
 EPS_DEFAULT = 8 / 255
 
@@ -153,7 +153,7 @@ def prepare_images(x_uint8: np.ndarray, image_size: int) -> np.ndarray:
 def load_data(cfg: OneShotConfig, data_dir=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Training images (class-balanced ``train_limit`` subset) and the fixed evaluation subset
     (``eval_images`` class-balanced CIFAR-10 test images), float32 in [0, 1]."""
-    from ..datasets import balanced_indices, load_dataset
+    from robntk.data.datasets import balanced_indices, load_dataset
 
     xtr, ytr = load_dataset("cifar10", "train", data_dir)
     if cfg.train_limit is not None and cfg.train_limit < len(ytr):
@@ -297,7 +297,7 @@ def evaluate_candidates(cfg: OneShotConfig, params, indices, space, xtr, ytr, xt
 
     Args:
         cfg: configuration. params: trained supernet parameters.
-        indices: NB201 indices of the candidates. space: :class:`robntk.searchspace.SearchSpace`.
+        indices: NB201 indices of the candidates. space: :class:`robntk.nb201.searchspace.SearchSpace`.
         xtr, ytr: fine-tuning data; xte, yte: the fixed evaluation subset.
         out_csv: results file; rows already there are skipped and new rows are appended every
             ``chunk`` candidates (atomic rewrite).
@@ -363,7 +363,7 @@ def summarize(results: pd.DataFrame, bench, n_boot: int = 1000, seed: int = 0) -
     Returns:
         dict of numbers (JSON-serialisable).
     """
-    from ..correlation import bootstrap_ci, kendall_tau
+    from robntk.analysis.correlation import bootstrap_ci, kendall_tau
 
     idx = results["nb201_index"].astype(int).to_numpy()
     b_pgd = bench.values(idx, "cifar10", "val_pgd_8.0_acc")
@@ -403,7 +403,7 @@ def run_search(cfg: OneShotConfig, out_dir: str | Path, data_dir=None, progress:
     Raises:
         ValueError: ``out_dir`` holds a run with another configuration.
     """
-    from ..benchmark import RobBench
+    from robntk.data.benchmark import RobBench
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,10 +28,10 @@ constants), :mod:`.networks` (JAX), :mod:`.infinite` (analytic NTK, Taylor/path 
 global configuration (use ``jax.enable_x64(True)`` around float64 work).
 """
 
-from .activations import ACTIVATIONS, LEAKY_SLOPE, check_activation
-from .adversary import angular_radius, check_rho, perturb_sphere, project_cap, random_cap_points, sphere_pgd
-from .arch import ResCNN, ResFCN, layer_constants, skip_pattern
-from .bounds import (
+from robntk.theory.activations import ACTIVATIONS, LEAKY_SLOPE, check_activation
+from robntk.theory.adversary import angular_radius, check_rho, perturb_sphere, project_cap, random_cap_points, sphere_pgd
+from robntk.theory.arch import ResCNN, ResFCN, layer_constants, skip_pattern
+from robntk.theory.bounds import (
     Bound,
     apriori_bound,
     bound_coefficients,
@@ -41,10 +41,10 @@ from .bounds import (
     pair_grams,
     power_grams,
 )
-from .data import normalise, separation, sphere_points
-from .hermite import derivative_hermite, dual, dual_derivative, hermite_coefficients
-from .infinite import analytic_family, analytic_ntk, fcn_ntk_dual, fcn_taylor_coefficients, path_coefficients
-from .networks import arch_arrays, fcn_ntk_structured, init_params, make_network
+from robntk.theory.data import normalise, separation, sphere_points
+from robntk.theory.hermite import derivative_hermite, dual, dual_derivative, hermite_coefficients
+from robntk.theory.infinite import analytic_family, analytic_ntk, fcn_ntk_dual, fcn_taylor_coefficients, path_coefficients
+from robntk.theory.networks import arch_arrays, fcn_ntk_structured, init_params, make_network
 
 __all__ = [
     "ACTIVATIONS", "LEAKY_SLOPE", "check_activation",

@@ -1,6 +1,6 @@
 """Adversary on the unit sphere: spherical-cap PGD, and the twice-perturbed points.
 
-:mod:`robntk.attacks` works in [0, 1] pixel space (it clips). Theory inputs live on the unit
+:mod:`robntk.attacks.iterative` works in [0, 1] pixel space (it clips). Theory inputs live on the unit
 sphere S^{d−1} (FCN) or on a product of spheres (S^{C−1})^P (CNN, one unit vector per position),
 so robntk.theory uses its own adversary:
 

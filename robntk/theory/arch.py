@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .activations import ACTIVATIONS, check_activation
-from .hermite import gaussian_moments
+from robntk.theory.activations import ACTIVATIONS, check_activation
+from robntk.theory.hermite import gaussian_moments
 
 SKIP_PATTERNS = ("none", "all", "alternate", "first", "last")
 

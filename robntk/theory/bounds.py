@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels import check_beta
-from .adversary import angular_radius, check_rho
-from .arch import Arch, ResCNN, ResFCN
-from .infinite import check_inputs, conv_smooth, fcn_taylor_coefficients, path_coefficients
+from robntk.ntk.kernels import check_beta
+from robntk.theory.adversary import angular_radius, check_rho
+from robntk.theory.arch import Arch, ResCNN, ResFCN
+from robntk.theory.infinite import check_inputs, conv_smooth, fcn_taylor_coefficients, path_coefficients
 
 COEFFICIENTS = ("series", "path")
 GRAM_METHODS = ("separation", "gershgorin", "eig")

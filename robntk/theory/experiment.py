@@ -4,7 +4,7 @@ For every architecture × seed × ρ × β × width the runner records, for both
 (K_all(β) on (X, X̃) and K̃_all(β) on (X̃, X̃̃), paper Eq. 4–5):
 
 * ``lam_emp``: λ_min of the empirical kernel of one network draw of width m (float64; core
-  Jacobian contraction of :mod:`robntk.ntk` where it fits in ``core_max_floats``, else the exact
+  Jacobian contraction of :mod:`robntk.ntk.empirical` where it fits in ``core_max_floats``, else the exact
   structured FCN formula of :func:`robntk.theory.networks.fcn_ntk_structured`; column
   ``kernel_impl``);
 * ``lam_ana``: λ_min of the infinite-width kernel at the same points;
@@ -38,15 +38,17 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .. import ntk, paths, spectra
-from ..kernels import KernelFamily, check_beta
-from .activations import ACTIVATIONS
-from .adversary import check_rho, perturb_sphere
-from .arch import ResCNN, ResFCN, check_depth, check_width, skip_pattern
-from .bounds import apriori_bound, bound_coefficients, lambda_min_bound, pair_grams
-from .data import separation, sphere_points
-from .infinite import analytic_family
-from .networks import arch_arrays, cnn_forward, fcn_forward, fcn_ntk_features, init_params, structured_gram
+from robntk.ntk import empirical as ntk
+from robntk.core import paths
+from robntk.ntk import spectra
+from robntk.ntk.kernels import KernelFamily, check_beta
+from robntk.theory.activations import ACTIVATIONS
+from robntk.theory.adversary import check_rho, perturb_sphere
+from robntk.theory.arch import ResCNN, ResFCN, check_depth, check_width, skip_pattern
+from robntk.theory.bounds import apriori_bound, bound_coefficients, lambda_min_bound, pair_grams
+from robntk.theory.data import separation, sphere_points
+from robntk.theory.infinite import analytic_family
+from robntk.theory.networks import arch_arrays, cnn_forward, fcn_forward, fcn_ntk_features, init_params, structured_gram
 
 #: Full configuration (≈ 2–4 minutes on a 2-core CPU, dominated by XLA compilation).
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -214,7 +216,7 @@ def n_params(arch, width: int) -> int:
 
 
 def empirical_families(arch, params, width, x, adv_points, *, core_max_floats=1 << 24, impl=None):
-    """Empirical :class:`~robntk.kernels.KernelFamily` for each (X̃, X̃̃) of ``adv_points``.
+    """Empirical :class:`~robntk.ntk.kernels.KernelFamily` for each (X̃, X̃̃) of ``adv_points``.
 
     All batches (X, then X̃, X̃̃ per ρ) are stacked into one Jacobian / feature call.
 
@@ -474,7 +476,7 @@ def write_results(df: pd.DataFrame, cfg: dict, out_dir, *, elapsed: float | None
         fh.write(summary_markdown(summary) if summary else "no rows\n")
     written["summary"] = out / "summary.md"
     if plots and len(df):
-        from .plots import make_figures
+        from robntk.theory.plots import make_figures
 
         written.update(make_figures(df, cfg, out))
     return written

@@ -40,7 +40,7 @@ import math
 import numpy as np
 from scipy import special
 
-from .activations import (
+from robntk.theory.activations import (
     LEAKY_SLOPE,
     RELU_TYPE,
     check_activation,

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .arch import Arch, ResCNN, ResFCN, layer_constants
-from .hermite import derivative_hermite, dual, dual_derivative, hermite_coefficients
+from robntk.theory.arch import Arch, ResCNN, ResFCN, layer_constants
+from robntk.theory.hermite import derivative_hermite, dual, dual_derivative, hermite_coefficients
 
 
 def _unit_rows(X, what="inputs", axis=-1, tol=1e-6):
@@ -153,12 +153,12 @@ def analytic_ntk(arch: Arch, X1, X2=None, *, return_nngp: bool = False, dual_met
 
 
 def analytic_family(arch: Arch, x, x_adv, x_adv2, dual_method: str = "series"):
-    """Infinite-width kernel family at given points, as a :class:`robntk.kernels.KernelFamily`
+    """Infinite-width kernel family at given points, as a :class:`robntk.ntk.kernels.KernelFamily`
     holding float64 NumPy arrays: Θ(X,X), Θ(X̃,X̃), Θ(X,X̃), Θ(X̃̃,X̃̃), Θ(X̃,X̃̃).
 
     ``.k_all(β)`` / ``.k_tilde_all(β)`` then give the mixed kernels of paper Eq. 4–5.
     """
-    from ..kernels import KernelFamily
+    from robntk.ntk.kernels import KernelFamily
 
     kw = dict(dual_method=dual_method)
     K = analytic_ntk(arch, x, **kw)

@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .activations import jax_select_activation
-from .arch import Arch, ResCNN, check_width, layer_constants, onehot_activations
+from robntk.theory.activations import jax_select_activation
+from robntk.theory.arch import Arch, ResCNN, check_width, layer_constants, onehot_activations
 
 Params = dict[str, Any]
 
@@ -149,7 +149,7 @@ def make_network(arch: Arch, width: int, dtype=jnp.float32) -> tuple[Callable, C
     """``(init_fn, f)`` for one architecture and width.
 
     ``init_fn(key) -> params``; ``f(params, x) -> (B, 1)``, a pure function usable with
-    :func:`robntk.ntk.empirical_ntk` and :func:`robntk.kernels.kernel_family`-style code.
+    :func:`robntk.ntk.empirical.empirical_ntk` and :func:`robntk.ntk.kernels.kernel_family`-style code.
 
     Raises:
         ValueError: bad width (and bad specs, when the spec is built).
@@ -210,7 +210,7 @@ def structured_gram(F1: dict, F2: dict, arrays: dict) -> jax.Array:
 def fcn_ntk_structured(params: Params, x1: jax.Array, x2: jax.Array | None, arrays: dict) -> jax.Array:
     """Exact empirical NTK of the FCN, (B1, B2), in O(B·L·m²) time and O(B·L·m) memory.
 
-    Equal to ``robntk.ntk.empirical_ntk(f, params, x1, x2)`` up to rounding (tested); used for
+    Equal to ``robntk.ntk.empirical.empirical_ntk(f, params, x1, x2)`` up to rounding (tested); used for
     widths where the P-column Jacobian of the core module would not fit in memory.
     """
     F1 = fcn_ntk_features(params, x1, arrays)

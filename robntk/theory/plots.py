@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import paths
+from robntk.core import paths
 
 
 def _plt():

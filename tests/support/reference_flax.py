@@ -1,5 +1,5 @@
 """Test support: an independent flax-module port of the NB201 TinyNetwork (the reference PyTorch
-definition), used only to cross-check :mod:`robntk.network` (parameter counts, logits, NTK).
+definition), used only to cross-check :mod:`robntk.nb201.network` (parameter counts, logits, NTK).
 
 NAS-Bench-201 TinyNetwork in flax (linen), faithful to the reference PyTorch definition.
 
@@ -17,7 +17,7 @@ Layout::
     lastact: BN → ReLU → global average pool → Linear(4C → num_classes)
 
 Parameter names mirror the reference module tree (``cells_3/e2_nor_conv_3x3/conv``: cell 3,
-edge 2 in :data:`robntk.searchspace.EDGES` order, op name); the arch-as-data supernet uses the
+edge 2 in :data:`robntk.nb201.searchspace.EDGES` order, op name); the arch-as-data supernet uses the
 same names, so a dedicated network's parameters are a sub-tree of the supernet's.
 
 Init schemes (``init``):
@@ -41,9 +41,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from robntk.network import check_config  # input validation only (not arithmetic)
-from robntk.registry import DATASETS
-from robntk.searchspace import EDGES, check_ops, parse_arch_str
+from robntk.nb201.network import check_config  # input validation only (not arithmetic)
+from robntk.core.registry import DATASETS
+from robntk.nb201.searchspace import EDGES, check_ops, parse_arch_str
 
 #: Per-channel normalisation (pixel units / 255) of NAS-RobBench-201 (the facts are robntk's registry).
 NORMALIZATION = {k: (v.mean, v.std) for k, v in DATASETS.items()}
@@ -130,7 +130,7 @@ class InferCell(nn.Module):
     """NB201 cell (reference ``InferCell``): node i = Σ_j op_{j→i}(node j); output node 3.
 
     Attributes:
-        ops: 6 op names in :data:`robntk.searchspace.EDGES` order.
+        ops: 6 op names in :data:`robntk.nb201.searchspace.EDGES` order.
         C: channels (cells keep C and the spatial size).
     """
 
@@ -247,7 +247,7 @@ def num_params_closed_form(arch, C: int = 16, N: int = 5, num_classes: int = 10)
     reduction c→2c: conv_a 9c·2c + 4c, conv_b 9·(2c)² + 4c, shortcut c·2c;
     lastact 2·4C + Linear 4C·num_classes + num_classes.
     """
-    from robntk.searchspace import num_cell_params
+    from robntk.nb201.searchspace import num_cell_params
 
     total = 27 * C + 2 * C
     for stage, c in enumerate((C, 2 * C, 4 * C)):

@@ -1,0 +1,564 @@
+"""Architecture search on the NAS-RobBench-201 table (tabular NAS: a query is a table lookup).
+
+Methods (:data:`METHODS`), all maximising one benchmark metric (the *search criterion*, e.g.
+CIFAR-10 clean ``val_acc`` or PGD-8 ``val_pgd_8.0_acc``; :data:`CRITERIA`):
+
+* ``random``: random search; architectures drawn uniformly from the 6,466 isomorphism classes
+  without replacement.
+* ``rea``: regularised (aging) evolution, Real et al., AAAI 2019, Algorithm 1, with NB201's REA
+  baseline settings (population 10, sample size 3; the defaults of
+  github.com/D-X-Y/AutoDL-Projects ``exps/NATS-algos/regularized_ea.py``). The initial population
+  is drawn like ``random``. Mutation as there: a node (1, 2, 3) uniformly, one of its incoming
+  edges uniformly, a new op uniformly among the 4 others. Tournament: ``sample_size`` members
+  drawn uniformly with replacement, the best is the parent; the oldest member dies.
+* ``ls``: local search (White, Nolen, Savani, "Exploring the loss landscape in NAS", UAI 2021,
+  the NB201 version of github.com/naszilla/naszilla): ``ls_num_init`` random architectures
+  (default 10), then from the best: query its neighbourhood (NB201 neighbourhood = the 24 cells
+  that differ in one edge op, :meth:`Landscape.neighbours`), in random order; with
+  ``ls_full_nbhd`` (default) the whole neighbourhood, then move to the best neighbour if it is
+  better; otherwise move at the first improvement. At a local optimum restart from
+  ``ls_num_init`` new random architectures.
+* ``tf``: training-free search: rank a candidate pool by a training-free score (a Series keyed
+  by representative ``nb201_index``, higher = better, e.g. a column of a scores table or a
+  :mod:`robntk.analysis.combine` combination) and query the top ones in order. The pool is every class
+  with a finite score (``tf_pool=None``) or, per seed, a uniform random subset of ``tf_pool``
+  of them (NASWOT-style: Mellor et al., ICML 2021, N sampled candidates); ties in the
+  score are broken by a seeded random key.
+
+Query counting rule: a query is counted per isomorphism class. The first query of any member of
+a class costs one query and records the class representative; querying the same cell or any
+cell isomorphic to an already queried one again is free (its value is cached), because
+NAS-RobBench-201 holds one value per class. The budget is the number of distinct classes queried.
+
+Result of a run (:class:`SearchResult`): for every seed the sequence of queried representatives
+(``queried``, int64 (n_seeds, budget), -1 after the end if a method stopped early). The
+architecture a method returns after t queries is the best queried one by the search criterion
+(earliest on ties); :func:`incumbents` computes it for every t, and :func:`curves` reports its
+value under any metric (e.g. search by clean accuracy, report PGD-8 accuracy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from robntk.data.benchmark import RobBench
+from robntk.nb201.searchspace import EDGES, NUM_ARCHS, NUM_EDGES, OP_ID, OPS, parse_arch_str
+
+METHODS: tuple[str, ...] = ("random", "rea", "ls", "tf")
+#: Search-criterion aliases → benchmark metric names.
+CRITERIA: dict[str, str] = {"clean": "val_acc", "robust": "val_pgd_8.0_acc"}
+#: Benchmark optimum, CIFAR-10 PGD-8 (NB201 index, accuracy), from NAS-RobBench-201.
+OPTIMUM_CIFAR10_PGD8: tuple[int, float] = (2581, 0.4811)
+CURVE_COLUMNS: tuple[str, ...] = (
+    "method", "criterion", "report", "queries", "n_seeds", "mean", "ci_low", "ci_high", "median",
+)
+
+
+class _BudgetExhausted(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- the table as a landscape
+class Landscape:
+    """Benchmark values over all 15,625 cells, the isomorphism map and the NB201 neighbourhood.
+
+    Attributes:
+        ops: int8 (15,625, 6) op ids (:data:`robntk.nb201.searchspace.OP_ID`) per NB201 index.
+        rep: int64 (15,625,) representative of every cell.
+        representatives: int64 (6,466,) sorted representatives.
+        dataset: the dataset of the metric values.
+
+    Args:
+        bench: the benchmark (its search space provides the arch strings).
+        dataset: dataset whose metrics are searched/reported (e.g. ``'cifar10'``).
+
+    Raises:
+        ValueError: unknown dataset.
+    """
+
+    def __init__(self, bench: RobBench, dataset: str = "cifar10"):
+        bench.column(dataset, bench.metrics[0])  # validates the dataset
+        self.bench = bench
+        self.dataset = dataset
+        space = bench.space
+        self.ops = np.array([[OP_ID[o] for o in parse_arch_str(s)] for s in space.arch_strs], dtype=np.int8)
+        self.rep = np.asarray(bench.isomorph, dtype=np.int64)
+        self.representatives = np.flatnonzero(self.rep == np.arange(NUM_ARCHS))
+        code = self.ops.astype(np.int64) @ (5 ** np.arange(NUM_EDGES)[::-1])
+        self._by_code = np.full(5**NUM_EDGES, -1, dtype=np.int64)
+        self._by_code[code] = np.arange(NUM_ARCHS)
+        self._values: dict[str, np.ndarray] = {}
+        # edges into node 1, 2, 3 (AutoDL mutation: a node, then one of its incoming edges)
+        self._node_edges = [[e for e, (_, d) in enumerate(EDGES) if d == node] for node in (1, 2, 3)]
+
+    def metric(self, name: str) -> np.ndarray:
+        """float64 (15,625,) values of a metric (criterion alias or benchmark metric name) per cell.
+
+        Raises:
+            ValueError: unknown metric (lists the allowed names).
+        """
+        m = CRITERIA.get(name, name)
+        if m not in self._values:
+            self._values[m] = self.bench.values(np.arange(NUM_ARCHS), self.dataset, m)
+        return self._values[m]
+
+    def index_of_ops(self, ops: np.ndarray) -> int:
+        """NB201 index of 6 op ids."""
+        return int(self._by_code[int(np.dot(ops.astype(np.int64), 5 ** np.arange(NUM_EDGES)[::-1]))])
+
+    def neighbours(self, cell: int) -> np.ndarray:
+        """The 24 NB201 indices that differ from ``cell`` in exactly one edge op (edge-major, op order)."""
+        base = self.ops[cell]
+        out = []
+        for e in range(NUM_EDGES):
+            for o in range(len(OPS)):
+                if o != base[e]:
+                    x = base.copy()
+                    x[e] = o
+                    out.append(self.index_of_ops(x))
+        return np.asarray(out, dtype=np.int64)
+
+    def mutate(self, cell: int, rng: np.random.Generator) -> int:
+        """One random mutation (AutoDL-Projects' ``mutate_arch_func``): node uniform in 1..3, one
+        of its incoming edges uniform, a new op uniform among the other 4."""
+        edges = self._node_edges[int(rng.integers(3))]
+        e = edges[int(rng.integers(len(edges)))]
+        x = self.ops[cell].copy()
+        new = int(rng.integers(len(OPS) - 1))
+        x[e] = new if new < x[e] else new + 1
+        return self.index_of_ops(x)
+
+
+class Oracle:
+    """Counts benchmark queries under the isomorphism rule (module docstring) and caches values.
+
+    Args:
+        values: float64 (15,625,) criterion value per cell.
+        rep: int64 (15,625,) representative per cell.
+        budget: maximum number of distinct classes to query.
+    """
+
+    def __init__(self, values: np.ndarray, rep: np.ndarray, budget: int):
+        self.values, self.rep, self.budget = values, rep, budget
+        self.history: list[int] = []
+        self._seen: set[int] = set()
+
+    def seen(self, cell: int) -> bool:
+        """Whether the class of ``cell`` was queried already (a repeat is free)."""
+        return int(self.rep[cell]) in self._seen
+
+    def query(self, cell: int) -> float:
+        """Criterion value of ``cell``; counts one query if its class is new.
+
+        Raises:
+            _BudgetExhausted: the class is new and the budget is spent (ends the run).
+        """
+        r = int(self.rep[cell])
+        if r not in self._seen:
+            if len(self.history) >= self.budget:
+                raise _BudgetExhausted
+            self._seen.add(r)
+            self.history.append(r)
+        return float(self.values[cell])
+
+
+# --------------------------------------------------------------------------- methods
+def _random_unseen(land: Landscape, oracle: Oracle, rng: np.random.Generator) -> int:
+    """A uniformly random representative not queried yet (rejection, then exhaustive fallback)."""
+    reps = land.representatives
+    for _ in range(64):
+        c = int(reps[rng.integers(reps.size)])
+        if not oracle.seen(c):
+            return c
+    left = np.setdiff1d(reps, np.fromiter(oracle._seen, np.int64), assume_unique=True)
+    if left.size == 0:
+        raise _BudgetExhausted
+    return int(left[rng.integers(left.size)])
+
+
+def random_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig) -> None:
+    """Random search: query uniformly random unqueried classes until the budget is spent."""
+    order = rng.permutation(land.representatives)
+    for c in order:
+        oracle.query(int(c))
+
+
+def regularized_evolution(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig) -> None:
+    """Regularised (aging) evolution (Real et al. 2019, Algorithm 1; AutoDL-Projects' NB201 REA).
+
+    The population holds cells (not classes: isomorphic cells mutate differently); a child whose
+    class was queried before costs nothing and still joins the population. Stops after
+    ``cfg.max_steps_factor × budget`` cycles even if the budget is not spent.
+    """
+    pop: list[tuple[int, float]] = []
+    while len(pop) < cfg.population:
+        c = _random_unseen(land, oracle, rng)
+        pop.append((c, oracle.query(c)))
+    for _ in range(cfg.max_steps_factor * oracle.budget):
+        picks = rng.integers(len(pop), size=cfg.sample_size)
+        parent = max((pop[i] for i in picks), key=lambda t: t[1])[0]  # first of equal maxima
+        child = land.mutate(parent, rng)
+        pop.append((child, oracle.query(child)))
+        pop.pop(0)
+
+
+def local_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig) -> None:
+    """Local search with restarts (White et al. 2021; naszilla's NB201 local search)."""
+    while True:
+        init = []
+        for _ in range(cfg.ls_num_init):
+            c = _random_unseen(land, oracle, rng)
+            init.append((c, oracle.query(c)))
+        cur, val = max(init, key=lambda t: t[1])
+        while True:
+            nbhd = rng.permutation(land.neighbours(cur))
+            best, best_val = cur, val
+            for n in nbhd:
+                v = oracle.query(int(n))
+                if v > best_val:
+                    best, best_val = int(n), v
+                    if not cfg.ls_full_nbhd:
+                        break
+            if best == cur:
+                break  # local optimum: restart
+            cur, val = best, best_val
+
+
+def training_free_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig,
+                         score: pd.Series) -> None:
+    """Query the pool's architectures in decreasing training-free score (ties: seeded random key)."""
+    s = score.to_numpy(np.float64)
+    keys = score.index.to_numpy(np.int64)
+    ok = np.isfinite(s)
+    keys, s = keys[ok], s[ok]
+    if cfg.tf_pool is not None and cfg.tf_pool < keys.size:
+        pick = np.sort(rng.choice(keys.size, size=cfg.tf_pool, replace=False))
+        keys, s = keys[pick], s[pick]
+    order = np.lexsort((rng.random(keys.size), -s))
+    for c in keys[order]:
+        oracle.query(int(c))
+
+
+_METHOD_FN: dict[str, Callable] = {
+    "random": random_search, "rea": regularized_evolution, "ls": local_search, "tf": training_free_search,
+}
+
+
+# --------------------------------------------------------------------------- runs
+@dataclass(frozen=True)
+class SearchConfig:
+    """Settings of a search run (defaults stated in the module docstring).
+
+    Attributes:
+        budget: queries (distinct isomorphism classes) per run, ≥ 1.
+        n_seeds: independent runs; seed ``seed + s`` for run s.
+        seed: first seed.
+        dataset: benchmark dataset searched (criterion and reported metrics).
+        population, sample_size: REA population and tournament size (NB201: 10, 3).
+        max_steps_factor: REA stops after this many × budget cycles (repeats are free).
+        ls_num_init: random architectures before each local-search (re)start.
+        ls_full_nbhd: local search queries the whole neighbourhood before moving (else first improvement).
+        tf_pool: training-free search pool size per seed (None: every scored class).
+    """
+
+    budget: int = 1000
+    n_seeds: int = 100
+    seed: int = 0
+    dataset: str = "cifar10"
+    population: int = 10
+    sample_size: int = 3
+    max_steps_factor: int = 50
+    ls_num_init: int = 10
+    ls_full_nbhd: bool = True
+    tf_pool: int | None = None
+
+    def validate(self) -> SearchConfig:
+        """Check the values.
+
+        Raises:
+            ValueError: naming the bad field and the allowed range.
+        """
+        for name, lo in (("budget", 1), ("n_seeds", 1), ("population", 1), ("sample_size", 1),
+                         ("max_steps_factor", 1), ("ls_num_init", 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name} must be an int ≥ {lo}, got {v!r}")
+        if self.budget > 6466:
+            raise ValueError(f"budget must be ≤ 6466 (the number of distinct architectures), got {self.budget}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        if self.tf_pool is not None and (isinstance(self.tf_pool, bool) or not isinstance(self.tf_pool, (int, np.integer))
+                                         or self.tf_pool < 1):
+            raise ValueError(f"tf_pool must be None or an int ≥ 1, got {self.tf_pool!r}")
+        return self
+
+
+@dataclass
+class SearchResult:
+    """Queried classes of every seed of one (method, criterion) run.
+
+    Attributes:
+        method, criterion: as run (criterion as given, e.g. 'robust').
+        queried: int64 (n_seeds, budget) representatives in query order; -1 after an early stop.
+        seeds: int64 (n_seeds,) the seeds.
+        config: the :class:`SearchConfig`.
+        score_name: name of the training-free score (``tf`` only).
+    """
+
+    method: str
+    criterion: str
+    queried: np.ndarray
+    seeds: np.ndarray
+    config: SearchConfig
+    score_name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``method`` (``tf:<score>`` for training-free search)."""
+        return f"tf:{self.score_name}" if self.method == "tf" else self.method
+
+
+def run_search(method: str, land: Landscape, criterion: str = "robust", config: SearchConfig = SearchConfig(),
+               score: pd.Series | None = None, progress: bool = True) -> SearchResult:
+    """Run one method for ``config.n_seeds`` seeds.
+
+    Args:
+        method: one of :data:`METHODS`.
+        land: the :class:`Landscape`.
+        criterion: metric maximised ('clean', 'robust' or a benchmark metric name).
+        config: the settings.
+        score: training-free score (``tf`` only): Series indexed by ``nb201_index`` (deduplicated
+            to representatives by the caller, e.g. :func:`robntk.analysis.combine.score_table`), higher = better.
+        progress: tqdm bar over seeds.
+
+    Returns:
+        A :class:`SearchResult`. Same config → same bits.
+
+    Raises:
+        ValueError: unknown method/criterion, bad config, missing/invalid score for ``tf``.
+    """
+    from tqdm.auto import tqdm
+
+    if method not in METHODS:
+        raise ValueError(f"unknown search method {method!r}; allowed: {', '.join(METHODS)}")
+    config = config.validate()
+    values = land.metric(criterion)
+    extra = ()
+    if method == "tf":
+        if not isinstance(score, pd.Series):
+            raise ValueError("training-free search needs score= (a pandas Series keyed by nb201_index)")
+        idx = score.index.to_numpy()
+        if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= NUM_ARCHS:
+            raise ValueError(f"score index must be NB201 indices 0..{NUM_ARCHS - 1}")
+        if (land.rep[idx] != idx).any():
+            bad = idx[land.rep[idx] != idx][:3]
+            raise ValueError(f"score index must hold representatives only (deduplicate first), e.g. {list(bad)}")
+        extra = (score,)
+    elif score is not None:
+        raise ValueError(f"score= is only used by method 'tf', not {method!r}")
+    seeds = config.seed + np.arange(config.n_seeds, dtype=np.int64)
+    out = np.full((config.n_seeds, config.budget), -1, dtype=np.int64)
+    fn = _METHOD_FN[method]
+    for s, seed in enumerate(tqdm(seeds, desc=f"{method}/{criterion}", disable=not progress, leave=False)):
+        oracle = Oracle(values, land.rep, config.budget)
+        try:
+            fn(land, oracle, np.random.default_rng([int(seed), METHODS.index(method)]), config, *extra)
+        except _BudgetExhausted:
+            pass
+        out[s, :len(oracle.history)] = oracle.history
+    name = None if score is None else str(score.name)
+    return SearchResult(method, criterion, out, seeds, config, name)
+
+
+def incumbents(queried: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Best-so-far architecture by ``values`` after each query (earliest on ties).
+
+    Args:
+        queried: int64 (n_seeds, budget) queried representatives, -1 padding.
+        values: float64 (15,625,) criterion value per cell.
+
+    Returns:
+        int64 (n_seeds, budget): the incumbent after t+1 queries (-1 before the first query;
+        after an early stop the last incumbent is carried on).
+    """
+    q = np.asarray(queried, dtype=np.int64)
+    v = np.where(q >= 0, values[np.maximum(q, 0)], -np.inf)
+    run_max = np.maximum.accumulate(v, axis=1)
+    # position of the first occurrence of each running maximum
+    is_new = np.concatenate([np.ones((q.shape[0], 1), bool), v[:, 1:] > run_max[:, :-1]], axis=1) & (q >= 0)
+    pos = np.where(is_new, np.arange(q.shape[1])[None, :], 0)
+    pos = np.maximum.accumulate(pos, axis=1)
+    inc = np.take_along_axis(q, pos, axis=1)
+    inc[np.cumsum(q >= 0, axis=1) == 0] = -1
+    return inc
+
+
+def _mean_ci(x: np.ndarray, level: float) -> tuple[float, float, float]:
+    n = x.shape[0]
+    m = x.mean(0)
+    if n < 2:
+        return m, np.full_like(m, np.nan), np.full_like(m, np.nan)
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(0, ddof=1) / math.sqrt(n)
+    return m, m - half, m + half
+
+
+def curves(results: Sequence[SearchResult], land: Landscape, report: Sequence[str] = ("clean", "robust"),
+           level: float = 0.95) -> pd.DataFrame:
+    """Mean (and Student-t CI over seeds) of the incumbent's value vs number of queries.
+
+    Args:
+        results: runs from :func:`run_search`.
+        land: the landscape (metric values).
+        report: metrics reported (aliases or benchmark metric names).
+        level: CI level.
+
+    Returns:
+        Long DataFrame with columns :data:`CURVE_COLUMNS` (``method`` is :attr:`SearchResult.label`,
+        ``queries`` = 1..budget); ``median`` is the median over seeds.
+    """
+    rows = []
+    for res in results:
+        inc = incumbents(res.queried, land.metric(res.criterion))
+        for rep_name in report:
+            vals = land.metric(rep_name)[np.maximum(inc, 0)]
+            vals[inc < 0] = np.nan
+            m, lo, hi = _mean_ci(vals, level)
+            med = np.median(vals, axis=0)
+            t = np.arange(1, inc.shape[1] + 1)
+            rows.append(pd.DataFrame({"method": res.label, "criterion": res.criterion, "report": rep_name,
+                                      "queries": t, "n_seeds": inc.shape[0], "mean": m, "ci_low": lo,
+                                      "ci_high": hi, "median": med}))
+    return pd.concat(rows, ignore_index=True)[list(CURVE_COLUMNS)]
+
+
+def queries_to_reach(res: SearchResult, land: Landscape, threshold: float, report: str = "robust",
+                     level: float = 0.95, n_boot: int = 1000) -> dict:
+    """How many queries a run needs until its incumbent reaches ``report`` ≥ ``threshold``.
+
+    The incumbent is chosen by the run's own criterion (so a clean-criterion run reaches a PGD-8
+    threshold only when its best-by-clean architecture is that robust).
+
+    Returns:
+        dict with ``fraction`` (seeds reaching it within the budget), ``n_reached``, ``n_seeds``,
+        ``median`` (over all seeds, unreached counted as > budget: NaN when fewer than half reach),
+        ``mean_reached`` and its percentile-bootstrap CI ``ci_low``/``ci_high`` over the seeds that
+        reached (seeded, ``n_boot`` resamples; NaN when none), and ``budget``.
+    """
+    inc = incumbents(res.queried, land.metric(res.criterion))
+    vals = land.metric(report)[np.maximum(inc, 0)]
+    hit = (vals >= threshold) & (inc >= 0)
+    reached = hit.any(axis=1)
+    first = np.where(reached, hit.argmax(axis=1) + 1, np.iinfo(np.int64).max)
+    n, k = len(first), int(reached.sum())
+    srt = np.sort(first)
+    median = float(np.median(srt)) if k > n / 2 else math.nan
+    mean_r, lo, hi = math.nan, math.nan, math.nan
+    if k:
+        x = first[reached].astype(np.float64)
+        mean_r = float(x.mean())
+        boot = np.random.default_rng(0).choice(x, size=(n_boot, k), replace=True).mean(axis=1)
+        lo, hi = (float(v) for v in np.quantile(boot, [(1 - level) / 2, (1 + level) / 2]))
+    return {"method": res.label, "criterion": res.criterion, "report": report, "threshold": threshold,
+            "budget": res.queried.shape[1], "n_seeds": n, "n_reached": k, "fraction": k / n, "median": median,
+            "mean_reached": mean_r, "ci_low": lo, "ci_high": hi}
+
+
+def expected_best_random(values: np.ndarray, k: int) -> float:
+    """Exact expected maximum of ``k`` values drawn without replacement from ``values``.
+
+    E[max] = Σ_j v_(j) · C(j-1, k-1) / C(n, k) over the ascending order statistics v_(j); used to
+    check random search (log-space binomials, :func:`scipy.special.gammaln`).
+
+    Raises:
+        ValueError: k outside 1..n.
+    """
+    from scipy.special import gammaln
+
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    n = v.size
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in 1..{n}, got {k}")
+    j = np.arange(k, n + 1)
+    logw = (gammaln(j) - gammaln(k) - gammaln(j - k + 1)) - (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1))
+    return float(np.sum(np.exp(logw) * v[k - 1:]))
+
+
+def config_dict(cfg: SearchConfig) -> dict:
+    """The config as a plain dict (for JSON)."""
+    return dataclasses.asdict(cfg)
+
+
+# --------------------------------------------------------------------------- figure
+#: Okabe-Ito colour-blind-safe palette.
+PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+def plot_curves(table: pd.DataFrame, land: Landscape, path, title: str | None = None, dpi: int = 150):
+    """Grid of best-found accuracy vs queries: rows = search criterion, columns = reported metric.
+
+    Lines are the mean over seeds with the CI band of :func:`curves`; a dashed line marks the
+    benchmark optimum of the reported metric. Log-scaled query axis.
+
+    Args:
+        table: output of :func:`curves`.
+        land: the landscape (for the optima).
+        path: output image, written atomically.
+        title: figure title.
+        dpi: resolution.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: empty table or missing columns.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from robntk.core.paths import atomic_save
+
+    missing = [c for c in CURVE_COLUMNS if c not in table.columns]
+    if missing or table.empty:
+        raise ValueError(f"curve table is empty or lacks columns {missing}")
+    crits = list(dict.fromkeys(table["criterion"]))
+    reps = list(dict.fromkeys(table["report"]))
+    methods = list(dict.fromkeys(table["method"]))
+    colour = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+    fig = Figure(figsize=(5.2 * len(reps), 3.8 * len(crits)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(crits), len(reps), squeeze=False)
+    names = {"clean": "clean accuracy", "robust": "PGD-8 accuracy"}
+    for i, c in enumerate(crits):
+        for j, r in enumerate(reps):
+            ax = axes[i][j]
+            opt = float(np.nanmax(land.metric(r)))
+            lo_y = []
+            for m in methods:
+                d = table[(table["criterion"] == c) & (table["report"] == r) & (table["method"] == m)]
+                if d.empty:
+                    continue
+                ax.plot(d["queries"], d["mean"], color=colour[m], label=m, lw=1.6)
+                ax.fill_between(d["queries"], d["ci_low"], d["ci_high"], color=colour[m], alpha=0.2, lw=0)
+                q10 = d[d["queries"] >= 10]
+                if len(q10):
+                    lo_y.append(float(q10["mean"].iloc[0]))
+            ax.axhline(opt, color="0.3", ls="--", lw=1, label=f"optimum {opt:.4f}")
+            ax.set_xscale("log")
+            if lo_y:
+                ax.set_ylim(min(lo_y) - 0.002, opt + 0.002)
+            ax.set_xlabel("benchmark queries (distinct architectures)")
+            ax.set_ylabel(f"{land.dataset} {names.get(r, r)} of best found")
+            ax.set_title(f"search by {names.get(c, c)}, report {names.get(r, r)}", fontsize=10)
+            ax.grid(alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=dpi))

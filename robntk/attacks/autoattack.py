@@ -1,0 +1,473 @@
+"""AutoAttack's components in JAX: APGD-CE, APGD-DLR, APGD-T (targeted DLR) and Square (L∞).
+
+All functions take a pure ``f(params, x) -> logits`` (BN in eval mode for evaluation), images
+``x`` float (B, H, W, C) in [0, 1] (NHWC), integer labels ``y`` (B,), and ``eps`` in [0, 1] pixel
+units (8/255 = 0.0314). Each attack has the init / step / finish form of :mod:`robntk.attacks.iterative` (``apgd_init``,
+``apgd_step``, ``apgd_finish``; ``square_init``, ``square_step``, ``square_finish``), driven by
+:func:`robntk.attacks.iterative.run_loop` in a trace or by the evaluator's host loop. They are
+jit-compatible (``lax.fori_loop`` / ``lax.while_loop``) and
+return ``(x_adv, robust)``: ``robust`` (B,) bool is False where the attack found a misclassified
+point inside the ε-ball (or the clean point is already misclassified); ``x_adv`` holds that
+point where ``robust`` is False and ``x`` itself where it is True (AutoAttack's convention).
+
+Sources (read line by line, reproduced step for step):
+
+* APGD — Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of
+  diverse parameter-free attacks", ICML 2020; reference ``fra31/auto-attack``
+  ``autoattack/autopgd_base.py`` (``APGDAttack.attack_single_run``), also ported to
+  torchattacks 3.4.0 (``APGD``, ``APGDT``), which NAS-RobBench-201 used. Initial step 2ε,
+  momentum 0.75 (α = 1 on the first step), checkpoints w_j with p_0 = 0, p_1 = 0.22,
+  p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06) (``n_iter_2 = ⌈0.22·N⌉``, ``size_decr``,
+  ``n_iter_min``), step halving when fewer than ρ = 0.75 of the steps since the last checkpoint
+  increased the loss or when the best loss did not improve and the step was not halved at the
+  previous checkpoint; after halving, restart from the best point. Random start
+  x + ε·t/‖t‖∞ with t ~ U(−1, 1). Includes the reference's wrap-around quirk in the oscillation
+  check (at the first checkpoint the step before 0 is read as the zero-initialised last row).
+* DLR losses — ibid. eq. (6) and the targeted version ``dlr_loss_targeted``: (z_y − z_t) /
+  (z_π1 − (z_π3 + z_π4)/2), negated so that it is maximised.
+* APGD-T — ``APGDAttack_targeted.perturb``: targets are the 2nd … (n_target_classes+1)-th
+  largest clean logits, one APGD-DLR-targeted run per target on the points still robust.
+* Square — Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a query-efficient
+  black-box adversarial attack via random search", ECCV 2020; reference ``autoattack/square.py``
+  (= torchattacks 3.4.0 ``Square``), L∞, margin loss, p_init 0.8, the p-schedule rescaled to
+  ``n_queries`` (``resc_schedule=True``), vertical-stripe initialisation.
+
+Randomness is **per example**: every example draws its own random numbers from
+``fold_in(key, i)`` (``key`` a single key) or from ``key[i]`` (a batch of keys), so an example's
+result does not depend on the other members of its batch. This lets an evaluator run attacks
+only on the still-robust points (as AutoAttack does) and still get exactly the same per-example
+outcome as a full run. The one consequence for Square: the reference draws one square position
+and colour per iteration shared by the whole batch; here each example draws its own (the same
+distribution per example).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from robntk.attacks.iterative import check_attack_args, is_key_batch, run_loop
+
+Fn = Callable[[Any, jax.Array], jax.Array]
+APGD_LOSSES = ("ce", "dlr", "dlr-targeted")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def example_keys(key: jax.Array, n: int) -> jax.Array:
+    """Per-example keys: ``fold_in(key, i)`` for i < n if ``key`` is one key (typed ``()`` or raw
+    ``(2,)``), or ``key`` itself if it already holds n keys (typed ``(n,)`` or raw ``(n, 2)``).
+
+    Raises:
+        ValueError: a key batch of the wrong length.
+    """
+    if is_key_batch(key, n):
+        return key
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+
+
+def _uniform_like(keys: jax.Array, x: jax.Array, lo: float, hi: float) -> jax.Array:
+    return jax.vmap(lambda k: jax.random.uniform(k, x.shape[1:], x.dtype, lo, hi))(keys)
+
+
+def _per_example(v: jax.Array, x: jax.Array) -> jax.Array:
+    """(B,) → (B, 1, 1, ...) broadcastable against x."""
+    return v.reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+def _clip_ball(z: jax.Array, x: jax.Array, eps) -> jax.Array:
+    return jnp.clip(jnp.minimum(jnp.maximum(z, x - eps), x + eps), 0.0, 1.0)
+
+
+def _label_logit(logits: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.take_along_axis(logits, y[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+
+def ce_loss(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """Per-example softmax cross-entropy (B,) (``nn.CrossEntropyLoss(reduction='none')``)."""
+    return -_label_logit(jax.nn.log_softmax(logits), y)
+
+
+def dlr_loss(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """Per-example DLR loss (Croce & Hein 2020, eq. 6), to be maximised:
+    −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e-12), π the descending order. Needs ≥ 3 classes.
+
+    Args: logits (B, K) float; y (B,) int. Returns (B,) float.
+    """
+    srt = jnp.sort(logits, axis=-1)
+    zy = _label_logit(logits, y)
+    top_is_y = jnp.argmax(logits, axis=-1) == y
+    other = jnp.where(top_is_y, srt[:, -2], srt[:, -1])
+    return -(zy - other) / (srt[:, -1] - srt[:, -3] + 1e-12)
+
+
+def dlr_loss_targeted(logits: jax.Array, y: jax.Array, y_target: jax.Array) -> jax.Array:
+    """Per-example targeted DLR loss (Croce & Hein 2020), to be maximised:
+    −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e-12). Needs ≥ 4 classes.
+
+    Args: logits (B, K); y, y_target (B,) int. Returns (B,) float.
+    """
+    srt = jnp.sort(logits, axis=-1)
+    return -(_label_logit(logits, y) - _label_logit(logits, y_target)) / (
+        srt[:, -1] - 0.5 * (srt[:, -3] + srt[:, -4]) + 1e-12
+    )
+
+
+def margin(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """z_y − max_{i≠y} z_i per example (B,); ≤ 0 means misclassified (Square's margin loss)."""
+    zy = _label_logit(logits, y)
+    others = jnp.where(jax.nn.one_hot(y, logits.shape[-1], dtype=bool), -jnp.inf, logits)
+    return zy - jnp.max(others, axis=-1)
+
+
+def apgd_schedule(steps: int) -> tuple[int, int, int]:
+    """APGD checkpoint parameters ``(n_iter_2, n_iter_min, size_decr)`` =
+    (max(⌊0.22·N⌋, 1), max(⌊0.06·N⌋, 1), max(⌊0.03·N⌋, 1)) of the reference."""
+    return max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+
+
+def _check_classes(num_classes: int, loss: str) -> None:
+    need = {"ce": 2, "dlr": 3, "dlr-targeted": 4}[loss]
+    if num_classes < need:
+        raise ValueError(f"APGD loss {loss!r} needs at least {need} classes, the model has {num_classes}")
+
+
+# --------------------------------------------------------------------------------------------
+# APGD
+
+
+def _apgd_criterion(loss: str, y_target):
+    if loss not in APGD_LOSSES:
+        raise ValueError(f"unknown APGD loss {loss!r}; allowed: {', '.join(APGD_LOSSES)}")
+    if loss == "ce":
+        return ce_loss
+    if loss == "dlr":
+        return dlr_loss
+    if y_target is None:
+        raise ValueError("APGD loss 'dlr-targeted' needs y_target")
+    yt = y_target.astype(jnp.int32)
+    return lambda logits, y_: dlr_loss_targeted(logits, y_, yt)
+
+
+def _apgd_loss_grad(f, params, y, crit):
+    def loss_grad(z):
+        def total(z_):
+            logits = f(params, z_)
+            li = crit(logits, y)
+            return jnp.sum(li), (li, logits)
+
+        (_, (li, logits)), g = jax.value_and_grad(total, has_aux=True)(z)
+        return li, logits, g
+
+    return loss_grad
+
+
+def apgd_init(f: Fn, params, x, y, eps, key, *, steps: int, loss: str = "ce", y_target=None) -> dict:
+    """APGD state before iteration 0: random start x + ε·t/‖t‖∞ (t ~ U(−1, 1) per example),
+    its loss and gradient, ``x_best = x_best_adv = start``, step size 2ε, checkpoint counters.
+
+    Args: as :func:`apgd` (``key``: one key or B keys). Returns: the carry dict (jittable).
+
+    Raises:
+        ValueError: bad eps/steps, unknown loss, missing y_target, too few classes for the loss.
+    """
+    check_attack_args(eps, steps)
+    crit = _apgd_criterion(loss, y_target)
+    y = y.astype(jnp.int32)
+    B = x.shape[0]
+    keys = example_keys(key, B)
+    n_iter_2, _, _ = apgd_schedule(steps)
+    clean_logits = f(params, x)
+    _check_classes(clean_logits.shape[-1], loss)
+    t = _uniform_like(keys, x, -1.0, 1.0)
+    tmax = jnp.max(jnp.abs(t).reshape(B, -1), axis=1)
+    x_adv = jnp.clip(x + eps * t / (_per_example(tmax, x) + 1e-12), 0.0, 1.0)
+    li, logits, grad = _apgd_loss_grad(f, params, y, crit)(x_adv)
+    return dict(
+        x_adv=x_adv, x_old=x_adv, grad=grad, x_best=x_adv, grad_best=grad, x_best_adv=x_adv,
+        loss_best=li, acc=jnp.argmax(logits, -1) == y, clean_ok=jnp.argmax(clean_logits, -1) == y,
+        step=jnp.full((B,), 2.0 * eps, x.dtype), loss_steps=jnp.zeros((steps, B), li.dtype),
+        counter3=jnp.asarray(0), k=jnp.asarray(n_iter_2), last_best=li, reduced=jnp.ones((B,), bool),
+    )
+
+
+def apgd_step(f: Fn, params, x, y, eps, c: dict, i, *, steps: int, loss: str = "ce", y_target=None,
+              rho: float = 0.75) -> dict:
+    """One APGD iteration ``i`` (0-based) on the carry of :func:`apgd_init`: momentum step
+    (α = 1 at i = 0, else 0.75), projection, loss/gradient, best-point bookkeeping and, at a
+    checkpoint, the step-size halving test with restart from the best point. Jittable; ``i``
+    may be traced."""
+    crit = _apgd_criterion(loss, y_target)
+    y = y.astype(jnp.int32)
+    _, n_iter_min, size_decr = apgd_schedule(steps)
+    rows = jnp.arange(steps)
+    a = jnp.where(i > 0, 0.75, 1.0).astype(x.dtype)
+    xa = c["x_adv"]
+    grad2 = xa - c["x_old"]
+    ss = _per_example(c["step"], x)
+    x1 = _clip_ball(xa + ss * jnp.sign(c["grad"]), x, eps)
+    x1 = _clip_ball(xa + (x1 - xa) * a + grad2 * (1 - a), x, eps)
+    li, logits, grad = _apgd_loss_grad(f, params, y, crit)(x1)
+    pred = jnp.argmax(logits, -1) == y
+    acc = c["acc"] & pred
+    x_best_adv = jnp.where(_per_example(~pred, x), x1, c["x_best_adv"])
+    loss_steps = c["loss_steps"].at[i].set(li)
+    imp = li > c["loss_best"]
+    x_best = jnp.where(_per_example(imp, x), x1, c["x_best"])
+    grad_best = jnp.where(_per_example(imp, x), grad, c["grad_best"])
+    loss_best = jnp.where(imp, li, c["loss_best"])
+    counter3 = c["counter3"] + 1
+    k = c["k"]
+    check = counter3 == k
+    # check_oscillation(loss_steps, i, k): rows i-k+1..i vs. the row before (index mod N, as the
+    # reference's negative indexing)
+    window = (rows >= i - k + 1) & (rows <= i)
+    incr = loss_steps > jnp.roll(loss_steps, 1, axis=0)
+    n_incr = jnp.sum(jnp.where(window[:, None], incr, False), axis=0).astype(x.dtype)
+    fl_osc = n_incr <= k.astype(x.dtype) * rho
+    fl_noimpr = (~c["reduced"]) & (c["last_best"] >= loss_best)
+    fl = (fl_osc | fl_noimpr) & check
+    return dict(
+        x_adv=jnp.where(_per_example(fl, x), x_best, x1), x_old=xa,
+        grad=jnp.where(_per_example(fl, x), grad_best, grad), x_best=x_best, grad_best=grad_best,
+        x_best_adv=x_best_adv, loss_best=loss_best, acc=acc, clean_ok=c["clean_ok"],
+        step=jnp.where(fl, c["step"] / 2.0, c["step"]), loss_steps=loss_steps,
+        counter3=jnp.where(check, 0, counter3), k=jnp.where(check, jnp.maximum(k - size_decr, n_iter_min), k),
+        last_best=jnp.where(check, loss_best, c["last_best"]), reduced=jnp.where(check, fl, c["reduced"]),
+    )
+
+
+def apgd_finish(c: dict, x) -> tuple[jax.Array, jax.Array]:
+    """``(x_adv, robust)`` from a final APGD carry (AutoAttack's ``perturb``): robust =
+    clean-correct and correct at every iterate; x_adv = last misclassified iterate, else x."""
+    robust = c["clean_ok"] & c["acc"]
+    x_out = jnp.where(_per_example(robust | ~c["clean_ok"], x), x, c["x_best_adv"])
+    return jax.lax.stop_gradient(x_out), robust
+
+
+def apgd(
+    f: Fn,
+    params,
+    x: jax.Array,
+    y: jax.Array,
+    eps,
+    *,
+    key: jax.Array,
+    steps: int = 100,
+    loss: str = "ce",
+    y_target: jax.Array | None = None,
+    rho: float = 0.75,
+    return_best: bool = False,
+    loop: str = "fori",
+) -> tuple[jax.Array, jax.Array]:
+    """Auto-PGD, L∞, one restart (Croce & Hein 2020; ``APGDAttack.attack_single_run``).
+
+    Args:
+        f: ``f(params, x) -> (B, K)`` logits.
+        x: clean images (B, H, W, C) in [0, 1]. y: int labels (B,).
+        eps: L∞ radius in pixel units.
+        key: one PRNG key (per-example keys are folded in) or B keys.
+        steps: iterations N (AutoAttack 100; torchattacks' default, used by its AutoAttack, 10).
+        loss: ``'ce'``, ``'dlr'`` or ``'dlr-targeted'`` (then ``y_target`` (B,) is required).
+        rho: step-halving threshold ρ (0.75).
+        return_best: return ``(x_best, loss_best)`` instead — the highest-loss point found and
+            its per-example loss (the reference's ``perturb(best_loss=True)``).
+        loop: ``'fori'`` or ``'unroll'`` (:func:`robntk.attacks.iterative.run_loop`).
+
+    Returns:
+        ``(x_adv, robust)``: robust (B,) bool = correctly classified at the clean point and at
+        every APGD iterate (including the random start); x_adv = the last misclassified
+        iterate where not robust (``x_best_adv`` of the reference), else x.
+
+    Raises:
+        ValueError: bad eps/steps, unknown loss or loop, missing y_target, too few classes.
+    """
+    kw = dict(steps=steps, loss=loss, y_target=y_target)
+    c = apgd_init(f, params, x, y, eps, key, **kw)
+    c = run_loop(lambda i, cc: apgd_step(f, params, x, y, eps, cc, i, rho=rho, **kw), c, 0, steps, loop)
+    if return_best:
+        return jax.lax.stop_gradient(c["x_best"]), c["loss_best"]
+    return apgd_finish(c, x)
+
+
+def target_classes(logits: jax.Array, rank) -> jax.Array:
+    """APGD-T's target for rank r ≥ 2: the class with the r-th largest logit (B,) int32
+    (``output.sort(dim=1)[1][:, -r]``). ``rank`` may be traced."""
+    K = logits.shape[-1]
+    order = jnp.argsort(logits, axis=-1)
+    return jax.lax.dynamic_index_in_dim(order, K - rank, axis=1, keepdims=False).astype(jnp.int32)
+
+
+def apgd_targeted(
+    f: Fn,
+    params,
+    x: jax.Array,
+    y: jax.Array,
+    eps,
+    *,
+    key: jax.Array,
+    steps: int = 100,
+    n_target_classes: int = 9,
+    rho: float = 0.75,
+    loop: str = "fori",
+) -> tuple[jax.Array, jax.Array]:
+    """APGD-T (``APGDAttack_targeted.perturb``): for target rank r = 2 … n_target_classes + 1,
+    target = the class with the r-th largest clean logit (:func:`target_classes`), run
+    :func:`apgd` with the targeted DLR loss; a point is robust only if it survives every target.
+    (Runs every target on every point and masks; an evaluator can instead run APGD per target on
+    the survivors only — same per-example result.) Target r uses the per-example keys
+    ``fold_in(key_i, r)``.
+
+    Args: as :func:`apgd`; n_target_classes in [1, K − 1] (AutoAttack 9; torchattacks K − 1).
+
+    Returns:
+        ``(x_adv, robust)`` as :func:`apgd`.
+
+    Raises:
+        ValueError: bad eps/steps, fewer than 4 classes, n_target_classes outside [1, K − 1].
+    """
+    check_attack_args(eps, steps)
+    y = y.astype(jnp.int32)
+    B = x.shape[0]
+    keys = example_keys(key, B)
+    logits = f(params, x)
+    K = logits.shape[-1]
+    _check_classes(K, "dlr-targeted")
+    if not isinstance(n_target_classes, int) or not 1 <= n_target_classes <= K - 1:
+        raise ValueError(f"n_target_classes must be an integer in [1, {K - 1}], got {n_target_classes!r}")
+    robust0 = jnp.argmax(logits, -1) == y
+
+    def body(r, c):
+        x_out, robust = c
+        kr = jax.vmap(lambda k: jax.random.fold_in(k, r))(keys)
+        xa, rob = apgd(f, params, x, y, eps, key=kr, steps=steps, loss="dlr-targeted",
+                       y_target=target_classes(logits, r), rho=rho, loop=loop)
+        newly = robust & ~rob
+        return jnp.where(_per_example(newly, x), xa, x_out), robust & rob
+
+    return run_loop(body, (x, robust0), 2, n_target_classes + 2, loop)
+
+
+# --------------------------------------------------------------------------------------------
+# Square
+
+
+def square_p(i: jax.Array, n_queries: int, p_init: float = 0.8, rescale: bool = True) -> jax.Array:
+    """Square's schedule of the square-area fraction p at iteration ``i`` (``p_selection``):
+    p_init halved after iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of a
+    10,000-query budget, the iteration rescaled to ``i·10000 // n_queries`` when ``rescale``."""
+    it = (i * 10000) // n_queries if rescale else i
+    bounds = jnp.asarray([10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000])
+    return p_init / (2.0 ** jnp.sum(it > bounds))
+
+
+def _check_square(eps, n_queries, p_init):
+    check_attack_args(eps)
+    if not isinstance(n_queries, int) or n_queries < 1:
+        raise ValueError(f"n_queries must be an integer >= 1, got {n_queries!r}")
+    if not 0.0 < p_init <= 1.0:
+        raise ValueError(f"p_init must be in (0, 1], got {p_init!r}")
+
+
+def square_init(f: Fn, params, x, y, eps, key) -> dict:
+    """Square state: vertical-stripe start x + ε·(±1 per example, column, channel) clipped to
+    [0, 1], its margin, iteration counter 0, per-example keys. Jittable."""
+    check_attack_args(eps)
+    y = y.astype(jnp.int32)
+    B, H, W, C = x.shape
+    keys = example_keys(key, B)
+    stripes = jax.vmap(
+        lambda k: jnp.sign(jax.random.uniform(jax.random.fold_in(k, 0), (1, W, C), x.dtype) * 2 - 1)
+    )(keys)
+    x_best = jnp.clip(x + eps * stripes, 0.0, 1.0)
+    m0 = margin(f(params, x_best), y)
+    clean_ok = jnp.argmax(f(params, x), -1) == y
+    return dict(i=jnp.asarray(0), x_best=x_best, margin=m0, loss=m0, keys=keys, clean_ok=clean_ok)
+
+
+def square_step(f: Fn, params, x, y, eps, c: dict, *, n_queries: int, p_init: float = 0.8,
+                rescale_schedule: bool = True) -> dict:
+    """One Square iteration (one query per still-robust example): square side
+    s = max(round(√(p·H·W)), 1), position (⌊(H − s)·U⌋, ⌊(W − s)·U⌋), colour ±2ε per channel,
+    added to the current best point, projected; accepted if the margin loss decreases or the
+    point is misclassified. Fooled examples are left unchanged. Jittable."""
+    y = y.astype(jnp.int32)
+    B, H, W, C = x.shape
+    i = c["i"]
+    active = c["margin"] > 0
+    p = square_p(i, n_queries, p_init, rescale_schedule)
+    s = jnp.maximum(jnp.round(jnp.sqrt(p * H * W)), 1).astype(jnp.int32)
+
+    def draw(k):
+        k = jax.random.fold_in(k, i + 1)
+        kh, kw, kc = jax.random.split(k, 3)
+        vh = jnp.floor((H - s) * jax.random.uniform(kh)).astype(jnp.int32)
+        vw = jnp.floor((W - s) * jax.random.uniform(kw)).astype(jnp.int32)
+        return vh, vw, jnp.sign(jax.random.uniform(kc, (C,), x.dtype) * 2 - 1)
+
+    vh, vw, sign = jax.vmap(draw)(c["keys"])
+    rows, cols = jnp.arange(H), jnp.arange(W)
+    in_h = (rows[None] >= vh[:, None]) & (rows[None] < (vh + s)[:, None])  # (B, H)
+    in_w = (cols[None] >= vw[:, None]) & (cols[None] < (vw + s)[:, None])  # (B, W)
+    mask = (in_h[:, :, None] & in_w[:, None, :])[..., None].astype(x.dtype)  # (B, H, W, 1)
+    x_new = _clip_ball(c["x_best"] + mask * 2.0 * eps * sign[:, None, None, :], x, eps)
+    m_new = margin(f(params, x_new), y)
+    improved = m_new < c["loss"]  # margin loss: loss == margin
+    upd = active & (improved | (m_new <= 0))
+    return dict(
+        i=i + 1, x_best=jnp.where(_per_example(upd, x), x_new, c["x_best"]),
+        margin=jnp.where(upd, m_new, c["margin"]), loss=jnp.where(active & improved, m_new, c["loss"]),
+        keys=c["keys"], clean_ok=c["clean_ok"],
+    )
+
+
+def square_finish(c: dict, x) -> tuple[jax.Array, jax.Array]:
+    """``(x_adv, robust)`` from a final Square carry: robust = clean-correct and margin > 0."""
+    robust = c["clean_ok"] & (c["margin"] > 0)
+    x_out = jnp.where(_per_example(robust | ~c["clean_ok"], x), x, c["x_best"])
+    return jax.lax.stop_gradient(x_out), robust
+
+
+def square(
+    f: Fn,
+    params,
+    x: jax.Array,
+    y: jax.Array,
+    eps,
+    *,
+    key: jax.Array,
+    n_queries: int = 5000,
+    p_init: float = 0.8,
+    rescale_schedule: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+    """Square Attack, L∞, untargeted, margin loss (Andriushchenko et al. 2020;
+    ``autoattack/square.py`` ``attack_single_run``). Score-based: uses only ``f``'s outputs.
+
+    :func:`square_init`, then :func:`square_step` in a ``lax.while_loop`` until ``n_queries``
+    iterations or every point is fooled.
+
+    Args:
+        f, params, x (B, H, W, C) in [0, 1], y (B,): as :func:`apgd`.
+        eps: L∞ radius (pixel units). key: one key or B keys (per-example randomness).
+        n_queries: iteration budget (AutoAttack 5000). p_init: initial fraction (0.8).
+        rescale_schedule: rescale the p-schedule to ``n_queries`` (True, as AutoAttack).
+
+    Returns:
+        ``(x_adv, robust)`` as :func:`apgd`, robust = clean-correct and margin > 0 at the end.
+
+    Raises:
+        ValueError: bad eps, n_queries < 1, p_init outside (0, 1].
+    """
+    _check_square(eps, n_queries, p_init)
+    c = square_init(f, params, x, y, eps, key)
+    c = jax.lax.while_loop(
+        lambda cc: (cc["i"] < n_queries) & jnp.any(cc["margin"] > 0),
+        lambda cc: square_step(f, params, x, y, eps, cc, n_queries=n_queries, p_init=p_init,
+                               rescale_schedule=rescale_schedule),
+        c,
+    )
+    return square_finish(c, x)

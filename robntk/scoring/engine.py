@@ -1,0 +1,444 @@
+"""Benchmark-scale scoring: every architecture through ONE compiled function, into one store.
+
+The cell is data: :class:`robntk.nb201.network.TinyNetwork` takes the 6 op ids as a traced int array,
+so the kernel family (:func:`robntk.ntk.kernels.kernel_families`, with the per-layer-gradient NTK of
+:mod:`robntk.ntk.layerwise` by default) is compiled once per configuration and then run for every
+arch, whether one arch is scored or all 6,466. This is the only scoring driver: the same arch
+and seed give the same row whichever selection it is scored in. Pieces:
+
+* :class:`Engine` — the compiled kernel function of a :class:`~robntk.scoring.config.ScoreConfig`:
+  ``A`` archs per call, either through :func:`jax.lax.map` (``batching='map'``: the per-edge
+  ``lax.switch`` stays a conditional, only the chosen ops' FLOPs run — the CPU default; one
+  arch per call runs with no loop at all, because XLA:CPU runs gradient convolutions several
+  times slower inside a ``while`` loop, see :func:`robntk.ntk.empirical.unrolled_map`) or
+  :func:`jax.vmap` (``'vmap'``: the switch becomes a select, all ops are computed for every
+  arch, archs run in parallel — the accelerator default). With several local devices the arch
+  axis is sharded over a 1-D mesh with :func:`jax.shard_map`. ``A`` is chosen from a memory
+  budget (XLA's compiled memory analysis of a one-arch program); an XLA ``RESOURCE_EXHAUSTED``
+  error halves ``A`` with a warning and retries, down to one arch per device.
+* :mod:`robntk.jobs.store` — an append-only, crash-safe directory of JSON-lines chunks keyed by
+  ``nb201_index``; a resumed run skips the archs already stored; ``--shard K/N`` partitions the
+  arch list; :func:`robntk.jobs.store.merge_stores` / ``robntk merge`` combine shards.
+* :func:`run_engine` — score a list of NB201 indices into a store, with a tqdm progress bar
+  (rate and ETA), then export what the store holds as CSV/parquet + JSON sidecar.
+
+Initialisation. "Seed s" is ``TinyNetwork.init(PRNGKey(s))`` (:mod:`robntk.nb201.network`; an arch's
+weights are the sub-tree :meth:`~robntk.nb201.network.TinyNetwork.extract`); the attack key is
+``PRNGKey(a + 1)`` with a = ``cfg.attack_key_seed`` (the attack seed, default s).
+
+SLURM job arrays: ``experiments/slurm/`` (``--shard K/N`` per task, then ``robntk merge``).
+A pre-empted or killed task is simply resubmitted: it resumes from its store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robntk.ntk import kernels
+from robntk.scoring import config as scoring
+from robntk.nb201.network import NetworkFn, TinyNetwork, check_op_ids, op_ids
+from robntk.scoring.config import ScoreConfig
+from robntk.nb201.searchspace import SearchSpace, is_connected
+from robntk.jobs.driver import config_key, run_job
+from robntk.jobs.store import ResultStore
+
+IMPLEMENTATIONS = kernels.IMPLEMENTATIONS
+BATCHINGS = ("auto", "map", "vmap")
+#: Identifies the parameter definition that goes into the store key (bump when init changes).
+PARAM_DEFINITION = "supernet-foldin-crc32-v1"
+
+
+# --------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs (does not change the scores, except float rounding between
+    implementations).
+
+    Attributes:
+        implementation: NTK provider of :func:`robntk.ntk.kernels.stacked_gram`: ``'auto'`` /
+            ``'layerwise'`` (per-layer gradients, both BN modes), ``'jacobian'``, ``'ntvp'``.
+        batching: ``'map'`` | ``'vmap'`` | ``'auto'`` (map on CPU, vmap on accelerators).
+        archs_per_call: archs per device per call; None = from the memory budget (1 on CPU).
+        memory_budget: bytes per device for one call; None = 70% of the accelerator's memory or
+            40% of host RAM on CPU.
+        max_archs_per_call: cap of the automatic choice.
+        flush_seconds: write a chunk to the store at least this often (0 = after every call).
+        pgd_unroll: unroll the PGD steps in the compiled function (:func:`robntk.attacks.iterative.pgd`):
+            the same iterations, ~1.4× faster attacks on XLA:CPU for a longer one-off compile.
+    """
+
+    implementation: str = field(default="auto", metadata={"help": "NTK provider", "choices": IMPLEMENTATIONS})
+    batching: str = field(default="auto", metadata={"help": "archs per call via lax.map or vmap (auto: map on CPU)",
+                                                    "choices": BATCHINGS})
+    archs_per_call: int | None = field(default=None, metadata={"help": "archs per device per call (default: auto)"})
+    memory_budget: float | None = field(default=None, metadata={"help": "bytes per device for one call"})
+    max_archs_per_call: int = field(default=64, metadata={"help": "cap of the automatic archs per call"})
+    flush_seconds: float = field(default=30.0, metadata={"help": "store flush interval (s)"})
+    pgd_unroll: bool = field(default=True, metadata={
+        "help": "unroll the PGD steps (faster attacks on CPU for a longer compile)"})
+
+    def __post_init__(self):
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {self.implementation!r}")
+        if self.batching not in BATCHINGS:
+            raise ValueError(f"batching must be one of {BATCHINGS}, got {self.batching!r}")
+        if self.archs_per_call is not None and (not isinstance(self.archs_per_call, int) or self.archs_per_call < 1):
+            raise ValueError(f"archs_per_call must be a positive int or None, got {self.archs_per_call!r}")
+        if not isinstance(self.max_archs_per_call, int) or self.max_archs_per_call < 1:
+            raise ValueError(f"max_archs_per_call must be a positive int, got {self.max_archs_per_call!r}")
+        if self.memory_budget is not None and not self.memory_budget > 0:
+            raise ValueError(f"memory_budget must be > 0 bytes, got {self.memory_budget!r}")
+        if not self.flush_seconds >= 0:
+            raise ValueError(f"flush_seconds must be >= 0, got {self.flush_seconds!r}")
+
+
+def is_resource_exhausted(exc: BaseException) -> bool:
+    """True for XLA out-of-memory errors (``RESOURCE_EXHAUSTED``)."""
+    return isinstance(exc, (jax.errors.JaxRuntimeError, RuntimeError, MemoryError)) and (
+        isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc))
+
+
+def store_key(cfg: ScoreConfig, batch_digest: str) -> str:
+    """Hash of everything that determines a row: config digest, input batch, parameter definition."""
+    return config_key({"config_digest": cfg.digest(), "batch": batch_digest, "params": PARAM_DEFINITION})
+
+
+# --------------------------------------------------------------------------- engine
+class Engine:
+    """One compiled kernel function for every arch of a configuration.
+
+    Args:
+        cfg: the score configuration.
+        options: :class:`EngineOptions`.
+        devices: local devices to use (default all ``jax.local_devices()``).
+
+    Attributes:
+        net: the :class:`~robntk.nb201.network.TinyNetwork`. variables: its init for ``cfg.seed``.
+        implementation, batching: resolved choices. archs_per_call: current archs per device.
+        trace_count: how often the kernel function was traced (1 per distinct call shape).
+        compile_s: seconds spent compiling so far.
+
+    Raises:
+        ValueError: bad options, float64 without x64.
+    """
+
+    def __init__(self, cfg: ScoreConfig, options: EngineOptions = EngineOptions(), devices=None):
+        self.cfg = cfg
+        self.options = options
+        self.devices = list(devices) if devices is not None else jax.local_devices()
+        self.dtype = cfg.jax_dtype()
+        self.net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N, cfg.init_scheme)
+        self.variables = self.net.init(jax.random.PRNGKey(cfg.seed), self.dtype)
+        self.key = jax.random.PRNGKey(cfg.attack_key_seed + 1)
+        # the engine's function is always a NetworkFn, so 'auto' resolves to 'layerwise'
+        self.implementation = "layerwise" if options.implementation == "auto" else options.implementation
+        platform = self.devices[0].platform
+        self.batching = options.batching if options.batching != "auto" else ("map" if platform == "cpu" else "vmap")
+        self.archs_per_call = options.archs_per_call
+        self.trace_count = 0
+        self.compile_s = 0.0
+        self._compiled: dict[tuple, Any] = {}
+        self._placed = None
+        self._mesh = None
+        if len(self.devices) > 1:
+            from jax.sharding import Mesh
+
+            self._mesh = Mesh(np.array(self.devices), ("archs",))
+
+    # ------------------------------------------------------------------ the traced function
+    def _one(self, params, stats, x, y, key, ids):
+        """Named kernels of one arch (traced): dict name → (B, B) or (B, B, O, O)."""
+        cfg = self.cfg
+        f = NetworkFn(self.net, ids, stats, cfg.bn_mode == "train")
+        fams = kernels.kernel_families(
+            f, params, x, y, cfg.eps, key=key, steps=cfg.pgd_steps, output_mode=cfg.output_mode,
+            implementation=self.implementation, chunk_size=cfg.chunk_size, attack_f=f.with_bn_mode(cfg.attack_mode),
+            unroll=True if self.options.pgd_unroll else 1)
+        return kernels.named_kernels(fams, cfg.eps, cfg.betas)
+
+    def _batched(self, params, stats, x, y, key, ids):
+        """Kernels of a block of archs ids (A, 6): dict name → (A, ...)."""
+        self.trace_count += 1  # Python side effect: runs once per trace, never at run time
+        one = lambda i: self._one(params, stats, x, y, key, i)
+        if self.batching == "vmap":
+            return jax.vmap(one)(ids)
+        if ids.shape[0] == 1:  # no loop at all: XLA:CPU runs gradients ~6x slower inside a while loop
+            return jax.tree_util.tree_map(lambda a: a[None], one(ids[0]))
+        return jax.lax.map(one, ids)
+
+    def _function(self, n_total: int):
+        """Compiled function for ``n_total`` archs per call (all devices together)."""
+        key = (n_total,)
+        if key in self._compiled:
+            return self._compiled[key]
+        if self._mesh is None:
+            fn = jax.jit(self._batched)
+        else:
+            from jax.sharding import PartitionSpec as P
+
+            rep = P()
+            fn = jax.jit(jax.shard_map(self._batched, mesh=self._mesh, in_specs=(rep, rep, rep, rep, rep, P("archs")),
+                                       out_specs=P("archs"), check_vma=False))
+        args = self._args(np.zeros((n_total, 6), np.int32))
+        t0 = time.perf_counter()
+        with jax.default_matmul_precision("highest"):
+            compiled = fn.lower(*args).compile()
+        self.compile_s += time.perf_counter() - t0
+        self._compiled[key] = compiled
+        return compiled
+
+    def _args(self, ids: np.ndarray):
+        """Call arguments placed on the device(s): constants (params, stats, batch, key) once per
+        batch, replicated over the mesh; the ids sharded along ``'archs'``."""
+        if self._placed is None:
+            consts = (self.variables["params"], self.variables.get("batch_stats"), self._x, self._y, self.key)
+            if self._mesh is not None:
+                from jax.sharding import NamedSharding, PartitionSpec as P
+
+                self._placed = jax.device_put(consts, NamedSharding(self._mesh, P()))
+            else:
+                self._placed = jax.device_put(consts, self.devices[0])
+        if self._mesh is not None:
+            from jax.sharding import NamedSharding, PartitionSpec as P
+
+            placed_ids = jax.device_put(jnp.asarray(ids), NamedSharding(self._mesh, P("archs")))
+        else:
+            placed_ids = jax.device_put(jnp.asarray(ids), self.devices[0])
+        return (*self._placed, placed_ids)
+
+    def set_batch(self, x, y) -> None:
+        """Set the fixed input batch: x (B, H, W, 3) float in [0, 1], y int (B,).
+
+        Raises:
+            ValueError: shapes inconsistent with the config (batch size, labels).
+        """
+        scoring.check_batch(x, y, self.cfg.num_classes)
+        x = jnp.asarray(x, self.dtype)
+        y = jnp.asarray(y, jnp.int32)
+        if x.shape[0] != self.cfg.batch_size:
+            raise ValueError(f"batch has {x.shape[0]} images but cfg.batch_size is {self.cfg.batch_size}")
+        old = getattr(self, "_x", None)
+        if old is not None and (old.shape, old.dtype) != (x.shape, x.dtype):
+            self._compiled.clear()  # compiled programs are specialised to the batch shape
+        self._x, self._y = x, y
+        self._placed = None
+
+    # ------------------------------------------------------------------ memory budget
+    def memory_budget(self) -> float:
+        """Bytes per device one call may use (options, else 70% of accelerator memory, else 40%
+        of host RAM divided among devices)."""
+        if self.options.memory_budget is not None:
+            return float(self.options.memory_budget)
+        stats = self.devices[0].memory_stats() or {}
+        if "bytes_limit" in stats:
+            return 0.7 * stats["bytes_limit"]
+        try:
+            ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            ram = 8 << 30
+        return 0.4 * ram / len(self.devices)
+
+    def choose_archs_per_call(self) -> int:
+        """Archs per device per call: the option if set; 1 with ``'map'`` batching (memory does
+        not grow with A, and small calls checkpoint often); for ``'vmap'``, the per-device budget
+        divided by the temp + output memory XLA reports for the (per-device) program with one
+        arch per device, capped by ``max_archs_per_call`` (the fixed overhead in that figure makes
+        the estimate conservative; an out-of-memory error still halves A)."""
+        if self.archs_per_call is not None:
+            return self.archs_per_call
+        if self.batching == "map":
+            self.archs_per_call = 1
+            return 1
+        D = len(self.devices)
+        c = self._function(D)
+        try:
+            m = c.memory_analysis()
+            per = float(m.temp_size_in_bytes + m.output_size_in_bytes)
+        except Exception:  # backends without memory analysis
+            per = 0.0
+        a = self.options.max_archs_per_call if per <= 0 else int(self.memory_budget() // per)
+        self.archs_per_call = int(max(1, min(self.options.max_archs_per_call, a)))
+        return self.archs_per_call
+
+    # ------------------------------------------------------------------ calls
+    def kernels(self, ids) -> dict[str, np.ndarray]:
+        """Kernel matrices of a block of archs, as host numpy arrays with a leading arch axis.
+
+        Args:
+            ids: int (A, 6) op ids (any A; padded to a multiple of the device count).
+
+        Returns:
+            dict name → (A, B, B) or (A, B, B, O, O).
+
+        Raises:
+            ValueError: invalid ids or no batch set. jax.errors.JaxRuntimeError: as raised by XLA
+            (out-of-memory is handled by :meth:`score_block`).
+        """
+        if not hasattr(self, "_x"):
+            raise ValueError("no input batch: call set_batch(x, y) first")
+        ids = check_op_ids(np.atleast_2d(ids))
+        A, D = ids.shape[0], len(self.devices)
+        n = -(-A // D) * D
+        if n != A:
+            ids = np.concatenate([ids, np.repeat(ids[-1:], n - A, axis=0)])
+        fn = self._function(n)
+        with jax.default_matmul_precision("highest"):
+            out = fn(*self._args(ids))
+        return {k: np.asarray(v)[:A] for k, v in out.items()}
+
+    def score_block(self, indices: Sequence[int], arch_strs: Sequence[str]) -> list[dict[str, Any]]:
+        """Rows (see :mod:`robntk.scoring.config`) for a block of archs, degrading to smaller calls on
+        out-of-memory (warning) instead of failing.
+
+        Raises:
+            RuntimeError: out of memory even with one arch per device (message suggests
+                ``--chunk-size``).
+        """
+        rows: list[dict[str, Any]] = []
+        D = len(self.devices)
+        pos = 0
+        while pos < len(indices):
+            a = self.choose_archs_per_call() * D
+            blk_i, blk_s = indices[pos:pos + a], arch_strs[pos:pos + a]
+            c0 = self.compile_s
+            t0 = time.perf_counter()
+            try:
+                mats = self.kernels(np.stack([op_ids(s) for s in blk_s]))
+            except Exception as exc:  # noqa: BLE001 — only RESOURCE_EXHAUSTED is handled
+                if not is_resource_exhausted(exc):
+                    raise
+                if self.archs_per_call <= 1:
+                    raise RuntimeError(
+                        f"out of memory with one arch per device ({exc.__class__.__name__}: {str(exc)[:200]}); "
+                        "lower --chunk-size (Jacobian chunk) or --batch-size") from exc
+                new = max(1, self.archs_per_call // 2)
+                warnings.warn(f"out of memory with {self.archs_per_call} archs per device per call; retrying with {new}",
+                              RuntimeWarning, stacklevel=2)
+                self.archs_per_call = new
+                continue
+            compile_s = self.compile_s - c0
+            run_s = (time.perf_counter() - t0 - compile_s) / len(blk_i)
+            for j, (i, s) in enumerate(zip(blk_i, blk_s)):
+                t1 = time.perf_counter()
+                row = {"nb201_index": int(i), "arch_str": s, "disconnected": not is_connected(s)}
+                row.update(scoring.spectra_row({k: v[j] for k, v in mats.items()}, self.cfg))
+                row.update(compile_s=compile_s if j == 0 else 0.0, run_s=run_s,
+                           spectra_s=time.perf_counter() - t1)
+                rows.append(row)
+            pos += len(blk_i)
+        return rows
+
+
+# --------------------------------------------------------------------------- driver
+@dataclass
+class RunReport:
+    """Summary of :func:`run_engine`.
+
+    Attributes:
+        n_selected: archs in this (shard's) selection. n_skipped: already in the store.
+        n_scored: scored now. compile_s: compile seconds. run_s: wall seconds (incl. compile).
+        archs_per_s: n_scored / (run_s − compile_s). store: the store directory. out: exported
+        table or None. n_remaining: left unscored (time budget reached).
+    """
+
+    n_selected: int
+    n_skipped: int
+    n_scored: int
+    compile_s: float
+    run_s: float
+    archs_per_s: float
+    store: Path
+    out: Path | None = None
+    implementation: str = ""
+    batching: str = ""
+    archs_per_call: int = 0
+    n_devices: int = 1
+    n_remaining: int = 0
+
+
+def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLike, *, x=None, y=None,
+               batch_digest: str | None = None, data_dir=None, space: SearchSpace | None = None,
+               arch_strs: dict[int, str] | None = None, shard: tuple[int, int] | None = None,
+               options: EngineOptions = EngineOptions(), out: str | os.PathLike | None = None,
+               progress: bool = True, devices=None, extra_provenance: dict | None = None,
+               engine: "Engine | None" = None, keep_order: bool = False,
+               time_budget_s: float | None = None) -> RunReport:
+    """Score NB201 indices with one compiled function into a resumable store.
+
+    Args:
+        indices: NB201 indices (the whole job; ``shard`` selects this process's part).
+        cfg: configuration. store: store directory (created; resumed if it exists with the same
+            store key).
+        x, y, batch_digest: the fixed batch (default :func:`robntk.scoring.config.load_batch` of cfg).
+        data_dir, space: where the search space comes from (loaded if ``arch_strs`` is None).
+        arch_strs: index → arch string, instead of a loaded search space (tests, custom lists).
+        shard: (K, N) from :func:`robntk.jobs.parse_shard`. options: :class:`EngineOptions`.
+        out: optional ``.csv``/``.parquet`` export after the run of every row the store holds
+            (this selection first, in scoring order, then other stored archs by index), so a
+            rerun with a smaller selection never drops rows from the export.
+        progress: tqdm bar with rate and ETA. devices: local devices (default all).
+        extra_provenance: extra fields for the header's provenance.
+        keep_order: score in the order of ``indices`` (e.g. a random permutation, so that any
+            prefix is a uniform random sample) instead of ascending index.
+        time_budget_s: stop starting new calls after this many seconds (flush and return;
+            rerun to continue) — e.g. a little below a SLURM time limit.
+        engine: an existing :class:`Engine` for ``cfg`` to reuse (its compiled functions are
+            kept; ``devices`` and all ``options`` but ``flush_seconds`` are then ignored).
+
+    Returns:
+        :class:`RunReport`.
+
+    Raises:
+        ValueError: bad configuration/indices; :class:`robntk.jobs.store.StoreMismatchError` when the
+            store holds another configuration; :class:`robntk.jobs.store.StoreError` for a foreign or
+            corrupt store.
+    """
+    if x is None:
+        x, y, batch_digest = scoring.load_batch(cfg, data_dir)
+    if batch_digest is None:
+        batch_digest = scoring.batch_digest(x, y)
+    if arch_strs is None:
+        space = space or SearchSpace.load(data_dir)
+        indices = [space.check_index(i) for i in indices]
+        lookup = space.arch_str
+    else:
+        lookup = arch_strs.__getitem__
+    selection = sorted(set(int(i) for i in indices))
+    if engine is None:
+        engine = Engine(cfg, options, devices)
+    elif engine.cfg != cfg:
+        raise ValueError("run_engine: the engine was built for another configuration")
+    prov = scoring.provenance(cfg, batch_digest, {
+        "engine": {"implementation": engine.implementation, "batching": engine.batching,
+                   "pgd_unroll": engine.options.pgd_unroll, "param_definition": PARAM_DEFINITION,
+                   "n_devices": len(engine.devices)},
+        **(extra_provenance or {})})
+    st = ResultStore.open(store, store_key(cfg, batch_digest), {
+        "config": cfg.as_dict(), "config_digest": cfg.digest(), "batch_sha256_16": batch_digest,
+        "param_definition": PARAM_DEFINITION, "provenance": prov, "selection": selection,
+        "shard": None if shard is None else f"{shard[0]}/{shard[1]}"})
+    engine.set_batch(x, y)
+    job = run_job(indices, lambda blk: engine.score_block(blk, [lookup(i) for i in blk]), st,
+                  block=lambda: engine.choose_archs_per_call() * len(engine.devices), shard=shard,
+                  keep_order=keep_order, time_budget_s=time_budget_s, flush_s=options.flush_seconds,
+                  desc="score[supernet]", progress=progress,
+                  postfix=lambda: {"compile_s": f"{engine.compile_s:.1f}"})
+    n, mine = job.n_done, job.keys
+    rep = RunReport(job.n_selected, job.n_skipped, n, engine.compile_s, job.run_s,
+                    n / max(job.run_s - engine.compile_s, 1e-9) if n else 0.0, Path(store),
+                    implementation=engine.implementation, batching=engine.batching,
+                    archs_per_call=engine.archs_per_call or 0, n_devices=len(engine.devices),
+                    n_remaining=job.n_remaining)
+    if out is not None:
+        first = mine if keep_order else selection
+        rep.out = st.export(out, order=list(first) + sorted(st.done() - set(first)))
+    return rep

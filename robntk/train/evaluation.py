@@ -1,0 +1,565 @@
+"""Robustness evaluation as NAS-RobBench-201 reports it, plus AutoAttack-style extras.
+
+Metrics (fractions in [0, 1], BN in eval mode, the benchmark's key names; §3 of
+``docs/nasrobbench201.md``, official ``main.py``):
+
+===============================  ==============================================================
+``val_acc``                      clean accuracy
+``val_fgsm_{e}_acc``             FGSM (torchattacks ``FGSM``), e ∈ {3.0, 8.0} (ε in 255ths)
+``val_pgd_{e}_acc``              PGD-20, step 2.5·ε/20, uniform random start (torchattacks ``PGD``)
+``autoattack``                   AutoAttack-standard-style worst case at ε = 8/255 (see below)
+``val_apgd-ce_{e}_acc``          APGD-CE alone (extra)
+``val_apgd-t_{e}_acc``           APGD-T alone (extra)
+``val_square_{e}_acc``           Square alone (extra)
+``val_autoattack_{e}_acc``       the ensemble at every AA radius (``autoattack`` = the 8.0 one)
+``val_worst_{e}_acc``            per-example worst case over every attack run at that radius
+===============================  ==============================================================
+
+FGSM and PGD are evaluated on every example and report the accuracy on the perturbed images
+(as the benchmark does); the APGD/Square family starts from the correctly classified points.
+
+The ensemble (AutoAttack's ``run_standard_evaluation`` / torchattacks ``MultiAttack``) runs
+APGD-CE → APGD-T → Square sequentially, each on the points still robust, and an example counts
+as robust only if it survives all of them. **FAB-T is not implemented**, so ``autoattack`` is
+an upper bound of the real AutoAttack accuracy (in the AutoAttack paper's evaluations FAB-T
+rarely lowers the accuracy further once APGD-T has run). Presets (``aa_version``):
+
+* ``'torchattacks'`` (default): what the benchmark ran — torchattacks 3.4.0
+  ``AutoAttack(norm='Linf', version='standard', n_classes=K)``, whose APGD and APGD-T use the
+  torchattacks defaults ``steps=10`` and ``n_target_classes = K − 1``, and Square 5000 queries.
+* ``'original'``: fra31/auto-attack standard — APGD 100 steps, APGD-T 9 targets × 100 steps,
+  Square 5000 queries.
+
+Every example draws its randomness from ``fold_in(key(attack, radius, stage), example index)``
+(:mod:`robntk.attacks.autoattack`), so results are independent of batching and of which points are
+still being attacked; consequently the ensemble is never above any of its members, exactly.
+Batches are padded to a fixed size (power-of-two buckets below ``batch_size``) so each attack
+compiles once per bucket. Iterative attacks are driven from Python over jitted single steps
+(XLA:CPU runs ops inside while loops ~13× slower than unrolled; long loops cannot be unrolled).
+
+Metric names are :func:`robntk.core.registry.metric_name`'s; every ε is in [0, 1] pixel units
+(``robntk evaluate --eps 3/255 8/255``, :mod:`robntk.commands.evaluate`). PGD is
+:func:`robntk.attacks.iterative.pgd_attack` (per-example keys), APGD and Square are
+:mod:`robntk.attacks.autoattack`'s, all in the init / step / finish form of :mod:`robntk.attacks.iterative`.
+
+Gradient-masking sanity checks in the spirit of AutoAttack's ``checks.py``
+(:func:`sanity_checks`) are stored as ``warnings`` in the output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import field
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robntk._version import __version__
+from robntk.attacks import iterative as attacks
+from robntk.attacks import autoattack as aa
+from robntk.data.datasets import check_data
+from robntk.core.registry import AA_METRIC, CLEAN_METRIC, eps_255, format_eps, metric_name, parse_eps
+from robntk.train.loop import load_trained
+
+ATTACKS = ("clean", "fgsm", "pgd", "apgd-ce", "apgd-t", "square", "autoattack")
+DEFAULT_ATTACKS = ("clean", "fgsm", "pgd", "autoattack")
+ENSEMBLE = ("apgd-ce", "apgd-t", "square")
+AA_VERSIONS: dict[str, dict[str, Any]] = {
+    # torchattacks 3.4.0 AutoAttack(version='standard'): APGD/APGDT default steps=10,
+    # APGDT n_target_classes = n_classes - 1, Square n_queries=5000 (FAB-T omitted here).
+    "torchattacks": {"apgd_steps": 10, "apgd_targets": None, "square_queries": 5000},
+    # fra31/auto-attack version='standard'
+    "original": {"apgd_steps": 100, "apgd_targets": 9, "square_queries": 5000},
+}
+_ATTACK_IDS = {"clean": 0, "fgsm": 1, "pgd": 2, "apgd-ce": 3, "apgd-t": 4, "square": 5}
+BENCHMARK_AA_EPS = 8.0 / 255.0
+
+
+def parse_attacks(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``'all'``, a comma-separated list of :data:`ATTACKS`, or a sequence of such strings →
+    the attacks in order, ``'clean'`` first (it is always computed).
+
+    Raises:
+        ValueError: unknown attack name.
+    """
+    items = [spec] if isinstance(spec, str) else list(spec)
+    names = [a.strip() for item in items for a in str(item).split(",") if a.strip()]
+    if "all" in names:
+        return ATTACKS
+    for a in names:
+        if a not in ATTACKS:
+            raise ValueError(f"unknown attack {a!r}; allowed: {', '.join(ATTACKS)} or 'all'")
+    return tuple(dict.fromkeys(["clean", *names]))
+
+
+def _flag(help: str, **kw) -> dict:
+    """Field metadata read by :mod:`robntk.commands.flags`."""
+    return {"help": help, **kw}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and how.
+
+    Attributes:
+        attacks: subset of :data:`ATTACKS` (default: the benchmark's clean, fgsm, pgd,
+            autoattack).
+        eps: radii of FGSM and PGD, pixel units (default 3/255, 8/255).
+        aa_eps: radii of APGD-CE, APGD-T, Square and the ensemble (default 8/255).
+        pgd_steps: PGD iterations (20); step = pgd_step_factor·ε/pgd_steps (2.5).
+        aa_version: ``'torchattacks'`` (benchmark) or ``'original'`` presets.
+        apgd_steps, apgd_targets, square_queries: override the preset (None = preset; targets
+            None in the torchattacks preset = K − 1).
+        square_p_init: Square's initial square fraction (0.8).
+        batch_size: evaluation batch (256, as the benchmark).
+        min_batch: smallest padded batch: a partial batch of n examples is padded to the next
+            power of two ≥ max(n, min_batch) (≤ batch_size); each size compiles once. Set it to
+            batch_size to always pad to full batches (one compilation per attack).
+        seed: seeds every attack's randomness.
+
+    Raises (from :meth:`validate`):
+        ValueError: unknown attack or version, eps outside (0, 1] (a bare 8 gets "did you mean
+            8/255?"), steps/queries/batch < 1, negative seed.
+    """
+
+    attacks: tuple[str, ...] = field(default=DEFAULT_ATTACKS, metadata=_flag(
+        f"attacks: any of {', '.join(ATTACKS)} (comma- or space-separated), or 'all'"))
+    eps: tuple[float, ...] = field(default=(3.0 / 255.0, 8.0 / 255.0), metadata=_flag(
+        "FGSM/PGD radii in [0, 1] pixel units, e.g. 8/255", parse=parse_eps))
+    aa_eps: tuple[float, ...] = field(default=(8.0 / 255.0,), metadata=_flag(
+        "APGD/Square/ensemble radii in [0, 1] pixel units", parse=parse_eps))
+    pgd_steps: int = field(default=20, metadata=_flag("PGD iterations"))
+    pgd_step_factor: float = field(default=2.5, metadata=_flag("PGD step = factor * eps / steps"))
+    aa_version: str = field(default="torchattacks", metadata=_flag("AutoAttack preset", choices=tuple(AA_VERSIONS)))
+    apgd_steps: int | None = field(default=None, metadata=_flag("override the preset's APGD iterations"))
+    apgd_targets: int | None = field(default=None, metadata=_flag("override the preset's APGD-T target count"))
+    square_queries: int | None = field(default=None, metadata=_flag("override the preset's Square budget"))
+    square_p_init: float = field(default=0.8, metadata=_flag("Square's initial square fraction"))
+    batch_size: int = field(default=256, metadata=_flag("evaluation batch"))
+    min_batch: int = field(default=32, metadata=_flag("smallest padded batch (power-of-two buckets)"))
+    seed: int = field(default=0, metadata=_flag("seed of every attack's randomness"))
+
+    def __post_init__(self):
+        object.__setattr__(self, "attacks", parse_attacks(self.attacks))
+        for name in ("eps", "aa_eps"):
+            vals = getattr(self, name)
+            vals = (vals,) if isinstance(vals, (str, int, float)) else vals
+            object.__setattr__(self, name, tuple(parse_eps(e) for e in vals))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the bad value and what is allowed."""
+        for a in self.attacks:
+            if a not in ATTACKS:
+                raise ValueError(f"unknown attack {a!r}; allowed: {', '.join(ATTACKS)} (or 'all')")
+        if self.aa_version not in AA_VERSIONS:
+            raise ValueError(f"unknown aa_version {self.aa_version!r}; allowed: {', '.join(AA_VERSIONS)}")
+        for name in ("eps", "aa_eps"):
+            for e in getattr(self, name):
+                if not 0.0 < e <= 1.0 or math.isnan(e):
+                    raise ValueError(f"{name} values must be in (0, 1] pixel units (e.g. 8/255), got {e!r}")
+        for name in ("pgd_steps", "batch_size", "min_batch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("apgd_steps", "apgd_targets", "square_queries"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be an integer >= 1 (or None for the preset), got {v!r}")
+        if not self.pgd_step_factor > 0:
+            raise ValueError(f"pgd_step_factor must be > 0, got {self.pgd_step_factor!r}")
+        if not 0.0 < self.square_p_init <= 1.0:
+            raise ValueError(f"square_p_init must be in (0, 1], got {self.square_p_init!r}")
+
+    def resolved(self, num_classes: int) -> dict[str, Any]:
+        """Settings after applying the preset, for a model with ``num_classes`` outputs.
+
+        Raises:
+            ValueError: apgd_targets > num_classes − 1, or APGD-T requested with < 4 classes.
+        """
+        pre = AA_VERSIONS[self.aa_version]
+        steps = self.apgd_steps or pre["apgd_steps"]
+        if self.apgd_targets is None:  # preset: 9 (original) or K - 1 (torchattacks), at most K - 1
+            targets = max(min(pre["apgd_targets"] or (num_classes - 1), num_classes - 1), 1)
+        else:
+            targets = self.apgd_targets
+        if targets > max(num_classes - 1, 1):
+            raise ValueError(f"apgd_targets must be <= num_classes - 1 = {num_classes - 1}, got {targets}")
+        if num_classes < 4 and ({"apgd-t", "autoattack"} & set(self.attacks)):
+            raise ValueError(f"APGD-T (and the ensemble) need >= 4 classes, the model has {num_classes}")
+        d = dataclasses.asdict(self)
+        d.update(apgd_steps=steps, apgd_targets=targets, square_queries=self.square_queries or pre["square_queries"],
+                 num_classes=num_classes, eps_255=[eps_255(e) for e in self.eps],
+                 aa_eps_255=[eps_255(e) for e in self.aa_eps], bn_mode="eval",
+                 ensemble="apgd-ce -> apgd-t -> square (FAB-T not implemented)")
+        d["attacks"] = list(self.attacks)
+        return d
+
+
+def _bucket(n: int, batch_size: int, min_batch: int = 8) -> int:
+    b = min_batch
+    while b < n:
+        b *= 2
+    return min(b, batch_size)
+
+
+class RobustnessEvaluator:
+    """Runs the attacks of an :class:`EvalConfig` on a pure model ``f(params, x) -> logits``.
+
+    Args:
+        f: logits function, BN in eval mode (``make_apply(model, variables, 'eval')``).
+        params: its parameters.
+        num_classes: K.
+        cfg: the evaluation configuration.
+        progress: tqdm bars per attack stage.
+
+    Use :meth:`evaluate` on uint8 images (N, H, W, 3) and int labels (N,).
+    """
+
+    def __init__(self, f: Callable, params, num_classes: int, cfg: EvalConfig, progress: bool = False):
+        self.f, self.params, self.num_classes, self.cfg = f, params, num_classes, cfg
+        self.settings = cfg.resolved(num_classes)
+        self.progress = progress
+        self._fns: dict[tuple, Callable] = {}
+        self.timing: dict[str, float] = {}
+
+    # -- jitted per-batch functions --------------------------------------------------------
+    #
+    # Every attack is (init, step, finish), each jitted once per batch size, and the iterations
+    # are driven from Python: on XLA:CPU, ops inside a while loop run ~13x slower than the same
+    # ops unrolled (measured on TinyNetwork), and unrolling 20-5000 iterations would make
+    # compilation explode. The dispatch overhead per iteration is negligible on CPU and GPU.
+
+    def _ops(self, kind: str):
+        """``(init, step, finish, n_steps)`` for one attack:
+        ``init(params, x, y, idx, key, eps, rank) -> carry``,
+        ``step(params, x, y, eps, carry, i) -> carry``, ``finish(x, carry) -> x_adv``; the
+        returned points are then re-checked by one shared jitted forward pass
+        (:meth:`_correct`), as AutoAttack does."""
+        if kind in self._fns:
+            return self._fns[kind]
+        f, s = self.f, self.settings
+
+        def keys_of(key, idx):
+            return jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
+
+        def last(x, c):
+            return c
+
+        if kind in ("clean", "fgsm"):
+            def init(params, x, y, idx, key, eps, rank):
+                return x if kind == "clean" else attacks.fgsm(f, params, x, y, eps)
+
+            ops = (jax.jit(init) if kind == "fgsm" else init, None, last, 0)
+        elif kind == "pgd":  # torchattacks PGD: per-example U(-eps, eps) start, step factor*eps/steps
+            pgd = attacks.pgd_attack(f, steps=s["pgd_steps"], alpha_factor=s["pgd_step_factor"])
+
+            def init(params, x, y, idx, key, eps, rank):
+                return pgd.init(params, x, y, eps, keys_of(key, idx))
+
+            ops = (jax.jit(init), jax.jit(pgd.step), last, pgd.steps)
+        elif kind in ("apgd-ce", "apgd-t"):
+            steps = s["apgd_steps"]
+            loss = "ce" if kind == "apgd-ce" else "dlr-targeted"
+
+            def init(params, x, y, idx, key, eps, rank):
+                keys = keys_of(key, idx)
+                if kind == "apgd-ce":
+                    return aa.apgd_init(f, params, x, y, eps, keys, steps=steps, loss=loss), y
+                y_t = aa.target_classes(f(params, x), rank)
+                keys = jax.vmap(lambda kk: jax.random.fold_in(kk, rank))(keys)
+                return aa.apgd_init(f, params, x, y, eps, keys, steps=steps, loss=loss, y_target=y_t), y_t
+
+            def step(params, x, y, eps, c, i):
+                cc, y_t = c
+                return aa.apgd_step(f, params, x, y, eps, cc, i, steps=steps, loss=loss, y_target=y_t), y_t
+
+            def finish(x, c):
+                return aa.apgd_finish(c[0], x)[0]
+
+            ops = (jax.jit(init), jax.jit(step), jax.jit(finish), steps)
+        elif kind == "square":
+            nq = s["square_queries"]
+
+            def init(params, x, y, idx, key, eps, rank):
+                return aa.square_init(f, params, x, y, eps, keys_of(key, idx))
+
+            def step(params, x, y, eps, c, i):
+                return aa.square_step(f, params, x, y, eps, c, n_queries=nq, p_init=s["square_p_init"])
+
+            def finish(x, c):
+                return aa.square_finish(c, x)[0]
+
+            ops = (jax.jit(init), jax.jit(step), jax.jit(finish), nq)
+        else:  # pragma: no cover - guarded by EvalConfig.validate
+            raise ValueError(kind)
+        self._fns[kind] = ops
+        return ops
+
+    def _correct(self, params, xa, y):
+        if "correct" not in self._fns:
+            f = self.f
+            self._fns["correct"] = jax.jit(lambda p, z, t: jnp.argmax(f(p, z), -1) == t)
+        return self._fns["correct"](params, xa, y)
+
+    def _key(self, kind: str, eps: float) -> jax.Array:
+        k = jax.random.fold_in(jax.random.key(self.cfg.seed), _ATTACK_IDS[kind])
+        return jax.random.fold_in(k, int(round(eps * 255 * 1000)))
+
+    def _attack_batch(self, kind: str, xb: np.ndarray, yb: np.ndarray, idx: np.ndarray, key, eps: float,
+                      rank: int) -> np.ndarray:
+        init, step, finish, n_steps = self._ops(kind)
+        x = jnp.asarray(xb.astype(np.float32) / 255.0)
+        y = jnp.asarray(yb, jnp.int32)
+        e = jnp.asarray(eps, jnp.float32)
+        c = init(self.params, x, y, jnp.asarray(idx, jnp.int32), key, e, jnp.asarray(rank, jnp.int32))
+        for i in range(n_steps):
+            c = step(self.params, x, y, e, c, jnp.asarray(i, jnp.int32))
+            # Square stops when every point is fooled (fooled points are frozen, so checking
+            # only every 25 queries changes nothing but the work done)
+            if kind == "square" and (i + 1) % 25 == 0 and not bool(jnp.any(c["margin"] > 0)):
+                break
+        return np.asarray(self._correct(self.params, finish(x, c), y))
+
+    def _run(self, kind: str, eps: float, x: np.ndarray, y: np.ndarray, idx: np.ndarray, rank: int = 0,
+             desc: str | None = None) -> np.ndarray:
+        """Correct-after-attack flags for the examples ``idx`` (global indices)."""
+        from tqdm.auto import tqdm
+
+        out = np.zeros(len(idx), bool)
+        if len(idx) == 0:
+            return out
+        key, bs = self._key(kind, eps), self.cfg.batch_size
+        starts = range(0, len(idx), bs)
+        bar = tqdm(starts, desc=desc or f"{kind} eps={format_eps(eps)}", disable=not self.progress, leave=False,
+                   file=sys.stderr, dynamic_ncols=True)
+        for start in bar:
+            chunk = idx[start:start + bs]
+            size = _bucket(len(chunk), bs, self.cfg.min_batch)
+            padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk))])
+            ok = self._attack_batch(kind, x[padded], y[padded], padded, key, eps, rank)
+            out[start:start + len(chunk)] = ok[: len(chunk)]
+        bar.close()
+        return out
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        """Run every configured attack (clean accuracy is always computed: it is the starting set of
+        the APGD/Square family).
+
+        Args:
+            x: uint8 (N, H, W, 3) images; y: int labels (N,) in [0, K).
+
+        Returns:
+            ``{'metrics': {key: accuracy}, 'per_example': {key: bool (N,)}, 'timing_s': {...},
+            'ensemble_trace': {'8/255': {stage: robust accuracy after it}}, 'warnings': [...]}``.
+
+        Raises:
+            ValueError: bad data (see :func:`robntk.data.datasets.check_data`).
+        """
+        check_data(x, y, self.num_classes)
+        self.timing = {}
+        x = np.asarray(x)
+        y = np.asarray(y, np.int32)
+        n = len(y)
+        all_idx = np.arange(n)
+        cfg, want = self.cfg, set(self.cfg.attacks)
+        per: dict[str, np.ndarray] = {}
+        metrics: dict[str, float] = {}
+        trace: dict[str, dict[str, float]] = {}
+
+        def timed(name, fn, *a, **kw):
+            t = time.perf_counter()
+            r = fn(*a, **kw)
+            self.timing[name] = self.timing.get(name, 0.0) + time.perf_counter() - t
+            return r
+
+        clean = timed("clean", self._run, "clean", 0.0, x, y, all_idx, desc="clean")
+        per[CLEAN_METRIC] = clean
+        metrics[CLEAN_METRIC] = float(clean.mean())
+        worst: dict[float, np.ndarray] = {}
+
+        for kind in ("fgsm", "pgd"):
+            if kind not in want:
+                continue
+            for e in cfg.eps:
+                ok = timed(kind, self._run, kind, e, x, y, all_idx)
+                per[metric_name(kind, e)] = ok
+                metrics[metric_name(kind, e)] = float(ok.mean())
+                worst[e] = worst.get(e, clean) & ok
+
+        comps = [c for c in ENSEMBLE if c in want]
+        if comps or "autoattack" in want:
+            for e in cfg.aa_eps:
+                # result of each component per example: -1 unknown, 0 fooled, 1 robust
+                res = {c: np.where(clean, -1, 0).astype(np.int8) for c in ENSEMBLE}
+
+                def ensure(comp, need):
+                    todo = need & (res[comp] < 0)
+                    if not todo.any():
+                        return
+                    if comp == "apgd-t":
+                        alive = todo.copy()
+                        for rank in range(2, self.settings["apgd_targets"] + 2):
+                            idx = np.flatnonzero(alive)
+                            if not len(idx):
+                                break
+                            ok = timed(comp, self._run, comp, e, x, y, idx, rank=rank,
+                                       desc=f"apgd-t eps={format_eps(e)} target {rank - 1}")
+                            alive[idx[~ok]] = False
+                        res[comp][todo] = alive[todo]
+                    else:
+                        idx = np.flatnonzero(todo)
+                        res[comp][idx] = timed(comp, self._run, comp, e, x, y, idx)
+
+                if "autoattack" in want:
+                    alive = clean.copy()
+                    stages = {"clean": float(alive.mean())}
+                    for comp in ENSEMBLE:
+                        ensure(comp, alive)
+                        alive &= res[comp] == 1
+                        stages[f"after {comp}"] = float(alive.mean())
+                    trace[format_eps(e)] = stages
+                    per[metric_name("autoattack", e)] = alive
+                    metrics[metric_name("autoattack", e)] = float(alive.mean())
+                    if abs(e - BENCHMARK_AA_EPS) < 1e-9:
+                        metrics[AA_METRIC] = float(alive.mean())
+                    # APGD-CE ran on every correctly classified point: report it for free
+                    per[metric_name("apgd-ce", e)] = res["apgd-ce"] == 1
+                    metrics[metric_name("apgd-ce", e)] = float((res["apgd-ce"] == 1).mean())
+                for comp in comps:
+                    ensure(comp, clean)
+                    ok = res[comp] == 1
+                    per[metric_name(comp, e)] = ok
+                    metrics[metric_name(comp, e)] = float(ok.mean())
+                w = worst.get(e, clean)
+                for comp in ENSEMBLE:
+                    w = w & (res[comp] != 0)
+                worst[e] = w
+
+        for e, w in worst.items():
+            per[metric_name("worst", e)] = w
+            metrics[metric_name("worst", e)] = float(w.mean())
+        return {"metrics": metrics, "per_example": per, "timing_s": dict(self.timing),
+                "ensemble_trace": trace, "warnings": sanity_checks(metrics, n)}
+
+
+# --------------------------------------------------------------------------------------------
+# sanity checks
+
+_KEY_RE = re.compile(r"^val_(?P<attack>[a-z\-]+)_(?P<eps>[0-9.]+)_acc$")
+
+
+def _parse(metrics: dict[str, float]) -> dict[str, dict[float, float]]:
+    out: dict[str, dict[float, float]] = {}
+    for k, v in metrics.items():
+        m = _KEY_RE.match(k)
+        if m:
+            out.setdefault(m["attack"], {})[float(m["eps"])] = v
+    return out
+
+
+def sanity_checks(metrics: dict[str, float], n: int | None = None) -> list[str]:
+    """Gradient-masking / consistency checks on a metrics dict (AutoAttack ``checks.py`` spirit).
+
+    Flags (tolerance: one example, 1/n, for the statistical checks; 0 for the structural ones):
+
+    * an attack's accuracy above the clean accuracy;
+    * the same attack more accurate at a larger radius (robustness must not grow with ε);
+    * PGD more accurate than FGSM at the same radius (iterative weaker than single-step);
+    * the ensemble above any of its members (impossible by construction: a bug);
+    * Square (black-box) more than 1 percentage point below the best white-box attack at the
+      same radius — the classic symptom of gradient masking.
+
+    Args:
+        metrics: ``{key: accuracy}`` with the key names of :func:`robntk.core.registry.metric_name`.
+        n: number of evaluated examples (sets the tolerance; None = 0).
+
+    Returns:
+        A list of human-readable warnings (empty when everything is consistent).
+    """
+    tol = 1.0 / n if n else 0.0
+    warns: list[str] = []
+    p = _parse(metrics)
+    clean = metrics.get(CLEAN_METRIC)
+    for atk, by_eps in p.items():
+        for e, acc in by_eps.items():
+            if clean is not None and acc > clean + tol + 1e-12:
+                warns.append(f"{atk} at eps {e}/255: accuracy {acc:.4f} above clean {clean:.4f}")
+        es = sorted(by_eps)
+        for lo, hi in zip(es, es[1:]):
+            if by_eps[hi] > by_eps[lo] + tol + 1e-12:
+                warns.append(f"{atk}: accuracy grows with eps ({lo}/255: {by_eps[lo]:.4f} < {hi}/255: {by_eps[hi]:.4f})")
+    for e, acc in p.get("pgd", {}).items():
+        fg = p.get("fgsm", {}).get(e)
+        if fg is not None and acc > fg + tol + 1e-12:
+            warns.append(f"PGD weaker than FGSM at eps {e}/255 ({acc:.4f} > {fg:.4f}): possible gradient masking")
+    for e, acc in p.get("autoattack", {}).items():
+        for comp in ENSEMBLE:
+            m = p.get(comp, {}).get(e)
+            if m is not None and acc > m + 1e-12:
+                warns.append(f"ensemble above its member {comp} at eps {e}/255 ({acc:.4f} > {m:.4f}): bug")
+    for e, sq in p.get("square", {}).items():
+        wb = [p[a][e] for a in ("pgd", "apgd-ce", "apgd-t") if e in p.get(a, {})]
+        if wb and sq < min(wb) - 0.01:
+            warns.append(f"black-box Square ({sq:.4f}) beats the best white-box attack ({min(wb):.4f}) at eps "
+                         f"{e}/255 by > 1 point: possible gradient masking")
+    return warns
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoint evaluation
+
+
+def evaluate_run(run_dir: str | os.PathLike, x: np.ndarray, y: np.ndarray, cfg: EvalConfig,
+                 progress: bool = False, trained: tuple | None = None) -> dict[str, Any]:
+    """Evaluate the latest checkpoint of a training run (BN in eval mode).
+
+    Args:
+        run_dir: a :func:`robntk.train.loop.train` run directory (:mod:`robntk.train.rundir`).
+        x, y: uint8 (N, H, W, 3) images and int labels of the evaluation split.
+        cfg: what to run. progress: tqdm bars.
+        trained: the run's :func:`robntk.train.loop.load_trained` result if already loaded.
+
+    Returns:
+        The JSON-ready record: ``arch``, ``arch_index``, ``dataset``, ``metrics`` (benchmark
+        keys + extras, for ``RobBench.add_results(arch, dataset, metrics)``), ``n_examples``,
+        ``train_config``, ``eval_config``, ``checkpoint``, ``timing_s``, ``ensemble_trace``
+        (robust accuracy after each ensemble stage), ``warnings``.
+
+    Raises:
+        FileNotFoundError: not a run directory / no checkpoint.
+        ValueError: bad data, a corrupt config or checkpoint, or a checkpoint of another network
+            than the config names (:func:`robntk.train.loop.load_trained`).
+    """
+    tcfg, model, variables, meta = load_trained(run_dir) if trained is None else trained
+    f, params = model.make_apply(variables, tcfg.arch, "eval")
+    ev = RobustnessEvaluator(f, params, tcfg.num_classes, cfg, progress=progress)
+    t = time.perf_counter()
+    res = ev.evaluate(x, y)
+    wall = time.perf_counter() - t
+    return {
+        "arch": tcfg.arch,
+        "arch_index": tcfg.arch_index,
+        "dataset": tcfg.dataset,
+        "metrics": res["metrics"],
+        "n_examples": int(len(y)),
+        "train_config": tcfg.to_dict(),
+        "eval_config": ev.settings,
+        "checkpoint": {"run_dir": str(run_dir), "epoch": meta.get("epoch"), "step": meta.get("step"),
+                       "complete": meta.get("epoch") == tcfg.epochs},
+        "timing_s": {**res["timing_s"], "total": wall},
+        "ensemble_trace": res["ensemble_trace"],
+        "warnings": res["warnings"],
+        "versions": {"robntk": __version__, "jax": jax.__version__},
+    }
