@@ -173,7 +173,7 @@ def test_cli_dtype_float64_enables_x64():
     import subprocess
     import sys
 
-    code = ("import jax; from robntk.cli import build_parser; from robntk.commands.common import score_config;"
+    code = ("import jax; from robntk.cli import build_parser; from robntk.commands._common import score_config;"
             "a = build_parser().parse_args(['score', '--arch', '3', '--out', 'x.csv', '--dtype', 'float64']);"
             "assert not jax.config.jax_enable_x64; c = score_config(a);"
             "assert c.dtype == 'float64' and jax.config.jax_enable_x64;"

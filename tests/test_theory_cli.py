@@ -104,3 +104,17 @@ def test_cli_bound_bad_files(tmp_path, capsys):
     blocker.write_text("")
     assert cli.main(["bound", "--quick", "--out", str(blocker / "res"), "--no-plots"]) == 2
     assert f"cannot write --out {blocker / 'res'}" in capsys.readouterr().err
+
+
+def test_check_override_is_the_theory_packages():
+    """The type check of grid overrides lives in robntk.theory (robntk bound only calls it)."""
+    from robntk.theory import check_override
+
+    ok = {"fcn": {"widths": [8, 16], "structures": [[2, "all"]]}, "attack_width": None, "betas": [0, 1]}
+    assert check_override(ok) is ok
+    with pytest.raises(ValueError, match=r"config key 'betas\[1\]' must be a number, got string 'x'"):
+        check_override({"betas": [0.5, "x"]})
+    with pytest.raises(ValueError, match="the configuration must be a JSON object, got list"):
+        check_override([1])
+    with pytest.raises(ValueError, match=r"unknown config key 'depth'; allowed: a"):
+        check_override({"depth": 2}, template={"a": 1})

@@ -416,7 +416,7 @@ def test_cli_train_flags_come_from_the_config():
     import argparse
 
     from robntk.commands import train as cmd
-    from robntk.commands.flags import config_from_args
+    from robntk.commands._flags import config_from_args
 
     p = argparse.ArgumentParser()
     cmd.add_arguments(p)
@@ -458,7 +458,7 @@ def test_train_repro_commands_parse():
     from pathlib import Path
 
     from robntk.cli import build_parser
-    from robntk.commands.flags import config_from_args
+    from robntk.commands._flags import config_from_args
     from robntk.train.evaluation import EvalConfig
 
     text = (Path(__file__).resolve().parents[1] / "experiments" / "train_repro" / "command.sh").read_text()

@@ -34,7 +34,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from robntk.commands.reproduce import DEFAULTS as REPRODUCE_DEFAULTS  # noqa: E402
 from robntk.scoring.engine import EngineOptions, run_engine  # noqa: E402
 from robntk.scoring.config import ScoreConfig  # noqa: E402
 from robntk.nb201.searchspace import SearchSpace  # noqa: E402
@@ -42,7 +41,7 @@ from robntk.nb201.searchspace import SearchSpace  # noqa: E402
 OUT = Path(__file__).resolve().parent
 #: β ∈ {0, 0.1, …, 1} for the mixed-kernel claim (β only mixes blocks of the same Gram: no extra NTK).
 BETAS = tuple(round(0.1 * k, 1) for k in range(11))
-BASE = dataclasses.replace(REPRODUCE_DEFAULTS, bn_mode="train", betas=BETAS)
+BASE = dataclasses.replace(ScoreConfig(), bn_mode="train", betas=BETAS)  # the reproduce protocol
 #: level name → (overrides of BASE, sample size). One factor at a time; the BN-mode pair shares the
 #: first 200; the base level extends to 1,000 as the large sample in the default protocol (issue 10,
 #: item 6; the claims are tested on every base arch scored).

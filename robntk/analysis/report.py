@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from robntk.data.benchmark import DATASETS, METRICS, RobBench, column_name, load_nb201_accuracy
 from robntk.analysis.correlation import kendall_tau, spearman_rho
-from robntk.nb201.searchspace import EDGES, OPS, SearchSpace
+from robntk.core.registry import NUM_CLASSES
+from robntk.data.benchmark import DATASETS, METRICS, RobBench, column_name, load_nb201_accuracy
 from robntk.data.jung import load_jung_robustness
+from robntk.nb201.searchspace import EDGES, OPS, SearchSpace
 
 #: Short labels of the metrics (figures and tables).
 METRIC_LABELS: dict[str, str] = {
@@ -49,8 +50,6 @@ METRIC_LABELS: dict[str, str] = {
 }
 #: Short labels of the datasets.
 DATASET_LABELS: dict[str, str] = {"cifar10": "C10", "cifar100": "C100", "ImageNet16-120": "IN16"}
-#: Number of classes → random-guess accuracy 1 / classes.
-NUM_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
 #: Okabe & Ito (2008) colour-blind-safe palette (black last).
 OKABE_ITO: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 CLEAN, ROBUST = "val_acc", "val_pgd_8.0_acc"
@@ -211,7 +210,7 @@ def metric_summary(table: pd.DataFrame, whis: float = 1.5) -> pd.DataFrame:
         whisker_low, whisker_high, n_outliers, random_guess`` (fractions).
 
     Raises:
-        ValueError: a column whose dataset is not in :data:`NUM_CLASSES`.
+        ValueError: a column whose dataset is not in :data:`robntk.core.registry.NUM_CLASSES`.
     """
     from matplotlib import cbook
 

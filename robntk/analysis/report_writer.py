@@ -6,24 +6,37 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
+from robntk.analysis.report import (
+    CLEAN,
+    DEFAULT_OP_K,
+    DEFAULT_OVERLAP_K,
+    DEFAULT_SEARCH_K,
+    DEFAULT_TOP,
+    METRIC_LABELS,
+    ROBUST,
+    benchmark_table,
+    check_k,
+    metric_summary,
+    num_conv3x3,
+    operator_frequency,
+    operator_share,
+    random_search_curve,
+    reference_table,
+    standard_training_agreement,
+    tau_matrix,
+    tau_pairs,
+    top_k_table,
+)
 from robntk.core import paths
+from robntk.core.tables import write_json, write_table
 from robntk.data.benchmark import METRICS, RobBench, column_name
-from robntk.analysis.report import (CLEAN, DEFAULT_OP_K, METRIC_LABELS, DEFAULT_OVERLAP_K, DEFAULT_SEARCH_K, DEFAULT_TOP, ROBUST, check_k,
-                     benchmark_table, metric_summary, num_conv3x3, operator_frequency, operator_share,
-                     random_search_curve, reference_table, standard_training_agreement, tau_matrix, tau_pairs,
-                     top_k_table)
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path, index: bool = False) -> Path:
-    return paths.atomic_save(path, lambda tmp: df.to_csv(tmp, index=index, float_format="%.6g"))
 
 
 def _markdown_top(top: pd.DataFrame) -> str:
@@ -103,7 +116,7 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
         "files": sorted(w.files) + ["report.json"], "key_numbers": w.key, "skipped": w.skipped,
         "elapsed_s": round(time.perf_counter() - t0, 2),
     }
-    _atomic_text(w.out / "report.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_json(manifest, w.out / "report.json")
     return manifest
 
 
@@ -118,7 +131,7 @@ class _ReportWriter:
         self.key: dict = {"n_architectures": self.n}
 
     def csv(self, name: str, df: pd.DataFrame, index: bool = False) -> None:
-        _atomic_csv(df, self.out / name, index=index)
+        write_table(df, self.out / name, index=index)
         self.files.append(name)
 
     def png(self, name: str, fig) -> None:

@@ -42,12 +42,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from robntk.core.config import flag
+from robntk.core.registry import BENCH_DATASETS
 from robntk.data.benchmark import RobBench
 from robntk.nb201.searchspace import EDGES, NUM_ARCHS, NUM_EDGES, OP_ID, OPS, parse_arch_str
 
@@ -268,23 +270,31 @@ class SearchConfig:
         tf_pool: training-free search pool size per seed (None: every scored class).
     """
 
-    budget: int = 1000
-    n_seeds: int = 100
-    seed: int = 0
-    dataset: str = "cifar10"
-    population: int = 10
-    sample_size: int = 3
+    budget: int = field(default=1000, metadata=flag("queries per run (distinct architectures)"))
+    n_seeds: int = field(default=100, metadata=flag("runs per method and criterion", flag="--seeds", metavar="SEEDS"))
+    seed: int = field(default=0, metadata=flag("first seed"))
+    dataset: str = field(default="cifar10", metadata=flag("benchmark dataset"))
+    population: int = field(default=10, metadata=flag("REA population (NB201: 10)"))
+    sample_size: int = field(default=3, metadata=flag("REA tournament size (NB201: 3)"))
     max_steps_factor: int = 50
-    ls_num_init: int = 10
-    ls_full_nbhd: bool = True
-    tf_pool: int | None = None
+    ls_num_init: int = field(default=10, metadata=flag("local search: random archs per (re)start"))
+    ls_full_nbhd: bool = field(default=True, metadata=flag(
+        "local search moves at the first better neighbour (default: whole neighbourhood)",
+        flag="--ls-first-improvement", action="store_false"))
+    tf_pool: int | None = field(default=None, metadata=flag(
+        "tf: random pool size per seed (default: all scored archs)"))
+
+    def __post_init__(self):
+        self.validate()
 
     def validate(self) -> SearchConfig:
-        """Check the values.
+        """Check the values (also run at construction).
 
         Raises:
             ValueError: naming the bad field and the allowed range.
         """
+        if self.dataset not in BENCH_DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(BENCH_DATASETS)}")
         for name, lo in (("budget", 1), ("n_seeds", 1), ("population", 1), ("sample_size", 1),
                          ("max_steps_factor", 1), ("ls_num_init", 1)):
             v = getattr(self, name)

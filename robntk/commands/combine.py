@@ -13,37 +13,73 @@ combined scores keyed by ``nb201_index`` (usable as ``robntk search --scores``).
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from robntk.analysis import combine as K
-from robntk.data.benchmark import RobBench
 from robntk.analysis.correlation import DEFAULT_N_BOOT, score_columns
-from robntk.core.paths import atomic_save, atomic_write
+from robntk.commands._common import load_scores
+from robntk.commands._flags import add_dataclass_flags, config_from_args
+from robntk.core.config import flag
+from robntk.core.tables import check_table_path, write_table
+from robntk.data.benchmark import RobBench
+
+
+@dataclass(frozen=True, kw_only=True)
+class CombineOptions:
+    """The options of ``robntk combine`` (the arguments of :func:`robntk.analysis.combine.report`).
+
+    Attributes:
+        scores: a scores table with ``nb201_index``, or ``'suite_zero[:dataset]'``.
+        columns: columns to combine (None: every score column). single: columns reported alone
+            (None: ``columns``). zero_shot: zero-shot specs (None: every
+            :data:`~robntk.analysis.combine.ZERO_SHOT_METHODS` of ``columns``).
+        learned: learned methods fitted on ``columns``. target: (dataset, metric) they fit.
+        split_seed, train_fraction: the train/test split. n_boot, seed: bootstrap CIs.
+        out: the τ table. write_scores: also write the combined scores here.
+        no_progress: hide the progress bar.
+
+    Raises:
+        ValueError: an unknown learned method, ``--train-fraction`` outside (0, 1), ``--n-boot`` < 0.
+    """
+
+    scores: str = field(metadata=flag("CSV/TSV/parquet with nb201_index, or 'suite_zero[:dataset]'"))
+    columns: tuple[str, ...] | None = field(default=None, metadata=flag(
+        "score columns to combine (default: every score column of the table)"))
+    single: tuple[str, ...] | None = field(default=None, metadata=flag(
+        "columns reported alone (default: --columns)", nargs="*"))
+    zero_shot: tuple[str, ...] | None = field(default=None, metadata=flag(
+        "zero-shot specs, e.g. 'vote(a,b,c)' (default: mean_rank, geometric_rank, harmonic_rank and vote of "
+        "--columns)", nargs="*"))
+    learned: tuple[str, ...] = field(default=K.LEARNED_METHODS[:3], metadata=flag(
+        "learned methods fitted on --columns", nargs="*", choices=K.LEARNED_METHODS))
+    target: tuple[str, ...] = field(default=K.TARGET, metadata=flag(
+        "benchmark target of the learned fits", nargs=2, metavar=("DATASET", "METRIC")))
+    split_seed: int = field(default=0, metadata=flag("seed of the train/test split"))
+    train_fraction: float = field(default=0.5, metadata=flag("share of archs in the training part"))
+    n_boot: int = field(default=DEFAULT_N_BOOT, metadata=flag("bootstrap resamples for CIs"))
+    seed: int = field(default=0, metadata=flag("bootstrap and pair-sampling seed"))
+    out: str = field(metadata=flag("output table (.csv)"))
+    write_scores: str | None = field(default=None, metadata=flag(
+        "also write the combined scores table here (.csv)"))
+    no_progress: bool = field(default=False, metadata=flag("hide the progress bar"))
+
+    def __post_init__(self):
+        bad = [m for m in self.learned if m not in K.LEARNED_METHODS]
+        if bad:
+            raise ValueError(f"unknown learned method(s) {bad}; allowed: {', '.join(K.LEARNED_METHODS)}")
+        if len(self.target) != 2:
+            raise ValueError(f"--target must be DATASET METRIC, got {list(self.target)}")
+        if not 0.0 < self.train_fraction < 1.0:
+            raise ValueError(f"--train-fraction must be in (0, 1), got {self.train_fraction!r}")
+        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
+            raise ValueError(f"--n-boot must be an integer >= 0, got {self.n_boot!r}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``robntk combine`` (``--data-dir`` is added by :mod:`robntk.cli`)."""
-    parser.add_argument("--scores", required=True, help="CSV/TSV/parquet with nb201_index, or 'suite_zero[:dataset]'")
-    parser.add_argument("--columns", nargs="+", default=None,
-                        help="score columns to combine (default: every score column of the table)")
-    parser.add_argument("--single", nargs="*", default=None, help="columns reported alone (default: --columns)")
-    parser.add_argument("--zero-shot", nargs="*", default=None, dest="zero_shot",
-                        help="zero-shot specs, e.g. 'vote(a,b,c)' (default: mean_rank, geometric_rank, "
-                             "harmonic_rank and vote of --columns)")
-    parser.add_argument("--learned", nargs="*", default=list(K.LEARNED_METHODS[:3]), choices=list(K.LEARNED_METHODS),
-                        help="learned methods fitted on --columns (default: linear quadratic pairwise_logistic)")
-    parser.add_argument("--target", nargs=2, default=list(K.TARGET), metavar=("DATASET", "METRIC"),
-                        help="benchmark target of the learned fits (default cifar10 val_pgd_8.0_acc)")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split")
-    parser.add_argument("--train-fraction", type=float, default=0.5, help="share of archs in the training part")
-    parser.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples for CIs")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap and pair-sampling seed")
-    parser.add_argument("--out", required=True, help="output table (.csv)")
-    parser.add_argument("--write-scores", default=None, help="also write the combined scores table here (.csv)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_dataclass_flags(parser, CombineOptions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,39 +89,38 @@ def run(args: argparse.Namespace) -> int:
         FileNotFoundError: scores or benchmark file missing.
         ValueError: bad columns, specs or targets (named).
     """
-    from robntk.commands.search import load_scores
-
+    opts = config_from_args(CombineOptions, args)
+    out = check_table_path(opts.out)
+    if opts.write_scores:
+        check_table_path(opts.write_scores, "--write-scores")
     data_dir = getattr(args, "data_dir", None)
     bench = RobBench.load(data_dir)
-    table = load_scores(args.scores, bench, data_dir)
-    cols = list(args.columns) if args.columns else score_columns(table.drop(columns=["nb201_cell"], errors="ignore"))
-    singles = cols if args.single is None else list(args.single)
-    zs = ([f"{m}({','.join(cols)})" for m in K.ZERO_SHOT_METHODS] if args.zero_shot is None and len(cols) > 1
-          else list(args.zero_shot or []))
+    table = load_scores(opts.scores, bench, data_dir)
+    cols = list(opts.columns) if opts.columns else score_columns(table.drop(columns=["nb201_cell"], errors="ignore"))
+    singles = cols if opts.single is None else list(opts.single)
+    zs = ([f"{m}({','.join(cols)})" for m in K.ZERO_SHOT_METHODS] if opts.zero_shot is None and len(cols) > 1
+          else list(opts.zero_shot or []))
+    target = tuple(opts.target)
     res, models = K.report(table, bench, singles=singles, zero_shot_specs=zs,
-                           learned=[(m, cols) for m in args.learned], target=tuple(args.target),
-                           split_seed=args.split_seed, train_fraction=args.train_fraction, n_boot=args.n_boot,
-                           seed=args.seed, progress=not args.no_progress)
-    out = Path(args.out)
-    atomic_save(out, lambda p: res.to_csv(p, index=False, float_format="%.6g"))
-    side = {"scores": args.scores, "columns": cols, **res.attrs,
+                           learned=[(m, cols) for m in opts.learned], target=target,
+                           split_seed=opts.split_seed, train_fraction=opts.train_fraction, n_boot=opts.n_boot,
+                           seed=opts.seed, progress=not opts.no_progress)
+    side = {"scores": opts.scores, "columns": cols, **res.attrs,
             "models": {k: {"method": c.method, "columns": list(c.columns), "weights": list(c.weights),
                            "signs": list(c.signs), "intercept": c.intercept, "info": c.info}
                        for k, c in models.items()}}
-    with atomic_write(out.with_name(out.name + ".json")) as fh:
-        json.dump(side, fh, indent=2)
-    if args.write_scores:
+    write_table(res, out, side)
+    if opts.write_scores:
         comb = pd.DataFrame({s: K.from_spec(table, s) for s in singles + zs}, index=table.index)
         for k, c in models.items():
             comb[k] = c.predict(table)
         comb["is_train"] = comb.index.isin(res.attrs["train_index"]).astype(int)
-        comb = comb.reset_index()
-        atomic_save(Path(args.write_scores), lambda p: comb.to_csv(p, index=False, float_format="%.8g"))
-    main = res[(res["dataset"] == args.target[0]) & (res["metric"] == args.target[1])]
-    print(f"combine: {res.attrs['n_rows']} archs, split seed {args.split_seed} "
-          f"({res.attrs['n_train']} train / {res.attrs['n_test']} test), τ vs {' '.join(args.target)}:")
+        write_table(comb.reset_index(), opts.write_scores)
+    main = res[(res["dataset"] == target[0]) & (res["metric"] == target[1])]
+    print(f"combine: {res.attrs['n_rows']} archs, split seed {opts.split_seed} "
+          f"({res.attrs['n_train']} train / {res.attrs['n_test']} test), τ vs {' '.join(target)}:")
     for r in main.itertuples(index=False):
         print(f"  {r.kind:<10} {r.eval_set:<5} {r.kendall_tau:+.3f} [{r.kendall_tau_ci_low:+.3f}, "
               f"{r.kendall_tau_ci_high:+.3f}]  {r.score}")
-    print(f"wrote {out}" + (f", {args.write_scores}" if args.write_scores else ""))
+    print(f"wrote {out}" + (f", {opts.write_scores}" if opts.write_scores else ""))
     return 0

@@ -3,41 +3,73 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from robntk.data.benchmark import DATASETS, METRICS, RobBench
 from robntk.analysis.correlation import DEFAULT_N_BOOT, correlation_table, read_scores, summary
+from robntk.commands._flags import add_dataclass_flags, config_from_args
+from robntk.core.config import flag
 from robntk.core.figures import tau_heatmap
 from robntk.core.tables import check_table_path, check_writable, write_table
+from robntk.data.benchmark import DATASETS, METRICS, RobBench
+
+
+@dataclass(frozen=True, kw_only=True)
+class CorrelateOptions:
+    """The options of ``robntk correlate`` (see :func:`robntk.analysis.correlation.correlation_table`).
+
+    Attributes:
+        scores: the scores table (one row per arch, column ``nb201_index``).
+        out: the output table (None: ``<scores>_correlation.csv``).
+        figure: the heatmap (None: ``<scores>_tau.png``); no_figure: draw none.
+        datasets, metrics: benchmark values to correlate with.
+        columns: score columns (None: every numeric non-id column).
+        n_boot: bootstrap resamples for the CIs (0: none). seed: bootstrap seed.
+        level: CI level in (0, 1). no_baselines: omit the #params / #3x3 baselines.
+
+    Raises:
+        ValueError: ``--n-boot`` < 0, ``--level`` outside (0, 1).
+    """
+
+    scores: str = field(metadata=flag("CSV/TSV/parquet with one row per arch and column nb201_index"))
+    out: str | None = field(default=None, metadata=flag(
+        "output table (.csv or .parquet; default <scores>_correlation.csv)"))
+    figure: str | None = field(default=None, metadata=flag("heatmap image (default <scores>_tau.png)"))
+    no_figure: bool = field(default=False, metadata=flag("do not draw the heatmap"))
+    datasets: tuple[str, ...] = field(default=tuple(DATASETS), metadata=flag("benchmark datasets"))
+    metrics: tuple[str, ...] = field(default=tuple(METRICS), metadata=flag("benchmark metrics"))
+    columns: tuple[str, ...] | None = field(default=None, metadata=flag(
+        "score columns (default: every numeric non-id column)"))
+    n_boot: int = field(default=DEFAULT_N_BOOT, metadata=flag("bootstrap resamples for CIs (0: none)"))
+    seed: int = field(default=0, metadata=flag("bootstrap seed"))
+    level: float = field(default=0.95, metadata=flag("CI level"))
+    no_baselines: bool = field(default=False, metadata=flag("omit the #params / #3x3 baselines"))
+
+    def __post_init__(self):
+        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
+            raise ValueError(f"--n-boot must be an integer >= 0, got {self.n_boot!r}")
+        if not 0.0 < self.level < 1.0:
+            raise ValueError(f"--level must be in (0, 1), got {self.level!r}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``robntk correlate``."""
-    parser.add_argument("--scores", required=True, help="CSV/TSV/parquet with one row per arch and column nb201_index")
-    parser.add_argument("--out", default=None, help="output table (.csv or .parquet; default <scores>_correlation.csv)")
-    parser.add_argument("--figure", default=None, help="heatmap image (default <scores>_tau.png)")
-    parser.add_argument("--no-figure", action="store_true", help="do not draw the heatmap")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help=f"default: {' '.join(DATASETS)}")
-    parser.add_argument("--metrics", nargs="+", default=list(METRICS), help=f"default: {' '.join(METRICS)}")
-    parser.add_argument("--columns", nargs="+", default=None, help="score columns (default: every numeric non-id column)")
-    parser.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples for CIs (0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--level", type=float, default=0.95, help="CI level")
-    parser.add_argument("--no-baselines", action="store_true", help="omit the #params / #3x3 baselines")
+    add_dataclass_flags(parser, CorrelateOptions)
 
 
 def run(args: argparse.Namespace) -> int:
     """Read scores, correlate with NAS-RobBench-201, write table (+ sidecar) and heatmap."""
-    scores_path = Path(args.scores)
-    out = check_table_path(args.out or scores_path.with_name(scores_path.stem + "_correlation.csv"))
-    fig = None if args.no_figure else Path(args.figure or scores_path.with_name(scores_path.stem + "_tau.png"))
+    opts = config_from_args(CorrelateOptions, args)
+    scores_path = Path(opts.scores)
+    out = check_table_path(opts.out or scores_path.with_name(scores_path.stem + "_correlation.csv"))
+    fig = None if opts.no_figure else Path(opts.figure or scores_path.with_name(scores_path.stem + "_tau.png"))
     if fig is not None:
         check_writable(fig, "--figure")
     scores = read_scores(scores_path)
     bench = RobBench.load(args.data_dir)
-    table = correlation_table(scores, bench, datasets=args.datasets, metrics=args.metrics, n_boot=args.n_boot,
-                              seed=args.seed, include_baselines=not args.no_baselines, columns=args.columns,
-                              level=args.level)
+    table = correlation_table(scores, bench, datasets=list(opts.datasets), metrics=list(opts.metrics),
+                              n_boot=opts.n_boot, seed=opts.seed, include_baselines=not opts.no_baselines,
+                              columns=None if opts.columns is None else list(opts.columns), level=opts.level)
     a = table.attrs
     write_table(table, out, {"scores": str(scores_path), "benchmark_source": bench.source, **a})
     written = [str(out)]
@@ -47,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"correlate: {a['n_archs']} archs ({a['n_isomorphs_dropped']} isomorphs dropped), "
           f"{table['score'].nunique()} score rows, {len(table) // max(1, table['score'].nunique())} benchmark "
           f"columns, benchmark source {bench.source}, n_boot={a['n_boot']}")
-    print(summary(table, args.metrics))
+    print(summary(table, list(opts.metrics)))
     print("wrote " + ", ".join(written))
     return 0

@@ -4,36 +4,61 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass, field
 
-from robntk.jobs.store import ResultStore, merge_stores
+from robntk.commands._flags import add_dataclass_flags, config_from_args
+from robntk.core.config import flag
 from robntk.core.tables import check_table_path, check_writable
+from robntk.jobs.store import ResultStore, merge_stores
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeOptions:
+    """The options of ``robntk merge``.
+
+    Attributes:
+        stores: shard store directories (positional). into: the merged store (created or extended).
+        out: also export the merged rows to this table (None: no export).
+        rtol: relative tolerance when the same arch appears in two stores (0: exact).
+        allow_missing: exit 0 even when archs of the job's selection have no row.
+
+    Raises:
+        ValueError: ``--rtol`` not a finite number ≥ 0.
+    """
+
+    stores: tuple[str, ...] = field(metadata=flag("shard store directories written by `robntk score --store`",
+                                                  flag="stores"))
+    into: str = field(metadata=flag("merged store directory (created or extended)"))
+    out: str | None = field(default=None, metadata=flag(
+        "also export the merged rows to .csv/.parquet (+ .json sidecar)"))
+    rtol: float = field(default=0.0, metadata=flag("relative tolerance when the same arch appears twice (0: exact)"))
+    allow_missing: bool = field(default=False, metadata=flag(
+        "exit 0 even when archs of the job's selection have no row"))
+
+    def __post_init__(self):
+        if isinstance(self.rtol, bool) or not isinstance(self.rtol, (int, float)) or not (
+                math.isfinite(self.rtol) and self.rtol >= 0):
+            raise ValueError(f"--rtol must be a finite number >= 0, got {self.rtol!r}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``robntk merge``."""
-    parser.add_argument("stores", nargs="+", help="shard store directories written by `robntk score --store`")
-    parser.add_argument("--into", required=True, help="merged store directory (created or extended)")
-    parser.add_argument("--out", default=None, help="also export the merged rows to .csv/.parquet (+ .json sidecar)")
-    parser.add_argument("--rtol", type=float, default=0.0,
-                        help="relative tolerance when the same arch appears twice (default 0: exact)")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="exit 0 even when archs of the job's selection have no row")
+    add_dataclass_flags(parser, MergeOptions)
 
 
 def run(args: argparse.Namespace) -> int:
     """Merge; exit 1 when rows of the selection are missing (unless ``--allow-missing``)."""
-    if not (isinstance(args.rtol, float) and math.isfinite(args.rtol) and args.rtol >= 0):
-        raise ValueError(f"--rtol must be a finite number >= 0, got {args.rtol!r}")
-    check_writable(args.into, "--into")
-    if args.out:
-        check_table_path(args.out)
-    rep = merge_stores(args.stores, args.into, rtol=args.rtol)
+    opts = config_from_args(MergeOptions, args)
+    check_writable(opts.into, "--into")
+    if opts.out:
+        check_table_path(opts.out)
+    rep = merge_stores(list(opts.stores), opts.into, rtol=float(opts.rtol))
     msg = (f"merged {rep.n_sources} store(s) into {rep.out}: {rep.n_rows} rows, {rep.n_duplicates} duplicate "
            f"rows dropped, {len(rep.missing)} of the selection missing")
     if rep.missing:
         msg += f" (first: {rep.missing[:10]})"
     print(msg)
-    if args.out:
-        ResultStore.open(args.into, create=False).export(args.out)
-        print(f"wrote {args.out} (config {args.out}.json)")
-    return 1 if rep.missing and not args.allow_missing else 0
+    if opts.out:
+        ResultStore.open(opts.into, create=False).export(opts.out)
+        print(f"wrote {opts.out} (config {opts.out}.json)")
+    return 1 if rep.missing and not opts.allow_missing else 0

@@ -4,8 +4,9 @@ archs on one fixed batch and one initialisation, one compile per proxy for all c
 Writes ``--out`` (CSV/TSV/parquet: ``nb201_index``, ``arch_str``, one column per proxy and a
 ``{name}_undefined`` flag column — NaN, never a silent number, where a proxy is undefined) and
 its JSON sidecar (configuration, batch hash, BN mode, versions). Same batch definition and
-"init seed s" as ``robntk score``; the network runs with batch-statistics BN, as NASLib's
-``find_measures`` does (``synflow`` is BN-free by definition).
+"init seed s" as ``robntk score`` (the same :class:`~robntk.scoring.config.ScoreConfig` flags and
+defaults, except NASLib's batch of :data:`DEFAULT_BATCH` images); the network runs with
+batch-statistics BN, as NASLib's ``find_measures`` does (``synflow`` is BN-free by definition).
 
 Resumable: values go to the store ``--store`` (default ``OUT.store``, one sub-store per proxy,
 keyed by the configuration and the batch digest) as they are computed; rerunning the same
@@ -16,48 +17,77 @@ later computes only that proxy. The table holds the archs with every requested p
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import dataclass, field
 
 import jax
 
 from robntk import proxies as P
-from robntk.nb201.network import TinyNetwork
-from robntk.scoring.config import ScoreConfig, load_batch, provenance
-from robntk.nb201.searchspace import SearchSpace
+from robntk.commands._common import Selection, add_score_flags, add_selection_flags, score_config
+from robntk.commands._flags import add_dataclass_flags, config_from_args
+from robntk.core.config import flag
 from robntk.core.tables import check_table_path, write_table
-from robntk.commands.common import add_selection_flags, select_indices
+from robntk.nb201.network import TinyNetwork
+from robntk.nb201.searchspace import SearchSpace
+from robntk.scoring.config import ScoreConfig, load_batch, provenance
 
 #: NASLib's batch size for the NB201 proxies (NAS-Bench-Suite-Zero: 64 images).
 DEFAULT_BATCH = 64
+#: The score configuration of the proxies: :class:`ScoreConfig`'s defaults with NASLib's batch.
+DEFAULTS = dataclasses.replace(ScoreConfig(), batch_size=DEFAULT_BATCH)
+#: The :class:`ScoreConfig` fields that define a proxy computation (the NTK fields do not apply).
+CONFIG_FIELDS: tuple[str, ...] = ("dataset", "batch_size", "seed", "C", "N")
 #: The default selection: NAS-Bench-Suite-Zero's NB201 proxies that robntk defines, one
 #: forward/backward each (the others — zen, epe_nas, zico, tenas_ntk_cond, linear_regions, croze,
 #: l2_norm, plain — are chosen with --proxies).
 DEFAULT_PROXIES = ("params", "flops", "synflow", "nwot", "jacov", "snip", "grad_norm", "fisher", "grasp")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProxiesOptions:
+    """The options of ``robntk proxies`` besides the selection and the score configuration.
+
+    Attributes:
+        proxies: names of :data:`robntk.proxies.PROXIES` to compute.
+        out: the table (.csv/.tsv/.parquet; configuration in ``OUT.json``).
+        store: resumable store directory (None: ``OUT.store``).
+        minutes: start no new arch after this many minutes (None: no limit).
+        no_progress: hide the progress bar.
+
+    Raises:
+        ValueError: an unknown proxy name (lists the allowed ones), ``--minutes`` < 0.
+    """
+
+    proxies: tuple[str, ...] = field(default=DEFAULT_PROXIES, metadata=flag(
+        f"proxies to compute (allowed: {', '.join(P.PROXIES)})", metavar="NAME"))
+    out: str = field(metadata=flag("output .csv/.tsv/.parquet (configuration in OUT.json)"))
+    store: str | None = field(default=None, metadata=flag("resumable store directory (default: OUT.store)"))
+    minutes: float | None = field(default=None, metadata=flag(
+        "start no new arch after this many minutes (rerun to continue)"))
+    no_progress: bool = field(default=False, metadata=flag("no progress bar"))
+
+    def __post_init__(self):
+        object.__setattr__(self, "proxies", tuple(P.check_proxy_names(self.proxies)))
+        if self.minutes is not None and not self.minutes >= 0:
+            raise ValueError(f"--minutes must be a number >= 0 (0: export what is stored), got {self.minutes!r}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``robntk proxies``."""
     add_selection_flags(p)
-    p.add_argument("--proxies", nargs="+", default=list(DEFAULT_PROXIES), metavar="NAME",
-                   help=f"proxies to compute (default: {' '.join(DEFAULT_PROXIES)}; allowed: {', '.join(P.PROXIES)})")
-    p.add_argument("--dataset", default="cifar10", help="batch source / normalisation / classes")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="images in the fixed batch")
-    p.add_argument("--seed", type=int, default=0, help="init seed (also batch, sample and proxy key seed)")
-    p.add_argument("--C", type=int, default=16, help="TinyNetwork width (NB201: 16)")
-    p.add_argument("--N", type=int, default=5, help="cells per stage (NB201: 5)")
-    p.add_argument("--out", required=True, help="output .csv/.tsv/.parquet (configuration in OUT.json)")
-    p.add_argument("--store", default=None, help="resumable store directory (default: OUT.store)")
-    p.add_argument("--minutes", type=float, default=None, help="start no new arch after this many minutes "
-                   "(rerun to continue)")
-    p.add_argument("--no-progress", action="store_true")
+    add_score_flags(p, DEFAULTS, include=CONFIG_FIELDS,
+                    helps={"seed": "init seed (also batch, sample and proxy key seed)"})
+    add_dataclass_flags(p, ProxiesOptions)
 
 
 def run(args: argparse.Namespace) -> int:
     """Compute the proxies of the selection and write the table. Returns 0."""
-    names = P.check_proxy_names(args.proxies)
-    out = check_table_path(args.out)
-    cfg = ScoreConfig(dataset=args.dataset, batch_size=args.batch_size, seed=args.seed, C=args.C, N=args.N)
+    opts = config_from_args(ProxiesOptions, args)
+    cfg = score_config(args, DEFAULTS)
+    sel = config_from_args(Selection, args)
+    out = check_table_path(opts.out)
     space = SearchSpace.load(args.data_dir)
-    indices = select_indices(args, space, args.seed)
+    indices = sel.indices(space, cfg.seed)
     x, y, digest = load_batch(cfg, args.data_dir)
     net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N, cfg.init_scheme)
     variables = net.init(jax.random.PRNGKey(cfg.seed))
@@ -66,10 +96,11 @@ def run(args: argparse.Namespace) -> int:
                                            "data_split")}
     config.update(bn_mode="train (batch statistics; synflow BN-free)", proxy_key=f"PRNGKey({cfg.seed + 1})",
                   batch_sha256_16=digest)
-    store = args.store or f"{out}.store"
+    store = opts.store or f"{out}.store"
+    names = list(opts.proxies)
     table = P.proxy_table(names, indices, net, variables, x, y, space, key=jax.random.PRNGKey(cfg.seed + 1),
-                          progress=not args.no_progress, store=store, store_config=config,
-                          time_budget_s=None if args.minutes is None else 60 * args.minutes)
+                          progress=not opts.no_progress, store=store, store_config=config,
+                          time_budget_s=None if opts.minutes is None else 60 * opts.minutes)
     meta = provenance(cfg, digest, {"job": "proxies", "proxies": names, "n_archs": len(table),
                                     "n_selected": len(indices), "store": str(store)})
     meta["config"] = config

@@ -8,39 +8,75 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 
-from robntk.data.benchmark import SOURCES, RobBench
-from robntk.analysis.report import DEFAULT_OP_K, DEFAULT_OVERLAP_K, DEFAULT_SEARCH_K, DEFAULT_TOP
+from robntk.analysis.report import DEFAULT_OP_K, DEFAULT_OVERLAP_K, DEFAULT_SEARCH_K, DEFAULT_TOP, check_k
 from robntk.analysis.report_writer import write_report
+from robntk.commands._flags import add_dataclass_flags, config_from_args
+from robntk.core.config import flag
+from robntk.core.tables import check_writable
+from robntk.data.benchmark import SOURCES, RobBench
 
 
-def _positive(v: str) -> int:
+def positive_int(text: str) -> int:
+    """Parse a positive integer flag value (``'3'`` → 3).
+
+    Raises:
+        ValueError: not an integer, or < 1 (names the value).
+    """
     try:
-        i = int(v)
+        i = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
+        raise ValueError(f"expected a positive integer, got {text!r}") from None
     if i < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}")
+        raise ValueError(f"expected a positive integer, got {text!r}")
     return i
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportOptions:
+    """The options of ``robntk report`` (the arguments of :func:`robntk.analysis.report_writer.write_report`).
+
+    Attributes:
+        out_dir: output directory. source: benchmark file layout (:data:`robntk.data.benchmark.SOURCES`).
+        op_k: top-k of the operator-frequency heatmap. overlap_k: top-k sizes of the overlap with
+            standard training. top: length of the top tables. search_k: random-search budgets.
+        no_standard: skip the standard-training comparison. dpi: PNG resolution.
+        no_progress: hide the progress bar.
+
+    Raises:
+        ValueError: a k, top or dpi < 1 (names it), an unknown source.
+    """
+
+    out_dir: str = field(metadata=flag("output directory for the PNGs, CSVs and report.json"))
+    source: str = field(default="auto", metadata=flag(
+        "benchmark file layout to read (auto: official, then html, then csv)", choices=SOURCES))
+    op_k: int = field(default=DEFAULT_OP_K, metadata=flag("top-k of the operator-frequency heatmap",
+                                                          parse=positive_int))
+    overlap_k: tuple[int, ...] = field(default=DEFAULT_OVERLAP_K, metadata=flag(
+        "top-k sizes of the overlap with standard training", parse=positive_int))
+    top: int = field(default=DEFAULT_TOP, metadata=flag("length of the top tables per dataset and criterion",
+                                                        parse=positive_int))
+    search_k: tuple[int, ...] = field(default=DEFAULT_SEARCH_K, metadata=flag("random-search budgets",
+                                                                              parse=positive_int))
+    no_standard: bool = field(default=False, metadata=flag(
+        "skip the comparison with standard training (NB201, Jung et al.)"))
+    dpi: int = field(default=150, metadata=flag("PNG resolution", parse=positive_int))
+    no_progress: bool = field(default=False, metadata=flag("no progress bar"))
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown benchmark source {self.source!r}; allowed: {', '.join(SOURCES)}")
+        for name in ("op_k", "top", "dpi"):
+            check_k(getattr(self, name), "--" + name.replace("_", "-"))
+        for name in ("overlap_k", "search_k"):
+            for k in getattr(self, name):
+                check_k(k, "--" + name.replace("_", "-"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``robntk report``."""
-    parser.add_argument("--out-dir", required=True, help="output directory for the PNGs, CSVs and report.json")
-    parser.add_argument("--source", choices=SOURCES, default="auto",
-                        help="benchmark file layout to read (default auto: official, then html, then csv)")
-    parser.add_argument("--op-k", type=_positive, default=DEFAULT_OP_K,
-                        help=f"top-k of the operator-frequency heatmap (default {DEFAULT_OP_K})")
-    parser.add_argument("--overlap-k", type=_positive, nargs="+", default=list(DEFAULT_OVERLAP_K),
-                        help="top-k sizes of the overlap with standard training (default 10 50 100)")
-    parser.add_argument("--top", type=_positive, default=DEFAULT_TOP,
-                        help=f"length of the top tables per dataset and criterion (default {DEFAULT_TOP})")
-    parser.add_argument("--search-k", type=_positive, nargs="+", default=list(DEFAULT_SEARCH_K),
-                        help="random-search budgets (default 1 2 5 ... 1000)")
-    parser.add_argument("--no-standard", action="store_true",
-                        help="skip the comparison with standard training (NB201, Jung et al.)")
-    parser.add_argument("--dpi", type=_positive, default=150, help="PNG resolution (default 150)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataclass_flags(parser, ReportOptions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,14 +85,16 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         FileNotFoundError: the benchmark file is missing. ValueError: bad values.
     """
-    bench = RobBench.load(args.data_dir, source=args.source)
-    man = write_report(bench, args.out_dir, data_dir=args.data_dir, op_k=args.op_k, overlap_ks=args.overlap_k,
-                       top=args.top, search_ks=args.search_k, references=False if args.no_standard else None,
-                       dpi=args.dpi, progress=not args.no_progress)
+    opts = config_from_args(ReportOptions, args)
+    check_writable(opts.out_dir, "--out-dir")
+    bench = RobBench.load(args.data_dir, source=opts.source)
+    man = write_report(bench, opts.out_dir, data_dir=args.data_dir, op_k=opts.op_k, overlap_ks=opts.overlap_k,
+                       top=opts.top, search_ks=opts.search_k, references=False if opts.no_standard else None,
+                       dpi=opts.dpi, progress=not opts.no_progress)
     for what, why in man["skipped"].items():
         print(f"robntk report: skipped {what}: {why}", file=sys.stderr)
     key = man["key_numbers"]
     tau = ", ".join(f"{d} {v:.3f}" for d, v in key.get("kendall_tau_clean_vs_pgd8", {}).items())
-    print(f"robntk report: {len(man['files'])} files in {args.out_dir} ({man['elapsed_s']:.1f} s; "
+    print(f"robntk report: {len(man['files'])} files in {opts.out_dir} ({man['elapsed_s']:.1f} s; "
           f"{key['n_architectures']} archs from {bench.source}); τ clean vs PGD-8: {tau}")
     return 0

@@ -11,60 +11,85 @@ from its store):
   column and of the trivial baselines (#cell parameters, #3×3 edges) against every metric,
 * ``tau_heatmap.png`` and ``scatter.png`` (λ_min of the robust mixed kernel vs PGD-8 accuracy).
 
-The default size (75 archs, B=16, ε = 8/255, PGD-5, batch-statistics BN) is chosen to finish in
-about 13 minutes on a 2-core CPU (measured: 219 s compile, ≈7 s per arch); ``--sample``,
-``--all`` and the score flags change it. No setting here was tuned on benchmark correlations.
+The protocol is :class:`robntk.scoring.config.ScoreConfig`'s defaults, the same as ``robntk
+score``'s; the default sample (75 archs) is chosen to finish in about 13 minutes on a 2-core CPU.
+``--sample``, ``--all`` and the score flags change it. No setting here was tuned on benchmark
+correlations.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from robntk.data.benchmark import DATASETS, RobBench
-from robntk.analysis.correlation import correlation_table
-from robntk.scoring.engine import run_engine
+from robntk.analysis.correlation import DEFAULT_N_BOOT, correlation_table
+from robntk.commands._common import JobOptions, add_engine_flags, add_score_flags, engine_options, score_config
+from robntk.commands._flags import add_dataclass_flags, config_from_args
+from robntk.core.config import flag
 from robntk.core.figures import score_scatter, tau_heatmap
 from robntk.core.registry import CLEAN_METRIC, PGD8_METRIC, beta_tag, eps_tag
-from robntk.scoring.config import ScoreConfig
-from robntk.nb201.searchspace import SearchSpace, sample_indices
 from robntk.core.tables import check_writable, read_table, write_table
-from robntk.commands.common import add_score_flags, score_config
-from robntk.commands.score import add_engine_flags, engine_options
+from robntk.data.benchmark import DATASETS, RobBench
+from robntk.nb201.searchspace import SearchSpace, sample_indices
+from robntk.scoring.engine import run_engine
 
-DEFAULTS = ScoreConfig(batch_size=16, eps=(8 / 255,), betas=(0.5,), pgd_steps=5)
 DEFAULT_SAMPLE = 75
 DEFAULT_OUT_DIR = "robntk-reproduce"
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReproduceOptions:
+    """The options of ``robntk reproduce`` besides :class:`~robntk.scoring.config.ScoreConfig`
+    and the engine.
+
+    Attributes:
+        sample: random representatives to score (seeded by ``--seed``). all: all 6,466 instead.
+        n_boot: bootstrap resamples for the τ CIs. out_dir: output folder.
+        no_progress: hide the progress bar.
+
+    Raises:
+        ValueError: ``--sample`` < 1 or ``--n-boot`` < 0.
+    """
+
+    sample: int = field(default=DEFAULT_SAMPLE, metadata=flag("random representatives to score"))
+    all: bool = field(default=False, metadata=flag("all 6,466 representatives"))
+    n_boot: int = field(default=DEFAULT_N_BOOT, metadata=flag("bootstrap resamples for the τ CIs"))
+    out_dir: str = field(default=DEFAULT_OUT_DIR, metadata=flag("output folder"))
+    no_progress: bool = field(default=False, metadata=flag("no progress bar"))
+
+    def __post_init__(self):
+        for name, v, lo in (("--sample", self.sample, 1), ("--n-boot", self.n_boot, 0)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``robntk reproduce``."""
-    p.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, help="random representatives to score")
-    p.add_argument("--all", action="store_true", help="all 6,466 representatives")
-    add_score_flags(p, DEFAULTS)
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the τ CIs")
-    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR, help=f"output folder (default ./{DEFAULT_OUT_DIR})")
-    p.add_argument("--no-progress", action="store_true")
+    add_dataclass_flags(p, ReproduceOptions)
+    add_score_flags(p)
     add_engine_flags(p)
 
 
 def run(args: argparse.Namespace) -> int:
     """Scores → correlation table → figures, all under ``--out-dir``."""
-    cfg = score_config(args, DEFAULTS)
-    out_dir = check_writable(Path(args.out_dir), "--out-dir")
+    opts = config_from_args(ReproduceOptions, args)
+    cfg = score_config(args)
+    job = config_from_args(JobOptions, args)
+    engine = engine_options(args)
+    out_dir = check_writable(Path(opts.out_dir), "--out-dir")
     space = SearchSpace.load(args.data_dir)
     bench = RobBench.load(args.data_dir)  # fail early if the benchmark file is missing
-    indices = list(space.representatives) if args.all else sample_indices(space, args.sample, cfg.seed)
-    extra = {"job": "reproduce", "sample": "all" if args.all else args.sample, "sample_seed": cfg.seed}
+    indices = list(space.representatives) if opts.all else sample_indices(space, opts.sample, cfg.seed)
+    extra = {"job": "reproduce", "sample": "all" if opts.all else opts.sample, "sample_seed": cfg.seed}
     out = out_dir / "scores.csv"
-    run_engine(indices, cfg, Path(args.store) if args.store else out.with_name(out.name + ".store"),
-               data_dir=args.data_dir, space=space, out=out, options=engine_options(args),
-               progress=not args.no_progress, extra_provenance=extra, time_budget_s=args.time_budget)
+    run_engine(indices, cfg, job.store_path(out), data_dir=args.data_dir, space=space, out=out, options=engine,
+               progress=not opts.no_progress, extra_provenance=extra, time_budget_s=job.time_budget)
     scores = read_table(out)
     scores = scores[scores["nb201_index"].isin(indices)]
-    table = correlation_table(scores, bench, datasets=DATASETS, n_boot=args.n_boot, seed=cfg.seed)
+    table = correlation_table(scores, bench, datasets=DATASETS, n_boot=opts.n_boot, seed=cfg.seed)
     write_table(table, out_dir / "correlation.csv", {"scores": "scores.csv", "n_archs": int(len(scores)),
-                                                     "n_boot": args.n_boot, "config": cfg.as_dict(), **extra})
+                                                     "n_boot": opts.n_boot, "config": cfg.as_dict(), **extra})
     tau_heatmap(table, out_dir / "tau_heatmap.png",
                 title=f"Kendall τ-b, {len(scores)} NB201 archs, NTK scores on a CIFAR-10 batch (B={cfg.batch_size})")
     t, b = eps_tag(cfg.eps[-1]), beta_tag(cfg.betas[0])

@@ -1,9 +1,10 @@
 """``robntk train``: adversarially train one NB201 architecture as NAS-RobBench-201 did.
 
-Flags are generated from :class:`robntk.train.loop.TrainConfig` (one source of defaults; ε and the
-attack step in [0, 1] pixel units, e.g. ``--eps 8/255``). ``--out`` is the run directory
-(:mod:`robntk.train.rundir`); rerunning the same command resumes from its last checkpoint. Outputs,
-the stored configuration and the data are checked before any training starts.
+Flags are generated from :class:`robntk.train.config.TrainConfig` (one source of defaults; ε and
+the attack step in [0, 1] pixel units, e.g. ``--eps 8/255``) and :class:`TrainOptions`. ``--out``
+is the run directory (:mod:`robntk.train.rundir`); rerunning the same command resumes from its
+last checkpoint. Outputs, the stored configuration and the data are checked before any training
+starts.
 """
 
 from __future__ import annotations
@@ -11,23 +12,48 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 
-from robntk.train import rundir
+from robntk.commands._flags import add_dataclass_flags, config_from_args
+from robntk.core.config import flag
 from robntk.data.datasets import load_split
 from robntk.nb201.network import to_ops
 from robntk.nb201.searchspace import SearchSpace, format_arch_str
+from robntk.train import rundir
 from robntk.train.loop import NonFiniteLossError, TrainConfig, train
-from robntk.commands.flags import add_dataclass_flags, config_from_args
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """The options of ``robntk train`` besides :class:`~robntk.train.config.TrainConfig`.
+
+    Attributes:
+        arch: NB201 index or arch string (resolved by :func:`resolve_arch`).
+        out: the run directory (resumes if it holds a checkpoint).
+        stop_after_epochs: stop once this many epochs are done (None: train to the end).
+        no_progress: hide the progress bars.
+
+    Raises:
+        ValueError: ``--stop-after-epochs`` < 1.
+    """
+
+    arch: str = field(metadata=flag("NB201 index (e.g. 2581) or arch string"))
+    out: str = field(metadata=flag("run directory (resumes if it holds a checkpoint)"))
+    stop_after_epochs: int | None = field(default=None, metadata=flag(
+        "stop once this many epochs are done (resume later with the same command)"))
+    no_progress: bool = field(default=False, metadata=flag("no progress bars"))
+
+    def __post_init__(self):
+        v = self.stop_after_epochs
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"--stop-after-epochs must be an integer >= 1, got {v}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``robntk train``."""
-    p.add_argument("--arch", required=True, help="NB201 index (e.g. 2581) or arch string")
-    p.add_argument("--out", required=True, help="run directory (resumes if it holds a checkpoint)")
+    add_dataclass_flags(p, TrainOptions, include=("arch", "out"))
     add_dataclass_flags(p.add_argument_group("training configuration"), TrainConfig)
-    p.add_argument("--stop-after-epochs", type=int, default=None,
-                   help="stop once this many epochs are done (resume later with the same command)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_dataclass_flags(p, TrainOptions, exclude=("arch", "out"))
 
 
 def resolve_arch(arch: str, data_dir=None) -> tuple[str, int | None]:
@@ -52,16 +78,14 @@ def resolve_arch(arch: str, data_dir=None) -> tuple[str, int | None]:
 def run(args: argparse.Namespace) -> int:
     """Check the outputs, load the data, train/resume, print the summary. Returns 0, or 3 if
     the loss became non-finite."""
-    stop = args.stop_after_epochs
-    if stop is not None and stop < 1:
-        raise ValueError(f"--stop-after-epochs must be an integer >= 1, got {stop}")
-    arch, idx = resolve_arch(args.arch, args.data_dir)
+    opts = config_from_args(TrainOptions, args)
+    arch, idx = resolve_arch(opts.arch, args.data_dir)
     cfg = config_from_args(TrainConfig, args, arch=arch, arch_index=idx)
-    out = rundir.check_run_dir(args.out, "--out")
+    out = rundir.check_run_dir(opts.out, "--out")
     rundir.check_config(out, cfg.to_dict())
     x, y = load_split(cfg.dataset, "train", args.data_dir, cfg.train_limit, seed=0)
     try:
-        summary = train(cfg, x, y, out, progress=not args.no_progress, stop_after_epochs=stop)
+        summary = train(cfg, x, y, out, progress=not opts.no_progress, stop_after_epochs=opts.stop_after_epochs)
     except NonFiniteLossError as exc:
         print(f"robntk train: error: {exc}", file=sys.stderr)
         return 3

@@ -24,12 +24,20 @@ Usage::
 Modules: :mod:`.activations`, :mod:`.hermite` (μ_r, duals), :mod:`.arch` (specs, layer
 constants), :mod:`.networks` (JAX), :mod:`.infinite` (analytic NTK, Taylor/path coefficients),
 :mod:`.adversary` (spherical PGD), :mod:`.bounds`, :mod:`.data`, :mod:`.experiment`,
-:mod:`.plots`, :mod:`.cli` (``robntk bound``). Importing this package does not change JAX's
+:mod:`.plots` (``robntk bound`` is :mod:`robntk.commands.bound`; :func:`check_override`
+type-checks its ``--config`` grid overrides). Importing this package does not change JAX's
 global configuration (use ``jax.enable_x64(True)`` around float64 work).
 """
 
 from robntk.theory.activations import ACTIVATIONS, LEAKY_SLOPE, check_activation
-from robntk.theory.adversary import angular_radius, check_rho, perturb_sphere, project_cap, random_cap_points, sphere_pgd
+from robntk.theory.adversary import (
+    angular_radius,
+    check_rho,
+    perturb_sphere,
+    project_cap,
+    random_cap_points,
+    sphere_pgd,
+)
 from robntk.theory.arch import ResCNN, ResFCN, layer_constants, skip_pattern
 from robntk.theory.bounds import (
     Bound,
@@ -42,8 +50,15 @@ from robntk.theory.bounds import (
     power_grams,
 )
 from robntk.theory.data import normalise, separation, sphere_points
+from robntk.theory.experiment import check_override
 from robntk.theory.hermite import derivative_hermite, dual, dual_derivative, hermite_coefficients
-from robntk.theory.infinite import analytic_family, analytic_ntk, fcn_ntk_dual, fcn_taylor_coefficients, path_coefficients
+from robntk.theory.infinite import (
+    analytic_family,
+    analytic_ntk,
+    fcn_ntk_dual,
+    fcn_taylor_coefficients,
+    path_coefficients,
+)
 from robntk.theory.networks import arch_arrays, fcn_ntk_structured, init_params, make_network
 
 __all__ = [
@@ -53,6 +68,7 @@ __all__ = [
     "Bound", "apriori_bound", "bound_coefficients", "gram_lower_bounds", "kernel_bounds", "lambda_min_bound",
     "pair_grams", "power_grams",
     "normalise", "separation", "sphere_points",
+    "check_override",
     "derivative_hermite", "dual", "dual_derivative", "hermite_coefficients",
     "analytic_family", "analytic_ntk", "fcn_ntk_dual", "fcn_taylor_coefficients", "path_coefficients",
     "arch_arrays", "fcn_ntk_structured", "init_params", "make_network",

@@ -19,15 +19,14 @@ network of width ``attack_width`` with the row's seed, then frozen, so every wid
 infinite-width kernel) is evaluated at the *same* X̃, X̃̃; ``attack_width=None`` attacks each
 width's own network instead.
 
-Outputs (atomically, under ``out_dir``): ``bounds.csv``, ``config.json`` (the configuration,
-environment, timing and summary), ``summary.md`` and PNG figures.
+Outputs (atomically, under ``out_dir``; tables and JSON through :mod:`robntk.core.tables`):
+``bounds.csv``, ``config.json`` (configuration, environment, timing, summary), ``summary.md``, PNGs.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import json
 import platform
 import time
 from pathlib import Path
@@ -38,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from robntk.ntk import empirical as ntk
 from robntk.core import paths
+from robntk.core.tables import write_json, write_table
+from robntk.ntk import empirical as ntk
 from robntk.ntk import spectra
 from robntk.ntk.kernels import KernelFamily, check_beta
 from robntk.theory.activations import ACTIVATIONS
@@ -126,6 +126,79 @@ def merge_config(base: dict, override: dict | None) -> dict:
             raise ValueError(f"unknown config key {k!r}; allowed: {', '.join(out)}")
         out[k] = merge_config(out[k], v) if isinstance(out[k], dict) and isinstance(v, dict) else v
     return out
+
+
+#: Grid keys whose value may be null.
+NULLABLE: tuple[str, ...] = ("attack_width",)
+#: Top-level grid axes that must list at least one value.
+NON_EMPTY: tuple[str, ...] = ("seeds", "rhos", "betas")
+
+
+def _kind(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "int" if isinstance(v, int) else "number"
+    return {dict: "object", list: "list", str: "string", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _check_value(v: Any, template: Any, name: str) -> None:
+    """Raise ValueError unless ``v`` has the structure and types of ``template``."""
+    if isinstance(template, dict):
+        if not isinstance(v, dict):
+            raise ValueError(f"config key {name!r} must be an object, got {_kind(v)} {v!r}")
+        for k, sub in v.items():
+            if k not in template:
+                raise ValueError(f"unknown config key {name + '.' + k!r}; allowed: {', '.join(template)}")
+            _check_value(sub, template[k], f"{name}.{k}")
+    elif isinstance(template, list):
+        if not isinstance(v, list):
+            raise ValueError(f"config key {name!r} must be a list, got {_kind(v)} {v!r}")
+        if len({_kind(t) for t in template}) > 1 and not isinstance(template[0], list):  # a record, e.g. [2, 'all']
+            if len(v) != len(template):
+                raise ValueError(f"config key {name!r} must be a list like {template!r}, got {v!r}")
+            for i, (item, t) in enumerate(zip(v, template)):
+                _check_value(item, t, f"{name}[{i}]")
+        elif template:
+            for i, item in enumerate(v):
+                _check_value(item, template[0], f"{name}[{i}]")
+    elif not (v is None and name.split(".")[-1] in NULLABLE):
+        want, got = _kind(template), _kind(v)
+        if got != want and not (want == "number" and got == "int"):
+            raise ValueError(f"config key {name!r} must be {'an' if want[0] in 'aeiou' else 'a'} {want}, got {got} {v!r}")
+
+
+def check_override(override: Any, template: dict | None = None) -> dict:
+    """Type-check a JSON override of the grid (``robntk bound --config``) against
+    :data:`DEFAULT_CONFIG`: every key known, objects where the grid has objects, lists where it has
+    lists (elements of the grid's element type; ``[depth, pattern]`` records positionally), ints /
+    numbers / strings where it has them; seeds ≥ 0 and :data:`NON_EMPTY` lists non-empty. Range
+    checks (β ∈ [0, 1], widths ≥ 1, known activations) are :func:`validate_config`'s.
+
+    Args:
+        override: the parsed JSON (dicts, lists, numbers, strings, null).
+        template: the grid to check against (default :data:`DEFAULT_CONFIG`).
+
+    Returns:
+        ``override``.
+
+    Raises:
+        ValueError: naming the key, the expected type and the value.
+    """
+    template = DEFAULT_CONFIG if template is None else template
+    if not isinstance(override, dict):
+        raise ValueError(f"the configuration must be a JSON object, got {_kind(override)}")
+    for k, v in override.items():
+        if k not in template:
+            raise ValueError(f"unknown config key {k!r}; allowed: {', '.join(template)}")
+        _check_value(v, template[k], k)
+    for k in NON_EMPTY:
+        if k in override and not override[k]:
+            raise ValueError(f"config key {k!r} must list at least one value")
+    for s in override.get("seeds", []):
+        if s < 0:
+            raise ValueError(f"seeds must be integers >= 0, got {s}")
+    return override
 
 
 def validate_config(cfg: dict) -> dict:
@@ -460,7 +533,7 @@ def write_results(df: pd.DataFrame, cfg: dict, out_dir, *, elapsed: float | None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(df) if len(df) else {}
-    written = {"csv": paths.atomic_save(out / "bounds.csv", lambda p: df.to_csv(p, index=False, float_format="%.10g"))}
+    written = {"csv": write_table(df, out / "bounds.csv")}
     meta = {
         "config": cfg,
         "summary": summary,
@@ -469,9 +542,7 @@ def write_results(df: pd.DataFrame, cfg: dict, out_dir, *, elapsed: float | None
                         "platform": platform.platform()},
         "columns": list(df.columns),
     }
-    with paths.atomic_write(out / "config.json") as fh:
-        json.dump(meta, fh, indent=2, default=float)
-    written["config"] = out / "config.json"
+    written["config"] = write_json(meta, out / "config.json")
     with paths.atomic_write(out / "summary.md") as fh:
         fh.write(summary_markdown(summary) if summary else "no rows\n")
     written["summary"] = out / "summary.md"

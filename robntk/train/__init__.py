@@ -1,1 +1,6 @@
-"""robntk.train."""
+"""Adversarial training and evaluation of NB201 networks as NAS-RobBench-201 did: the run
+configuration (:mod:`~robntk.train.config`), SGD with the OneCycle schedule
+(:mod:`~robntk.train.optim`), the resumable run directory with orbax checkpoints
+(:mod:`~robntk.train.rundir`), the training loop (:mod:`~robntk.train.loop`) and the robustness
+evaluation (:mod:`~robntk.train.evaluation`).
+"""

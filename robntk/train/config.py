@@ -2,7 +2,7 @@
 protocol by default, and its methods (PGD-AT, FGSM-AT, TRADES, clean) with their attack defaults.
 
 The run directory's ``config.json`` is this dataclass (:func:`read_train_config`); ``robntk
-train`` generates its flags from the fields (:mod:`robntk.commands.flags`).
+train`` generates its flags from the fields (:func:`robntk.core.config.flag` metadata).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from robntk.train import rundir
 from robntk.nb201.network import INIT_SCHEMES, to_ops
+from robntk.core.config import flag as _flag
 from robntk.core.registry import DATASETS, NUM_CLASSES, parse_eps
 from robntk.nb201.searchspace import format_arch_str
 
@@ -33,11 +34,6 @@ TRADES_SIGMA = 0.001
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or ±inf; the run stops (the last checkpoint is kept)."""
-
-
-def _flag(help: str, **kw) -> dict:
-    """Field metadata read by :mod:`robntk.commands.flags`."""
-    return {"help": help, **kw}
 
 
 def _is_int(v) -> bool:
