@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk.attacks import iterative as attacks
 from robntk.attacks import autoattack as aa
-from robntk.train.evaluation import ATTACKS, EvalConfig, RobustnessEvaluator, parse_attacks, sanity_checks
-from robntk.nb201.network import TinyNetwork
+from robntk.attacks import iterative as attacks
 from robntk.core.registry import metric_name
+from robntk.nb201.network import TinyNetwork
+from robntk.train.evaluation import ATTACKS, EvalConfig, RobustnessEvaluator, parse_attacks, sanity_checks
 
 EPS = 8 / 255
 ARCH_T = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
@@ -197,6 +197,32 @@ def test_evaluator_gradient_masking_sanity(tiny_eval):
         assert m[f"val_{atk}_8.0_acc"] <= m[f"val_{atk}_3.0_acc"] + 1 / n
     assert m["val_pgd_8.0_acc"] < 1.0 and m["autoattack"] == m["val_autoattack_8.0_acc"]
     assert tiny_eval["res"]["warnings"] == []  # incl. "Square not much stronger than white-box"
+
+
+#: Per-example verdicts of ``tiny_eval`` (``np.packbits`` hex, 48 examples) recorded on XLA:CPU
+#: from the evaluator before its attacks shared one protocol (commit d8e9014, ``_ops`` adapters).
+TINY_VERDICTS = {
+    "val_acc": "ffffffffffff",
+    "val_fgsm_3.0_acc": "ffbdc328fcf7", "val_fgsm_8.0_acc": "c7b44028d422",
+    "val_pgd_3.0_acc": "ffbdc328f4a7", "val_pgd_8.0_acc": "c7144028d422",
+    "val_apgd-ce_3.0_acc": "ffbdc328f4e7", "val_apgd-ce_8.0_acc": "c7944028d422",
+    "val_apgd-t_3.0_acc": "f7bdc328d4a6", "val_apgd-t_8.0_acc": "871040288422",
+    "val_square_3.0_acc": "ffbdf3a8f6a7", "val_square_8.0_acc": "f7bdd328d422",
+    "val_autoattack_3.0_acc": "f7bdc328d4a6", "val_autoattack_8.0_acc": "871040288422",
+    "val_worst_3.0_acc": "f7bdc328d4a6", "val_worst_8.0_acc": "871040288422",
+}
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="verdicts recorded on XLA:CPU")
+def test_evaluator_verdicts_match_the_pre_protocol_evaluator(tiny_eval):
+    """Every attack now runs through one IterativeAttack driver; each example's verdict is the
+    one the adapter-based evaluator gave (the adversarial images were compared bit for bit
+    when the change was made)."""
+    per = tiny_eval["res"]["per_example"]
+    assert set(per) == set(TINY_VERDICTS)
+    for k, ref in TINY_VERDICTS.items():
+        assert np.packbits(per[k]).tobytes().hex() == ref, k
+    assert tiny_eval["res"]["metrics"]["autoattack"] == 12 / 48
 
 
 def test_evaluator_results_do_not_depend_on_batching(multiclass):

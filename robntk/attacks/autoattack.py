@@ -2,13 +2,15 @@
 
 All functions take a pure ``f(params, x) -> logits`` (BN in eval mode for evaluation), images
 ``x`` float (B, H, W, C) in [0, 1] (NHWC), integer labels ``y`` (B,), and ``eps`` in [0, 1] pixel
-units (8/255 = 0.0314). Each attack has the init / step / finish form of :mod:`robntk.attacks.iterative` (``apgd_init``,
-``apgd_step``, ``apgd_finish``; ``square_init``, ``square_step``, ``square_finish``), driven by
-:func:`robntk.attacks.iterative.run_loop` in a trace or by the evaluator's host loop. They are
-jit-compatible (``lax.fori_loop`` / ``lax.while_loop``) and
-return ``(x_adv, robust)``: ``robust`` (B,) bool is False where the attack found a misclassified
-point inside the ε-ball (or the clean point is already misclassified); ``x_adv`` holds that
-point where ``robust`` is False and ``x`` itself where it is True (AutoAttack's convention).
+units (8/255 = 0.0314). Each attack is an :class:`robntk.attacks.iterative.IterativeAttack`
+(:func:`apgd_attack` — APGD-CE, APGD-DLR, and one APGD-T target; :func:`square_attack`), the
+protocol PGD and FGSM share, so one driver (:func:`robntk.attacks.iterative.run_attack`) runs
+them in a trace or from the host (:mod:`robntk.train.evaluation`). The convenience functions
+:func:`apgd`, :func:`apgd_targeted` and :func:`square` run them in a trace (``lax.fori_loop`` /
+``lax.while_loop``, jit-compatible) and return ``(x_adv, robust)``: ``robust`` (B,) bool is False
+where the attack found a misclassified point inside the ε-ball (or the clean point is already
+misclassified); ``x_adv`` holds that point where ``robust`` is False and ``x`` itself where it
+is True (AutoAttack's convention).
 
 Sources (read line by line, reproduced step for step):
 
@@ -43,12 +45,13 @@ distribution per example).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from robntk.attacks.iterative import check_attack_args, is_key_batch, run_loop
+from robntk.attacks.iterative import IterativeAttack, check_attack_args, is_key_batch, run_attack_carry, run_loop
 
 Fn = Callable[[Any, jax.Array], jax.Array]
 APGD_LOSSES = ("ce", "dlr", "dlr-targeted")
@@ -140,15 +143,43 @@ def _check_classes(num_classes: int, loss: str) -> None:
 # APGD
 
 
+class APGDState(NamedTuple):
+    """APGD's carry (the variables of ``attack_single_run``); arrays of the batch size B.
+
+    Attributes:
+        x_adv, x_old: current and previous iterate (B, ...). grad: gradient at x_adv (B, ...).
+        x_best, grad_best: highest-loss point so far and its gradient. x_best_adv: last
+            misclassified iterate (x_adv of the start where none). loss_best: (B,) its loss.
+        acc: (B,) bool, correct at every iterate so far. clean_ok: (B,) bool, correct at x.
+        step: (B,) step size (pixel units, starts at 2ε). loss_steps: (N, B) loss per iteration.
+        counter3, k: iterations since the last checkpoint and the current checkpoint interval.
+        last_best: (B,) best loss at the last checkpoint. reduced: (B,) bool, step halved there.
+        y_target: (B,) int32 target classes ('dlr-targeted'), else None.
+    """
+
+    x_adv: jax.Array
+    x_old: jax.Array
+    grad: jax.Array
+    x_best: jax.Array
+    grad_best: jax.Array
+    x_best_adv: jax.Array
+    loss_best: jax.Array
+    acc: jax.Array
+    clean_ok: jax.Array
+    step: jax.Array
+    loss_steps: jax.Array
+    counter3: jax.Array
+    k: jax.Array
+    last_best: jax.Array
+    reduced: jax.Array
+    y_target: jax.Array | None
+
+
 def _apgd_criterion(loss: str, y_target):
-    if loss not in APGD_LOSSES:
-        raise ValueError(f"unknown APGD loss {loss!r}; allowed: {', '.join(APGD_LOSSES)}")
     if loss == "ce":
         return ce_loss
     if loss == "dlr":
         return dlr_loss
-    if y_target is None:
-        raise ValueError("APGD loss 'dlr-targeted' needs y_target")
     yt = y_target.astype(jnp.int32)
     return lambda logits, y_: dlr_loss_targeted(logits, y_, yt)
 
@@ -166,20 +197,11 @@ def _apgd_loss_grad(f, params, y, crit):
     return loss_grad
 
 
-def apgd_init(f: Fn, params, x, y, eps, key, *, steps: int, loss: str = "ce", y_target=None) -> dict:
-    """APGD state before iteration 0: random start x + ε·t/‖t‖∞ (t ~ U(−1, 1) per example),
-    its loss and gradient, ``x_best = x_best_adv = start``, step size 2ε, checkpoint counters.
-
-    Args: as :func:`apgd` (``key``: one key or B keys). Returns: the carry dict (jittable).
-
-    Raises:
-        ValueError: bad eps/steps, unknown loss, missing y_target, too few classes for the loss.
-    """
-    check_attack_args(eps, steps)
+def _apgd_init(f: Fn, params, x, y, eps, keys, y_target, *, steps: int, loss: str) -> APGDState:
+    """Random start x + ε·t/‖t‖∞ (t ~ U(−1, 1) per example), its loss and gradient,
+    ``x_best = x_best_adv = start``, step size 2ε, checkpoint counters."""
     crit = _apgd_criterion(loss, y_target)
-    y = y.astype(jnp.int32)
     B = x.shape[0]
-    keys = example_keys(key, B)
     n_iter_2, _, _ = apgd_schedule(steps)
     clean_logits = f(params, x)
     _check_classes(clean_logits.shape[-1], loss)
@@ -187,41 +209,39 @@ def apgd_init(f: Fn, params, x, y, eps, key, *, steps: int, loss: str = "ce", y_
     tmax = jnp.max(jnp.abs(t).reshape(B, -1), axis=1)
     x_adv = jnp.clip(x + eps * t / (_per_example(tmax, x) + 1e-12), 0.0, 1.0)
     li, logits, grad = _apgd_loss_grad(f, params, y, crit)(x_adv)
-    return dict(
+    return APGDState(
         x_adv=x_adv, x_old=x_adv, grad=grad, x_best=x_adv, grad_best=grad, x_best_adv=x_adv,
         loss_best=li, acc=jnp.argmax(logits, -1) == y, clean_ok=jnp.argmax(clean_logits, -1) == y,
         step=jnp.full((B,), 2.0 * eps, x.dtype), loss_steps=jnp.zeros((steps, B), li.dtype),
         counter3=jnp.asarray(0), k=jnp.asarray(n_iter_2), last_best=li, reduced=jnp.ones((B,), bool),
+        y_target=y_target,
     )
 
 
-def apgd_step(f: Fn, params, x, y, eps, c: dict, i, *, steps: int, loss: str = "ce", y_target=None,
-              rho: float = 0.75) -> dict:
-    """One APGD iteration ``i`` (0-based) on the carry of :func:`apgd_init`: momentum step
-    (α = 1 at i = 0, else 0.75), projection, loss/gradient, best-point bookkeeping and, at a
-    checkpoint, the step-size halving test with restart from the best point. Jittable; ``i``
-    may be traced."""
-    crit = _apgd_criterion(loss, y_target)
-    y = y.astype(jnp.int32)
+def _apgd_step(f: Fn, params, x, y, eps, c: APGDState, i, *, steps: int, loss: str, rho: float) -> APGDState:
+    """One APGD iteration ``i`` (0-based): momentum step (α = 1 at i = 0, else 0.75), projection,
+    loss/gradient, best-point bookkeeping and, at a checkpoint, the step-size halving test with
+    restart from the best point."""
+    crit = _apgd_criterion(loss, c.y_target)
     _, n_iter_min, size_decr = apgd_schedule(steps)
     rows = jnp.arange(steps)
     a = jnp.where(i > 0, 0.75, 1.0).astype(x.dtype)
-    xa = c["x_adv"]
-    grad2 = xa - c["x_old"]
-    ss = _per_example(c["step"], x)
-    x1 = _clip_ball(xa + ss * jnp.sign(c["grad"]), x, eps)
+    xa = c.x_adv
+    grad2 = xa - c.x_old
+    ss = _per_example(c.step, x)
+    x1 = _clip_ball(xa + ss * jnp.sign(c.grad), x, eps)
     x1 = _clip_ball(xa + (x1 - xa) * a + grad2 * (1 - a), x, eps)
     li, logits, grad = _apgd_loss_grad(f, params, y, crit)(x1)
     pred = jnp.argmax(logits, -1) == y
-    acc = c["acc"] & pred
-    x_best_adv = jnp.where(_per_example(~pred, x), x1, c["x_best_adv"])
-    loss_steps = c["loss_steps"].at[i].set(li)
-    imp = li > c["loss_best"]
-    x_best = jnp.where(_per_example(imp, x), x1, c["x_best"])
-    grad_best = jnp.where(_per_example(imp, x), grad, c["grad_best"])
-    loss_best = jnp.where(imp, li, c["loss_best"])
-    counter3 = c["counter3"] + 1
-    k = c["k"]
+    acc = c.acc & pred
+    x_best_adv = jnp.where(_per_example(~pred, x), x1, c.x_best_adv)
+    loss_steps = c.loss_steps.at[i].set(li)
+    imp = li > c.loss_best
+    x_best = jnp.where(_per_example(imp, x), x1, c.x_best)
+    grad_best = jnp.where(_per_example(imp, x), grad, c.grad_best)
+    loss_best = jnp.where(imp, li, c.loss_best)
+    counter3 = c.counter3 + 1
+    k = c.k
     check = counter3 == k
     # check_oscillation(loss_steps, i, k): rows i-k+1..i vs. the row before (index mod N, as the
     # reference's negative indexing)
@@ -229,24 +249,89 @@ def apgd_step(f: Fn, params, x, y, eps, c: dict, i, *, steps: int, loss: str = "
     incr = loss_steps > jnp.roll(loss_steps, 1, axis=0)
     n_incr = jnp.sum(jnp.where(window[:, None], incr, False), axis=0).astype(x.dtype)
     fl_osc = n_incr <= k.astype(x.dtype) * rho
-    fl_noimpr = (~c["reduced"]) & (c["last_best"] >= loss_best)
+    fl_noimpr = (~c.reduced) & (c.last_best >= loss_best)
     fl = (fl_osc | fl_noimpr) & check
-    return dict(
+    return APGDState(
         x_adv=jnp.where(_per_example(fl, x), x_best, x1), x_old=xa,
         grad=jnp.where(_per_example(fl, x), grad_best, grad), x_best=x_best, grad_best=grad_best,
-        x_best_adv=x_best_adv, loss_best=loss_best, acc=acc, clean_ok=c["clean_ok"],
-        step=jnp.where(fl, c["step"] / 2.0, c["step"]), loss_steps=loss_steps,
+        x_best_adv=x_best_adv, loss_best=loss_best, acc=acc, clean_ok=c.clean_ok,
+        step=jnp.where(fl, c.step / 2.0, c.step), loss_steps=loss_steps,
         counter3=jnp.where(check, 0, counter3), k=jnp.where(check, jnp.maximum(k - size_decr, n_iter_min), k),
-        last_best=jnp.where(check, loss_best, c["last_best"]), reduced=jnp.where(check, fl, c["reduced"]),
+        last_best=jnp.where(check, loss_best, c.last_best), reduced=jnp.where(check, fl, c.reduced),
+        y_target=c.y_target,
     )
 
 
-def apgd_finish(c: dict, x) -> tuple[jax.Array, jax.Array]:
-    """``(x_adv, robust)`` from a final APGD carry (AutoAttack's ``perturb``): robust =
-    clean-correct and correct at every iterate; x_adv = last misclassified iterate, else x."""
-    robust = c["clean_ok"] & c["acc"]
-    x_out = jnp.where(_per_example(robust | ~c["clean_ok"], x), x, c["x_best_adv"])
-    return jax.lax.stop_gradient(x_out), robust
+def apgd_robust(c: APGDState) -> jax.Array:
+    """(B,) bool: clean-correct and correct at every APGD iterate (AutoAttack's ``acc``)."""
+    return c.clean_ok & c.acc
+
+
+def _apgd_finish(x, c: APGDState) -> jax.Array:
+    """AutoAttack's ``perturb`` output: the last misclassified iterate where not robust, else x."""
+    return jnp.where(_per_example(apgd_robust(c) | ~c.clean_ok, x), x, c.x_best_adv)
+
+
+def apgd_attack(f: Fn, *, steps: int = 100, loss: str = "ce", rho: float = 0.75, y_target: jax.Array | None = None,
+                target_rank=None) -> IterativeAttack:
+    """Auto-PGD (L∞, one restart) as an :class:`~robntk.attacks.iterative.IterativeAttack`
+    (Croce & Hein 2020; ``APGDAttack.attack_single_run`` of ``fra31/auto-attack``).
+
+    ``init(params, x, y, eps, key)``: the random start x + ε·t/‖t‖∞ (t ~ U(−1, 1) from the
+    per-example keys :func:`example_keys` of ``key``), its loss and gradient, step size 2ε
+    (carry: :class:`APGDState`). ``step(..., i)``: the momentum step (α = 1 at i = 0, else 0.75),
+    projection, best-point bookkeeping and, at a checkpoint, the step-size halving with restart
+    from the best point. ``finish(x, carry)``: the last misclassified iterate where the example
+    was broken, else x (:func:`apgd_robust` gives the verdicts from the carry).
+
+    Args:
+        f: ``f(params, x) -> (B, K)`` logits. x (B, H, W, C) in [0, 1]; y (B,) int labels; eps:
+            L∞ radius in pixel units (the protocol's inputs).
+        steps: iterations N (AutoAttack 100; torchattacks' default, used by its AutoAttack, 10).
+        loss: ``'ce'``, ``'dlr'`` or ``'dlr-targeted'``.
+        rho: step-halving threshold ρ (0.75).
+        y_target: (B,) int targets of ``'dlr-targeted'`` (closed over: one batch), or
+        target_rank: r ≥ 2 (an int or a traced int32 scalar): ``'dlr-targeted'`` with the class of
+            the r-th largest clean logit as target (:func:`target_classes`) and the per-example
+            keys ``fold_in(key_i, r)`` — APGD-T's run for one target (:func:`apgd_targeted`).
+            Exactly one of the two with ``'dlr-targeted'``, neither otherwise.
+
+    Raises:
+        ValueError: steps < 1, unknown loss, rho outside (0, 1], a missing or superfluous target,
+            target_rank < 2; at ``init``: bad eps, target_rank > K, too few classes for the loss
+            (ce 2, dlr 3, dlr-targeted 4).
+    """
+    check_attack_args(0.0, steps)
+    if loss not in APGD_LOSSES:
+        raise ValueError(f"unknown APGD loss {loss!r}; allowed: {', '.join(APGD_LOSSES)}")
+    if isinstance(rho, (int, float)) and not 0.0 < float(rho) <= 1.0:
+        raise ValueError(f"rho must be in (0, 1], got {rho!r}")
+    targeted = loss == "dlr-targeted"
+    if targeted and (y_target is None) == (target_rank is None):
+        raise ValueError("APGD loss 'dlr-targeted' needs y_target or target_rank (exactly one)")
+    if not targeted and (y_target is not None or target_rank is not None):
+        raise ValueError(f"y_target/target_rank are for loss 'dlr-targeted' only, got loss {loss!r}")
+    if isinstance(target_rank, int) and target_rank < 2:
+        raise ValueError(f"target_rank must be >= 2 (2 = the largest logit other than the top), got {target_rank}")
+
+    def init(params, x, y, eps, key):
+        check_attack_args(eps, steps)
+        y = y.astype(jnp.int32)
+        keys = example_keys(key, x.shape[0])
+        yt = y_target
+        if target_rank is not None:
+            logits = f(params, x)
+            if isinstance(target_rank, int) and target_rank > logits.shape[-1]:
+                raise ValueError(f"target_rank must be <= the number of classes {logits.shape[-1]}, got {target_rank}")
+            yt = target_classes(logits, target_rank)
+            keys = jax.vmap(lambda kk: jax.random.fold_in(kk, target_rank))(keys)
+        return _apgd_init(f, params, x, y, eps, keys, None if yt is None else yt.astype(jnp.int32), steps=steps,
+                          loss=loss)
+
+    def step(params, x, y, eps, c, i):
+        return _apgd_step(f, params, x, y.astype(jnp.int32), eps, c, i, steps=steps, loss=loss, rho=rho)
+
+    return IterativeAttack(init, step, _apgd_finish, steps)
 
 
 def apgd(
@@ -264,16 +349,14 @@ def apgd(
     return_best: bool = False,
     loop: str = "fori",
 ) -> tuple[jax.Array, jax.Array]:
-    """Auto-PGD, L∞, one restart (Croce & Hein 2020; ``APGDAttack.attack_single_run``).
+    """Auto-PGD, L∞, one restart (Croce & Hein 2020; ``APGDAttack.attack_single_run``):
+    :func:`apgd_attack` run by :func:`robntk.attacks.iterative.run_attack_carry`.
 
     Args:
-        f: ``f(params, x) -> (B, K)`` logits.
-        x: clean images (B, H, W, C) in [0, 1]. y: int labels (B,).
-        eps: L∞ radius in pixel units.
+        f, steps, loss, rho, y_target: as :func:`apgd_attack` (``y_target`` (B,) required with
+            ``'dlr-targeted'``).
+        x: clean images (B, H, W, C) in [0, 1]. y: int labels (B,). eps: L∞ radius, pixel units.
         key: one PRNG key (per-example keys are folded in) or B keys.
-        steps: iterations N (AutoAttack 100; torchattacks' default, used by its AutoAttack, 10).
-        loss: ``'ce'``, ``'dlr'`` or ``'dlr-targeted'`` (then ``y_target`` (B,) is required).
-        rho: step-halving threshold ρ (0.75).
         return_best: return ``(x_best, loss_best)`` instead — the highest-loss point found and
             its per-example loss (the reference's ``perturb(best_loss=True)``).
         loop: ``'fori'`` or ``'unroll'`` (:func:`robntk.attacks.iterative.run_loop`).
@@ -286,12 +369,11 @@ def apgd(
     Raises:
         ValueError: bad eps/steps, unknown loss or loop, missing y_target, too few classes.
     """
-    kw = dict(steps=steps, loss=loss, y_target=y_target)
-    c = apgd_init(f, params, x, y, eps, key, **kw)
-    c = run_loop(lambda i, cc: apgd_step(f, params, x, y, eps, cc, i, rho=rho, **kw), c, 0, steps, loop)
+    atk = apgd_attack(f, steps=steps, loss=loss, rho=rho, y_target=y_target)
+    c = run_attack_carry(atk, params, x, y, eps, key, loop=loop)
     if return_best:
-        return jax.lax.stop_gradient(c["x_best"]), c["loss_best"]
-    return apgd_finish(c, x)
+        return jax.lax.stop_gradient(c.x_best), c.loss_best
+    return jax.lax.stop_gradient(atk.finish(x, c)), apgd_robust(c)
 
 
 def target_classes(logits: jax.Array, rank) -> jax.Array:
@@ -365,17 +447,32 @@ def square_p(i: jax.Array, n_queries: int, p_init: float = 0.8, rescale: bool = 
     return p_init / (2.0 ** jnp.sum(it > bounds))
 
 
-def _check_square(eps, n_queries, p_init):
-    check_attack_args(eps)
-    if not isinstance(n_queries, int) or n_queries < 1:
+def _check_square(n_queries, p_init):
+    if not isinstance(n_queries, int) or isinstance(n_queries, bool) or n_queries < 1:
         raise ValueError(f"n_queries must be an integer >= 1, got {n_queries!r}")
     if not 0.0 < p_init <= 1.0:
         raise ValueError(f"p_init must be in (0, 1], got {p_init!r}")
 
 
-def square_init(f: Fn, params, x, y, eps, key) -> dict:
-    """Square state: vertical-stripe start x + ε·(±1 per example, column, channel) clipped to
-    [0, 1], its margin, iteration counter 0, per-example keys. Jittable."""
+class SquareState(NamedTuple):
+    """Square's carry (B examples).
+
+    Attributes:
+        x_best: (B, H, W, C) current point. margin: (B,) its margin z_y − max_{i≠y} z_i (≤ 0:
+            fooled). loss: (B,) the margin loss of the last accepted improvement. keys: (B,)
+            per-example keys. clean_ok: (B,) bool, correct at x.
+    """
+
+    x_best: jax.Array
+    margin: jax.Array
+    loss: jax.Array
+    keys: jax.Array
+    clean_ok: jax.Array
+
+
+def _square_init(f: Fn, params, x, y, eps, key) -> SquareState:
+    """Vertical-stripe start x + ε·(±1 per example, column, channel) clipped to [0, 1], its
+    margin, per-example keys."""
     check_attack_args(eps)
     y = y.astype(jnp.int32)
     B, H, W, C = x.shape
@@ -386,19 +483,18 @@ def square_init(f: Fn, params, x, y, eps, key) -> dict:
     x_best = jnp.clip(x + eps * stripes, 0.0, 1.0)
     m0 = margin(f(params, x_best), y)
     clean_ok = jnp.argmax(f(params, x), -1) == y
-    return dict(i=jnp.asarray(0), x_best=x_best, margin=m0, loss=m0, keys=keys, clean_ok=clean_ok)
+    return SquareState(x_best=x_best, margin=m0, loss=m0, keys=keys, clean_ok=clean_ok)
 
 
-def square_step(f: Fn, params, x, y, eps, c: dict, *, n_queries: int, p_init: float = 0.8,
-                rescale_schedule: bool = True) -> dict:
-    """One Square iteration (one query per still-robust example): square side
+def _square_step(f: Fn, params, x, y, eps, c: SquareState, i, *, n_queries: int, p_init: float,
+                 rescale_schedule: bool) -> SquareState:
+    """Square iteration ``i`` (one query per still-robust example): square side
     s = max(round(√(p·H·W)), 1), position (⌊(H − s)·U⌋, ⌊(W − s)·U⌋), colour ±2ε per channel,
     added to the current best point, projected; accepted if the margin loss decreases or the
-    point is misclassified. Fooled examples are left unchanged. Jittable."""
+    point is misclassified. Fooled examples are left unchanged."""
     y = y.astype(jnp.int32)
     B, H, W, C = x.shape
-    i = c["i"]
-    active = c["margin"] > 0
+    active = c.margin > 0
     p = square_p(i, n_queries, p_init, rescale_schedule)
     s = jnp.maximum(jnp.round(jnp.sqrt(p * H * W)), 1).astype(jnp.int32)
 
@@ -409,27 +505,66 @@ def square_step(f: Fn, params, x, y, eps, c: dict, *, n_queries: int, p_init: fl
         vw = jnp.floor((W - s) * jax.random.uniform(kw)).astype(jnp.int32)
         return vh, vw, jnp.sign(jax.random.uniform(kc, (C,), x.dtype) * 2 - 1)
 
-    vh, vw, sign = jax.vmap(draw)(c["keys"])
+    vh, vw, sign = jax.vmap(draw)(c.keys)
     rows, cols = jnp.arange(H), jnp.arange(W)
     in_h = (rows[None] >= vh[:, None]) & (rows[None] < (vh + s)[:, None])  # (B, H)
     in_w = (cols[None] >= vw[:, None]) & (cols[None] < (vw + s)[:, None])  # (B, W)
     mask = (in_h[:, :, None] & in_w[:, None, :])[..., None].astype(x.dtype)  # (B, H, W, 1)
-    x_new = _clip_ball(c["x_best"] + mask * 2.0 * eps * sign[:, None, None, :], x, eps)
+    x_new = _clip_ball(c.x_best + mask * 2.0 * eps * sign[:, None, None, :], x, eps)
     m_new = margin(f(params, x_new), y)
-    improved = m_new < c["loss"]  # margin loss: loss == margin
+    improved = m_new < c.loss  # margin loss: loss == margin
     upd = active & (improved | (m_new <= 0))
-    return dict(
-        i=i + 1, x_best=jnp.where(_per_example(upd, x), x_new, c["x_best"]),
-        margin=jnp.where(upd, m_new, c["margin"]), loss=jnp.where(active & improved, m_new, c["loss"]),
-        keys=c["keys"], clean_ok=c["clean_ok"],
+    return SquareState(
+        x_best=jnp.where(_per_example(upd, x), x_new, c.x_best), margin=jnp.where(upd, m_new, c.margin),
+        loss=jnp.where(active & improved, m_new, c.loss), keys=c.keys, clean_ok=c.clean_ok,
     )
 
 
-def square_finish(c: dict, x) -> tuple[jax.Array, jax.Array]:
-    """``(x_adv, robust)`` from a final Square carry: robust = clean-correct and margin > 0."""
-    robust = c["clean_ok"] & (c["margin"] > 0)
-    x_out = jnp.where(_per_example(robust | ~c["clean_ok"], x), x, c["x_best"])
-    return jax.lax.stop_gradient(x_out), robust
+def square_robust(c: SquareState) -> jax.Array:
+    """(B,) bool: clean-correct and margin > 0 (not fooled) in a Square carry."""
+    return c.clean_ok & (c.margin > 0)
+
+
+def _square_finish(x, c: SquareState) -> jax.Array:
+    return jnp.where(_per_example(square_robust(c) | ~c.clean_ok, x), x, c.x_best)
+
+
+def _square_done(c: SquareState) -> jax.Array:
+    return ~jnp.any(c.margin > 0)
+
+
+def square_attack(f: Fn, *, n_queries: int = 5000, p_init: float = 0.8,
+                  rescale_schedule: bool = True) -> IterativeAttack:
+    """Square Attack (L∞, untargeted, margin loss) as an
+    :class:`~robntk.attacks.iterative.IterativeAttack` (Andriushchenko et al. 2020;
+    ``autoattack/square.py`` ``attack_single_run``). Score-based: uses only ``f``'s outputs.
+
+    ``init(params, x, y, eps, key)``: the vertical-stripe start x + ε·(±1 per example, column,
+    channel) from the per-example keys :func:`example_keys` of ``key`` (carry:
+    :class:`SquareState`). ``step(..., i)``: query i (one per still-robust example): a square
+    of side s = max(round(√(p_i·H·W)), 1) (p_i = :func:`square_p`) at a uniform position with
+    colour ±2ε per channel, drawn from ``fold_in(key_b, i + 1)``, added to the current best
+    point and projected; accepted if the margin decreases or the point is misclassified; fooled
+    points are frozen, so ``done`` (every point fooled) ends the run without changing its
+    result. ``finish(x, carry)``: the fooling point where the example was broken, else x
+    (:func:`square_robust` gives the verdicts from the carry). ``steps`` = ``n_queries``.
+
+    Args:
+        f: ``f(params, x) -> (B, K)`` logits; x (B, H, W, C) in [0, 1]; eps in pixel units.
+        n_queries: iteration budget (AutoAttack 5000). p_init: initial fraction (0.8).
+        rescale_schedule: rescale the p-schedule to ``n_queries`` (True, as AutoAttack).
+
+    Raises:
+        ValueError: n_queries < 1, p_init outside (0, 1]; at ``init``: bad eps.
+    """
+    _check_square(n_queries, p_init)
+
+    def step(params, x, y, eps, c, i):
+        return _square_step(f, params, x, y, eps, c, i, n_queries=n_queries, p_init=p_init,
+                            rescale_schedule=rescale_schedule)
+
+    return IterativeAttack(lambda params, x, y, eps, key: _square_init(f, params, x, y, eps, key), step,
+                           _square_finish, n_queries, _square_done)
 
 
 def square(
@@ -445,16 +580,12 @@ def square(
     rescale_schedule: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Square Attack, L∞, untargeted, margin loss (Andriushchenko et al. 2020;
-    ``autoattack/square.py`` ``attack_single_run``). Score-based: uses only ``f``'s outputs.
+    ``autoattack/square.py`` ``attack_single_run``): :func:`square_attack` run by
+    :func:`robntk.attacks.iterative.run_attack_carry` in a ``lax.while_loop`` until
+    ``n_queries`` iterations or every point is fooled.
 
-    :func:`square_init`, then :func:`square_step` in a ``lax.while_loop`` until ``n_queries``
-    iterations or every point is fooled.
-
-    Args:
-        f, params, x (B, H, W, C) in [0, 1], y (B,): as :func:`apgd`.
-        eps: L∞ radius (pixel units). key: one key or B keys (per-example randomness).
-        n_queries: iteration budget (AutoAttack 5000). p_init: initial fraction (0.8).
-        rescale_schedule: rescale the p-schedule to ``n_queries`` (True, as AutoAttack).
+    Args: f, params, x (B, H, W, C) in [0, 1], y (B,), eps (pixel units), key (one or B keys):
+    as :func:`apgd`; n_queries, p_init, rescale_schedule: as :func:`square_attack`.
 
     Returns:
         ``(x_adv, robust)`` as :func:`apgd`, robust = clean-correct and margin > 0 at the end.
@@ -462,12 +593,7 @@ def square(
     Raises:
         ValueError: bad eps, n_queries < 1, p_init outside (0, 1].
     """
-    _check_square(eps, n_queries, p_init)
-    c = square_init(f, params, x, y, eps, key)
-    c = jax.lax.while_loop(
-        lambda cc: (cc["i"] < n_queries) & jnp.any(cc["margin"] > 0),
-        lambda cc: square_step(f, params, x, y, eps, cc, n_queries=n_queries, p_init=p_init,
-                               rescale_schedule=rescale_schedule),
-        c,
-    )
-    return square_finish(c, x)
+    check_attack_args(eps)
+    atk = square_attack(f, n_queries=n_queries, p_init=p_init, rescale_schedule=rescale_schedule)
+    c = run_attack_carry(atk, params, x, y, eps, key, loop="fori")
+    return jax.lax.stop_gradient(atk.finish(x, c)), square_robust(c)

@@ -5,14 +5,16 @@ are in the same units (8/255 = 0.0314 is the benchmark's L∞ radius), and every
 projected onto the ε-ball around ``center`` and clipped to [0, 1]. Everything is jit-compatible
 and the returned examples carry ``stop_gradient``.
 
-One attack protocol for every iterative attack of robntk (PGD here, APGD and Square in
-:mod:`robntk.attacks.autoattack`): an :class:`IterativeAttack` is ``init`` / ``step`` / ``finish``
-plus a step count, and one driver runs it — :func:`run_attack` inside a trace (a rolled
-``lax.fori_loop`` or unrolled, :func:`run_loop`), or the evaluator's host loop over the jitted
-pieces (:mod:`robntk.train.evaluation`). PGD serves the NTK scoring (:mod:`robntk.ntk.kernels`), the
-adversarial training (PGD-AT, FGSM-AT as one step from a random start, and TRADES' inner
-maximisation via ``start='normal'`` and a KL ``loss_fn``, :mod:`robntk.train.loop`) and the
-evaluation (PGD-20 with per-example keys).
+One attack protocol for every attack the evaluator runs (FGSM and PGD here, APGD-CE, APGD-T
+and Square in :mod:`robntk.attacks.autoattack`): an :class:`IterativeAttack` is ``init`` /
+``step`` / ``finish`` with one signature each, a step count and an optional early-stop test, and
+one driver runs it — :func:`run_attack` over :func:`run_loop`, inside a trace (a rolled
+``lax.fori_loop`` / ``while_loop``, or unrolled) or on the host over the jitted pieces
+(``loop='host'``, :mod:`robntk.train.evaluation`). PGD serves the NTK scoring
+(:mod:`robntk.ntk.kernels`), the adversarial training (PGD-AT, FGSM-AT as one step from a random
+start, and TRADES' inner maximisation via ``start='normal'`` and a KL ``loss_fn``,
+:mod:`robntk.train.loop`) and the evaluation (PGD-20 with per-example keys). MI-FGSM and DeepFool
+(used by :mod:`robntk.robnets`) are plain functions.
 
 Sources: FGSM (Goodfellow et al., ICLR 2015); PGD with random start (Madry et al., ICLR 2018)
 as in torchattacks 3.4.0 ``PGD``/``PGDL2`` used by NAS-RobBench-201; TRADES' inner
@@ -24,7 +26,8 @@ x̃̃ = A_ε(x̃) of the NAS-RobBench-201 paper §4 (attack restarted from x̃ a
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +36,9 @@ import optax
 NORMS = ("linf", "l2")
 #: PGD starting points: uniform in the ε-ball, x + σ·N(0, I) (TRADES), or x itself (projected).
 STARTS = ("uniform", "normal", "none")
-#: Loop strategies of :func:`run_loop`: a rolled ``lax.fori_loop`` or unrolled in the trace.
-LOOPS = ("fori", "unroll")
+#: Loop strategies of :func:`run_loop`: a rolled ``lax.fori_loop`` (a ``while_loop`` with early
+#: stop), unrolled in the trace, or a Python loop on the host over jitted steps.
+LOOPS = ("fori", "unroll", "host")
 Fn = Callable[[Any, jax.Array], jax.Array]
 
 
@@ -164,50 +168,102 @@ def fgsm(f: Fn, params, x, y, eps, *, norm: str = "linf", loss_fn=cross_entropy)
 
 
 class IterativeAttack(NamedTuple):
-    """An iterative attack in init / step / finish form (one protocol for PGD, APGD, Square).
+    """An iterative attack in init / step / finish form — the one protocol of PGD, FGSM, APGD-CE,
+    APGD-T and Square (:func:`pgd_attack`, :func:`fgsm_attack`,
+    :func:`robntk.attacks.autoattack.apgd_attack`, :func:`robntk.attacks.autoattack.square_attack`).
+
+    Every attack is driven by :func:`run_attack` (one loop, :func:`run_loop`), inside a trace or
+    from the host over jitted pieces; the attack's hyper-parameters are fixed when it is built,
+    the per-call inputs are the arguments below.
 
     Attributes:
-        init: ``init(params, x, y, eps, key) -> carry`` (a pytree).
-        step: ``step(params, x, y, eps, carry, i) -> carry``; ``i`` the 0-based iteration (may be
-            traced).
-        finish: ``finish(x, carry) -> x_adv`` (shape of x).
-        steps: number of iterations.
+        init: ``init(params, x, y, eps, key) -> carry`` (a pytree). ``x`` (B, ...) float in
+            [0, 1]; ``y`` (B,) int labels (or whatever the attack's loss takes, e.g. TRADES'
+            reference probabilities); ``eps`` the radius in [0, 1] pixel units (a Python float or
+            a traced scalar); ``key`` one PRNG key or B per-example keys (ignored by
+            deterministic starts).
+        step: ``step(params, x, y, eps, carry, i) -> carry``; ``i`` the 0-based iteration, an
+            int32 scalar (may be traced).
+        finish: ``finish(x, carry) -> x_adv`` (shape and dtype of x).
+        steps: number of iterations (≥ 0; the query budget for Square).
+        done: optional ``done(carry) -> bool scalar``: True once every further step leaves the
+            carry's result unchanged (Square: every point fooled). Drivers may then stop early;
+            the result is the same as running all ``steps``.
     """
 
     init: Callable
     step: Callable
     finish: Callable
     steps: int
+    done: Callable | None = None
 
 
-def run_loop(body: Callable, carry, lo: int, hi: int, loop: str = "fori", unroll: int | bool = 1):
+def run_loop(body: Callable, carry, lo: int, hi: int, loop: str = "fori", unroll: int | bool = 1, *,
+             done: Callable | None = None, check_every: int = 25):
     """``for i in range(lo, hi): carry = body(i, carry)`` — the one loop driver of the attacks.
 
     ``loop='fori'``: :func:`jax.lax.fori_loop` (``unroll`` passed to it: 1 rolled, ``True`` fully
-    unrolled, k partially); ``loop='unroll'``: a Python loop in the trace (``i`` a jnp scalar).
-    All forms run the same iterations; on XLA:CPU ops inside a rolled while loop run about an
-    order of magnitude slower (measured 13× for TinyNetwork) while unrolling compiles longer, so
-    short loops are better unrolled there and long loops are driven from Python over jitted
-    steps (:mod:`robntk.train.evaluation`).
+    unrolled, k partially), or, when ``done`` is given, a :func:`jax.lax.while_loop` that also
+    stops once ``done(carry)`` (``unroll`` then unused); ``loop='unroll'``: a Python loop in the
+    trace (``i`` a jnp scalar; ``done`` unused); ``loop='host'``: a Python loop meant to run
+    outside any trace over jitted pieces (``i`` an int32 array), which checks ``done(carry)``
+    after every ``check_every`` iterations (one device synchronisation each).
+    All forms run the same iterations (``done`` promises that the skipped ones change nothing);
+    on XLA:CPU ops inside a rolled while loop run about an order of magnitude slower (measured
+    13× for TinyNetwork) while unrolling compiles longer, so short loops are better unrolled
+    there and long loops are driven from the host (:mod:`robntk.train.evaluation`).
 
     Raises:
-        ValueError: unknown loop mode.
+        ValueError: unknown loop mode, or check_every < 1.
     """
     if loop not in LOOPS:
         raise ValueError(f"unknown loop mode {loop!r}; allowed: {', '.join(LOOPS)}")
-    if loop == "fori":
+    if not isinstance(check_every, int) or check_every < 1:
+        raise ValueError(f"check_every must be an integer >= 1, got {check_every!r}")
+    if loop == "fori" and done is None:
         return jax.lax.fori_loop(lo, hi, body, carry, unroll=unroll)
+    if loop == "fori":
+        _, carry = jax.lax.while_loop(lambda s: (s[0] < hi) & ~done(s[1]),
+                                      lambda s: (s[0] + 1, body(s[0], s[1])), (jnp.asarray(lo, jnp.int32), carry))
+        return carry
     for i in range(lo, hi):
-        carry = body(jnp.asarray(i), carry)
+        if loop == "unroll":
+            carry = body(jnp.asarray(i), carry)
+            continue
+        carry = body(jnp.asarray(i, jnp.int32), carry)
+        if done is not None and (i + 1 - lo) % check_every == 0 and bool(done(carry)):
+            break
     return carry
 
 
-def run_attack(attack: IterativeAttack, params, x, y, eps, key, *, loop: str = "fori",
-               unroll: int | bool = 1) -> jax.Array:
-    """Run an :class:`IterativeAttack` inside a trace: init, ``attack.steps`` steps
-    (:func:`run_loop`), finish. Returns ``x_adv`` with ``stop_gradient``."""
+def run_attack_carry(attack: IterativeAttack, params, x, y, eps, key, *, loop: str = "fori",
+                     unroll: int | bool = 1, check_every: int = 25):
+    """``attack.init`` then ``attack.steps`` steps (:func:`run_loop`, early stop by
+    ``attack.done``): the final carry (for attacks that report more than ``x_adv``, e.g. APGD's
+    per-example verdicts). Arguments as :func:`run_attack`."""
     c = attack.init(params, x, y, eps, key)
-    c = run_loop(lambda i, cc: attack.step(params, x, y, eps, cc, i), c, 0, attack.steps, loop, unroll)
+    return run_loop(lambda i, cc: attack.step(params, x, y, eps, cc, i), c, 0, attack.steps, loop, unroll,
+                    done=attack.done, check_every=check_every)
+
+
+def run_attack(attack: IterativeAttack, params, x, y, eps, key, *, loop: str = "fori",
+               unroll: int | bool = 1, check_every: int = 25) -> jax.Array:
+    """Run an :class:`IterativeAttack`: init, ``attack.steps`` steps (:func:`run_loop`), finish.
+
+    Args:
+        attack: the attack. params, x (B, ...) in [0, 1], y, eps (pixel units), key: its
+            inputs (:class:`IterativeAttack`).
+        loop: ``'fori'`` / ``'unroll'`` inside a trace, ``'host'`` over jitted pieces outside
+            one (:func:`run_loop`). unroll: ``fori_loop``'s unrolling. check_every: how often
+            the host loop checks ``attack.done``.
+
+    Returns:
+        ``x_adv`` (shape and dtype of x) with ``stop_gradient``.
+
+    Raises:
+        ValueError: unknown loop mode; whatever the attack's ``init`` raises.
+    """
+    c = run_attack_carry(attack, params, x, y, eps, key, loop=loop, unroll=unroll, check_every=check_every)
     return jax.lax.stop_gradient(attack.finish(x, c))
 
 
@@ -273,6 +329,22 @@ def pgd_attack(f: Fn, *, steps: int, alpha=None, alpha_factor: float = 2.5, norm
     return IterativeAttack(init, step, lambda x, xa: xa, steps)
 
 
+def fgsm_attack(f: Fn, *, norm: str = "linf", loss_fn=cross_entropy) -> IterativeAttack:
+    """FGSM as an :class:`IterativeAttack`: one PGD step of size ε from x itself
+    (``pgd_attack(f, steps=1, alpha_factor=1, start='none')``). Run by :func:`run_attack` it
+    computes :func:`fgsm`'s examples with the same arithmetic: the start ``project(x, x, ε)`` is x
+    for x in [0, 1] and the step is ``project(x + ε·sign(∇), x, ε)`` (L2: the normalised
+    gradient) — bit for bit in one trace and, for L∞, with init and step compiled separately;
+    separately compiled L2 pieces may round g/‖g‖₂ differently (1 ulp).
+
+    Args: as :func:`fgsm` (the radius is the protocol's ``eps``; ``key`` is ignored).
+
+    Raises:
+        ValueError: unknown norm.
+    """
+    return pgd_attack(f, steps=1, alpha_factor=1.0, norm=norm, start="none", loss_fn=loss_fn)
+
+
 def pgd(
     f: Fn,
     params,
@@ -319,7 +391,7 @@ def pgd(
         start: ``'uniform'``, ``'normal'`` (center + sigma·N(0, I), TRADES) or ``'none'``; None
             = ``'uniform'`` if ``random_init`` else ``'none'``.
         sigma: standard deviation of the ``'normal'`` start (TRADES: 0.001).
-        loop: ``'fori'`` or ``'unroll'`` (:func:`run_loop`).
+        loop: ``'fori'`` or ``'unroll'`` (or ``'host'`` outside a trace; :func:`run_loop`).
 
     Returns:
         Adversarial examples (shape/dtype of x), with ``stop_gradient``.

@@ -35,12 +35,16 @@ Every example draws its randomness from ``fold_in(key(attack, radius, stage), ex
 still being attacked; consequently the ensemble is never above any of its members, exactly.
 Batches are padded to a fixed size (power-of-two buckets below ``batch_size``) so each attack
 compiles once per bucket. Iterative attacks are driven from Python over jitted single steps
-(XLA:CPU runs ops inside while loops ~13× slower than unrolled; long loops cannot be unrolled).
+(:func:`robntk.attacks.run_attack` with ``loop='host'``; XLA:CPU runs ops inside while loops
+~13× slower than unrolled, and long loops cannot be unrolled).
 
 Metric names are :func:`robntk.core.registry.metric_name`'s; every ε is in [0, 1] pixel units
-(``robntk evaluate --eps 3/255 8/255``, :mod:`robntk.commands.evaluate`). PGD is
-:func:`robntk.attacks.iterative.pgd_attack` (per-example keys), APGD and Square are
-:mod:`robntk.attacks.autoattack`'s, all in the init / step / finish form of :mod:`robntk.attacks.iterative`.
+(``robntk evaluate --eps 3/255 8/255``, :mod:`robntk.commands.evaluate`). Every attack is an
+:class:`robntk.attacks.IterativeAttack` — :func:`~robntk.attacks.fgsm_attack`,
+:func:`~robntk.attacks.pgd_attack` (per-example keys), :func:`~robntk.attacks.apgd_attack`
+(CE, and one targeted-DLR run per APGD-T target) and :func:`~robntk.attacks.square_attack` — run
+the same way by :func:`robntk.attacks.run_attack`. The evaluator writes no file: the caller
+(:mod:`robntk.commands.evaluate`) writes :func:`evaluate_run`'s record.
 
 Gradient-masking sanity checks in the spirit of AutoAttack's ``checks.py``
 (:func:`sanity_checks`) are stored as ``warnings`` in the output.
@@ -54,18 +58,19 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from robntk import attacks
 from robntk._version import __version__
-from robntk.attacks import iterative as attacks
-from robntk.attacks import autoattack as aa
-from robntk.data.datasets import check_data
+from robntk.core.config import flag as _flag
 from robntk.core.registry import AA_METRIC, CLEAN_METRIC, eps_255, format_eps, metric_name, parse_eps
+from robntk.data.datasets import check_data
 from robntk.train.loop import load_trained
 
 ATTACKS = ("clean", "fgsm", "pgd", "apgd-ce", "apgd-t", "square", "autoattack")
@@ -97,11 +102,6 @@ def parse_attacks(spec: str | Sequence[str]) -> tuple[str, ...]:
         if a not in ATTACKS:
             raise ValueError(f"unknown attack {a!r}; allowed: {', '.join(ATTACKS)} or 'all'")
     return tuple(dict.fromkeys(["clean", *names]))
-
-
-def _flag(help: str, **kw) -> dict:
-    """Field metadata read by :mod:`robntk.commands.flags`."""
-    return {"help": help, **kw}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,81 +229,45 @@ class RobustnessEvaluator:
         self.f, self.params, self.num_classes, self.cfg = f, params, num_classes, cfg
         self.settings = cfg.resolved(num_classes)
         self.progress = progress
-        self._fns: dict[tuple, Callable] = {}
+        self._fns: dict[str, Any] = {}
         self.timing: dict[str, float] = {}
 
     # -- jitted per-batch functions --------------------------------------------------------
     #
-    # Every attack is (init, step, finish), each jitted once per batch size, and the iterations
-    # are driven from Python: on XLA:CPU, ops inside a while loop run ~13x slower than the same
-    # ops unrolled (measured on TinyNetwork), and unrolling 20-5000 iterations would make
-    # compilation explode. The dispatch overhead per iteration is negligible on CPU and GPU.
+    # Every attack is an IterativeAttack (robntk.attacks), its init / step / finish jitted once
+    # per batch size, and run_attack drives the iterations from the host (loop='host'): on
+    # XLA:CPU, ops inside a while loop run ~13x slower than the same ops unrolled (measured on
+    # TinyNetwork), and unrolling 20-5000 iterations would make compilation explode. The dispatch
+    # overhead per iteration is negligible on CPU and GPU.
 
-    def _ops(self, kind: str):
-        """``(init, step, finish, n_steps)`` for one attack:
-        ``init(params, x, y, idx, key, eps, rank) -> carry``,
-        ``step(params, x, y, eps, carry, i) -> carry``, ``finish(x, carry) -> x_adv``; the
-        returned points are then re-checked by one shared jitted forward pass
-        (:meth:`_correct`), as AutoAttack does."""
-        if kind in self._fns:
-            return self._fns[kind]
+    def _make(self, kind: str, rank=None) -> attacks.IterativeAttack:
+        """The attack ``kind`` with the resolved settings; APGD-T runs one target, the class of
+        the ``rank``-th largest clean logit (``rank`` may be traced)."""
         f, s = self.f, self.settings
+        if kind == "fgsm":
+            return attacks.fgsm_attack(f)
+        if kind == "pgd":  # torchattacks PGD: per-example U(-eps, eps) start, step factor*eps/steps
+            return attacks.pgd_attack(f, steps=s["pgd_steps"], alpha_factor=s["pgd_step_factor"])
+        if kind == "apgd-ce":
+            return attacks.apgd_attack(f, steps=s["apgd_steps"], loss="ce")
+        if kind == "apgd-t":
+            return attacks.apgd_attack(f, steps=s["apgd_steps"], loss="dlr-targeted", target_rank=rank)
+        if kind == "square":
+            return attacks.square_attack(f, n_queries=s["square_queries"], p_init=s["square_p_init"])
+        raise ValueError(f"unknown attack {kind!r}; allowed: {', '.join(ATTACKS[1:-1])}")  # pragma: no cover
 
-        def keys_of(key, idx):
-            return jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
-
-        def last(x, c):
-            return c
-
-        if kind in ("clean", "fgsm"):
-            def init(params, x, y, idx, key, eps, rank):
-                return x if kind == "clean" else attacks.fgsm(f, params, x, y, eps)
-
-            ops = (jax.jit(init) if kind == "fgsm" else init, None, last, 0)
-        elif kind == "pgd":  # torchattacks PGD: per-example U(-eps, eps) start, step factor*eps/steps
-            pgd = attacks.pgd_attack(f, steps=s["pgd_steps"], alpha_factor=s["pgd_step_factor"])
-
-            def init(params, x, y, idx, key, eps, rank):
-                return pgd.init(params, x, y, eps, keys_of(key, idx))
-
-            ops = (jax.jit(init), jax.jit(pgd.step), last, pgd.steps)
-        elif kind in ("apgd-ce", "apgd-t"):
-            steps = s["apgd_steps"]
-            loss = "ce" if kind == "apgd-ce" else "dlr-targeted"
-
-            def init(params, x, y, idx, key, eps, rank):
-                keys = keys_of(key, idx)
-                if kind == "apgd-ce":
-                    return aa.apgd_init(f, params, x, y, eps, keys, steps=steps, loss=loss), y
-                y_t = aa.target_classes(f(params, x), rank)
-                keys = jax.vmap(lambda kk: jax.random.fold_in(kk, rank))(keys)
-                return aa.apgd_init(f, params, x, y, eps, keys, steps=steps, loss=loss, y_target=y_t), y_t
-
-            def step(params, x, y, eps, c, i):
-                cc, y_t = c
-                return aa.apgd_step(f, params, x, y, eps, cc, i, steps=steps, loss=loss, y_target=y_t), y_t
-
-            def finish(x, c):
-                return aa.apgd_finish(c[0], x)[0]
-
-            ops = (jax.jit(init), jax.jit(step), jax.jit(finish), steps)
-        elif kind == "square":
-            nq = s["square_queries"]
-
-            def init(params, x, y, idx, key, eps, rank):
-                return aa.square_init(f, params, x, y, eps, keys_of(key, idx))
-
-            def step(params, x, y, eps, c, i):
-                return aa.square_step(f, params, x, y, eps, c, n_queries=nq, p_init=s["square_p_init"])
-
-            def finish(x, c):
-                return aa.square_finish(c, x)[0]
-
-            ops = (jax.jit(init), jax.jit(step), jax.jit(finish), nq)
-        else:  # pragma: no cover - guarded by EvalConfig.validate
-            raise ValueError(kind)
-        self._fns[kind] = ops
-        return ops
+    def _jitted(self, kind: str, rank: int) -> attacks.IterativeAttack:
+        """:meth:`_make`'s attack with jitted pieces, compiled once per attack (and batch size):
+        the APGD-T target rank is an argument of the compiled ``init`` (``step`` and ``finish``
+        do not depend on it: the targets live in the carry)."""
+        if kind not in self._fns:
+            proto = self._make(kind, 2)
+            init = jax.jit(lambda p, x, y, e, k, r: self._make(kind, r).init(p, x, y, e, k))
+            done = None if proto.done is None else jax.jit(proto.done)
+            self._fns[kind] = (init, jax.jit(proto.step), jax.jit(proto.finish), proto.steps, done)
+        init, step, finish, steps, done = self._fns[kind]
+        r = jnp.asarray(rank, jnp.int32)
+        return attacks.IterativeAttack(lambda p, x, y, e, k: init(p, x, y, e, k, r), step, finish, steps, done)
 
     def _correct(self, params, xa, y):
         if "correct" not in self._fns:
@@ -311,24 +275,33 @@ class RobustnessEvaluator:
             self._fns["correct"] = jax.jit(lambda p, z, t: jnp.argmax(f(p, z), -1) == t)
         return self._fns["correct"](params, xa, y)
 
+    def _example_keys(self, key, idx) -> jax.Array:
+        """``fold_in(key, i)`` for the global example indices ``idx``: an example's randomness
+        does not depend on its batch."""
+        if "keys" not in self._fns:
+            self._fns["keys"] = jax.jit(lambda k, ii: jax.vmap(lambda i: jax.random.fold_in(k, i))(ii))
+        return self._fns["keys"](key, idx)
+
     def _key(self, kind: str, eps: float) -> jax.Array:
         k = jax.random.fold_in(jax.random.key(self.cfg.seed), _ATTACK_IDS[kind])
         return jax.random.fold_in(k, int(round(eps * 255 * 1000)))
 
     def _attack_batch(self, kind: str, xb: np.ndarray, yb: np.ndarray, idx: np.ndarray, key, eps: float,
                       rank: int) -> np.ndarray:
-        init, step, finish, n_steps = self._ops(kind)
+        """Correct-after-attack flags of one padded batch: the attack run by
+        :func:`robntk.attacks.run_attack` on the host, its points re-checked by one shared jitted
+        forward pass (:meth:`_correct`), as AutoAttack does. Square stops once every point is
+        fooled (checked every 25 queries; fooled points are frozen, so this changes only the
+        work done)."""
         x = jnp.asarray(xb.astype(np.float32) / 255.0)
         y = jnp.asarray(yb, jnp.int32)
-        e = jnp.asarray(eps, jnp.float32)
-        c = init(self.params, x, y, jnp.asarray(idx, jnp.int32), key, e, jnp.asarray(rank, jnp.int32))
-        for i in range(n_steps):
-            c = step(self.params, x, y, e, c, jnp.asarray(i, jnp.int32))
-            # Square stops when every point is fooled (fooled points are frozen, so checking
-            # only every 25 queries changes nothing but the work done)
-            if kind == "square" and (i + 1) % 25 == 0 and not bool(jnp.any(c["margin"] > 0)):
-                break
-        return np.asarray(self._correct(self.params, finish(x, c), y))
+        if kind != "clean":
+            keys = self._example_keys(key, jnp.asarray(idx, jnp.int32))
+            x_adv = attacks.run_attack(self._jitted(kind, rank), self.params, x, y, jnp.asarray(eps, jnp.float32),
+                                       keys, loop="host", check_every=25)
+        else:
+            x_adv = x
+        return np.asarray(self._correct(self.params, x_adv, y))
 
     def _run(self, kind: str, eps: float, x: np.ndarray, y: np.ndarray, idx: np.ndarray, rank: int = 0,
              desc: str | None = None) -> np.ndarray:
