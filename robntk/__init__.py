@@ -1,35 +1,88 @@
 """robntk: training-free NTK scores and zero-cost proxies for robust NAS on NAS-Bench-201 /
 NAS-RobBench-201, in JAX.
 
-Data flows one way::
+The pipeline, in the order data flows (one subpackage each; nothing imports upward)::
 
-    searchspace → network → attacks → ntk / layer_ntk → kernels → spectra → scoring → engine
-    → commands (robntk score | correlate | reproduce | merge | report | search | ...)
+    core → jobs → nb201 → data → attacks → ntk → proxies → scoring → analysis
+                                   train, robnets, theory beside;  commands (the CLI) on top
 
-with training (optim, rundir, training), evaluation (evaluation, autoattack), search (search,
-combine), the benchmark analyses (report) and the theory module beside it. The curated public
-API is re-exported here::
-
-    from robntk import TinyNetwork, kernel_family, spectrum, SearchSpace, RobBench
+This module is the curated public face: every capability the README shows is importable from
+here, e.g. ``from robntk import TinyNetwork, kernel_family, spectrum, RobBench``. Names are
+resolved lazily (PEP 562), so ``import robntk`` stays cheap and importing one layer never pulls
+in the layers above it.
 """
+
+from __future__ import annotations
+
+import importlib
 
 from robntk._version import __version__
 
-from robntk.attacks.iterative import fgsm, pgd  # noqa: E402
-from robntk.data.benchmark import RobBench  # noqa: E402
-from robntk.analysis.correlation import bootstrap_ci, correlation_table, kendall_tau, spearman_rho  # noqa: E402
-from robntk.data.datasets import fixed_batch, load_dataset  # noqa: E402
-from robntk.scoring.engine import Engine, EngineOptions, run_engine  # noqa: E402
-from robntk.ntk.kernels import KernelFamily, kernel_families, kernel_family, mixed_kernel, stacked_gram  # noqa: E402
-from robntk.nb201.network import NetworkFn, TinyNetwork, op_ids  # noqa: E402
-from robntk.ntk.empirical import empirical_ntk  # noqa: E402
-from robntk.scoring.config import ScoreConfig  # noqa: E402
-from robntk.nb201.searchspace import SearchSpace  # noqa: E402
-from robntk.ntk.spectra import Spectrum, spectrum  # noqa: E402
+#: public name → the module that defines it
+_FACE: dict[str, str] = {
+    # search space and network
+    "SearchSpace": "robntk.nb201.searchspace",
+    "TinyNetwork": "robntk.nb201.network",
+    "NetworkFn": "robntk.nb201.network",
+    "op_ids": "robntk.nb201.network",
+    # data and benchmark readers
+    "fixed_batch": "robntk.data.datasets",
+    "load_dataset": "robntk.data.datasets",
+    "RobBench": "robntk.data.benchmark",
+    "load_nb201_accuracy": "robntk.data.benchmark",
+    "load_jung_robustness": "robntk.data.jung",
+    "load_suite_zero": "robntk.data.suite_zero",
+    # attacks
+    "fgsm": "robntk.attacks.iterative",
+    "pgd": "robntk.attacks.iterative",
+    "apgd": "robntk.attacks.autoattack",
+    "square": "robntk.attacks.autoattack",
+    # kernels and spectra
+    "empirical_ntk_fn": "robntk.ntk.empirical",
+    "KernelFamily": "robntk.ntk.kernels",
+    "kernel_family": "robntk.ntk.kernels",
+    "kernel_families": "robntk.ntk.kernels",
+    "mixed_kernel": "robntk.ntk.kernels",
+    "stacked_gram": "robntk.ntk.kernels",
+    "Spectrum": "robntk.ntk.spectra",
+    "spectrum": "robntk.ntk.spectra",
+    # proxies
+    "PROXIES": "robntk.proxies",
+    "proxy_table": "robntk.proxies",
+    # scoring engine and jobs
+    "ScoreConfig": "robntk.scoring.config",
+    "Engine": "robntk.scoring.engine",
+    "EngineOptions": "robntk.scoring.engine",
+    "run_engine": "robntk.scoring.engine",
+    "aggregate_draws": "robntk.scoring.draws",
+    "run_job": "robntk.jobs.driver",
+    "ResultStore": "robntk.jobs.store",
+    "merge_stores": "robntk.jobs.store",
+    # analysis and search
+    "kendall_tau": "robntk.analysis.correlation",
+    "spearman_rho": "robntk.analysis.correlation",
+    "bootstrap_ci": "robntk.analysis.correlation",
+    "correlation_table": "robntk.analysis.correlation",
+    "run_search": "robntk.analysis.search",
+    "SearchConfig": "robntk.analysis.search",
+    # training and evaluation
+    "TrainConfig": "robntk.train.config",
+    "EvalConfig": "robntk.train.evaluation",
+    "evaluate_run": "robntk.train.evaluation",
+}
 
-__all__ = [
-    "Engine", "EngineOptions", "KernelFamily", "NetworkFn", "RobBench", "ScoreConfig", "SearchSpace", "Spectrum",
-    "TinyNetwork", "bootstrap_ci", "correlation_table", "empirical_ntk", "fgsm", "fixed_batch", "kendall_tau",
-    "kernel_families", "kernel_family", "load_dataset", "mixed_kernel", "op_ids", "pgd", "run_engine",
-    "spearman_rho", "spectrum", "stacked_gram",
-]
+__all__ = sorted(_FACE) + ["__version__"]
+
+
+def __getattr__(name: str):
+    """Import a public name on first use (PEP 562). Raises AttributeError for unknown names."""
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'robntk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FACE))

@@ -83,7 +83,7 @@ def _check_columns(scores: pd.DataFrame, columns: Sequence[str]) -> list[str]:
         raise ValueError(f"scores must be a pandas DataFrame, got {type(scores).__name__}")  # noqa: TRY004 (project: bad input → ValueError)
     cols = [columns] if isinstance(columns, str) else list(columns)
     if not cols:
-        raise ValueError("at least one score column is needed")
+        raise ValueError("at least one numeric score column is needed (--columns); the table has none")
     for c in cols:
         if c not in scores.columns:
             raise ValueError(f"score column {c!r} not found; columns are {list(scores.columns)}")
@@ -454,7 +454,8 @@ def fit(scores: pd.DataFrame, target: pd.Series, columns: Sequence[str], method:
     y = pd.Series(target).reindex(idx).to_numpy(np.float64)
     ok = ~(np.isnan(y) | r.isna().any(axis=1).to_numpy())
     if ok.sum() < 10:
-        raise ValueError(f"only {int(ok.sum())} training rows have all scores and a target; need ≥ 10")
+        raise ValueError(f"only {int(ok.sum())} of {len(idx)} training rows have all scores and a target; need ≥ 10 "
+                         "(a larger training part: --train-fraction, or more scored architectures)")
     r, y = r[ok], y[ok]
     x = r.to_numpy()
     yr = pd.Series(y).rank(pct=True).to_numpy()

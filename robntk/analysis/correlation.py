@@ -52,6 +52,23 @@ TABLE_COLUMNS: tuple[str, ...] = (
 )
 STATISTICS: tuple[str, ...] = ("kendall_tau", "spearman_rho")
 DEFAULT_N_BOOT = 200
+#: Most bootstrap resamples a command takes (``--n-boot``): the resample indices are one int64
+#: array of n_boot × n_archs (100,000 × 6,466 ≈ 5 GB).
+MAX_N_BOOT = 100_000
+
+
+def check_n_boot(n_boot, name: str = "--n-boot") -> int:
+    """``n_boot`` if it is an integer in [0, :data:`MAX_N_BOOT`].
+
+    Raises:
+        ValueError: naming ``name`` and the range.
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {n_boot!r}")
+    if n_boot > MAX_N_BOOT:
+        raise ValueError(f"{name} must be at most {MAX_N_BOOT} (the resamples are one n_boot x n_archs array), "
+                         f"got {n_boot!r}")
+    return int(n_boot)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -268,6 +285,7 @@ def _indexed(scores: pd.DataFrame) -> pd.DataFrame:
     if not ok:
         bad = [v for v in raw if not (isinstance(v, (int, np.integer, float, np.floating)) and float(v).is_integer()
                                       and 0 <= float(v) < NUM_ARCHS)][:3]
+        bad = [v.item() if isinstance(v, np.generic) else v for v in bad]  # 99999, not np.int64(99999)
         raise ValueError(f"nb201_index values must be integers in 0..{NUM_ARCHS - 1}; bad values e.g. {bad}")
     df = df.copy()
     df.index = pd.Index(idx.astype(np.int64), name="nb201_index")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -37,6 +38,22 @@ from robntk.analysis.report import (
 from robntk.core import paths
 from robntk.core.tables import write_json, write_table
 from robntk.data.benchmark import METRICS, RobBench, column_name
+
+#: Allowed PNG resolutions (dots per inch): below 10 fonts cannot be drawn, above 1200 one figure
+#: needs gigabytes of memory.
+DPI_RANGE: tuple[int, int] = (10, 1200)
+
+
+def check_dpi(dpi, name: str = "dpi") -> int:
+    """``dpi`` if it is an integer in :data:`DPI_RANGE`.
+
+    Raises:
+        ValueError: naming ``name`` and the range.
+    """
+    lo, hi = DPI_RANGE
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Integral) or not lo <= dpi <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {dpi!r}")
+    return int(dpi)
 
 
 def _markdown_top(top: pd.DataFrame) -> str:
@@ -75,11 +92,13 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
         op_k: top-k of the operator-frequency heatmap (clipped to the population).
         overlap_ks: top-k sizes of the standard-training overlap.
         top: length of the top tables.
-        search_ks: random-search budgets.
+        search_ks: random-search budgets (those above the number of architectures are skipped;
+            at least one must fit).
         references: a :func:`reference_table` to use; None reads it from ``data_dir``; False skips
             the standard-training section. A missing reference file skips that section too and is
-            recorded under ``skipped`` in the manifest.
-        dpi: PNG resolution.
+            recorded under ``skipped`` in the manifest; a corrupt one raises before anything is
+            written.
+        dpi: PNG resolution, in :data:`DPI_RANGE`.
         progress: tqdm progress over the sections.
 
     Returns:
@@ -88,16 +107,27 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
         file read) and ``elapsed_s`` (wall seconds of the analyses and writing, without loading).
 
     Raises:
-        ValueError: bad k / top / dpi, no usable benchmark columns.
+        ValueError: bad k / top / dpi, no search k within the number of architectures, no usable
+            benchmark columns — all before anything is written.
     """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     for name, v in (("op_k", op_k), ("top", top), ("dpi", dpi)):
         check_k(v, name)
+    check_dpi(dpi)
     overlap_ks = [check_k(k, "overlap k") for k in overlap_ks]
     search_ks = [check_k(k, "search k") for k in search_ks]
     w = _ReportWriter(bench, benchmark_table(bench), Path(out_dir), dpi)
+    if not search_ks or min(search_ks) > w.n:  # checked before anything is written
+        raise ValueError(f"every search k ({', '.join(map(str, search_ks))}) exceeds the {w.n} architectures "
+                         f"of the benchmark; give at least one in 1..{w.n}")
+    if references is None:  # read before anything is written: a corrupt file stops the report here
+        try:
+            references = reference_table(bench, data_dir)
+        except FileNotFoundError as exc:
+            references = False
+            w.skipped["standard_training"] = str(exc)
     w.out.mkdir(parents=True, exist_ok=True)
     sections = {
         "boxplots": w.boxplots, "tau": w.tau,
@@ -166,7 +196,7 @@ class _ReportWriter:
         from robntk.analysis.report_figures import standard_scatter_figure, standard_tau_figure
 
         if references is False:
-            self.skipped["standard_training"] = "references=False (--no-standard)"
+            self.skipped.setdefault("standard_training", "references=False (--no-standard)")
             return
         if references is None:
             try:

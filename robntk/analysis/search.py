@@ -49,9 +49,9 @@ import pandas as pd
 from scipy import stats
 
 from robntk.core.config import flag
-from robntk.core.registry import BENCH_DATASETS
+from robntk.core.registry import BENCH_DATASETS, check_seed
 from robntk.data.benchmark import RobBench
-from robntk.nb201.searchspace import EDGES, NUM_ARCHS, NUM_EDGES, OP_ID, OPS, parse_arch_str
+from robntk.nb201.searchspace import EDGES, NUM_ARCHS, NUM_EDGES, NUM_UNIQUE, OP_ID, OPS, parse_arch_str
 
 METHODS: tuple[str, ...] = ("random", "rea", "ls", "tf")
 #: Search-criterion aliases → benchmark metric names.
@@ -254,6 +254,11 @@ _METHOD_FN: dict[str, Callable] = {
 
 
 # --------------------------------------------------------------------------- runs
+#: Most runs per method and criterion (``--seeds``): the queried classes are one int64
+#: (n_seeds, budget) array per run.
+MAX_SEEDS = 10_000
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Settings of a search run (defaults stated in the module docstring).
@@ -268,6 +273,11 @@ class SearchConfig:
         ls_num_init: random architectures before each local-search (re)start.
         ls_full_nbhd: local search queries the whole neighbourhood before moving (else first improvement).
         tf_pool: training-free search pool size per seed (None: every scored class).
+
+    Raises:
+        ValueError (:meth:`validate`): a value outside its range — budget, population,
+        ls_num_init and tf_pool ≤ 6,466 distinct architectures, sample_size ≤ population,
+        n_seeds ≤ :data:`MAX_SEEDS`, seed in [0, 2**32 − 1].
     """
 
     budget: int = field(default=1000, metadata=flag("queries per run (distinct architectures)"))
@@ -302,11 +312,25 @@ class SearchConfig:
                 raise ValueError(f"{name} must be an int ≥ {lo}, got {v!r}")
         if self.budget > 6466:
             raise ValueError(f"budget must be ≤ 6466 (the number of distinct architectures), got {self.budget}")
+        for name in ("population", "ls_num_init"):  # random distinct classes drawn before any step
+            if getattr(self, name) > NUM_UNIQUE:
+                raise ValueError(f"{name} must be ≤ {NUM_UNIQUE} (the number of distinct architectures), "
+                                 f"got {getattr(self, name)}")
+        if self.sample_size > self.population:
+            raise ValueError(f"sample_size (the REA tournament, --sample-size) must be ≤ population "
+                             f"(--population {self.population}), got {self.sample_size}")
+        if self.n_seeds > MAX_SEEDS:
+            raise ValueError(f"n_seeds (--seeds) must be ≤ {MAX_SEEDS} (one int64 budget-long row per run), "
+                             f"got {self.n_seeds}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        check_seed(self.seed, "seed")
         if self.tf_pool is not None and (isinstance(self.tf_pool, bool) or not isinstance(self.tf_pool, (int, np.integer))
                                          or self.tf_pool < 1):
             raise ValueError(f"tf_pool must be None or an int ≥ 1, got {self.tf_pool!r}")
+        if self.tf_pool is not None and self.tf_pool > NUM_UNIQUE:
+            raise ValueError(f"tf_pool must be ≤ {NUM_UNIQUE} (the number of distinct architectures; leave it out "
+                             f"for every scored one), got {self.tf_pool}")
         return self
 
 

@@ -209,8 +209,8 @@ def run_loop(body: Callable, carry, lo: int, hi: int, loop: str = "fori", unroll
     outside any trace over jitted pieces (``i`` an int32 array), which checks ``done(carry)``
     after every ``check_every`` iterations (one device synchronisation each).
     All forms run the same iterations (``done`` promises that the skipped ones change nothing);
-    on XLA:CPU ops inside a rolled while loop run about an order of magnitude slower (measured
-    13× for TinyNetwork) while unrolling compiles longer, so short loops are better unrolled
+    on XLA:CPU ops inside a rolled while loop run several times slower (``benchmarks/RESULTS.md``
+    §5) while unrolling compiles longer, so short loops are better unrolled
     there and long loops are driven from the host (:mod:`robntk.train.evaluation`).
 
     Raises:

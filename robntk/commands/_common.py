@@ -18,7 +18,9 @@ import pandas as pd
 
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
+from robntk.core.tables import check_table_path, read_sidecar
 from robntk.jobs.driver import parse_shard
+from robntk.jobs.store import HEADER, StoreError, read_header
 from robntk.nb201.searchspace import SearchSpace, sample_indices
 from robntk.scoring.config import ScoreConfig
 from robntk.scoring.engine import EngineOptions
@@ -101,6 +103,11 @@ def select_indices(args: argparse.Namespace, space: SearchSpace, seed: int) -> l
 
 
 # --------------------------------------------------------------------------- score configuration
+#: Most PGD steps at initialisation the commands take (``--pgd-steps``): each step is unrolled
+#: into the compiled function.
+MAX_PGD_STEPS = 1000
+
+
 def add_score_flags(p: argparse.ArgumentParser, defaults: ScoreConfig | None = None,
                     include=None, helps=None) -> None:
     """The flags of :class:`robntk.scoring.config.ScoreConfig` (one source of defaults), in the
@@ -114,9 +121,12 @@ def score_config(args: argparse.Namespace, defaults: ScoreConfig | None = None) 
     for this process (before any array is made).
 
     Raises:
-        ValueError: a value ScoreConfig rejects.
+        ValueError: a value ScoreConfig rejects, ``--pgd-steps`` above :data:`MAX_PGD_STEPS`.
     """
     cfg = config_from_args(ScoreConfig, args, defaults)
+    if cfg.pgd_steps > MAX_PGD_STEPS:
+        raise ValueError(f"--pgd-steps must be at most {MAX_PGD_STEPS} (the steps are unrolled into the compiled "
+                         f"function unless --no-pgd-unroll), got {cfg.pgd_steps}")
     if cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     return cfg
@@ -183,7 +193,100 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     return config_from_args(EngineOptions, args)
 
 
+# --------------------------------------------------------------------------- exports
+#: Suffixes :meth:`robntk.jobs.store.ResultStore.export` writes.
+EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
+
+
+def check_export_path(out: str | os.PathLike, what: str = "--out") -> Path:
+    """A table path a result store can be exported to (:data:`EXPORT_SUFFIXES`, checked with
+    :func:`robntk.core.tables.check_table_path` first), before any work.
+
+    Raises:
+        ValueError: another suffix. OSError: as :func:`robntk.core.tables.check_table_path`.
+    """
+    out = check_table_path(out, what)
+    if out.suffix not in EXPORT_SUFFIXES:
+        raise ValueError(f"{what} must end in {' or '.join(EXPORT_SUFFIXES)} (a result-store export), "
+                         f"got {str(out)!r}")
+    return out
+
+
+def _same_place(recorded: str, store: Path, out: Path) -> bool:
+    """Whether the store path ``recorded`` in ``out``'s sidecar is ``store``: the same path
+    resolved from here, or (a relative path recorded from another working directory) the same
+    name next to ``out``."""
+    rec = Path(recorded)
+    if rec.resolve() == store.resolve():
+        return True
+    return not rec.is_absolute() and rec.name == store.name and (out.parent / rec.name).resolve() == store.resolve()
+
+
+def check_export_target(out: Path, store: Path, what: str = "--out", job: str | None = None,
+                        store_flag: str = "--store") -> None:
+    """Refuse (before any work) to overwrite an existing table ``out`` that is not an export of
+    ``store``: its rows would be replaced by the store's without a word.
+
+    ``out`` may be overwritten when it does not exist, or when its sidecar (``OUT.json``) says
+    it came from this store: for a :class:`robntk.jobs.store.ResultStore` export, the sidecar's
+    ``store_key`` and ``created`` equal the store header's (the very store, wherever it is
+    reached from); for a table a command wrote from a store of sub-stores (``job`` given, e.g.
+    ``'proxies'``), the sidecar's ``job`` is ``job`` and its ``store`` is ``store``.
+
+    Args:
+        out: the table. store: the store it is exported from. what: the table's flag.
+        job: the sidecar's ``job`` of a table of sub-stores (None: a store export).
+        store_flag: the flag that chooses the store (named in the message).
+
+    Raises:
+        ValueError: ``out`` holds another table (says how to proceed: another ``what``, or
+            ``store_flag`` pointing at the store that made it); its sidecar is not valid JSON.
+    """
+    if not out.exists():
+        return
+    try:
+        side = read_sidecar(out)
+    except ValueError as exc:
+        raise ValueError(f"{what} {out} already exists and its sidecar is unreadable ({exc}); refusing to overwrite "
+                         f"it: choose another {what}, or move {out} away") from None
+    if not isinstance(side, dict):
+        side = {"sidecar": side}
+    owner = side.get("store")
+    here = isinstance(owner, str) and _same_place(owner, store, out)
+    header = None
+    if job is None and (store / HEADER).is_file():
+        try:
+            header = read_header(store)
+        except StoreError:
+            return  # the store's own error comes when it is opened
+    if job is not None and side.get("job") == job and here:
+        return
+    if header is not None and isinstance(owner, str) and side.get("store_key") == header["store_key"] \
+            and side.get("created", header.get("created")) == header.get("created"):
+        return
+    if not isinstance(owner, str):
+        why = "it has no sidecar naming the store that wrote it" if not side else "its sidecar names no store"
+    elif not here:
+        why = f"it was written from the store {owner}"
+    elif job is not None:
+        why = (f"it was written by {side['job']!r}, not by {job!r}" if side.get("job")
+               else f"it was not written by {job!r}")
+    elif header is None:
+        why = f"the store {store} that wrote it no longer exists"
+    else:
+        why = f"it was written from an earlier store at {store} (store key {side.get('store_key')})"
+    raise ValueError(f"{what} {out} already exists and is not an export of the store {store} ({why}); refusing to "
+                     f"overwrite its rows: choose another {what}, or pass {store_flag} pointing at the store that "
+                     "made it")
+
+
 # --------------------------------------------------------------------------- score tables
+def is_suite_zero(spec: str) -> bool:
+    """Whether a ``--scores`` spec names the NAS-Bench-Suite-Zero proxies (``'suite_zero[:dataset]'``)
+    rather than a file."""
+    return spec == "suite_zero" or spec.startswith("suite_zero:")
+
+
 def load_scores(spec: str, bench, data_dir=None) -> pd.DataFrame:
     """The training-free scores of ``--scores`` (``search``, ``combine``), one row per
     isomorphism class.
@@ -203,6 +306,6 @@ def load_scores(spec: str, bench, data_dir=None) -> pd.DataFrame:
     from robntk.analysis.correlation import read_scores
     from robntk.data.suite_zero import load_suite_zero
 
-    if spec == "suite_zero" or spec.startswith("suite_zero:"):
+    if is_suite_zero(spec):
         return load_suite_zero(spec.partition(":")[2] or "cifar10", data_dir, per_class="smallest")
     return score_table(read_scores(spec), bench)

@@ -11,17 +11,27 @@ validates, in the dataclass's ``__post_init__``) the dataclass from the flags th
 set, every other field keeping the dataclass default. One parser may carry the flags of several
 dataclasses (a library configuration and the command's own options); field names shared by two
 of them read the same flag.
+
+Two checks hold for every command, whatever dataclass a flag belongs to (:func:`config_from_args`):
+a seed flag (a field named in :data:`SEED_FIELDS`) must be at most 2**32 − 1
+(:data:`robntk.core.registry.MAX_SEED`: larger seeds alias smaller ones in ``jax.random.PRNGKey``),
+and a float flag must be finite (no ``nan`` / ``inf``); both errors name the flag.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from robntk.core.registry import format_eps, parse_eps
+from robntk.core.registry import MAX_SEED, check_seed, format_eps, parse_eps
+
+#: Field names that are seeds of a random generator in any configuration dataclass (checked
+#: against [0, 2**32 − 1] by :func:`config_from_args`).
+SEED_FIELDS: tuple[str, ...] = ("seed", "attack_seed", "split_seed", "init_seeds", "attack_seeds")
 
 
 def _base_type(hint) -> tuple[type, bool]:
@@ -122,12 +132,30 @@ def config_from_args(cls, args: argparse.Namespace, defaults=None, **overrides):
     """Instance of ``cls`` from ``defaults`` (or the class defaults) with the flags the command
     line set, then ``overrides``; list values become tuples.
 
+    Besides the dataclass's own validation: a seed flag (:data:`SEED_FIELDS`) above 2**32 − 1 and
+    a float flag that is not finite are refused, naming the flag.
+
     Raises:
-        ValueError: a value the dataclass rejects (names it and what is allowed).
+        ValueError: a value the dataclass rejects (names it and what is allowed), a seed above
+            2**32 − 1, a NaN or infinite float.
     """
-    names = {f.name for f in dataclasses.fields(cls)}
-    given = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k in names}
-    given.update(overrides)
-    if defaults is not None:
-        return dataclasses.replace(defaults, **given)
-    return cls(**given)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    from_flags = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k in fields}
+    for name, v in from_flags.items():  # before the dataclass: its own message would not name the flag
+        if name in SEED_FIELDS:
+            for s in (v if isinstance(v, tuple) else (v,)):
+                if isinstance(s, int) and s > MAX_SEED:
+                    check_seed(s, flag_name(fields[name]))
+    given = {**from_flags, **overrides}
+    cfg = dataclasses.replace(defaults, **given) if defaults is not None else cls(**given)
+    for name, v in from_flags.items():  # after it: its own message for NaN (e.g. "in (0, 1)") comes first
+        for x in (v if isinstance(v, tuple) else (v,)):
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ValueError(f"{flag_name(fields[name])} must be a finite number, got {x!r}")
+    return cfg
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    """The command-line spelling of dataclass field ``f`` (``--field-name`` unless its metadata
+    says otherwise)."""
+    return f.metadata.get("flag", "--" + f.name.replace("_", "-"))

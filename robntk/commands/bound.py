@@ -24,6 +24,7 @@ from pathlib import Path
 
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
+from robntk.core.registry import check_seed
 from robntk.core.tables import check_writable
 
 DEFAULT_OUT = Path("experiments") / "bounds" / "results"
@@ -56,7 +57,8 @@ class BoundOptions:
         no_plots: skip the PNG figures. progress: print one line per architecture.
 
     Raises:
-        ValueError: ``--widths`` / ``--seeds`` not comma-separated integers (names the flag).
+        ValueError: ``--widths`` / ``--seeds`` not comma-separated integers, a width < 1, a seed
+            outside [0, 2**32 − 1] (names the flag).
     """
 
     quick: bool = field(default=False, metadata=flag("small grid (tests, smoke runs; ~10-20 s)"))
@@ -72,6 +74,11 @@ class BoundOptions:
         for name in ("widths", "seeds"):
             if getattr(self, name) is not None:
                 parse_ints(getattr(self, name), name)
+        for w in parse_ints(self.widths, "widths") if self.widths is not None else ():
+            if w < 1:
+                raise ValueError(f"--widths must be integers >= 1, got {w}")
+        for seed in parse_ints(self.seeds, "seeds") if self.seeds is not None else ():
+            check_seed(seed, "--seeds")
 
     def override(self) -> dict:
         """The grid override: ``--config``'s JSON object with ``--widths`` / ``--seeds`` applied.
@@ -119,11 +126,23 @@ def run(args: argparse.Namespace) -> int:
         ValueError: bad configuration values (robntk.cli turns this into exit code 2).
         FileNotFoundError: ``--config`` file missing. PermissionError: ``--out`` not writable.
     """
-    from robntk.theory.experiment import check_override, run_experiment, summarise, summary_markdown
+    from robntk.theory.experiment import (
+        DEFAULT_CONFIG,
+        QUICK_CONFIG,
+        check_override,
+        merge_config,
+        run_experiment,
+        summarise,
+        summary_markdown,
+        validate_config,
+    )
 
     opts = config_from_args(BoundOptions, args)
     override = check_override(opts.override())
-    check_writable(opts.out, "--out")
+    for seed in override.get("seeds", []):
+        check_seed(seed, "seeds (--seeds / --config)")
+    validate_config(merge_config(QUICK_CONFIG if opts.quick else DEFAULT_CONFIG, override))  # ranges, before work
+    check_writable(opts.out, "--out", kind="dir")
     df = run_experiment(override, opts.out, quick=opts.quick, plots=not opts.no_plots, progress=opts.progress)
     print(summary_markdown(summarise(df)), end="")
     print(f"results written to {opts.out}")

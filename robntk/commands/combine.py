@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from robntk.analysis import combine as K
-from robntk.analysis.correlation import DEFAULT_N_BOOT, score_columns
-from robntk.commands._common import load_scores
+from robntk.analysis.correlation import DEFAULT_N_BOOT, check_n_boot, score_columns
+from robntk.commands._common import is_suite_zero, load_scores
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
-from robntk.core.tables import check_table_path, write_table
+from robntk.core.registry import check_seed
+from robntk.core.tables import check_distinct, check_table_path, write_table
 from robntk.data.benchmark import RobBench
 
 
@@ -41,7 +42,9 @@ class CombineOptions:
         no_progress: hide the progress bar.
 
     Raises:
-        ValueError: an unknown learned method, ``--train-fraction`` outside (0, 1), ``--n-boot`` < 0.
+        ValueError: an unknown learned method, ``--train-fraction`` outside (0, 1), ``--n-boot``
+            outside 0..100,000, ``--seed`` / ``--split-seed`` outside [0, 2**32 − 1], a value listed
+            twice.
     """
 
     scores: str = field(metadata=flag("CSV/TSV/parquet with nb201_index, or 'suite_zero[:dataset]'"))
@@ -73,8 +76,14 @@ class CombineOptions:
             raise ValueError(f"--target must be DATASET METRIC, got {list(self.target)}")
         if not 0.0 < self.train_fraction < 1.0:
             raise ValueError(f"--train-fraction must be in (0, 1), got {self.train_fraction!r}")
-        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
-            raise ValueError(f"--n-boot must be an integer >= 0, got {self.n_boot!r}")
+        check_n_boot(self.n_boot)
+        check_seed(self.split_seed, "--split-seed")
+        check_seed(self.seed, "--seed")
+        for name, vals in (("--columns", self.columns), ("--single", self.single), ("--zero-shot", self.zero_shot),
+                           ("--learned", self.learned)):
+            dup = sorted({v for v in vals or () if list(vals).count(v) > 1})
+            if dup:
+                raise ValueError(f"{name} lists {', '.join(dup)} more than once")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_table_path(opts.out)
     if opts.write_scores:
         check_table_path(opts.write_scores, "--write-scores")
+    check_distinct({"--scores": None if is_suite_zero(opts.scores) else opts.scores, "--out": out,
+                    "--write-scores": opts.write_scores})
     data_dir = getattr(args, "data_dir", None)
     bench = RobBench.load(data_dir)
     table = load_scores(opts.scores, bench, data_dir)

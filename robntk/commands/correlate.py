@@ -6,11 +6,12 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robntk.analysis.correlation import DEFAULT_N_BOOT, correlation_table, read_scores, summary
+from robntk.analysis.correlation import DEFAULT_N_BOOT, check_n_boot, correlation_table, read_scores, summary
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
 from robntk.core.figures import tau_heatmap
-from robntk.core.tables import check_table_path, check_writable, write_table
+from robntk.core.registry import check_seed
+from robntk.core.tables import check_distinct, check_figure_path, check_table_path, write_table
 from robntk.data.benchmark import DATASETS, METRICS, RobBench
 
 
@@ -28,7 +29,8 @@ class CorrelateOptions:
         level: CI level in (0, 1). no_baselines: omit the #params / #3x3 baselines.
 
     Raises:
-        ValueError: ``--n-boot`` < 0, ``--level`` outside (0, 1).
+        ValueError: ``--n-boot`` outside 0..100,000, ``--level`` outside (0, 1), ``--seed`` outside
+            [0, 2**32 − 1], a dataset, metric or column listed twice.
     """
 
     scores: str = field(metadata=flag("CSV/TSV/parquet with one row per arch and column nb201_index"))
@@ -46,10 +48,14 @@ class CorrelateOptions:
     no_baselines: bool = field(default=False, metadata=flag("omit the #params / #3x3 baselines"))
 
     def __post_init__(self):
-        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
-            raise ValueError(f"--n-boot must be an integer >= 0, got {self.n_boot!r}")
+        check_n_boot(self.n_boot)
         if not 0.0 < self.level < 1.0:
             raise ValueError(f"--level must be in (0, 1), got {self.level!r}")
+        check_seed(self.seed, "--seed")
+        for name, vals in (("--datasets", self.datasets), ("--metrics", self.metrics), ("--columns", self.columns)):
+            dup = sorted({v for v in vals or () if list(vals).count(v) > 1})
+            if dup:
+                raise ValueError(f"{name} lists {', '.join(dup)} more than once")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     out = check_table_path(opts.out or scores_path.with_name(scores_path.stem + "_correlation.csv"))
     fig = None if opts.no_figure else Path(opts.figure or scores_path.with_name(scores_path.stem + "_tau.png"))
     if fig is not None:
-        check_writable(fig, "--figure")
+        check_figure_path(fig, "--figure")
+    check_distinct({"--scores": scores_path, "--out": out, "--figure": fig})
     scores = read_scores(scores_path)
     bench = RobBench.load(args.data_dir)
     table = correlation_table(scores, bench, datasets=list(opts.datasets), metrics=list(opts.metrics),

@@ -20,6 +20,7 @@ from pathlib import Path
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core import paths
 from robntk.core.config import flag
+from robntk.core.tables import check_writable
 from robntk.data import fetch as fetching
 from robntk.data import sources
 
@@ -123,6 +124,8 @@ def _status(args: argparse.Namespace) -> int:
     """Print one block per entry; exit 1 when a file is corrupt."""
     opts = config_from_args(StatusOptions, args)
     root, how = fetching.resolve_data_dir(opts.data_dir)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"--data-dir {root} is a file, not a directory")
     rows = fetching.status(root, opts.names, verify=opts.verify)
     print(f"data directory: {root} ({how}{'' if root.is_dir() else '; does not exist yet'})")
     for st in rows:
@@ -155,6 +158,7 @@ def _fetch(args: argparse.Namespace) -> int:
     """Fetch; print where the files went and, if other commands would not find them, how to point them there."""
     opts = config_from_args(FetchOptions, args)
     root, how = fetching.resolve_data_dir(opts.data_dir)
+    check_writable(root, "--data-dir", kind="dir")  # before any download
     print(f"data directory: {root} ({how})", flush=True)
     res = fetching.fetch(opts.names, root, mirror=opts.mirror, force=opts.force,
                          keep_downloads=opts.keep_downloads, timeout=float(opts.timeout), retries=opts.retries,

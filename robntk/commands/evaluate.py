@@ -35,7 +35,7 @@ class EvaluateOptions:
         no_progress: hide the progress bars.
 
     Raises:
-        ValueError: ``--limit`` < 1.
+        ValueError: ``--limit`` < 1, ``--out`` not a ``.json`` path.
     """
 
     checkpoint: str = field(metadata=flag("training run directory (robntk train --out)"))
@@ -47,6 +47,8 @@ class EvaluateOptions:
         v = self.limit
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"--limit must be an integer >= 1, got {v}")
+        if not str(self.out).lower().endswith(".json"):
+            raise ValueError(f"--out must end in .json (the metrics record), got {self.out!r}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate; write the record (metrics, configs, timing, warnings) to ``--out``. Returns 0."""
     opts = config_from_args(EvaluateOptions, args)
     cfg = config_from_args(EvalConfig, args)
-    out = check_writable(opts.out, "--out")
+    out = check_writable(opts.out, "--out", kind="file")
     trained = load_trained(opts.checkpoint)
     tcfg = trained[0]
     cfg.resolved(tcfg.num_classes)  # preset checks (e.g. APGD-T needs >= 4 classes) before the data
     x, y = load_split(tcfg.dataset, "test", args.data_dir, opts.limit, seed=0)
+    if opts.limit is not None and opts.limit > len(y):  # load_split takes them all: say so
+        raise ValueError(f"--limit must be at most the {len(y)} evaluation images of {tcfg.dataset}, got {opts.limit}")
     record = evaluate_run(opts.checkpoint, x, y, cfg, progress=not opts.no_progress, trained=trained)
     record["data"] = {"split": "test" if tcfg.dataset != "ImageNet16-120" else "val", "limit": opts.limit,
                       "subset": "class-balanced, numpy default_rng(0)" if opts.limit else "full"}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from robntk.commands._common import check_export_path, check_export_target
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
-from robntk.core.tables import check_table_path, check_writable
+from robntk.core.tables import check_writable
 from robntk.jobs.store import ResultStore, merge_stores
 
 
@@ -49,9 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Merge; exit 1 when rows of the selection are missing (unless ``--allow-missing``)."""
     opts = config_from_args(MergeOptions, args)
-    check_writable(opts.into, "--into")
+    into = check_writable(opts.into, "--into", kind="dir")
     if opts.out:
-        check_table_path(opts.out)
+        check_export_target(check_export_path(opts.out), into, store_flag="--into")
+    for s in opts.stores:
+        if not Path(s).is_dir():
+            raise FileNotFoundError(f"shard store {s} not found" if not Path(s).exists()
+                                    else f"shard store {s} is a file, not a robntk result store directory")
     rep = merge_stores(list(opts.stores), opts.into, rtol=float(opts.rtol))
     msg = (f"merged {rep.n_sources} store(s) into {rep.out}: {rep.n_rows} rows, {rep.n_duplicates} duplicate "
            f"rows dropped, {len(rep.missing)} of the selection missing")

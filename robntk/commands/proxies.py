@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 import jax
 
 from robntk import proxies as P
-from robntk.commands._common import Selection, add_score_flags, add_selection_flags, score_config
+from robntk.commands._common import Selection, add_score_flags, add_selection_flags, check_export_target, score_config
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
-from robntk.core.tables import check_table_path, write_table
+from robntk.core.tables import check_table_path, check_writable, write_table
 from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import SearchSpace
 from robntk.scoring.config import ScoreConfig, load_batch, provenance
@@ -35,6 +35,8 @@ from robntk.scoring.config import ScoreConfig, load_batch, provenance
 DEFAULT_BATCH = 64
 #: The score configuration of the proxies: :class:`ScoreConfig`'s defaults with NASLib's batch.
 DEFAULTS = dataclasses.replace(ScoreConfig(), batch_size=DEFAULT_BATCH)
+#: The ``job`` of the table's sidecar.
+JOB = "proxies"
 #: The :class:`ScoreConfig` fields that define a proxy computation (the NTK fields do not apply).
 CONFIG_FIELDS: tuple[str, ...] = ("dataset", "batch_size", "seed", "C", "N")
 #: The default selection: NAS-Bench-Suite-Zero's NB201 proxies that robntk defines, one
@@ -55,7 +57,8 @@ class ProxiesOptions:
         no_progress: hide the progress bar.
 
     Raises:
-        ValueError: an unknown proxy name (lists the allowed ones), ``--minutes`` < 0.
+        ValueError: an unknown or repeated proxy name (lists the allowed ones), ``--minutes``
+            negative, NaN or infinite.
     """
 
     proxies: tuple[str, ...] = field(default=DEFAULT_PROXIES, metadata=flag(
@@ -68,8 +71,13 @@ class ProxiesOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "proxies", tuple(P.check_proxy_names(self.proxies)))
+        dup = sorted({n for n in self.proxies if self.proxies.count(n) > 1})
+        if dup:
+            raise ValueError(f"--proxies lists {', '.join(dup)} more than once")
         if self.minutes is not None and not self.minutes >= 0:
             raise ValueError(f"--minutes must be a number >= 0 (0: export what is stored), got {self.minutes!r}")
+        if self.minutes is not None and self.minutes == float("inf"):
+            raise ValueError("--minutes must be a finite number >= 0 (leave it out for no limit), got inf")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = score_config(args, DEFAULTS)
     sel = config_from_args(Selection, args)
     out = check_table_path(opts.out)
+    store = check_writable(opts.store or f"{out}.store", "--store", kind="dir")
+    check_export_target(out, store, job=JOB)
     space = SearchSpace.load(args.data_dir)
     indices = sel.indices(space, cfg.seed)
     x, y, digest = load_batch(cfg, args.data_dir)
@@ -96,12 +106,11 @@ def run(args: argparse.Namespace) -> int:
                                            "data_split")}
     config.update(bn_mode="train (batch statistics; synflow BN-free)", proxy_key=f"PRNGKey({cfg.seed + 1})",
                   batch_sha256_16=digest)
-    store = opts.store or f"{out}.store"
     names = list(opts.proxies)
     table = P.proxy_table(names, indices, net, variables, x, y, space, key=jax.random.PRNGKey(cfg.seed + 1),
                           progress=not opts.no_progress, store=store, store_config=config,
                           time_budget_s=None if opts.minutes is None else 60 * opts.minutes)
-    meta = provenance(cfg, digest, {"job": "proxies", "proxies": names, "n_archs": len(table),
+    meta = provenance(cfg, digest, {"job": JOB, "proxies": names, "n_archs": len(table),
                                     "n_selected": len(indices), "store": str(store)})
     meta["config"] = config
     for k in ("config_digest", "bn_mode_note"):

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 
 from robntk.analysis.report import DEFAULT_OP_K, DEFAULT_OVERLAP_K, DEFAULT_SEARCH_K, DEFAULT_TOP, check_k
-from robntk.analysis.report_writer import write_report
+from robntk.analysis.report_writer import DPI_RANGE, check_dpi, write_report
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
 from robntk.core.tables import check_writable
@@ -45,7 +45,8 @@ class ReportOptions:
         no_progress: hide the progress bar.
 
     Raises:
-        ValueError: a k, top or dpi < 1 (names it), an unknown source.
+        ValueError: a k or top < 1, a dpi outside 10..1200 (names it), an unknown source. A k
+            or top above the benchmark's number of architectures is refused by :func:`run`.
     """
 
     out_dir: str = field(metadata=flag("output directory for the PNGs, CSVs and report.json"))
@@ -61,7 +62,8 @@ class ReportOptions:
                                                                               parse=positive_int))
     no_standard: bool = field(default=False, metadata=flag(
         "skip the comparison with standard training (NB201, Jung et al.)"))
-    dpi: int = field(default=150, metadata=flag("PNG resolution", parse=positive_int))
+    dpi: int = field(default=150, metadata=flag(f"PNG resolution ({DPI_RANGE[0]}..{DPI_RANGE[1]})",
+                                                parse=positive_int))
     no_progress: bool = field(default=False, metadata=flag("no progress bar"))
 
     def __post_init__(self):
@@ -72,6 +74,17 @@ class ReportOptions:
         for name in ("overlap_k", "search_k"):
             for k in getattr(self, name):
                 check_k(k, "--" + name.replace("_", "-"))
+        check_dpi(self.dpi, "--dpi")
+
+    def check_sizes(self, n: int) -> None:
+        """Raise ValueError naming the flag when a k or ``--top`` exceeds ``n``, the benchmark's
+        number of architectures."""
+        for name in ("op_k", "top", "overlap_k", "search_k"):
+            v = getattr(self, name)
+            for k in (v if isinstance(v, tuple) else (v,)):
+                if k > n:
+                    raise ValueError(f"--{name.replace('_', '-')} must be at most {n} (the architectures of the "
+                                     f"benchmark), got {k}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
         FileNotFoundError: the benchmark file is missing. ValueError: bad values.
     """
     opts = config_from_args(ReportOptions, args)
-    check_writable(opts.out_dir, "--out-dir")
+    check_writable(opts.out_dir, "--out-dir", kind="dir")
     bench = RobBench.load(args.data_dir, source=opts.source)
+    opts.check_sizes(len(bench.table()))
     man = write_report(bench, opts.out_dir, data_dir=args.data_dir, op_k=opts.op_k, overlap_ks=opts.overlap_k,
                        top=opts.top, search_ks=opts.search_k, references=False if opts.no_standard else None,
                        dpi=opts.dpi, progress=not opts.no_progress)

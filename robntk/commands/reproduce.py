@@ -23,8 +23,15 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robntk.analysis.correlation import DEFAULT_N_BOOT, correlation_table
-from robntk.commands._common import JobOptions, add_engine_flags, add_score_flags, engine_options, score_config
+from robntk.analysis.correlation import DEFAULT_N_BOOT, check_n_boot, correlation_table
+from robntk.commands._common import (
+    JobOptions,
+    add_engine_flags,
+    add_score_flags,
+    check_export_target,
+    engine_options,
+    score_config,
+)
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
 from robntk.core.figures import score_scatter, tau_heatmap
@@ -36,6 +43,8 @@ from robntk.scoring.engine import run_engine
 
 DEFAULT_SAMPLE = 75
 DEFAULT_OUT_DIR = "robntk-reproduce"
+#: The files written into ``--out-dir`` (besides the store ``scores.csv.store`` and the sidecars).
+OUTPUTS: tuple[str, ...] = ("scores.csv", "correlation.csv", "tau_heatmap.png", "scatter.png")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +58,7 @@ class ReproduceOptions:
         no_progress: hide the progress bar.
 
     Raises:
-        ValueError: ``--sample`` < 1 or ``--n-boot`` < 0.
+        ValueError: ``--sample`` < 1, ``--n-boot`` outside 0..100,000.
     """
 
     sample: int = field(default=DEFAULT_SAMPLE, metadata=flag("random representatives to score"))
@@ -62,6 +71,7 @@ class ReproduceOptions:
         for name, v, lo in (("--sample", self.sample, 1), ("--n-boot", self.n_boot, 0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        check_n_boot(self.n_boot)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,13 +87,17 @@ def run(args: argparse.Namespace) -> int:
     cfg = score_config(args)
     job = config_from_args(JobOptions, args)
     engine = engine_options(args)
-    out_dir = check_writable(Path(opts.out_dir), "--out-dir")
+    out_dir = check_writable(Path(opts.out_dir), "--out-dir", kind="dir")
+    out = out_dir / "scores.csv"
+    store = check_writable(job.store_path(out), "--store", kind="dir")
+    check_export_target(out, store, "--out-dir")
+    for name in OUTPUTS[1:]:
+        check_writable(out_dir / name, "--out-dir", kind="file")
     space = SearchSpace.load(args.data_dir)
     bench = RobBench.load(args.data_dir)  # fail early if the benchmark file is missing
     indices = list(space.representatives) if opts.all else sample_indices(space, opts.sample, cfg.seed)
     extra = {"job": "reproduce", "sample": "all" if opts.all else opts.sample, "sample_seed": cfg.seed}
-    out = out_dir / "scores.csv"
-    run_engine(indices, cfg, job.store_path(out), data_dir=args.data_dir, space=space, out=out, options=engine,
+    run_engine(indices, cfg, store, data_dir=args.data_dir, space=space, out=out, options=engine,
                progress=not opts.no_progress, extra_provenance=extra, time_budget_s=job.time_budget)
     scores = read_table(out)
     scores = scores[scores["nb201_index"].isin(indices)]

@@ -23,15 +23,21 @@ from robntk.commands._common import (
     add_engine_flags,
     add_score_flags,
     add_selection_flags,
+    check_export_path,
+    check_export_target,
     engine_options,
     score_config,
 )
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
+from robntk.core.registry import check_seed
 from robntk.core.tables import check_table_path, check_writable, read_table, write_table
 from robntk.nb201.searchspace import SearchSpace
 from robntk.scoring.draws import AGGREGATE_NOTE, aggregate_draws, draw_configs, draw_path
 from robntk.scoring.engine import run_engine
+
+#: Job name of the aggregate table's sidecar (``score`` with several draws).
+DRAWS_JOB = "score (several draws)"
 
 
 def _check_seeds(seeds, name: str) -> None:
@@ -39,6 +45,8 @@ def _check_seeds(seeds, name: str) -> None:
         return
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ValueError(f"{name} must list integers >= 0, got {list(seeds)}")
+    for s in seeds:
+        check_seed(s, name)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"{name} lists a seed twice: {list(seeds)}")
 
@@ -54,7 +62,7 @@ class ScoreOptions:
         no_progress: hide the progress bar.
 
     Raises:
-        ValueError: a negative or repeated seed (names the flag).
+        ValueError: a seed outside [0, 2**32 − 1] or repeated (names the flag).
     """
 
     out: str = field(metadata=flag("output .csv or .parquet (configuration in OUT.json)"))
@@ -85,14 +93,23 @@ def run(args: argparse.Namespace) -> int:
     job = config_from_args(JobOptions, args)
     shard = config_from_args(Shard, args).parsed
     engine = engine_options(args)
-    out = check_table_path(opts.out)
-    store = check_writable(job.store_path(out), "--store")
+    out = check_export_path(opts.out)
+    store = check_writable(job.store_path(out), "--store", kind="dir")
+    draws = draw_configs(cfg, opts.init_seeds, opts.attack_seeds) if opts.init_seeds or opts.attack_seeds else None
+    if draws is None:
+        check_export_target(out, store)
+    else:  # every draw's table and the aggregate, before any work
+        for tag, _ in draws:
+            check_table_path(draw_path(out, tag))
+            check_writable(store / tag, "--store", kind="dir")
+            check_export_target(draw_path(out, tag), store / tag)
+        check_export_target(out, store, job=DRAWS_JOB)
     space = SearchSpace.load(args.data_dir)
     indices = sel.indices(space, cfg.seed)
     kw = dict(data_dir=args.data_dir, space=space, shard=shard, options=engine, progress=not opts.no_progress,
               time_budget_s=job.time_budget)
-    if opts.init_seeds or opts.attack_seeds:
-        return _run_draws(cfg, opts, out, store, indices, kw)
+    if draws is not None:
+        return _run_draws(draws, out, store, indices, kw)
     rep = run_engine(indices, cfg, store, out=out, **kw)
     print(f"engine: {rep.n_scored} scored, {rep.n_skipped} already in {rep.store}, {rep.n_remaining} left "
           f"(time budget), compile {rep.compile_s:.1f} s, {rep.archs_per_s:.3f} archs/s ({rep.implementation}, "
@@ -101,9 +118,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_draws(cfg, opts: ScoreOptions, out: Path, store: Path, indices, kw: dict) -> int:
-    """One engine run per draw (:func:`robntk.scoring.draws.draw_configs`), then their aggregate."""
-    draws = draw_configs(cfg, opts.init_seeds, opts.attack_seeds)
+def _run_draws(draws, out: Path, store: Path, indices, kw: dict) -> int:
+    """One engine run per draw (``draws`` from :func:`robntk.scoring.draws.draw_configs`), then their aggregate."""
     tables, meta = [], []
     for tag, c in draws:
         rep = run_engine(indices, c, store / tag, out=draw_path(out, tag), **kw)
@@ -117,7 +133,7 @@ def _run_draws(cfg, opts: ScoreOptions, out: Path, store: Path, indices, kw: dic
         meta.append({"tag": tag, "seed": c.seed, "attack_seed": c.attack_key_seed, "table": str(rep.out),
                      "config": c.as_dict(), "compile_s": rep.compile_s, "run_s": rep.run_s})
     agg = aggregate_draws(tables)
-    write_table(agg, out, {"job": "score (several draws)", "draws": meta, "aggregate": AGGREGATE_NOTE,
+    write_table(agg, out, {"job": DRAWS_JOB, "store": str(store), "draws": meta, "aggregate": AGGREGATE_NOTE,
                            "cost": "one compile and one full engine run per draw"})
     print(f"wrote {out} (aggregate of {len(draws)} draws, {len(agg)} archs)")
     return 0

@@ -38,6 +38,9 @@ from robntk.core.paths import atomic_save
 from robntk.core.tables import check_writable, write_json, write_table
 from robntk.data.benchmark import RobBench
 
+#: The files written into ``--out`` (``curves.png`` last: skipped with ``--no-figure``).
+OUTPUTS: tuple[str, ...] = ("curves.csv", "reach.csv", "queried.npz", "config.json", "curves.png")
+
 
 @dataclass(frozen=True, kw_only=True)
 class SearchOptions:
@@ -52,7 +55,8 @@ class SearchOptions:
         out: output directory. no_figure: skip ``curves.png``. no_progress: hide progress bars.
 
     Raises:
-        ValueError: an unknown method, or a threshold outside [0, 1].
+        ValueError: an unknown method, a threshold outside [0, 1] (NaN included), a value listed
+            twice.
     """
 
     methods: tuple[str, ...] = field(default=S.METHODS, metadata=flag("search methods", choices=S.METHODS))
@@ -74,6 +78,11 @@ class SearchOptions:
         for t in self.threshold:
             if not 0.0 <= t <= 1.0:
                 raise ValueError(f"--threshold values must be accuracies in [0, 1], got {t!r}")
+        for name, vals in (("--methods", self.methods), ("--criteria", self.criteria), ("--score", self.score_specs),
+                           ("--threshold", self.threshold)):
+            dup = sorted({v for v in vals if list(vals).count(v) > 1}, key=str)
+            if dup:
+                raise ValueError(f"{name} lists {', '.join(map(str, dup))} more than once")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     opts = config_from_args(SearchOptions, args)
     cfg = config_from_args(S.SearchConfig, args)
     data_dir = getattr(args, "data_dir", None)
-    out = check_writable(Path(opts.out), "--out")
+    out = check_writable(Path(opts.out), "--out", kind="dir")
+    for name in OUTPUTS[:-1] if opts.no_figure else OUTPUTS:
+        check_writable(out / name, "--out", kind="file")
     bench = RobBench.load(data_dir)
     land = S.Landscape(bench, cfg.dataset)
     for c in opts.criteria:

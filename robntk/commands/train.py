@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
+from robntk.core.tables import check_writable
 from robntk.data.datasets import load_split
 from robntk.nb201.network import to_ops
 from robntk.nb201.searchspace import SearchSpace, format_arch_str
@@ -81,9 +82,14 @@ def run(args: argparse.Namespace) -> int:
     opts = config_from_args(TrainOptions, args)
     arch, idx = resolve_arch(opts.arch, args.data_dir)
     cfg = config_from_args(TrainConfig, args, arch=arch, arch_index=idx)
+    check_writable(opts.out, "--out", kind="dir")
+    check_writable(rundir.checkpoint_dir(opts.out), "checkpoint directory of --out", kind="dir")
     out = rundir.check_run_dir(opts.out, "--out")
     rundir.check_config(out, cfg.to_dict())
     x, y = load_split(cfg.dataset, "train", args.data_dir, cfg.train_limit, seed=0)
+    if cfg.train_limit is not None and cfg.train_limit > len(y):  # load_split takes them all: say so
+        raise ValueError(f"--train-limit must be at most the {len(y)} training images of {cfg.dataset}, "
+                         f"got {cfg.train_limit}")
     try:
         summary = train(cfg, x, y, out, progress=not opts.no_progress, stop_after_epochs=opts.stop_after_epochs)
     except NonFiniteLossError as exc:

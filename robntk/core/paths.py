@@ -97,7 +97,7 @@ def data_file(relpath: str, data_dir_: str | os.PathLike | None = None) -> Path:
         src = SOURCES.get(relpath, "the robntk reference data bundle")
         raise FileNotFoundError(
             f"robntk data file not found: {path} (data directory {root}, {how}). "
-            f"Obtain it from {src}, or point --data-dir / ${DATA_ENV} at a directory that holds "
+            f"Obtain it from {src} (`robntk data fetch {relpath} --data-dir {root}` fetches it), or point --data-dir / ${DATA_ENV} at a directory that holds "
             f"'{relpath}'."
         )
     return path
@@ -110,25 +110,45 @@ def _umask_mode() -> int:
 
 
 @contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an OSError of creating or renaming the temporary file as the same OSError type
+    with a one-line message naming ``path`` — the user's file, not the temporary one."""
+    try:
+        yield
+    except OSError as exc:
+        msg = f"cannot write {path}: {exc.strerror or exc}"
+        try:
+            new = type(exc)(msg)
+        except Exception:  # an OSError subclass with another signature
+            new = OSError(msg)
+        new.errno = exc.errno
+        raise new from None
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
     """Open a temporary file next to ``path`` and rename it over ``path`` on success.
 
     A crash or kill before the block ends leaves ``path`` untouched (no half-written file).
+    Failing to create the temporary file or to rename it over ``path`` (e.g. ``path`` is a
+    directory, or its directory is not writable) raises an OSError whose message names ``path``.
 
     Args:
         path: final destination.
         mode: ``"w"`` (text) or ``"wb"`` (binary).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; give the file ordinary permissions
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with _naming(path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -142,15 +162,20 @@ def atomic_save(path: str | os.PathLike, writer) -> Path:
         path: final destination; its suffix is kept on the temporary name so that writers which
             dispatch on the extension (pandas, matplotlib) behave.
         writer: callable taking the temporary path.
+
+    Raises:
+        OSError: as :func:`atomic_write` (naming ``path``); whatever ``writer`` raises.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     os.chmod(tmp, _umask_mode())
     try:
         writer(tmp)
-        os.replace(tmp, path)
+        with _naming(path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

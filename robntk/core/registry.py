@@ -17,6 +17,7 @@ rejects a bare ``8`` with a "did you mean 8/255?" hint; column and metric names 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -74,6 +75,32 @@ def check_bn_mode(bn_mode: str, what: str = "bn_mode") -> str:
     if bn_mode not in BN_MODES:
         raise ValueError(f"{what} must be one of {', '.join(BN_MODES)}, got {bn_mode!r}")
     return bn_mode
+
+
+# --------------------------------------------------------------------------- seeds
+#: Largest seed any robntk command takes: 2**32 − 1. Without ``jax_enable_x64``,
+#: ``jax.random.PRNGKey(s)`` keeps only the low 32 bits of ``s``, so ``PRNGKey(2**40)`` is
+#: ``PRNGKey(0)``: a larger seed would silently give the weights of a smaller one.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """``value`` as an int if it is an integer in [0, :data:`MAX_SEED`].
+
+    Args:
+        value: the seed. name: the flag or field named in the error (e.g. ``'--seed'``).
+
+    Raises:
+        ValueError: not an integer, negative, or > 2**32 − 1 (names ``name`` and the range).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer in [0, 2**32 - 1 = {MAX_SEED}], got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r} (allowed: 0 to 2**32 - 1 = {MAX_SEED})")
+    if value > MAX_SEED:
+        raise ValueError(f"{name} must be an integer <= 2**32 - 1 = {MAX_SEED} (seeds are 32-bit: jax.random.PRNGKey "
+                         f"keeps the low 32 bits, so a larger seed would alias a smaller one), got {value!r}")
+    return int(value)
 
 
 def parse_eps(value: str | float) -> float:

@@ -11,8 +11,10 @@ written in one format everywhere: the shortest decimal that reads back to the sa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,41 +33,111 @@ def sidecar_path(out: str | os.PathLike) -> Path:
 
 
 def check_table_path(out: str | os.PathLike, what: str = "--out") -> Path:
-    """Validate a table path's suffix and that its directory is writable (before any work).
+    """Validate a table path's suffix and that it can be written (before any work).
 
     Raises:
         ValueError: unsupported suffix (lists :data:`SUFFIXES`).
-        PermissionError: the target directory (or its nearest existing parent) is not writable,
-            or the target exists and is not writable (message names the path).
+        IsADirectoryError: ``out`` is an existing directory.
+        PermissionError: the target directory (or its nearest existing parent) cannot be
+            written, or is a file (message names the path).
     """
     out = Path(out)
     if out.suffix.lower() not in SUFFIXES:
         raise ValueError(f"{what} must end in {', '.join(SUFFIXES)}, got {str(out)!r}")
-    check_writable(out, what)
+    check_writable(out, what, kind="file")
     return out
 
 
-def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
-    """Raise PermissionError (naming ``path``) unless ``path`` can be created or overwritten.
+#: Values of :func:`check_writable`'s ``kind``.
+KINDS: tuple[str | None, ...] = (None, "file", "dir")
 
-    Checks the nearest existing ancestor directory for write access (so that a path whose
-    directories do not exist yet passes when they can be created).
+
+def check_writable(path: str | os.PathLike, what: str = "output", kind: str | None = None) -> Path:
+    """Raise an OSError naming ``path`` (and ``what``, e.g. the flag) unless ``path`` can be
+    created or overwritten — checked before any work starts.
+
+    The nearest existing directory (``path`` itself when it is a directory, else its nearest
+    existing ancestor) must accept a new file: a hidden probe file is created there and removed
+    at once, which also catches read-only file systems and paths a superuser cannot write
+    (``os.access`` answers yes to root everywhere). Directories that do not exist yet pass when
+    they can be created.
+
+    Args:
+        path: the output. what: its name in messages (``'--out'``).
+        kind: ``'file'`` (an existing directory at ``path`` is refused), ``'dir'`` (an existing
+            file is refused) or None (either).
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        IsADirectoryError / NotADirectoryError: ``path`` exists as the other kind.
+        PermissionError: the directory cannot be written, an ancestor is a file, or an existing
+            ``path`` is not writable.
+        ValueError: an unknown ``kind``.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     path = Path(path)
-    if path.exists() and path.is_dir() and what != "directory":
-        if not os.access(path, os.W_OK):
-            raise PermissionError(f"{what} {path} is not writable")
+    if path.is_dir():
+        if kind == "file":
+            raise IsADirectoryError(f"{what} {path} is a directory; give a file path")
+        _probe_dir(path, f"{what} {path} is not writable")
         return path
-    if path.exists() and not os.access(path, os.W_OK):
-        raise PermissionError(f"{what} {path} exists and is not writable")
+    if path.exists() or path.is_symlink():
+        if kind == "dir":
+            raise NotADirectoryError(f"{what} {path} is a file, not a directory")
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"{what} {path} exists and is not writable")
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
         raise PermissionError(f"cannot write {what} {path}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write {what} {path}: directory {parent} is not writable")
+    _probe_dir(parent, f"cannot write {what} {path}: directory {parent} is not writable")
     return path
+
+
+def _probe_dir(directory: Path, message: str) -> None:
+    """Create and remove a hidden file in ``directory``; PermissionError(``message``) if that fails."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".robntk-write-check.", dir=directory)
+    except OSError as exc:
+        raise PermissionError(f"{message} ({exc.strerror or exc})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def check_distinct(paths: Mapping[str, str | os.PathLike | None]) -> None:
+    """Raise ValueError when two of the named paths (flag → path; None entries skipped) are the
+    same file, e.g. an output that would overwrite an input (``--out`` = ``--scores``)."""
+    seen: dict[Path, str] = {}
+    for name, p in paths.items():
+        if p is None:
+            continue
+        key = Path(p).resolve()  # non-strict: symlinks of the existing part resolved
+        if key in seen:
+            raise ValueError(f"{name} and {seen[key]} are the same file ({p}); give {name} another path")
+        seen[key] = name
+
+
+#: Figure formats by suffix (those matplotlib's Agg, PDF, PS and SVG backends write).
+FIGURE_SUFFIXES: tuple[str, ...] = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp",
+                                    ".eps", ".ps")
+
+
+def check_figure_path(path: str | os.PathLike, what: str = "--figure") -> Path:
+    """Validate a figure path's suffix (:data:`FIGURE_SUFFIXES`) and that it can be written.
+
+    Raises:
+        ValueError: unsupported suffix. IsADirectoryError / PermissionError: as
+            :func:`check_writable` with ``kind='file'``.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ValueError(f"{what} must end in {', '.join(FIGURE_SUFFIXES)}, got {str(path)!r}")
+    return check_writable(path, what, kind="file")
 
 
 def _plain(v: Any) -> Any:

@@ -549,9 +549,16 @@ def load_nb201_accuracy(data_dir: str | os.PathLike | None = None) -> pd.DataFra
     }
     try:
         df = pd.read_csv(path)
-        out = df[list(src)].astype(np.float64).rename(columns=src) / 100.0
-    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"corrupt NB201 accuracy file {path}: {type(exc).__name__}: {exc}") from None
+    missing = [c for c in src if c not in df.columns]
+    if missing:
+        raise ValueError(f"corrupt NB201 accuracy file {path}: missing columns {missing}; columns are "
+                         f"{list(df.columns)[:10]}")
+    try:
+        out = df[list(src)].astype(np.float64).rename(columns=src) / 100.0
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"corrupt NB201 accuracy file {path}: non-numeric accuracies ({exc})") from None
     if len(out) != NUM_ARCHS:
         raise ValueError(f"corrupt NB201 accuracy file {path}: {len(out)} rows, expected {NUM_ARCHS}")
     out.index = pd.RangeIndex(NUM_ARCHS, name="nb201_index")

@@ -90,14 +90,17 @@ def load_suite_zero(dataset: str = "cifar10", data_dir: str | os.PathLike | None
     need = ["dataset", "nb201_index", "nb201_representative", "arch_str", *PROXIES]
     try:
         raw = pd.read_csv(path)
-        missing = [c for c in need if c not in raw.columns]
-        if missing:
-            raise KeyError(f"missing columns {missing}")
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"corrupt NAS-Bench-Suite-Zero file {path}: {type(exc).__name__}: {exc}") from None
+    missing = [c for c in need if c not in raw.columns]
+    if missing:
+        raise ValueError(f"corrupt NAS-Bench-Suite-Zero file {path}: missing columns {missing}")
+    try:
         df = raw[raw["dataset"] == dataset].reset_index(drop=True)
         cells = df["nb201_index"].to_numpy(np.int64)
         reps = df["nb201_representative"].to_numpy(np.int64)
         vals = df[list(PROXIES)].astype(np.float64)
-    except (KeyError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:
         raise ValueError(f"corrupt NAS-Bench-Suite-Zero file {path}: {type(exc).__name__}: {exc}") from None
     if len(df) != N_CELLS or len(np.unique(cells)) != N_CELLS:
         raise ValueError(f"corrupt NAS-Bench-Suite-Zero file {path}: {len(df)} rows for {dataset} "

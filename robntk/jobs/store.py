@@ -18,7 +18,11 @@ Guarantees:
 * The header's ``store_key`` hashes everything that determines a score (the
   :class:`robntk.scoring.config.ScoreConfig` digest, the input batch's hash and the parameter
   definition, e.g. supernet init). Opening or merging stores with different keys raises
-  :class:`StoreMismatchError`; a directory without a valid header raises :class:`StoreError`.
+  :class:`StoreMismatchError`, whose message names the parts that differ (config digest and
+  config fields, batch hash, parameter definition); a directory without a valid header raises
+  :class:`StoreError`.
+* Creating a store is atomic (a hidden temporary sibling directory renamed into place), so
+  concurrent writers never see a store directory without its header.
 
 Floats are stored with Python's ``repr`` (round-trip exact); ±inf/NaN as JSON ``Infinity``/``NaN``
 (Python's json dialect), so values read back are bit-identical to the values written.
@@ -26,10 +30,14 @@ Floats are stored with Python's ``repr`` (round-trip exact); ±inf/NaN as JSON `
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +152,11 @@ class ResultStore:
              create: bool = True, rtol: float = 0.0) -> "ResultStore":
         """Open a store, creating it (with ``header``) if it does not exist.
 
+        Creation is atomic: the store is built in a hidden temporary sibling directory and renamed
+        into place, so another process never sees a store directory without its header; when two
+        processes create the same store at once, one rename wins and the other opens the winner's
+        store (checking its key). An empty directory at ``path`` is replaced by the new store.
+
         Args:
             path: store directory.
             store_key: the key the caller's configuration hashes to; an existing store with a
@@ -156,30 +169,30 @@ class ResultStore:
         Raises:
             StoreError: the directory exists but is not a store (no/invalid header), or is
                 missing and ``create`` is False or no ``store_key`` was given.
-            StoreMismatchError: key mismatch.
+            StoreMismatchError: key mismatch; the message names the parts of the key that differ
+                (:func:`mismatch_message`).
         """
         path = Path(path)
-        hp = path / HEADER
-        if hp.is_file():
-            h = read_header(path)
-            if store_key is not None and h["store_key"] != store_key:
-                raise StoreMismatchError(
-                    f"store {path} was written with a different configuration (store key {h['store_key']} != "
-                    f"{store_key}; its config: {json.dumps(h.get('config'), sort_keys=True)}); use another "
-                    "store directory or the same configuration")
-            return cls(path, h, rtol)
-        if path.exists() and (not path.is_dir() or any(p.name != ROWS_DIR for p in path.iterdir())):
-            raise StoreError(f"{path} exists but is not a robntk result store (no {HEADER}); refusing to write into it")
-        if path.exists() and (path / ROWS_DIR).is_dir() and any((path / ROWS_DIR).iterdir()):
-            raise StoreError(f"{path} has row files but no {HEADER}: corrupt store; restore the header or start anew")
-        if not create or store_key is None:
-            raise StoreError(f"no robntk result store at {path}")
-        h = {"format": FORMAT, "version": VERSION, "store_key": store_key, "created": time.time(),
-             **dict(header or {})}
-        (path / ROWS_DIR).mkdir(parents=True, exist_ok=True)
-        with atomic_write(hp) as fh:
-            fh.write(_dump_header(h))
-        return cls(path, h, rtol)
+        for _ in range(_CREATE_TRIES):
+            if (path / HEADER).is_file():
+                h = read_header(path)
+                if store_key is not None and h["store_key"] != store_key:
+                    raise StoreMismatchError(mismatch_message(path, h, store_key, header))
+                return cls(path, h, rtol)
+            if path.exists() and not path.is_dir():
+                raise StoreError(f"{path} is a file, not a robntk result store; refusing to write into it")
+            if path.exists() and any(p.name != ROWS_DIR for p in path.iterdir()):
+                raise StoreError(f"{path} exists but is not a robntk result store (no {HEADER}); refusing to write into it")
+            if path.exists() and (path / ROWS_DIR).is_dir() and any((path / ROWS_DIR).iterdir()):
+                raise StoreError(f"{path} has row files but no {HEADER}: corrupt store; restore the header or start anew")
+            if not create or store_key is None:
+                raise StoreError(f"no robntk result store at {path}")
+            h = {"format": FORMAT, "version": VERSION, "store_key": store_key, "created": time.time(),
+                 **dict(header or {})}
+            if _create(path, h):
+                return cls(path, h, rtol)
+            # another process put its store in place first: open that one (its key is checked)
+        raise StoreError(f"could not create the result store {path}: it kept changing while being created")
 
     # ------------------------------------------------------------------ write
     def append(self, rows: Sequence[Mapping[str, Any]]) -> Path | None:
@@ -312,6 +325,97 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     return h
 
 
+#: How often :meth:`ResultStore.open` retries after losing a creation race.
+_CREATE_TRIES = 5
+
+
+def _create(path: Path, h: Mapping[str, Any]) -> bool:
+    """Create the store ``path`` with header ``h`` atomically: build it in a hidden temporary
+    sibling directory, then rename that into place. Returns False when another process's store
+    (or any non-empty directory) took ``path`` first.
+
+    Raises:
+        OSError: the parent directory cannot be written (message names ``path``).
+    """
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating.", dir=parent))
+    except OSError as exc:
+        raise type(exc)(f"cannot create result store {path}: {exc.strerror or exc}") from None
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; give the store ordinary permissions
+        (tmp / ROWS_DIR).mkdir()
+        with atomic_write(tmp / HEADER) as fh:
+            fh.write(_dump_header(h))
+        if path.is_dir() and not (path / HEADER).is_file():
+            with contextlib.suppress(OSError):  # an empty rows/ (made by an older robntk): rmdir only if empty
+                (path / ROWS_DIR).rmdir()
+        try:
+            os.rename(tmp, path)  # atomic; replaces an empty directory, fails on a non-empty one
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) or (path / HEADER).is_file():
+                return False
+            raise type(exc)(f"cannot create result store {path}: {exc.strerror or exc}") from None
+        return True
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: Header fields that are parts of a store key, with the names used in mismatch messages.
+KEY_PARTS: dict[str, str] = {
+    "config_digest": "config digest",
+    "batch_sha256_16": "batch hash",
+    "batch": "batch hash",
+    "param_definition": "parameter definition",
+    "params": "parameter definition",
+}
+
+
+def _short(v: Any, width: int = 80) -> str:
+    text = "absent" if v is _ABSENT else json.dumps(v, sort_keys=True, default=str)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+_ABSENT = object()
+
+
+def key_differences(stored: Mapping[str, Any], new: Mapping[str, Any],
+                    names: tuple[str, str] = ("stored", "now")) -> list[str]:
+    """The parts of two store headers that differ, as ``'<part>: stored X, now Y'`` (``names``
+    label the two sides): the key parts of :data:`KEY_PARTS` (config digest, batch hash,
+    parameter definition), then every field of ``config`` (a config's batch hash is named as
+    such). Parts present in neither header are not compared."""
+    out = []
+    for k, label in KEY_PARTS.items():
+        a, b = stored.get(k, _ABSENT), new.get(k, _ABSENT)
+        if (a is not _ABSENT or b is not _ABSENT) and a != b:
+            out.append(f"{label} ({k}): {names[0]} {_short(a)}, {names[1]} {_short(b)}")
+    a, b = stored.get("config"), new.get("config")
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for k in sorted(set(a) | set(b)):
+            u, v = a.get(k, _ABSENT), b.get(k, _ABSENT)
+            if u != v:
+                label = f"{KEY_PARTS[k]} (config.{k})" if k in KEY_PARTS else f"config.{k}"
+                out.append(f"{label}: {names[0]} {_short(u)}, {names[1]} {_short(v)}")
+    return out
+
+
+def mismatch_message(path: Path, stored: Mapping[str, Any], store_key: str,
+                     header: Mapping[str, Any] | None) -> str:
+    """The message of :class:`StoreMismatchError` when ``path`` (header ``stored``) holds another
+    key than ``store_key``: which parts differ (:func:`key_differences` against the caller's
+    ``header``), else the stored configuration."""
+    diffs = key_differences(stored, header) if header else []
+    what = ("; ".join(diffs) if diffs
+            else f"its config: {json.dumps(stored.get('config'), sort_keys=True, default=str)}")
+    return (f"store {path} was written with a different configuration: {what} (store key {stored['store_key']} "
+            f"!= {store_key}); use another store directory, or the same configuration to resume")
+
+
 @dataclass
 class MergeReport:
     """Summary of :func:`merge_stores`.
@@ -348,11 +452,12 @@ def merge_stores(sources: Sequence[str | os.PathLike], out: str | os.PathLike, r
     key = stores[0].header["store_key"]
     for st in stores[1:]:
         if st.header["store_key"] != key:
+            diffs = key_differences(stores[0].header, st.header, names=(str(stores[0].path), str(st.path)))
+            what = ("; ".join(diffs) if diffs else f"{json.dumps(st.header.get('config'), sort_keys=True)} vs "
+                                                   f"{json.dumps(stores[0].header.get('config'), sort_keys=True)}")
             raise StoreMismatchError(
                 f"cannot merge {st.path} (store key {st.header['store_key']}) with {stores[0].path} "
-                f"(store key {key}): they were scored with different configurations "
-                f"({json.dumps(st.header.get('config'), sort_keys=True)} vs "
-                f"{json.dumps(stores[0].header.get('config'), sort_keys=True)})")
+                f"(store key {key}): they were scored with different configurations ({what})")
     rep = ReadReport()
     for st in stores:
         st.read(rep)

@@ -1,7 +1,7 @@
 """Robustness evaluation as NAS-RobBench-201 reports it, plus AutoAttack-style extras.
 
-Metrics (fractions in [0, 1], BN in eval mode, the benchmark's key names; §3 of
-``docs/nasrobbench201.md``, official ``main.py``):
+Metrics (fractions in [0, 1], BN in eval mode, the benchmark's key names, as the reference code
+github.com/TT2408/nasrobbench201 ``main.py`` computes them):
 
 ===============================  ==============================================================
 ``val_acc``                      clean accuracy
@@ -35,8 +35,9 @@ Every example draws its randomness from ``fold_in(key(attack, radius, stage), ex
 still being attacked; consequently the ensemble is never above any of its members, exactly.
 Batches are padded to a fixed size (power-of-two buckets below ``batch_size``) so each attack
 compiles once per bucket. Iterative attacks are driven from Python over jitted single steps
-(:func:`robntk.attacks.run_attack` with ``loop='host'``; XLA:CPU runs ops inside while loops
-~13× slower than unrolled, and long loops cannot be unrolled).
+(:func:`robntk.attacks.run_attack` with ``loop='host'``: XLA:CPU runs ops inside while loops
+several times slower than unrolled, ``benchmarks/RESULTS.md`` §5, and long loops cannot be
+unrolled).
 
 Metric names are :func:`robntk.core.registry.metric_name`'s; every ε is in [0, 1] pixel units
 (``robntk evaluate --eps 3/255 8/255``, :mod:`robntk.commands.evaluate`). Every attack is an
@@ -236,8 +237,8 @@ class RobustnessEvaluator:
     #
     # Every attack is an IterativeAttack (robntk.attacks), its init / step / finish jitted once
     # per batch size, and run_attack drives the iterations from the host (loop='host'): on
-    # XLA:CPU, ops inside a while loop run ~13x slower than the same ops unrolled (measured on
-    # TinyNetwork), and unrolling 20-5000 iterations would make compilation explode. The dispatch
+    # XLA:CPU, ops inside a while loop run several times slower than the same ops unrolled
+    # (benchmarks/RESULTS.md §5), and unrolling 20-5000 iterations would make compilation explode. The dispatch
     # overhead per iteration is negligible on CPU and GPU.
 
     def _make(self, kind: str, rank=None) -> attacks.IterativeAttack:
