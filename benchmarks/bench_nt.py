@@ -4,22 +4,33 @@ Runs in the SEPARATE neural-tangents environment (``benchmarks/NT_ENV.md``: NT 0
 jax/jaxlib 0.4.23), so it must not import robntk (which needs jax>=0.10). Its inputs come from
 ``benchmarks/export_nt_inputs.py`` (main environment): the dedicated TinyNetwork's weights of
 arch 2581 (``TinyNetwork(16, 5).init(PRNGKey(0))`` → ``extract``), the fixed CIFAR-10 batch, and
-robntk's reference kernels (:func:`robntk.ntk.layerwise.empirical_ntk`, eval-mode BN, float32).
+robntk's reference kernels (:func:`robntk.ntk.layerwise.empirical_ntk`, eval-mode BN, float32) and
+robntk's kernels from THE SAME CALL, ``robntk.ntk.empirical_ntk_fn(g, **CALLS[mode], vmap_axes=0,
+implementation=impl)(inputs, None, params)`` with the same ``g`` (:func:`make_call`, imported by the
+export script) — robntk's entry point has neural-tangents' signature and semantics, so the two
+kernels are compared as they are, without rescaling.
 
 The network is re-implemented here in plain ``jax.lax`` as ``f(params, x)`` (NHWC, normalisation
 inside, eval-mode BN with the exported running statistics closed over as constants; the same op
 semantics as ``robntk/network.py``); its logits are checked against robntk's.
 
-Timed: ``nt.empirical_ntk_fn(g, trace_axes=..., vmap_axes=0, implementation=impl)`` for
+Timed: ``nt.empirical_ntk_fn(g, **CALLS[mode], vmap_axes=0, implementation=impl)`` for
 impl ∈ {1 JACOBIAN_CONTRACTION, 2 NTK_VECTOR_PRODUCTS, 3 STRUCTURED_DERIVATIVES} and the modes
+(:data:`CALLS`, :func:`make_call`)
 
 * ``sum``: ``g = Σ_o f(params, x)[:, o]`` (B,), ``trace_axes=()``;
 * ``label``: ``g = f(params, x)[:, y]`` (one-hot product; x is passed as the pytree (x, onehot),
   both batched on axis 0), ``trace_axes=()``;
-* ``trace``: ``g = f``, ``trace_axes=(-1,)``. NT normalises a traced axis by its size (it
-  returns the MEAN over logits), robntk's ``trace`` is the SUM: NT's kernel is multiplied by O
-  before the comparison (the timed call is NT's own);
-* ``full``: ``g = f``, ``trace_axes=()`` → (B, B, O, O).
+* ``trace``: ``g = f``, ``trace_axes=(-1,)`` → (B, B), the MEAN over logits (NT and
+  ``robntk.ntk.empirical_ntk_fn``); robntk's legacy ``output_mode='trace'`` reference is the SUM,
+  so for ``max_rel_diff_vs_robntk`` alone NT's kernel is multiplied by O;
+* ``full``: ``g = f``, ``trace_axes=()`` → (B, B, O, O);
+* ``diag``: ``g = f``, ``trace_axes=(-1,)``, ``diagonal_axes=(0,)`` → (B,), the per-example NTK.
+
+Two comparisons per record: ``max_rel_diff_vs_robntk_same_call`` against robntk's kernel of the
+same call (npz key ``robntk/<mode>/<B>/<impl>``; for impl 3 robntk's structured path, the per-layer
+NTK, runs on its own NetworkFn of the same weights, so only ``trace``/``full``/``diag``, where
+``g = f``) and ``max_rel_diff_vs_robntk`` against the legacy layerwise reference (``ref/<mode>/<B>``).
 
 Timing as in ``bench_ntk.py``: ``jax.jit(...).lower(...).compile()`` timed as ``compile_s``
 (``lower_s`` / ``xla_compile_s`` split also recorded), one untimed warm-up call, then ``--reps``
@@ -54,6 +65,14 @@ import types
 import numpy as np
 
 IMPLS = {1: "JACOBIAN_CONTRACTION", 2: "NTK_VECTOR_PRODUCTS", 3: "STRUCTURED_DERIVATIVES"}
+#: The ``empirical_ntk_fn`` arguments of each mode (with ``vmap_axes=0``), shared by both libraries.
+CALLS = {
+    "sum": {"trace_axes": (), "diagonal_axes": ()},
+    "label": {"trace_axes": (), "diagonal_axes": ()},
+    "trace": {"trace_axes": (-1,), "diagonal_axes": ()},
+    "full": {"trace_axes": (), "diagonal_axes": ()},
+    "diag": {"trace_axes": (-1,), "diagonal_axes": (0,)},
+}
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # robntk.nb201.searchspace.EDGES
 BN_EPS = 1e-5
 
@@ -75,9 +94,14 @@ def import_nt():
 
 # --------------------------------------------------------------------------- network in jax.lax
 def load_inputs(path):
-    d = np.load(path)
+    """(npz, params, stats) of the ``.npz`` written by ``export_nt_inputs.py``."""
+    return load_inputs_from(np.load(path))
+
+
+def load_inputs_from(d):
+    """(d, params, stats): the nested ``param/...`` and ``stat/...`` trees of a mapping of arrays."""
     params, stats = {}, {}
-    for k in d.files:
+    for k in d.keys():
         for prefix, tree in (("param/", params), ("stat/", stats)):
             if k.startswith(prefix):
                 node = tree
@@ -163,6 +187,37 @@ def build_f(ops, C, N, mean, std, stats):
     return f
 
 
+def make_call(mode, f, x, y, num_classes):
+    """``(g, inputs, kwargs)`` of mode ``mode``: the function, the ``x1`` argument and the
+    ``empirical_ntk_fn`` keyword arguments, identical for neural-tangents and robntk
+    (``ntk_fn = empirical_ntk_fn(g, **kwargs, implementation=impl)``; ``ntk_fn(inputs, None, params)``).
+
+    Args:
+        mode: a key of :data:`CALLS`. f: ``f(params, x) -> (B, O)`` logits. x: (B, H, W, 3)
+            images. y: int (B,) labels (used by ``label``). num_classes: O.
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    if mode not in CALLS:
+        raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(CALLS)}")
+    kwargs = dict(CALLS[mode], vmap_axes=0)
+    if mode == "sum":
+        return (lambda p, xx: jnp.sum(f(p, xx), axis=-1)), x, kwargs
+    if mode == "label":
+        onehot = jax.nn.one_hot(jnp.asarray(y), num_classes, dtype=x.dtype)
+        return (lambda p, xy: jnp.sum(f(p, xy[0]) * xy[1], axis=-1)), (x, onehot), kwargs
+    return f, x, kwargs
+
+
+def same_call_key(mode, B, impl) -> str:
+    """npz key of robntk's kernel of the same call (written by ``export_nt_inputs.py``)."""
+    return f"robntk/{mode}/{B}/{impl}"
+
+
 # --------------------------------------------------------------------------- timing
 def timed_compile_and_run(fn, args, reps):
     import jax
@@ -212,30 +267,32 @@ def run_case(a) -> dict:
         rec.update(t)
         return rec
     rec.update(implementation=IMPLS[a.impl], implementation_id=a.impl)
-    if mode == "sum":
-        g, trace_axes, inp = (lambda p, xx: jnp.sum(f(p, xx), axis=-1)), (), x
-    elif mode == "label":
-        onehot = jax.nn.one_hot(jnp.asarray(d["y"][:B]), O, dtype=x.dtype)
-        g, trace_axes, inp = (lambda p, xy: jnp.sum(f(p, xy[0]) * xy[1], axis=-1)), (), (x, onehot)
-    elif mode == "trace":
-        g, trace_axes, inp = f, (-1,), x
-    elif mode == "full":
-        g, trace_axes, inp = f, (), x
-    else:
-        raise ValueError(mode)
-    kfn = nt.empirical_ntk_fn(g, trace_axes=trace_axes, vmap_axes=0, implementation=a.impl)
+    g, inp, kwargs = make_call(mode, f, x, d["y"][:B], O)
+    rec["call"] = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    kfn = nt.empirical_ntk_fn(g, **kwargs, implementation=a.impl)
     K, t = timed_compile_and_run(lambda p, xx: kfn(xx, None, p), (params, inp), a.reps)
     rec.update(t)
     rec["shape"] = list(K.shape)
     K = np.asarray(K, np.float64)
-    if mode == "trace":
-        K = K * O  # NT returns the mean over the traced logit axis; robntk the sum
-        rec["scaled_by_O_for_comparison"] = O
-    ref = np.asarray(d[f"ref/{mode}/{B}"], np.float64)
-    if K.shape != ref.shape:
-        rec["error"] = f"shape {K.shape} != reference {ref.shape}"
-    else:
-        rec["max_rel_diff_vs_robntk"] = float(np.max(np.abs(K - ref)) / np.max(np.abs(ref)))
+    key = same_call_key(mode, B, a.impl)
+    if key in d.files:  # robntk.ntk.empirical_ntk_fn, same call: compared as is
+        rk = np.asarray(d[key], np.float64)
+        rec["robntk_same_call"] = str(d[key + "/what"])
+        if K.shape != rk.shape:
+            rec["error"] = f"shape {K.shape} != robntk same-call shape {rk.shape}"
+        else:
+            rec["max_rel_diff_vs_robntk_same_call"] = float(np.max(np.abs(K - rk)) / np.max(np.abs(rk)))
+        if key + "/time" in d.files:
+            rec["robntk_compile_s"], rec["robntk_run_s"] = (float(v) for v in d[key + "/time"])
+    if f"ref/{mode}/{B}" in d.files:  # legacy reference: robntk.ntk.layerwise.empirical_ntk (trace = SUM)
+        ref = np.asarray(d[f"ref/{mode}/{B}"], np.float64)
+        if mode == "trace":
+            K = K * O  # NT returns the mean over the traced logit axis; the legacy reference the sum
+            rec["scaled_by_O_for_comparison"] = O
+        if K.shape == ref.shape:
+            rec["max_rel_diff_vs_robntk"] = float(np.max(np.abs(K - ref)) / np.max(np.abs(ref)))
+        else:
+            rec.setdefault("error", f"shape {K.shape} != reference {ref.shape}")
     return rec
 
 
@@ -255,7 +312,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inputs", default="/tmp/nt_inputs.npz", help=".npz from export_nt_inputs.py")
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
-    ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"])
+    ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"], choices=list(CALLS))
     ap.add_argument("--full-batch", type=int, default=16)
     ap.add_argument("--impls", type=int, nargs="+", default=[1, 2, 3], choices=(1, 2, 3))
     ap.add_argument("--reps", type=int, default=3)
@@ -278,15 +335,16 @@ def main(argv=None) -> int:
             with open(a.out, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
 
-    env = env_info()
-    env["mem_limit_gb"] = a.mem_limit_gb
-    emit({"env": env})
-
-    # logits check (in process, small)
     import jax
     import jax.numpy as jnp
 
     d, f, params = setup(a.inputs)
+    env = env_info()
+    env.update(mem_limit_gb=a.mem_limit_gb, C=int(d["C"]), N=int(d["N"]),
+               robntk_same_call=sorted(k for k in d.files if k.startswith("robntk/") and not k.endswith(("/time", "/what"))))
+    emit({"env": env})
+
+    # logits check (in process, small)
     lj = np.asarray(jax.jit(f)(params, jnp.asarray(d["x"])))
     lr = np.asarray(d["logits"])
     emit({"check": "logits jax.lax re-implementation (NT env) vs robntk", "arch": int(d["arch"]),
@@ -323,7 +381,7 @@ def main(argv=None) -> int:
     if a.calib_batch:
         case("calib", a.calib_batch, 0)
     for mode in a.modes:
-        for B in ([a.full_batch] if mode == "full" else a.batch):
+        for B in ([a.full_batch] if mode == "full" else a.batch):  # export_nt_inputs.py uses the same rule
             for impl in a.impls:
                 case(mode, B, impl)
     return 0

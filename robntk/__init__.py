@@ -38,7 +38,7 @@ _FACE: dict[str, str] = {
     "apgd": "robntk.attacks.autoattack",
     "square": "robntk.attacks.autoattack",
     # kernels and spectra
-    "empirical_ntk_fn": "robntk.ntk.empirical",
+    "empirical_ntk_fn": "robntk.ntk.ntk_fn",
     "KernelFamily": "robntk.ntk.kernels",
     "kernel_family": "robntk.ntk.kernels",
     "kernel_families": "robntk.ntk.kernels",

@@ -29,12 +29,21 @@ ICML 2022, §3):
   X2 batch then a JVP of the X1 batch. Memory O(chunk·P), no Jacobian stored.
 
 Both chunk over examples/cotangents (``chunk_size``) with :func:`jax.lax.map`, so peak memory
-grows with the chunk, not with B.
+grows with the chunk, not with B. The inputs ``x`` may be an array or a pytree of arrays that share
+their leading (batch) size, e.g. ``(images, one_hot_labels)``.
+
+Implementations. :data:`IMPLEMENTATIONS` is robntk's one table of NTK implementations (the
+engine's ``--implementation`` choices and :func:`robntk.ntk.ntk_fn.empirical_ntk_fn` read it):
+``'auto'`` (``'layerwise'`` for a :class:`~robntk.nb201.network.NetworkFn`, else ``'jacobian'``),
+``'layerwise'`` (:mod:`robntk.ntk.layerwise`, the NB201 network only), ``'jacobian'`` and
+``'ntvp'`` (this module, any ``f``: :data:`GENERIC_IMPLEMENTATIONS`). neural-tangents' integer
+codes map onto them through :data:`NT_IMPLEMENTATION_CODES`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.flatten_util
@@ -42,7 +51,14 @@ import jax.numpy as jnp
 import numpy as np
 
 OUTPUT_MODES = ("sum", "trace", "label", "full")
-IMPLEMENTATIONS = ("jacobian", "ntvp")
+#: robntk's NTK implementations, defined once (kernels, engine and CLI import this tuple).
+IMPLEMENTATIONS = ("auto", "layerwise", "jacobian", "ntvp")
+#: The implementations of this module, valid for any ``f(params, x)``.
+GENERIC_IMPLEMENTATIONS = ("jacobian", "ntvp")
+#: neural-tangents' ``NtkImplementation`` codes (0.6.5) → robntk's names: 0 AUTO, 1
+#: JACOBIAN_CONTRACTION, 2 NTK_VECTOR_PRODUCTS, 3 STRUCTURED_DERIVATIVES (robntk's structured
+#: path is the per-layer NTK of the NB201 network, :mod:`robntk.ntk.layerwise`).
+NT_IMPLEMENTATION_CODES = {0: "auto", 1: "jacobian", 2: "ntvp", 3: "layerwise"}
 HIGHEST = jax.lax.Precision.HIGHEST
 
 Fn = Callable[[Any, jax.Array], jax.Array]
@@ -89,6 +105,20 @@ def readout(out: jax.Array, output_mode: str, labels: jax.Array | None = None) -
     return out
 
 
+def batch_size(x: Any) -> int:
+    """Leading (batch) size of the inputs ``x``: an array, or a pytree of arrays sharing it.
+
+    Raises:
+        ValueError: ``x`` has no array leaves, a 0-d leaf, or leaves with different leading sizes.
+    """
+    leaves = jax.tree_util.tree_leaves(x)
+    sizes = {np.shape(a)[0] if np.ndim(a) else None for a in leaves}
+    if not leaves or None in sizes or len(sizes) != 1:
+        raise ValueError(f"inputs must be an array or a pytree of arrays with one common leading (batch) size, "
+                         f"got leaf shapes {[np.shape(a) for a in leaves]}")
+    return sizes.pop()
+
+
 def _flatten_leaf(j: jax.Array, batch_dims: int) -> jax.Array:
     return j.reshape(j.shape[:batch_dims] + (-1,))
 
@@ -108,7 +138,7 @@ def jacobian(
     Args:
         f: ``f(params, X) -> (B, O)``, a pure batch function.
         params: pytree of arrays.
-        x: inputs (B, ...), e.g. images (B, H, W, 3) in [0, 1].
+        x: inputs (B, ...), e.g. images (B, H, W, 3) in [0, 1], or a pytree of such arrays.
         output_mode: see module docstring (``'trace'`` and ``'full'`` give the same Jacobian).
         labels: int (B,), needed for ``'label'``.
         independent_rows: rows of ``f`` are independent (no train-mode BN): per-example Jacobians.
@@ -120,14 +150,17 @@ def jacobian(
         ``'sum'``/``'label'`` and O otherwise; dtype of the parameters.
 
     Raises:
-        ValueError: unknown output mode, missing labels.
+        ValueError: unknown output mode, missing labels, inputs without one batch size (per-example
+            path).
     """
     check_output_mode(output_mode, labels)
-    B = x.shape[0]
     if independent_rows:
+        B = batch_size(x)
+
         def one(xi, yi):
             yb = None if yi is None else yi[None]
-            return jax.jacrev(lambda p: readout(f(p, xi[None]), output_mode, yb)[0])(params)
+            xb = jax.tree_util.tree_map(lambda a: a[None], xi)
+            return jax.jacrev(lambda p: readout(f(p, xb), output_mode, yb)[0])(params)
 
         if labels is None:
             return jax.lax.map(lambda xi: one(xi, None), x, batch_size=chunk_size or B)
@@ -135,7 +168,7 @@ def jacobian(
 
     g = lambda p: readout(f(p, x), output_mode, labels)
     out, vjp_fn = jax.vjp(g, params)
-    Op = out.shape[1]
+    B, Op = out.shape  # rows of the batch function (= the batch size for a per-example output)
     basis = jnp.eye(B * Op, dtype=out.dtype).reshape(B * Op, B, Op)
     # vmapped VJPs over the basis, chunk by chunk (lax.map's batch_size vmaps inside a chunk)
     jac = jax.lax.map(lambda c: vjp_fn(c)[0], basis, batch_size=chunk_size or B * Op)
@@ -206,7 +239,9 @@ def empirical_ntk(
             ``x2`` is None).
         independent_rows: rows of ``f`` independent (BN eval mode): cheaper per-example path.
             Ignored by ``'ntvp'``, which is correct either way.
-        implementation: ``'jacobian'`` (contraction) or ``'ntvp'`` (NTK-vector products).
+        implementation: ``'jacobian'`` (contraction) or ``'ntvp'`` (NTK-vector products)
+            (:data:`GENERIC_IMPLEMENTATIONS`; the NB201 network's ``'layerwise'`` path and the
+            neural-tangents-style interface are :func:`robntk.ntk.ntk_fn.empirical_ntk_fn`).
         chunk_size: bound on examples/cotangents processed at once (memory).
 
     Returns:
@@ -215,8 +250,9 @@ def empirical_ntk(
     Raises:
         ValueError: unknown output mode or implementation, missing labels.
     """
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown implementation {implementation!r}; allowed: {', '.join(IMPLEMENTATIONS)}")
+    if implementation not in GENERIC_IMPLEMENTATIONS:
+        raise ValueError(f"unknown implementation {implementation!r} for a generic f; allowed: "
+                         f"{', '.join(GENERIC_IMPLEMENTATIONS)} (for 'layerwise' use robntk.ntk.empirical_ntk_fn)")
     same = x2 is None
     if same:
         x2, labels2 = x1, labels1
