@@ -330,6 +330,7 @@ def test_cli_status(tmp_path, capsys, monkeypatch):
 
 
 def test_data_directory_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./data here (tests/test_data_download.py covers ./data)
     monkeypatch.delenv("ROBNTK_DATA", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert F.resolve_data_dir() == (tmp_path / "xdg" / "robntk", "the user data directory")

@@ -5,7 +5,9 @@ sources (registry: :mod:`robntk.data.sources`; machinery: :mod:`robntk.data.fetc
 incomplete / corrupt and where it comes from (exit 1 when a file is corrupt).
 ``robntk data fetch [NAMES...] [--mirror URL]`` downloads, verifies and converts entries (no
 names: the default set; ``all``: every fetchable entry). Both work on ``--data-dir``, else
-``$ROBNTK_DATA``, else ``$XDG_DATA_HOME/robntk`` (``~/.local/share/robntk``).
+``$ROBNTK_DATA``, else ``./data`` when it exists, else ``$XDG_DATA_HOME/robntk``
+(``~/.local/share/robntk``): the resolution of every other command
+(:func:`robntk.core.paths.resolve_data_dir`), so they read what ``fetch`` wrote.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from robntk.core.tables import check_writable
 from robntk.data import fetch as fetching
 from robntk.data import sources
 
-_DATA_DIR_HELP = ("data directory (default $ROBNTK_DATA, then $XDG_DATA_HOME/robntk, i.e. "
-                  "~/.local/share/robntk)")
+_DATA_DIR_HELP = ("data directory (default $ROBNTK_DATA, then ./data if it exists, then $XDG_DATA_HOME/robntk, "
+                  "i.e. ~/.local/share/robntk; the other commands read the same one)")
 _NAMES_HELP = "registry entries: names (see `robntk data status`) or data-file paths"
 
 
@@ -35,7 +37,8 @@ class StatusOptions:
 
     Attributes:
         names: entries to show (names or data-file paths; empty: all).
-        data_dir: the data directory (None: ``$ROBNTK_DATA``, then the user data directory).
+        data_dir: the data directory (None: ``$ROBNTK_DATA``, then ``./data`` if it exists, then the
+            user data directory).
         verify: hash every file; by default files over 64 MiB are checked by size only.
     """
 
@@ -53,7 +56,8 @@ class FetchOptions:
     Attributes:
         names: entries to fetch (names or data-file paths; empty: the default set; ``all``:
             every fetchable entry).
-        data_dir: the data directory (None: ``$ROBNTK_DATA``, then the user data directory).
+        data_dir: the data directory (None: ``$ROBNTK_DATA``, then ``./data`` if it exists, then the
+            user data directory).
         mirror: base URL serving the download file names (None: ``$ROBNTK_DATA_MIRROR``, else
             the official URLs).
         force: download again entries that are present and verified.
@@ -90,9 +94,11 @@ class FetchOptions:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Sub-commands ``status`` and ``fetch`` of ``robntk data``."""
-    for action in parser._actions:  # the CLI's common --data-dir: say this command's default
+    for action in parser._actions:  # the CLI's common flags: say this command's default
         if action.dest == "data_dir":
             action.help = _DATA_DIR_HELP
+        elif action.dest == "download":  # `data fetch` fetches anyway; `data status` reads nothing
+            action.help = argparse.SUPPRESS
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="{status,fetch}")
     for name, cls, func, help_ in (
         ("status", StatusOptions, _status, "list the data files: present / missing / corrupt, and their sources"),

@@ -51,6 +51,15 @@ SOURCES: tuple[str, ...] = ("auto", "official", "html", "csv")
 column_name = registry.bench_column
 
 
+def _missing(what: str, path: Path, relpath: str) -> FileNotFoundError:
+    """FileNotFoundError for an explicitly given file ``path`` that plays the part of the data file
+    ``relpath``: names the ``robntk data fetch`` entry (with ``--data-dir`` of the bundle that
+    ``path`` would be in, when it ends with ``relpath``)."""
+    parts = Path(relpath).parts
+    root = Path(*path.parts[:-len(parts)]) if path.parts[-len(parts):] == parts and len(path.parts) > len(parts) else None
+    return FileNotFoundError(f"{what} not found: {path}. {paths.obtain_hint(relpath, root=root, download=False)}")
+
+
 def _canonical_dataset(key: str) -> str:
     return DATASET_ALIASES.get(key, DATASET_ALIASES.get(key.lower(), key))
 
@@ -127,8 +136,12 @@ class RobBench:
             data_dir: data directory (see :func:`robntk.core.paths.data_dir`).
             source: 'auto', 'official', 'html' or 'csv'.
 
+        With nothing found, the project-page file is fetched when ``--download`` is on
+        (:func:`robntk.core.paths.data_files`).
+
         Raises:
-            FileNotFoundError: no benchmark file found (message says where to obtain it).
+            FileNotFoundError: no benchmark file found (the message names
+                ``robntk data fetch nasrobbench201``, ``--download`` and the source).
             ValueError: unknown source; corrupt file (named).
         """
         if source not in SOURCES:
@@ -143,15 +156,16 @@ class RobBench:
                 meta = root / "nb201_archs/meta.json"
             if (root / OFFICIAL_FILE).is_file() and meta.is_file():
                 return cls.from_official(root / OFFICIAL_FILE, meta)
-            if source == "official":
-                paths.data_file(OFFICIAL_FILE, data_dir)  # raises FileNotFoundError with the source
-                paths.data_file("nb201_archs/meta.json", data_dir)
+            if source == "official":  # raises FileNotFoundError naming the file and how to obtain it
+                all_json, meta = paths.data_files([OFFICIAL_FILE, "nb201_archs/meta.json"], data_dir)
+                return cls.from_official(all_json, root / OFFICIAL_META if (root / OFFICIAL_META).is_file() else meta)
         if source in ("auto", "html") and ((root / HTML_FILE).is_file() or source == "html"):
             return cls.from_html_json(paths.data_file(HTML_FILE, data_dir), space=space, data_dir=data_dir)
         if source in ("auto", "csv") and ((root / CSV_FILE).is_file() or source == "csv"):
             return cls.from_csv(paths.data_file(CSV_FILE, data_dir), space=space, data_dir=data_dir)
-        paths.data_file(HTML_FILE, data_dir)  # nothing found: raise with where to obtain it
-        raise AssertionError("unreachable")
+        # nothing found: the project-page file (fetched with --download, else FileNotFoundError naming
+        # `robntk data fetch nasrobbench201`)
+        return cls.from_html_json(paths.data_file(HTML_FILE, data_dir), space=space, data_dir=data_dir)
 
     @classmethod
     def from_html_json(cls, path: str | os.PathLike, space: SearchSpace | None = None,
@@ -174,7 +188,7 @@ class RobBench:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"NAS-RobBench-201 file not found: {path}. Obtain it from {paths.SOURCES[HTML_FILE]}.")
+            raise _missing("NAS-RobBench-201 file", path, HTML_FILE)
         acc = read_js_json(path)
 
         def bad(msg):
@@ -234,7 +248,7 @@ class RobBench:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"NAS-RobBench-201 CSV not found: {path}. Obtain it from {paths.SOURCES[CSV_FILE]}.")
+            raise _missing("NAS-RobBench-201 CSV", path, CSV_FILE)
         try:
             df = pd.read_csv(path)
             idx = df["nb201_index"].to_numpy(np.int64)
@@ -282,7 +296,7 @@ class RobBench:
         all_json, meta_json = Path(all_json), Path(meta_json)
         for p, key in ((all_json, OFFICIAL_FILE), (meta_json, "nb201_archs/meta.json")):
             if not p.is_file():
-                raise FileNotFoundError(f"NAS-RobBench-201 file not found: {p}. Obtain it from {paths.SOURCES[key]}.")
+                raise _missing("NAS-RobBench-201 file", p, key)
         try:
             meta = json.loads(meta_json.read_text())
             ids = meta["ids"]
@@ -347,8 +361,9 @@ class RobBench:
                 candidates.append(self.path.resolve().parent.parent)
             if self._data_dir is not None:
                 candidates.append(Path(self._data_dir))
-            root = next((r for r in candidates if (r / "nb201_archs/meta.json").is_file()), None)
-            self._space = SearchSpace.load(root)  # root None: $ROBNTK_DATA / ./data
+            # none holds it: the given data directory (None: the default one), where --download fetches it
+            root = next((r for r in candidates if (r / "nb201_archs/meta.json").is_file()), self._data_dir)
+            self._space = SearchSpace.load(root)
         return self._space
 
     def representative(self, arch: int | str) -> int:

@@ -26,8 +26,11 @@ Training data (:func:`load_split`, :func:`balanced_subset`, :func:`check_data`,
 ``robntk train`` / ``robntk evaluate`` use (only the selected JPEGs are decoded), the data order
 of an epoch and the on-device RandomCrop + flip of NAS-RobBench-201's ``utils_data.py``.
 
-Errors: a missing file/directory raises :class:`FileNotFoundError` naming it and where to get
-it; a corrupt file (truncated pickle, bad npz, undecodable image, wrong array shapes) raises
+Errors: a missing file/directory raises :class:`FileNotFoundError` naming it, the
+``robntk data fetch NAME`` command that brings it (looked up in the registry
+:mod:`robntk.data.sources`; ``cifar10``, ``cifar100``) or how to obtain it by hand (ImageNet16),
+and its source; with the CLI's ``--download`` the fetchable ones are fetched instead
+(:func:`robntk.core.paths.data_files`). A corrupt file (truncated pickle, bad npz, undecodable image, wrong array shapes) raises
 :class:`ValueError` naming the file.
 """
 
@@ -133,8 +136,11 @@ def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: 
     Raises:
         ValueError: unknown split/source, ``classes`` with a source other than folder/tar,
             corrupt file (named).
-        FileNotFoundError: no source found (message lists the places searched and
-            https://www.cs.toronto.edu/~kriz/cifar.html).
+        FileNotFoundError: no source found (the message lists the places searched and names
+            ``robntk data fetch cifar10``, ``--download`` and the source,
+            https://www.cs.toronto.edu/~kriz/cifar.html). With ``--download`` on
+            (:func:`robntk.core.paths.download_enabled`), ``source`` 'auto' or 'batches' fetches the
+            official batches instead.
     """
     _check_split(split, ("train", "test"))
     if source not in CIFAR10_SOURCES:
@@ -154,18 +160,23 @@ def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: 
         candidates.append(("npz", root / _CIFAR10_NPZ[split]))
     candidates += [("folder", root / r / split) for r in _CIFAR10_FOLDER_ROOTS]
     candidates += [("tar", root / t) for t in _CIFAR10_TARS[split]]
+    batches = [f"cifar-10-batches-py/{f}" for f in _CIFAR10_BATCHES[split]]
     for src, p in candidates:
         if source != "auto" and src != source:
             continue
         searched.append(str(p))
         ok = p.is_dir() if src in ("batches", "folder") else p.is_file()
         if ok:
+            if src == "batches":  # an incomplete directory: fetched with --download, else named
+                paths.data_files(batches, data_dir)
             return _load_cifar10_from(src, p, split, limit, classes, select)
-    raise FileNotFoundError(
-        f"no CIFAR-10 {split} data found (source={source!r}) in data directory {root}; searched: "
-        f"{'; '.join(searched)}. Obtain the official python version (cifar-10-python.tar.gz, unpacks to "
-        f"cifar-10-batches-py/) from {CIFAR_URL}, or point path= / --data-dir at your copy."
-    )
+    if source in ("auto", "batches") and paths.download_enabled():  # fetch the official batches
+        paths.data_files(batches, data_dir)
+        return _load_cifar10_from("batches", root / "cifar-10-batches-py", split, limit, classes, select)
+    wanted = {"npz": _CIFAR10_NPZ[split], "tar": _CIFAR10_TARS[split][0],
+              "folder": f"{_CIFAR10_FOLDER_ROOTS[0]}/{split}"}.get(source, "cifar-10-batches-py")
+    raise paths.missing_error(wanted, data_dir, lead=(
+        f"no CIFAR-10 {split} data found (source={source!r}); searched: {'; '.join(searched)}"))
 
 
 def _load_cifar10_from(src: str, p: Path, split: str, limit, classes, select) -> tuple[np.ndarray, np.ndarray]:
@@ -204,11 +215,15 @@ def load_cifar100(split: str, data_dir: str | os.PathLike | None = None, path: s
 
     Raises:
         ValueError: unknown split, corrupt file (named). FileNotFoundError: missing files
-        (message names them and https://www.cs.toronto.edu/~kriz/cifar.html).
+        (the message names them, ``robntk data fetch cifar100``, ``--download`` and
+        https://www.cs.toronto.edu/~kriz/cifar.html); with ``--download`` on they are fetched.
     """
     _check_split(split, ("train", "test"))
     _check_limit(limit)
-    directory = Path(path).expanduser() if path is not None else paths.data_dir(data_dir) / "cifar-100-python"
+    if path is None:  # fetched with --download, else the message names `robntk data fetch cifar100`
+        directory = paths.data_file(f"cifar-100-python/{split}", data_dir).parent
+    else:
+        directory = Path(path).expanduser()
     x, y = _read_batches(directory, [split], "fine_labels", 32, "bytes",
                          f"{CIFAR_URL} (cifar-100-python.tar.gz)")
     return _apply_limit(x, y, limit)
@@ -239,7 +254,8 @@ def load_imagenet16(split: str, data_dir: str | os.PathLike | None = None, num_c
 
     Raises:
         ValueError: unknown split, bad num_classes, corrupt file (named), labels outside 1..1000.
-        FileNotFoundError: missing directory/files (message says where to obtain them).
+        FileNotFoundError: missing directory/files (the message names them and says how to obtain
+            them: a manual download, which neither ``robntk data fetch`` nor ``--download`` can do).
     """
     _check_split(split, ("train", "val", "valid", "test"))
     split = "train" if split == "train" else "val"
@@ -247,7 +263,10 @@ def load_imagenet16(split: str, data_dir: str | os.PathLike | None = None, num_c
                                     or not 1 <= num_classes <= 1000):
         raise ValueError(f"num_classes must be an int in 1..1000 or None, got {num_classes!r}")
     _check_limit(limit)
-    directory = Path(path).expanduser() if path is not None else paths.data_dir(data_dir) / "ImageNet16"
+    if path is None:  # not fetchable: the message says how to obtain the folder
+        directory = paths.data_files([f"ImageNet16/{f}" for f in _IMAGENET16_FILES[split]], data_dir)[0].parent
+    else:
+        directory = Path(path).expanduser()
     x, y = _read_batches(directory, _IMAGENET16_FILES[split], "labels", 16, "latin1", IMAGENET16_SOURCE)
     if y.size and (y.min() < 1 or y.max() > 1000):
         raise ValueError(

@@ -3,9 +3,14 @@
 ``robntk data status`` and ``robntk data fetch`` (:mod:`robntk.commands.data`) are thin wrappers
 around :func:`status` and :func:`fetch`.
 
-Where: :func:`resolve_data_dir` — an explicit directory (``--data-dir``), else ``$ROBNTK_DATA``,
-else the user data directory ``$XDG_DATA_HOME/robntk`` (``~/.local/share/robntk`` when
+Where: :func:`resolve_data_dir` (:func:`robntk.core.paths.resolve_data_dir`, the readers' own
+resolution) — an explicit directory (``--data-dir``), else ``$ROBNTK_DATA``, else ``./data`` when it
+exists, else the user data directory ``$XDG_DATA_HOME/robntk`` (``~/.local/share/robntk`` when
 ``XDG_DATA_HOME`` is unset). Downloads go to ``<data dir>/.downloads/<file name>.part`` first.
+
+On demand (:func:`fetch_missing`, :func:`download_missing`): the CLI's ``--download`` installs
+:func:`fetch_missing` as the fetcher of :func:`robntk.core.paths.data_files`, so a reader that misses
+a registered file fetches its entry (and the entries it needs) and goes on.
 
 How (:func:`download`): ``urllib`` from the standard library with a tqdm progress bar; a partial
 download is resumed with an HTTP ``Range`` request (a server that ignores it sends the whole
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import http.client
 import io
@@ -36,13 +42,14 @@ import json
 import os
 import posixpath
 import re
+import sys
 import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -61,26 +68,10 @@ NUM_ARCHS = 15625
 
 
 # --------------------------------------------------------------------------- locations
-def user_data_dir() -> Path:
-    """``$XDG_DATA_HOME/robntk`` when ``XDG_DATA_HOME`` is an absolute path, else ``~/.local/share/robntk``."""
-    xdg = os.environ.get("XDG_DATA_HOME", "")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
-    return base / "robntk"
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """The data directory of ``robntk data`` and how it was chosen.
-
-    Returns:
-        ``(directory, how)``: ``data_dir`` if given (``'--data-dir'``), else ``$ROBNTK_DATA``, else
-        :func:`user_data_dir` (not created here).
-    """
-    if data_dir is not None:
-        return Path(data_dir).expanduser(), "--data-dir"
-    env = os.environ.get(paths.DATA_ENV)
-    if env:
-        return Path(env).expanduser(), f"${paths.DATA_ENV}"
-    return user_data_dir(), "the user data directory"
+#: The data directory: defined in :mod:`robntk.core.paths` (shared with every reader), kept
+#: importable from here.
+user_data_dir = paths.user_data_dir
+resolve_data_dir = paths.resolve_data_dir
 
 
 def resolve_mirror(mirror: str | None = None) -> str | None:
@@ -615,3 +606,63 @@ def _rmdir_if_empty(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.rmdir()
 
+
+
+# --------------------------------------------------------------------------- on demand (--download)
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def fetch_missing(relpaths: Sequence[str], data_dir: str | os.PathLike, *, mirror: str | None = None,
+                  log: Callable[[str], None] = _stderr, progress: bool = True, timeout: float = 60.0,
+                  retries: int = 3, registry: Iterable[Entry] | None = None) -> list[FetchResult]:
+    """Fetch the registry entries that hold the missing files ``relpaths`` into ``data_dir``.
+
+    The fetcher of :func:`robntk.core.paths.data_files` while ``--download`` is on. Paths that no
+    entry holds, or whose entry cannot be fetched (``convert=None``), are left alone: the
+    reader's missing-file message then says how to obtain them.
+
+    Args:
+        relpaths: paths relative to the data directory (files or registered folders).
+        data_dir: the data directory (the one the reader resolved).
+        mirror: as :func:`fetch` (default ``$ROBNTK_DATA_MIRROR``, else the official URLs).
+        log: receives one line per step (default: stderr, so that a command's stdout stays clean).
+        progress, timeout, retries: as :func:`fetch`. registry: as :func:`fetch` (tests).
+
+    Returns:
+        :func:`fetch`'s results (empty when nothing could be fetched).
+
+    Raises:
+        OSError, ValueError: as :func:`fetch` (network errors name the URL and ``--mirror``).
+    """
+    reg = tuple(sources.REGISTRY if registry is None else registry)
+    names = []
+    for rel in relpaths:
+        e = sources.find(rel, reg)
+        if e is not None and e.fetchable and e.name not in names:
+            names.append(e.name)
+    if not names:
+        return []
+    root = Path(data_dir)
+    log(f"--download: {', '.join(relpaths)} missing in {root}; fetching {', '.join(names)}")
+    return fetch(names, root, mirror=mirror, timeout=timeout, retries=retries, progress=progress, log=log,
+                 registry=reg)
+
+
+@contextlib.contextmanager
+def download_missing(enabled: bool = True, **kwargs) -> Iterator[None]:
+    """Within the block, readers fetch missing registered files instead of raising (the CLI's
+    ``--download``); the previous setting is restored afterwards.
+
+    Args:
+        enabled: False: a no-op block (readers raise as usual).
+        **kwargs: passed to :func:`fetch_missing` (``mirror``, ``log``, ``progress``, ...).
+    """
+    if not enabled:
+        yield
+        return
+    previous = paths.set_fetcher(functools.partial(fetch_missing, **kwargs))
+    try:
+        yield
+    finally:
+        paths.set_fetcher(previous)

@@ -19,10 +19,6 @@ JUNG_JSON = "jung_robustness_nb201_summary/acc.json"
 #: Jung et al.'s labels (standard-trained NB201 weights, attacks at ε = 1/255; ``corr`` = mean
 #: accuracy over common corruptions, CIFAR only).
 JUNG_METRICS: tuple[str, ...] = ("clean", "aa_apgd-ce", "aa_square", "fgsm", "pgd", "corr")
-_JUNG_SOURCE = (
-    "the NAS-RobBench-201 project page repository github.com/TT2408/nasrobbench201hp (files/acc.json, "
-    "a copy of robustness.vision's table; see jung_robustness_nb201_summary/PROVENANCE.md of the data bundle)"
-)
 
 
 def load_jung_robustness(data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -45,19 +41,17 @@ def load_jung_robustness(data_dir: str | os.PathLike | None = None) -> pd.DataFr
         :data:`JUNG_METRICS` (no ``ImageNet16-120_jung_corr``); fractions in [0, 1].
 
     Raises:
-        FileNotFoundError: neither file exists (names both and where to obtain them).
+        FileNotFoundError: neither file exists (names both, ``robntk data fetch jung`` that brings
+            ``acc.json``, and its source); with ``--download`` on, ``acc.json`` is fetched instead.
         ValueError: corrupt file (named).
     """
     root = paths.data_dir(data_dir)
     if (root / JUNG_CSV).is_file():
         return _jung_from_csv(root / JUNG_CSV)
-    if (root / JUNG_JSON).is_file():
-        return _jung_from_json(root / JUNG_JSON)
-    raise FileNotFoundError(
-        f"Jung et al. robustness data not found: neither {root / JUNG_CSV} nor {root / JUNG_JSON} exists "
-        f"(data directory {root}). Obtain acc.json from {_JUNG_SOURCE}, or point --data-dir / "
-        f"${paths.DATA_ENV} at a directory that holds '{JUNG_CSV}'."
-    )
+    if (root / JUNG_JSON).is_file() or paths.download_enabled():
+        return _jung_from_json(paths.data_file(JUNG_JSON, data_dir))
+    raise paths.missing_error(JUNG_JSON, data_dir, lead=(
+        f"Jung et al. robustness data not found: neither {root / JUNG_CSV} nor {root / JUNG_JSON} exists"))
 
 
 def _jung_columns(labels: Iterable[str]) -> list[str]:

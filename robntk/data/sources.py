@@ -379,26 +379,48 @@ REGISTRY: tuple[Entry, ...] = (
 ENTRIES: dict[str, Entry] = {e.name: e for e in REGISTRY}
 
 
-def get(name: str, registry: tuple[Entry, ...] = REGISTRY) -> Entry:
+def get(name: str, registry: tuple[Entry, ...] | None = None) -> Entry:
     """The entry called ``name``, or the entry that holds the data file or folder ``name``.
 
     Args:
         name: an entry name (``'cifar10'``) or a path relative to the data directory
             (``'nb201_archs/meta.json'``, ``'cifar-10-batches-py'``).
-        registry: the entries to search (default :data:`REGISTRY`).
+        registry: the entries to search (default :data:`REGISTRY`, looked up at call time).
 
     Raises:
         ValueError: no such entry (lists the entry names).
     """
+    registry = REGISTRY if registry is None else registry
     for e in registry:
         if e.name == name:
             return e
-    rel = posixpath.normpath(str(name).replace("\\", "/"))
-    for e in registry:
-        if rel not in (".", "..") and any(t.path == rel or t.path.startswith(rel + "/") for t in e.files):
-            return e
+    e = find(name, registry)
+    if e is not None:
+        return e
     raise ValueError(f"unknown data entry {name!r}; known: {', '.join(e.name for e in registry)} "
                      "(or a file path of one of them)")
+
+
+def find(path: str, registry: tuple[Entry, ...] | None = None) -> Entry | None:
+    """The entry that holds the data file or folder ``path``, or None when no entry does.
+
+    This is how a reader's missing-file message names its ``robntk data fetch NAME`` command
+    (:func:`robntk.core.paths.obtain_hint`) and how ``--download`` knows what to fetch
+    (:func:`robntk.data.fetch.fetch_missing`).
+
+    Args:
+        path: a path relative to the data directory (``'nb201_archs/meta.json'``,
+            ``'cifar-10-batches-py'``); ``./`` and backslashes are normalised.
+        registry: the entries to search (default :data:`REGISTRY`, looked up at call time).
+    """
+    registry = REGISTRY if registry is None else registry
+    rel = posixpath.normpath(str(path).replace("\\", "/"))
+    if rel in (".", "..") or rel.startswith("../") or posixpath.isabs(rel):
+        return None
+    for e in registry:
+        if any(t.path == rel or t.path.startswith(rel + "/") for t in e.files):
+            return e
+    return None
 
 
 def default_entries() -> tuple[Entry, ...]:

