@@ -29,3 +29,21 @@ def space(data_dir):
     from robntk.nb201.searchspace import SearchSpace
 
     return SearchSpace.load(data_dir)
+
+
+@pytest.fixture(scope="session")
+def bench(data_dir):
+    """NAS-RobBench-201 read once per session (the default source)."""
+    from robntk.data.benchmark import RobBench
+
+    return RobBench.load(data_dir)
+
+
+@pytest.fixture(scope="module")
+def x64():
+    """float64 for one test module (``pytestmark = pytest.mark.usefixtures("x64")``); a global
+    config update would leak into every other module."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield

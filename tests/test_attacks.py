@@ -8,11 +8,7 @@ import pytest
 from robntk.attacks import iterative as attacks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _x64():
-    """float64 for this module only (a global config update would leak into every test module)."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 

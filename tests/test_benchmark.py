@@ -14,11 +14,6 @@ from robntk.data.benchmark import DATASETS, METRICS, RobBench, load_nb201_accura
 ARCH_2581 = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
-@pytest.fixture(scope="module")
-def bench(data_dir):
-    return RobBench.load(data_dir)
-
-
 def test_names():
     assert METRICS == ("val_acc", "val_fgsm_3.0_acc", "val_pgd_3.0_acc", "val_fgsm_8.0_acc", "val_pgd_8.0_acc",
                        "autoattack")

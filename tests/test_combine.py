@@ -12,13 +12,7 @@ import pytest
 
 from robntk.analysis import combine as K
 from robntk.data import suite_zero as Z
-from robntk.data.benchmark import RobBench
 from robntk.analysis.correlation import kendall_tau
-
-
-@pytest.fixture(scope="module")
-def bench(data_dir):
-    return RobBench.load(data_dir)
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,7 @@ from scipy import stats
 
 from robntk.analysis import correlation as C
 from robntk.commands import correlate as CC
-from robntk.data.benchmark import RobBench, load_nb201_accuracy
-
-
-@pytest.fixture(scope="module")
-def bench(data_dir):
-    return RobBench.load(data_dir)
+from robntk.data.benchmark import load_nb201_accuracy
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,7 @@ from robntk.nb201 import network as nw
 from robntk.ntk import empirical as ntk
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _x64():
-    """float64 for this module only (a global config update would leak into every test module)."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 A = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"

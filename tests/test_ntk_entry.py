@@ -21,11 +21,7 @@ from robntk.ntk import layerwise as layer_ntk
 from robntk.ntk.ntk_fn import resolve_implementation
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _x64():
-    """float64 for this module only."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 A = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"

@@ -12,14 +12,8 @@ import pandas as pd
 import pytest
 
 from robntk.analysis import search as S
-from robntk.data.benchmark import RobBench
 from robntk.commands import search as cmd
 from robntk.nb201.searchspace import NUM_ARCHS
-
-
-@pytest.fixture(scope="module")
-def bench(data_dir):
-    return RobBench.load(data_dir)
 
 
 @pytest.fixture(scope="module")
