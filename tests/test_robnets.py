@@ -154,7 +154,7 @@ def test_nb201_density_definitions():
 
 
 def test_fsp_matrix_hand_value():
-    from robntk.robnets.findings import fsp_matrix
+    from robntk.robnets.fsp import fsp_matrix
 
     f_in = jnp.array([[[[1.0, 2.0]], [[3.0, -1.0]]]])  # (1, 2, 1, 2): two positions
     f_out = jnp.array([[[[2.0]], [[1.0]]]])  # (1, 2, 1, 1)
@@ -167,8 +167,8 @@ def test_fsp_matrix_hand_value():
 def test_fsp_losses_identity_cell_and_zero_eps():
     """A cell that is only the skip 0→3 outputs its input (cell_io pairs are equal), and with
     eps = 0 the PGD example is x itself, so every FSP loss is 0 (to rounding); with eps > 0 it is not."""
-    from robntk.robnets.findings import cell_io, fsp_losses
     from robntk.nb201.network import TinyNetwork, op_ids
+    from robntk.robnets.fsp import cell_io, fsp_losses
 
     net = TinyNetwork(C=4, N=1)
     params = net.init(jax.random.PRNGKey(0))["params"]
@@ -200,8 +200,8 @@ def test_summarize_pairs_by_hand():
 
 def test_direct_edge_pairs_have_equal_parameter_counts(data_dir):
     from robntk.data.benchmark import RobBench
-    from robntk.robnets.findings import direct_edge_pairs
     from robntk.nb201.searchspace import num_cell_params
+    from robntk.robnets.findings import direct_edge_pairs
 
     bench = RobBench.load(data_dir)
     pairs = direct_edge_pairs(bench, direct=(3,))

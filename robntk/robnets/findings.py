@@ -15,38 +15,31 @@ RobNets (Guo et al., CVPR 2020, §4) reports, from ~1,000 one-shot-sampled DARTS
    on edge e; arch B swaps the two ops (same op multiset, so the same parameter count).
    Because "direct edge" could also be read as "edge between consecutive nodes", the same test
    is available for any edge set (``direct=(0, 2, 5)`` = the chain 0→1→2→3).
-3. *The FSP-matrix loss indicates robustness* (deeper cells: robust networks have lower loss).
-   :func:`fsp_matrix` is the poster's G_l(x; θ) = (1/(h·w)) Σ_{s,t} F_in[s,t,:] ⊗ F_out[s,t,:]
-   with F_in the cell input and F_out the cell output; :func:`fsp_losses` gives, per normal cell
-   l, L_l = (1/N) Σ_x ‖G_l(x; θ) − G_l(x'; θ)‖²_F with x' the PGD example of x.
+3. *The FSP-matrix loss indicates robustness* (deeper cells: robust networks have lower loss):
+   :mod:`robntk.robnets.fsp` (it trains networks).
+
+:func:`run_density` and :func:`run_direct_edges` are the ``robntk robnets density`` /
+``direct-edges`` jobs (configurations :class:`robntk.robnets.config.DensityConfig`,
+:class:`robntk.robnets.config.DirectEdgesConfig`); every table goes through
+:func:`robntk.core.tables.write_table` and every JSON file through
+:func:`robntk.core.tables.write_json`.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from robntk.core import paths
-from robntk.attacks.iterative import cross_entropy, pgd
 from robntk.analysis.correlation import bootstrap_ci, kendall_tau
-from robntk.nb201.searchspace import (
-    DISCONNECTED_REPRESENTATIVES,
-    EDGES,
-    OPS,
-    is_connected,
-    num_cell_params,
-    parse_arch_str,
-)
-from robntk.nb201.network import TinyNetwork, op_ids
+from robntk.core import paths
+from robntk.core.tables import check_writable, write_json, write_table
+from robntk.nb201.searchspace import EDGES, OPS, is_connected, num_cell_params, parse_arch_str
+from robntk.robnets.config import DensityConfig, DirectEdgesConfig
 
 CONV = ("nor_conv_1x1", "nor_conv_3x3")
 DIRECT_EDGE = 3  # 0 → 3
@@ -187,152 +180,70 @@ def summarize_pairs(df: pd.DataFrame, metric: str = "val_pgd_8.0_acc", n_boot: i
     return pd.DataFrame(out)
 
 
-# --------------------------------------------------------------------------- finding 3: FSP
-def fsp_matrix(f_in: jax.Array, f_out: jax.Array) -> jax.Array:
-    """FSP matrix G = (1/(h·w)) Σ_{s,t} F_in[s,t,:] ⊗ F_out[s,t,:] (Yim et al., CVPR 2017, eq. 1;
-    the RobNets poster's G_l(x; θ)).
+# --------------------------------------------------------------------------- the jobs
+#: The three benchmark datasets of finding 1.
+DENSITY_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
+#: Score columns of finding 1's τ table.
+DENSITY_SCORES = ("density_connected", "density_param", "cell_params")
+DENSITY_DEFINITIONS = {"density_connected": "share of the 6 edges that are not none",
+                       "density_param": "share of the 6 edges holding nor_conv_1x1 or nor_conv_3x3"}
+
+
+def run_density(cfg: DensityConfig, out_dir: str | Path, bench) -> pd.DataFrame:
+    """Finding 1 (``robntk robnets density``): the density table of the 6,466 representatives,
+    τ of both densities and the cell parameter count vs clean / PGD-8 accuracy on the three
+    datasets (``density_tau.csv``), mean/sd/count per density level on CIFAR-10
+    (``density_levels_connected.csv``, ``density_levels_param.csv``), ``density.png`` and
+    ``density_config.json`` in ``out_dir``.
 
     Args:
-        f_in: (B, h, w, m); f_out: (B, h, w, n) — same spatial size.
+        cfg: the configuration. out_dir: output directory. bench: :class:`robntk.data.benchmark.RobBench`.
 
     Returns:
-        (B, m, n).
+        The τ table (score, target, n, kendall_tau, ci_low, ci_high).
 
     Raises:
-        ValueError: batch or spatial shapes differ.
+        PermissionError: ``out_dir`` not writable (checked first).
     """
-    if f_in.shape[:3] != f_out.shape[:3]:
-        raise ValueError(f"FSP needs equal batch and spatial shapes, got {f_in.shape} and {f_out.shape}")
-    h, w = f_in.shape[1:3]
-    return jnp.einsum("bhwm,bhwn->bmn", f_in, f_out) / (h * w)
-
-
-def cell_io(net: TinyNetwork, params, stats, x, ids, train: bool) -> list[tuple[jax.Array, jax.Array]]:
-    """(input, output) feature maps of every normal cell of ``net`` (3·N cells, in depth order).
-
-    Uses :meth:`robntk.nb201.network.TinyNetwork.forward`'s record: a cell's input is its edge-0 input, its output is
-    the input of the next block (next cell's edge 0, reduction block's ``conv_a`` or ``lastact``).
-    """
-    shapes = net.tap_shapes(x.shape)
-    taps = {k: jnp.zeros(s, x.dtype) for k, s in shapes.items()}
-    _, rec = net.forward(params, stats, x, ids, train, taps=taps)
-    pos = net.cell_positions()
-    out = []
-    for i, (k, kind, _) in enumerate(pos):
-        if kind != "cell":
-            continue
-        nxt = "lastact/conv_out" if i + 1 == len(pos) else (
-            f"cells_{k + 1}/e0/in" if pos[i + 1][1] == "cell" else f"cells_{k + 1}/conv_a/in")
-        out.append((rec[f"cells_{k}/e0/in"], rec[nxt]))
-    return out
-
-
-def fsp_losses(net: TinyNetwork, params, stats, x, y, ids, key, eps: float = 8 / 255, steps: int = 7,
-               train: bool = True) -> jax.Array:
-    """Per normal cell l: L_l = (1/N) Σ_x ‖G_l(x) − G_l(x')‖²_F, x' = PGD-``steps`` example of x.
-
-    Returns:
-        (3·N,) float array, cells in depth order.
-    """
-    f = lambda p, z: net.forward(p, stats, z, ids, train)[0]
-    xa = pgd(f, params, x, y, eps, steps=steps, key=key)
-    clean = cell_io(net, params, stats, x, ids, train)
-    adv = cell_io(net, params, stats, xa, ids, train)
-    return jnp.stack([jnp.mean(jnp.sum((fsp_matrix(*c) - fsp_matrix(*a)) ** 2, axis=(1, 2)))
-                      for c, a in zip(clean, adv)])
-
-
-def fsp_experiment(indices: Sequence[int], space, x, y, out_csv: str | Path, *, C: int = 8, N: int = 2,
-                   finetune_steps: int = 10, batch_size: int = 64, lr: float = 0.05, eps: float = 8 / 255,
-                   attack_steps: int = 5, train_pgd_steps: int = 3, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """FSP loss per cell depth for each arch at initialisation and after a short PGD fine-tune
-    from the same start (supernet init seed ``seed``, so every arch starts from the same values
-    of the weights it uses). BN uses batch statistics throughout. Resumable: one row per arch,
-    ``out_csv`` rewritten atomically after each arch; rows present are skipped.
-
-    Args:
-        indices: NB201 indices. space: SearchSpace. x, y: float32 images in [0, 1] / int labels
-            (the FSP batch is ``x[:batch_size]``; fine-tune batches are drawn from all of x).
-
-    Returns:
-        DataFrame: nb201_index, ``init_l{k}`` and ``ft_l{k}`` for k = 1..3N.
-    """
-    import optax
-
-    from robntk.data.datasets import augment
-
-    net = TinyNetwork(C=C, N=N, num_classes=10, dataset="cifar10")
-    params0 = net.init(jax.random.PRNGKey(seed))["params"]
-    tx = optax.sgd(lr, 0.9)
-    xb, yb = jnp.asarray(x[:batch_size]), jnp.asarray(y[:batch_size])
-    fsp = jax.jit(lambda p, ids: fsp_losses(net, p, None, xb, yb, ids, jax.random.PRNGKey(seed + 5), eps, attack_steps))
-
-    @jax.jit
-    def step(p, st, xs, ys, ids, key):
-        f = lambda q, z: net.forward(q, None, z, ids, True)[0]
-        k1, k2 = jax.random.split(key)
-        xs = augment(k1, xs, xs.shape[1] // 8)
-        xa = pgd(f, p, xs, ys, eps, steps=train_pgd_steps, key=k2)
-        g = jax.grad(lambda q: cross_entropy(f(q, xa), ys))(p)
-        u, st = tx.update(g, st, p)
-        return optax.apply_updates(p, u), st
-
-    out_csv = Path(out_csv)
-    done = pd.read_csv(out_csv) if out_csv.is_file() else pd.DataFrame()
-    have = set(done["nb201_index"].astype(int)) if len(done) else set()
-    L = 3 * N
-    it = [int(i) for i in indices if int(i) not in have]
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc="FSP")
-    for idx in it:
-        ids = op_ids(space.arch_str(idx))
-        row = {"nb201_index": idx}
-        row.update({f"init_l{k + 1}": float(v) for k, v in enumerate(fsp(params0, ids))})
-        p, st = params0, tx.init(params0)
-        for s in range(finetune_steps):
-            b = np.random.default_rng([seed, 17, s]).choice(len(y), batch_size, replace=False)  # same batches for all
-            p, st = step(p, st, x[b], y[b], ids, jax.random.fold_in(jax.random.PRNGKey(seed + 9), s))
-        row.update({f"ft_l{k + 1}": float(v) for k, v in enumerate(fsp(p, ids))})
-        done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
-        paths.atomic_save(out_csv, lambda tmp, d=done: d.to_csv(tmp, index=False))
-    keep = done["nb201_index"].astype(int).isin(set(int(i) for i in indices))
-    cols = ["nb201_index"] + [f"init_l{k + 1}" for k in range(L)] + [f"ft_l{k + 1}" for k in range(L)]
-    return done[keep][cols].sort_values("nb201_index").reset_index(drop=True)
-
-
-def fsp_taus(df: pd.DataFrame, bench, dataset: str = "cifar10", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """τ (with CI) of the score −L_l (lower FSP loss = more robust, RobNets' reading) vs the
-    benchmark's PGD-8 and clean accuracy, per cell depth l, at init and after fine-tuning."""
-    t = df.copy()
-    for m in ("val_pgd_8.0_acc", "val_acc"):
-        t[m] = bench.values(t["nb201_index"].to_numpy(), dataset, m)
-    cols = [c for c in df.columns if c.startswith(("init_l", "ft_l"))]
-    for c in cols:
-        t[f"neg_{c}"] = -t[c]
-    tab = tau_table(t, [f"neg_{c}" for c in cols], ["val_pgd_8.0_acc", "val_acc"], n_boot=n_boot, seed=seed)
-    tab["stage"] = tab["score"].str.extract(r"neg_(init|ft)_")[0]
-    tab["cell"] = tab["score"].str.extract(r"_l(\d+)$")[0].astype(int)
+    out = check_writable(Path(out_dir), "--out")
+    df = density_table(bench, DENSITY_DATASETS)
+    targets = [f"{ds}_{m}" for ds in DENSITY_DATASETS for m in ("val_acc", "val_pgd_8.0_acc")]
+    tab = tau_table(df, list(DENSITY_SCORES), targets, n_boot=cfg.n_boot, seed=cfg.seed)
+    cols = ["cifar10_val_acc", "cifar10_val_pgd_8.0_acc"]
+    write_table(tab, out / "density_tau.csv")
+    for kind in ("connected", "param"):
+        levels = df.groupby(f"density_{kind}")[cols].agg(["mean", "std", "count"])
+        write_table(levels, out / f"density_levels_{kind}.csv", index=True)
+    density_figure(df, out / "density.png")
+    write_json({"command": "robntk robnets density", "config": cfg.to_dict(), "n_boot": cfg.n_boot,
+                "n_archs": len(df), "definitions": DENSITY_DEFINITIONS}, out / "density_config.json")
     return tab
 
 
-def sample_fsp_archs(bench, n: int, seed: int = 0) -> list[int]:
-    """``n`` distinct connected representatives, uniformly at random (sorted; deterministic)."""
-    reps = np.array(sorted(set(int(r) for r in np.unique(bench.isomorph)) - set(DISCONNECTED_REPRESENTATIVES)))
-    rng = np.random.default_rng([seed, 23])
-    return sorted(int(i) for i in rng.choice(reps, size=n, replace=False))
+def run_direct_edges(cfg: DirectEdgesConfig, out_dir: str | Path, bench) -> dict[str, Any]:
+    """Finding 2 (``robntk robnets direct-edges``): the equal-parameter pairs of
+    :func:`direct_edge_pairs` for ``cfg.direct``, summarised per budget for PGD-8 and clean
+    accuracy (``direct_edges_<tag>_<metric>.csv``), Δ PGD-8 per budget and conv
+    (``direct_edges_<tag>_by_conv.csv``) and ``direct_edges_<tag>_config.json``, tag = the edge
+    ids joined by ``_``.
 
+    Returns:
+        ``{'pairs': n, 'summaries': {metric: DataFrame}, 'by_conv': DataFrame}``.
 
-def save_json(obj: Any, path: str | Path) -> None:
-    """Atomic JSON write (NaN → null)."""
-    def clean(v):
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(u) for k, u in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(u) for u in v]
-        return v
-
-    with paths.atomic_write(path) as fh:
-        json.dump(clean(obj), fh, indent=1)
+    Raises:
+        PermissionError: ``out_dir`` not writable (checked first).
+    """
+    out = check_writable(Path(out_dir), "--out")
+    pairs = direct_edge_pairs(bench, cfg.direct, dataset=cfg.dataset)
+    tag = "_".join(map(str, cfg.direct))
+    res = {}
+    for m in ("val_pgd_8.0_acc", "val_acc"):
+        res[m] = summarize_pairs(pairs, m, n_boot=cfg.n_boot, seed=cfg.seed)
+        write_table(res[m], out / f"direct_edges_{tag}_{m}.csv")
+    by_conv = pairs.groupby(["budget", "conv"])["delta_val_pgd_8.0_acc"].agg(["count", "mean"]).reset_index()
+    by_conv["mean"] *= 100
+    write_table(by_conv, out / f"direct_edges_{tag}_by_conv.csv")
+    write_json({"command": "robntk robnets direct-edges --direct " + " ".join(map(str, cfg.direct)),
+                "config": cfg.to_dict(), "direct_edges": list(cfg.direct), "pairs": len(pairs),
+                "dataset": cfg.dataset}, out / f"direct_edges_{tag}_config.json")
+    return {"pairs": len(pairs), "summaries": res, "by_conv": by_conv}

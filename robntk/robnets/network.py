@@ -25,13 +25,15 @@ Parameter names (``stem_conv``, ``stem_bn``, ``cells_{i}/pre0|pre1``, ``cells_{i
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from robntk.nb201.layers import BN_EPS, BN_MOMENTUM
+from robntk.robnets.space import CONFIGS, GENOTYPES, RobNetConfig, cell_codes, cell_edges
 
 
 def torch_uniform_init(fan_in_axes: Sequence[int]) -> Callable:
@@ -43,7 +45,6 @@ def torch_uniform_init(fan_in_axes: Sequence[int]) -> Callable:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
     return init
-from robntk.robnets.space import CONFIGS, GENOTYPES, RobNetConfig, cell_codes, cell_edges
 
 
 def _conv(features: int, k: int, stride: int = 1, pad: int = 0, groups: int = 1, name: str | None = None) -> nn.Conv:

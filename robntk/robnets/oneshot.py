@@ -9,7 +9,7 @@ NB201) and updates only the weights that path uses (single-path one-shot trainin
 weights get exactly zero gradient but, as in most SPOS code, SGD momentum and weight decay still
 apply to them).
 
-Choices (documented, configurable in :class:`OneShotConfig`):
+Choices (documented, configurable in :class:`robntk.robnets.config.OneShotConfig`):
 
 * BN uses batch statistics everywhere (training, fine-tuning, attack and evaluation): with one
   path per step the running statistics of a shared BN mix paths, so evaluation with them would
@@ -19,126 +19,44 @@ Choices (documented, configurable in :class:`OneShotConfig`):
   seed; each fine-tuned ``finetune_steps`` PGD steps from the trained supernet (fresh momentum),
   then clean and PGD accuracy on a fixed, class-balanced test subset.
 
-Resumability: the supernet checkpoint is written atomically every ``ckpt_every`` steps and
-training resumes from it; candidate results are appended to ``candidates.csv`` in chunks (each
-write atomic) and existing rows are skipped.
+One training stack: the supernet step, the candidates' fine-tune steps, the optimiser and the
+run directory are robntk's (:func:`robntk.train.step.make_step` with the cell as a traced
+argument, :func:`robntk.train.optim.sgd` with :func:`robntk.train.optim.cosine_lr`,
+:mod:`robntk.train.rundir`). The run directory ``out_dir`` holds ``config.json`` (the
+configuration; another one is refused), orbax checkpoints of the supernet every ``ckpt_every``
+steps (``checkpoints/<step>``; training resumes from the latest, on the same trajectory),
+``metrics.jsonl`` (loss, accuracy, lr every 20 steps), the candidates' result store
+``candidates.store`` (one job through :func:`robntk.jobs.run_job`, keyed by everything that
+determines a row, the trained supernet's digest included; a killed evaluation resumes with the
+rows of an uninterrupted one), its export ``candidates.csv`` (+ sidecar) and ``summary.json``.
 """
 
 from __future__ import annotations
 
-import json
+import functools
+import hashlib
 import math
-import pickle
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 
-from robntk.core import paths
-from robntk.attacks.iterative import cross_entropy, pgd
-from robntk.nb201.searchspace import DISCONNECTED_REPRESENTATIVES, OPS
+from robntk.attacks.iterative import pgd
+from robntk.core.tables import write_json, write_table
+from robntk.jobs import ResultStore, config_key, run_job
 from robntk.nb201.network import TinyNetwork, op_ids
-from robntk.data.datasets import augment, epoch_permutation
+from robntk.nb201.searchspace import DISCONNECTED_REPRESENTATIVES, OPS
+from robntk.robnets.config import FULL, REDUCED, OneShotConfig  # noqa: F401  (re-exported)
+from robntk.scoring.config import batch_digest
+from robntk.train import rundir
+from robntk.train.optim import cosine_lr, sgd
+from robntk.train.step import StepSpec, epoch_batch, initial_state, make_step, resume_steps, run_steps
 
-EPS_DEFAULT = 8 / 255
-
-
-@dataclass(frozen=True)
-class OneShotConfig:
-    """One-shot adversarial supernet search configuration (defaults: the full configuration).
-
-    Attributes:
-        C, N: supernet width and cells per stage (NB201: 16, 5).
-        image_size: 32 (CIFAR-10) or 16 (2×2 average-pooled CIFAR-10, reduced runs).
-        train_limit: training images (class-balanced subset; None = all of the split).
-        batch_size: training batch.
-        train_steps: supernet optimizer steps.
-        lr, momentum, weight_decay: SGD with a cosine schedule from ``lr`` to 0.
-        eps: L∞ radius (pixel units). train_pgd_steps: PGD steps when training/fine-tuning.
-        train_step_size: PGD step size for training (None: 2.5·eps/steps).
-        num_archs: candidates evaluated (RobNets: 1,000).
-        finetune_steps, finetune_lr: per-candidate PGD fine-tune from the inherited weights.
-        eval_images: class-balanced test images per candidate; eval_batch: evaluation batch.
-        eval_pgd_steps: PGD steps of the evaluation attack (benchmark: 20).
-        ckpt_every: supernet checkpoint interval (steps).
-        seed: everything random (data order, paths, attacks, candidate sample) derives from it.
-
-    Raises:
-        ValueError: non-positive sizes, eps outside [0, 1], image_size not 16/32.
-    """
-
-    C: int = 16
-    N: int = 5
-    image_size: int = 32
-    train_limit: int | None = None
-    batch_size: int = 64
-    train_steps: int = 30000
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    eps: float = EPS_DEFAULT
-    train_pgd_steps: int = 7
-    train_step_size: float | None = 2 / 255
-    num_archs: int = 1000
-    finetune_steps: int = 50
-    finetune_lr: float = 0.01
-    eval_images: int = 1000
-    eval_batch: int = 250
-    eval_pgd_steps: int = 20
-    ckpt_every: int = 500
-    seed: int = 0
-
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self) -> None:
-        """Check the values (see the class docstring)."""
-        for name in ("C", "N", "batch_size", "train_steps", "train_pgd_steps", "num_archs", "eval_images",
-                     "eval_batch", "eval_pgd_steps", "ckpt_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not isinstance(self.finetune_steps, int) or self.finetune_steps < 0:
-            raise ValueError(f"finetune_steps must be an int >= 0, got {self.finetune_steps!r}")
-        if self.image_size not in (16, 32):
-            raise ValueError(f"image_size must be 16 or 32, got {self.image_size!r}")
-        if not 0.0 <= self.eps <= 1.0:
-            raise ValueError(f"eps must be in [0, 1] pixel units, got {self.eps!r}")
-        if self.train_limit is not None and self.train_limit < self.batch_size:
-            raise ValueError(f"train_limit ({self.train_limit}) must be >= batch_size ({self.batch_size})")
-        if self.num_archs > 6466 - len(DISCONNECTED_REPRESENTATIVES):
-            raise ValueError(f"num_archs must be <= {6466 - len(DISCONNECTED_REPRESENTATIVES)}, got {self.num_archs}")
-        for name in ("lr", "finetune_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OneShotConfig:
-        """Inverse of :meth:`to_dict` (unknown keys raise ValueError)."""
-        names = {f.name for f in fields(cls)}
-        bad = set(d) - names
-        if bad:
-            raise ValueError(f"unknown OneShotConfig fields {sorted(bad)}")
-        return cls(**d)
-
-
-#: The reduced configuration that runs on 2 CPU cores in well under an hour (stated as reduced):
-#: C=8, N=1, 16×16 images, 10k training images, 1,200 steps of PGD-3 training, 1,000 candidates
-#: with 1 fine-tune step, evaluated with PGD-3 on 128 test images.
-REDUCED = OneShotConfig(C=8, N=1, image_size=16, train_limit=10000, batch_size=64, train_steps=1200, lr=0.1,
-                        train_pgd_steps=3, train_step_size=None, num_archs=1000, finetune_steps=1,
-                        finetune_lr=0.01, eval_images=128, eval_batch=128, eval_pgd_steps=3, ckpt_every=100)
-#: The full configuration (needs a GPU; command in experiments/robnets/README.md).
-FULL = OneShotConfig()
+#: Training-log interval of the supernet (steps).
+LOG_EVERY = 20
 
 
 # --------------------------------------------------------------------------- data
@@ -181,39 +99,30 @@ def sample_candidates(bench, n: int, seed: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- steps
+def supernet(cfg: OneShotConfig) -> TinyNetwork:
+    """The supernet: :class:`robntk.nb201.network.TinyNetwork` (C, N, CIFAR-10 normalisation)."""
+    return TinyNetwork(C=cfg.C, N=cfg.N, num_classes=10, dataset="cifar10")
+
+
+def step_spec(cfg: OneShotConfig) -> StepSpec:
+    """The supernet's (and the fine-tunes') PGD-AT step: PGD-``train_pgd_steps`` at ``eps``, step
+    ``train_step_size`` (None: 2.5·eps/steps), crafted with batch statistics, no running
+    statistics, RandomCrop(pad S/8) + flip, the attack loop rolled."""
+    return StepSpec(method="pgd", eps=cfg.eps, attack_steps=cfg.train_pgd_steps, attack_step_size=cfg.train_step_size,
+                    augment=True, crop_pad=cfg.image_size // 8, attack_bn="train", running_stats=False,
+                    attack_loop="fori")
+
+
 def make_optimizer(cfg: OneShotConfig, total_steps: int, lr: float | None = None, schedule: bool = True):
-    """SGD(momentum) + decoupled-from-nothing weight decay (g ← g + wd·θ), cosine lr to 0."""
+    """:func:`robntk.train.optim.sgd` (momentum, coupled weight decay g ← g + wd·θ) with a cosine lr
+    from ``lr`` (default ``cfg.lr``) to 0 over ``total_steps`` (``schedule=False``: constant)."""
     lr = cfg.lr if lr is None else lr
-    sched = optax.cosine_decay_schedule(lr, max(total_steps, 1)) if schedule else lr
-    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optax.sgd(sched, cfg.momentum))
-
-
-def make_train_step(net: TinyNetwork, tx, cfg: OneShotConfig):
-    """Jitted PGD-AT step ``(params, opt_state, x, y, ids, key) -> (params, opt_state, loss)``.
-
-    The adversarial batch is crafted and the loss computed on the augmented batch with BN in
-    batch-statistics mode; ids (6,) are traced, so one compilation serves every path.
-    """
-    pad = cfg.image_size // 8
-    alpha = cfg.train_step_size
-
-    def f(params, x, ids):
-        return net.forward(params, None, x, ids, True)[0]
-
-    @jax.jit
-    def step(params, opt_state, x, y, ids, key):
-        k_aug, k_atk = jax.random.split(key)
-        x = augment(k_aug, x, pad)
-        xa = pgd(lambda p, z: f(p, z, ids), params, x, y, cfg.eps, steps=cfg.train_pgd_steps, alpha=alpha, key=k_atk)
-        loss, g = jax.value_and_grad(lambda p: cross_entropy(f(p, xa, ids), y))(params)
-        updates, opt_state = tx.update(g, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    return step
+    return sgd(cosine_lr(lr, total_steps) if schedule else lr, cfg.momentum, cfg.weight_decay)
 
 
 def make_eval(net: TinyNetwork, cfg: OneShotConfig):
-    """Jitted ``(params, x, y, ids, key) -> (n_correct_clean, n_correct_pgd)`` for one batch."""
+    """Jitted ``(params, x, y, ids, key) -> (n_correct_clean, n_correct_pgd)`` for one batch
+    (batch-statistics BN; PGD-``eval_pgd_steps`` at ``eps``, step 2.5·eps/steps, random start)."""
 
     def f(params, x, ids):
         return net.forward(params, None, x, ids, True)[0]
@@ -228,127 +137,146 @@ def make_eval(net: TinyNetwork, cfg: OneShotConfig):
     return ev
 
 
+@functools.lru_cache(maxsize=4)
+def compiled_steps(cfg: OneShotConfig) -> tuple:
+    """``(net, supernet tx, supernet step, fine-tune tx, fine-tune step, eval)`` of a
+    configuration, memoised (a resumed or repeated search in the same process compiles nothing
+    again): :func:`robntk.train.step.make_step` with :func:`step_spec` under the cosine optimiser
+    over ``train_steps``, the same step under the constant-lr fine-tune optimiser, and
+    :func:`make_eval`."""
+    net = supernet(cfg)
+    tx = make_optimizer(cfg, cfg.train_steps)
+    ft_tx = make_optimizer(cfg, cfg.finetune_steps, lr=cfg.finetune_lr, schedule=False)
+    spec = step_spec(cfg)
+    return net, tx, make_step(net, tx, spec), ft_tx, make_step(net, ft_tx, spec), make_eval(net, cfg)
+
+
 # --------------------------------------------------------------------------- training
-def _save_ckpt(path: Path, step: int, params, opt_state) -> None:
-    blob = pickle.dumps({"step": step, "params": jax.device_get(params), "opt_state": jax.device_get(opt_state)})
-
-    def write(tmp):
-        Path(tmp).write_bytes(blob)
-
-    paths.atomic_save(path, write)
-
-
 def train_supernet(cfg: OneShotConfig, x: np.ndarray, y: np.ndarray, out_dir: str | Path | None = None,
                    progress: bool = True) -> dict:
     """Train the supernet with single-path PGD adversarial training (resumable).
 
+    Step t trains the cell :func:`sample_path` ``(seed, t)`` on the batch
+    :func:`robntk.train.step.epoch_batch` ``(seed, t, N, batch_size)`` with key
+    ``fold_in(PRNGKey(seed + 1), t)``; initial weights ``TinyNetwork.init(PRNGKey(seed))``.
+
     Args:
         cfg: configuration. x: float32 (N, S, S, 3) in [0, 1]; y: int32 (N,).
-        out_dir: where ``supernet.pkl`` (checkpoint) and ``train_log.jsonl`` go; None: in memory.
+        out_dir: the run directory (orbax checkpoints every ``ckpt_every`` steps, labelled by
+            step, and ``metrics.jsonl``; training resumes from the latest checkpoint); None: in
+            memory.
         progress: tqdm bar.
 
     Returns:
         The supernet parameters (pytree of arrays).
 
     Raises:
-        ValueError: images not of ``cfg.image_size``; fewer images than a batch.
+        ValueError: images not of ``cfg.image_size``; fewer images than a batch; a checkpoint
+            trained on another number of images.
     """
     if x.shape[1:] != (cfg.image_size, cfg.image_size, 3) or len(x) != len(y) or len(y) < cfg.batch_size:
         raise ValueError(f"need (N >= {cfg.batch_size}, {cfg.image_size}, {cfg.image_size}, 3) images with N labels, "
                          f"got {x.shape} and {len(y)} labels")
-    net = TinyNetwork(C=cfg.C, N=cfg.N, num_classes=10, dataset="cifar10")
-    tx = make_optimizer(cfg, cfg.train_steps)
-    params = net.init(jax.random.PRNGKey(cfg.seed))["params"]
-    opt_state = tx.init(params)
+    net, tx, step, *_ = compiled_steps(cfg)
+    state = initial_state(net.init(jax.random.PRNGKey(cfg.seed))["params"], tx)
     start = 0
-    ckpt = None if out_dir is None else Path(out_dir) / "supernet.pkl"
-    if ckpt is not None and ckpt.is_file():
-        blob = pickle.loads(ckpt.read_bytes())
-        start, params, opt_state = blob["step"], blob["params"], blob["opt_state"]
-    step_fn = make_train_step(net, tx, cfg)
-    per_epoch = len(y) // cfg.batch_size
-    log = []
-    it = range(start, cfg.train_steps)
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(it, initial=start, total=cfg.train_steps, desc="supernet PGD-AT")
-    for t in it:
-        epoch, j = divmod(t, per_epoch)
-        idx = epoch_permutation(cfg.seed, epoch, len(y))[j * cfg.batch_size:(j + 1) * cfg.batch_size]
-        key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 1), t)
-        params, opt_state, loss = step_fn(params, opt_state, x[idx], y[idx], sample_path(cfg.seed, t), key)
-        if (t + 1) % 20 == 0:
-            log.append({"step": t + 1, "loss": float(loss)})
-        if ckpt is not None and ((t + 1) % cfg.ckpt_every == 0 or t + 1 == cfg.train_steps):
-            _save_ckpt(ckpt, t + 1, params, opt_state)
-            with open(Path(out_dir) / "train_log.jsonl", "a") as fh:  # append-only log
-                fh.writelines(json.dumps(rec) + "\n" for rec in log)
-            log = []
-    return params
+    if out_dir is not None:
+        state, start = resume_steps(out_dir, state, len(y), "supernet")
+    else:  # committed to the default device, as a restored state: both hit the same compiled step
+        state = jax.device_put(state, jax.devices()[0])
+    meta = {"n_train": len(y), "seed": cfg.seed, "what": "one-shot supernet",
+            "data_order": "robntk.train.step.epoch_batch(seed, step, n_train, batch_size)",
+            "step_key": "fold_in(PRNGKey(seed + 1), step)", "path": "sample_path(seed, step)"}
+    state, _ = run_steps(
+        step, state, (jnp.asarray(x), jnp.asarray(y)), start=start,
+        stop=cfg.train_steps, batch_fn=lambda t: epoch_batch(cfg.seed, t, len(y), cfg.batch_size),
+        key_fn=lambda t: jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 1), t),
+        cell_fn=lambda t: sample_path(cfg.seed, t), run_dir=out_dir, ckpt_every=cfg.ckpt_every, meta=meta,
+        log_every=LOG_EVERY, progress=progress, desc="supernet PGD-AT")
+    return state["params"]
+
+
+def params_digest(params) -> str:
+    """SHA-256 (16 hex digits) of a parameter pytree's leaves (tree order, bytes): identifies the
+    trained supernet in the candidates' store key."""
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(params):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- candidates
 COLUMNS = ["nb201_index", "oneshot_clean", "oneshot_pgd"]
 
 
+def store_key(cfg: OneShotConfig, params, xtr, ytr, xte, yte) -> str:
+    """Key of the candidates' store: :func:`robntk.jobs.config_key` of the configuration (without
+    ``num_archs``, which only selects), the trained supernet's :func:`params_digest` and the
+    digests of the fine-tune and evaluation data."""
+    c = {k: v for k, v in cfg.to_dict().items() if k != "num_archs"}
+    return config_key({"oneshot": c, "supernet": params_digest(params), "train_data": batch_digest(xtr, ytr),
+                       "eval_data": batch_digest(xte, yte)})
+
+
 def evaluate_candidates(cfg: OneShotConfig, params, indices, space, xtr, ytr, xte, yte,
-                        out_csv: str | Path | None = None, chunk: int = 25, progress: bool = True) -> pd.DataFrame:
+                        store: str | Path | None = None, progress: bool = True, time_budget_s: float | None = None,
+                        flush_s: float = 30.0) -> pd.DataFrame:
     """Fine-tune (``cfg.finetune_steps``) and evaluate each candidate with the inherited weights.
+
+    Candidate i's fine-tune step s uses the batch ``default_rng([seed, 13, i, s]).choice(N,
+    batch_size, replace=False)`` and key ``PRNGKey(i·1000 + s)``, from fresh momentum, at the
+    constant lr ``finetune_lr``; its evaluation batch b (of ``eval_batch``) uses the attack key
+    ``fold_in(PRNGKey(seed + 2), b0)`` (the same start for every candidate).
 
     Args:
         cfg: configuration. params: trained supernet parameters.
         indices: NB201 indices of the candidates. space: :class:`robntk.nb201.searchspace.SearchSpace`.
-        xtr, ytr: fine-tuning data; xte, yte: the fixed evaluation subset.
-        out_csv: results file; rows already there are skipped and new rows are appended every
-            ``chunk`` candidates (atomic rewrite).
+        xtr, ytr: fine-tuning data; xte, yte: the fixed evaluation subset (float32 in [0, 1]).
+        store: result-store directory (None: in memory); candidates it holds are skipped.
+        progress: tqdm bar. time_budget_s: start no new candidate after this many seconds.
+        flush_s: seconds between store flushes.
 
     Returns:
-        DataFrame with :data:`COLUMNS` (accuracies as fractions), one row per candidate.
+        DataFrame with :data:`COLUMNS` (accuracies as fractions), one row per stored candidate of
+        ``indices``, ascending index.
+
+    Raises:
+        StoreMismatchError: ``store`` holds rows of another configuration or supernet.
     """
-    net = TinyNetwork(C=cfg.C, N=cfg.N, num_classes=10, dataset="cifar10")
-    tx = make_optimizer(cfg, cfg.finetune_steps, lr=cfg.finetune_lr, schedule=False)
-    ft = make_train_step(net, tx, cfg)
-    ev = make_eval(net, cfg)
-    done = pd.DataFrame(columns=COLUMNS)
-    if out_csv is not None and Path(out_csv).is_file():
-        done = pd.read_csv(out_csv)
-    have = set(int(i) for i in done["nb201_index"])
-    todo = [int(i) for i in indices if int(i) not in have]
-    rows = []
-
-    def flush():
-        nonlocal done, rows
-        if rows:
-            done = pd.concat([done, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
-            rows = []
-            if out_csv is not None:
-                paths.atomic_save(out_csv, lambda tmp: done.to_csv(tmp, index=False))
-
-    it = todo
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(todo, desc="candidates")
+    _, _, _, tx, ft, ev = compiled_steps(cfg)
+    data = (jnp.asarray(xtr), jnp.asarray(ytr))
     n_eval = len(yte)
-    for c, idx in enumerate(it):
+
+    def row(idx: int) -> dict[str, Any]:
         ids = op_ids(space.arch_str(idx))
-        p = params
-        st = tx.init(p)
-        for s in range(cfg.finetune_steps):
-            rng = np.random.default_rng([cfg.seed, 13, idx, s])
-            b = rng.choice(len(ytr), cfg.batch_size, replace=False)
-            p, st, _ = ft(p, st, xtr[b], ytr[b], ids, jax.random.PRNGKey(idx * 1000 + s))
+        state, _ = run_steps(
+            ft, initial_state(params, tx), data, start=0, stop=cfg.finetune_steps,
+            batch_fn=lambda s: np.random.default_rng([cfg.seed, 13, idx, s]).choice(len(ytr), cfg.batch_size,
+                                                                                     replace=False),
+            key_fn=lambda s: jax.random.PRNGKey(idx * 1000 + s), cell_fn=lambda s: ids)
         clean = adv = 0
         for b0 in range(0, n_eval, cfg.eval_batch):
             key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 2), b0)  # same attack start for all archs
-            cb, ab = ev(p, xte[b0:b0 + cfg.eval_batch], yte[b0:b0 + cfg.eval_batch], ids, key)
+            cb, ab = ev(state["params"], xte[b0:b0 + cfg.eval_batch], yte[b0:b0 + cfg.eval_batch], ids, key)
             clean, adv = clean + int(cb), adv + int(ab)
-        rows.append([idx, clean / n_eval, adv / n_eval])
-        if (c + 1) % chunk == 0:
-            flush()
-    flush()
-    order = {int(i): k for k, i in enumerate(indices)}
-    done = done[done["nb201_index"].astype(int).isin(order)]
-    return done.sort_values("nb201_index").reset_index(drop=True)
+        return {"nb201_index": int(idx), "oneshot_clean": clean / n_eval, "oneshot_pgd": adv / n_eval}
+
+    sink = None
+    if store is not None:
+        sink = ResultStore.open(store, store_key(cfg, params, xtr, ytr, xte, yte), {
+            "config": cfg.to_dict(), "supernet": params_digest(params), "selection": sorted(int(i) for i in indices)})
+    computed: dict[int, dict] = {}
+
+    def compute(blk: list[int]) -> list[dict]:
+        rows = [row(i) for i in blk]
+        computed.update((r["nb201_index"], r) for r in rows)
+        return rows
+
+    run_job(indices, compute, sink, time_budget_s=time_budget_s, flush_s=flush_s, desc="candidates",
+            progress=progress)
+    have = sink.read().rows if sink is not None else computed
+    keep = sorted(i for i in set(int(i) for i in indices) if i in have)
+    return pd.DataFrame([have[i] for i in keep], columns=COLUMNS)
 
 
 # --------------------------------------------------------------------------- analysis
@@ -396,34 +324,44 @@ def summarize(results: pd.DataFrame, bench, n_boot: int = 1000, seed: int = 0) -
     return {k: (round(v, 6) if isinstance(v, float) and not math.isnan(v) else v) for k, v in out.items()}
 
 
-def run_search(cfg: OneShotConfig, out_dir: str | Path, data_dir=None, progress: bool = True) -> dict[str, Any]:
+def run_search(cfg: OneShotConfig, out_dir: str | Path, data_dir=None, progress: bool = True,
+               time_budget_s: float | None = None) -> dict[str, Any]:
     """The whole search: train (or resume) the supernet, evaluate the candidates (resumable),
-    write ``config.json``, ``candidates.csv`` and ``summary.json`` into ``out_dir``.
+    write ``config.json``, ``candidates.csv`` (+ sidecar) and ``summary.json`` into the run
+    directory ``out_dir`` (module docstring).
+
+    Args:
+        time_budget_s: stop starting candidates after this many seconds of the evaluation (the
+            summary then covers the candidates done; rerun to continue).
+
+    Returns:
+        The summary (:func:`summarize`, plus ``pick_arch_str`` and ``n_remaining``).
 
     Raises:
         ValueError: ``out_dir`` holds a run with another configuration.
+        PermissionError: ``out_dir`` is not writable (before any work).
     """
     from robntk.data.benchmark import RobBench
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "config.json"
-    if cfg_path.is_file():
-        old = json.loads(cfg_path.read_text())
-        if old != cfg.to_dict():
-            raise ValueError(f"{out} holds a run with another configuration ({cfg_path}); use a new directory")
-    else:
-        with paths.atomic_write(cfg_path) as fh:
-            json.dump(cfg.to_dict(), fh, indent=1)
+    out = rundir.check_run_dir(out_dir, "--out")
+    try:
+        rundir.check_config(out, cfg.to_dict())
+    except ValueError as exc:
+        raise ValueError(f"{out} holds a one-shot run with another configuration; use a new directory ({exc})") \
+            from None
     bench = RobBench.load(data_dir)
     space = bench.space
     xtr, ytr, xte, yte = load_data(cfg, data_dir)
+    rundir.init_config(out, cfg.to_dict())
     params = train_supernet(cfg, xtr, ytr, out, progress)
     cands = sample_candidates(bench, cfg.num_archs, cfg.seed)
-    res = evaluate_candidates(cfg, params, cands, space, xtr, ytr, xte, yte, out / "candidates.csv",
-                              progress=progress)
+    res = evaluate_candidates(cfg, params, cands, space, xtr, ytr, xte, yte, out / "candidates.store",
+                              progress=progress, time_budget_s=time_budget_s)
+    write_table(res, out / "candidates.csv", {"config": cfg.to_dict(), "supernet": params_digest(params),
+                                              "store": str(out / "candidates.store"), "n_rows": len(res),
+                                              "n_selected": len(cands)})
     summary = summarize(res, bench)
     summary["pick_arch_str"] = space.arch_str(summary["pick"])
-    with paths.atomic_write(out / "summary.json") as fh:
-        json.dump(summary, fh, indent=1)
+    summary["n_remaining"] = len(cands) - len(res)
+    write_json(summary, out / "summary.json")
     return summary

@@ -257,3 +257,26 @@ def paper_head_classes(name: str, max_classes: int = 1000) -> list[int]:
         if math.isclose(round(num_params(GENOTYPES[name], c) / 1e6, 2), PAPER_PARAMS[name] / 1e6):
             out.append(k)
     return out
+
+
+def parameter_counts(max_classes: int = 200) -> dict[str, dict]:
+    """Parameter counts of the released RobNets (``robntk robnets params``): per model its
+    reference config, the closed-form count with the CIFAR-10 head (:func:`num_params`, equal to
+    the reference PyTorch skeleton's), with a 100-way head, the paper's printed size
+    (:data:`PAPER_PARAMS`) and the head sizes K ≤ ``max_classes`` that reproduce it
+    (:func:`paper_head_classes`).
+
+    Returns:
+        ``{name: {'config', 'params_cifar10_head', 'params_100_class_head', 'paper',
+        'heads_matching_paper'}}`` (JSON-ready).
+    """
+    out = {}
+    for name, cfg in CONFIGS.items():
+        out[name] = {
+            "config": cfg.to_dict(),
+            "params_cifar10_head": num_params(GENOTYPES[name], cfg),
+            "params_100_class_head": num_params(GENOTYPES[name], RobNetConfig(**{**cfg.to_dict(), "num_classes": 100})),
+            "paper": PAPER_PARAMS[name],
+            "heads_matching_paper": paper_head_classes(name, max_classes),
+        }
+    return out

@@ -54,21 +54,22 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from robntk.attacks import iterative as attacks
-from robntk.train import rundir
-from robntk.data.datasets import augment, check_data, epoch_permutation
+from robntk.data.datasets import check_data, epoch_permutation
 from robntk.nb201.network import TinyNetwork
+from robntk.train import rundir
+from robntk.train import step as step_lib
+from robntk.train.config import NonFiniteLossError, TrainConfig, _is_int, read_train_config
 from robntk.train.optim import onecycle_schedules, sgd_onecycle
-from robntk.core.registry import DATASETS
-from robntk.train.config import TRADES_SIGMA, NonFiniteLossError, _is_int, TrainConfig, read_train_config
+from robntk.train.step import StepSpec
 
 # --------------------------------------------------------------------------------------------
 # network, optimiser, keys
@@ -115,21 +116,13 @@ def step_key(seed: int, epoch: int, step: int) -> jax.Array:
 
 
 def training_attack(cfg: TrainConfig, f_eval: Callable) -> Callable:
-    """The training attack ``(params, x, y, key) -> x_in`` of ``cfg.method``, all
-    :func:`robntk.attacks.iterative.pgd` with the steps unrolled in the trace (few steps; XLA:CPU runs ops
+    """The training attack ``(params, x, y, key) -> x_in`` of ``cfg.method``
+    (:func:`robntk.train.step.training_attack` of :meth:`StepSpec.of(cfg) <robntk.train.step.StepSpec.of>`),
+    all :func:`robntk.attacks.iterative.pgd` with the steps unrolled in the trace (few steps; XLA:CPU runs ops
     in a rolled loop ~13× slower): PGD-AT and FGSM-AT (one step of 1.25·ε) from a uniform random
     start on the cross-entropy; TRADES from x + 0.001·N(0, I) on Σ KL(f(x) ‖ f(x')); ``'clean'``
     returns x. ``f_eval`` is the network with BN in eval mode."""
-    eps, steps, alpha = cfg.eps, cfg.steps_resolved, cfg.step_size_resolved
-    if cfg.method in ("pgd", "fgsm"):
-        return lambda p, x, y, k: attacks.pgd(f_eval, p, x, y, eps, steps=steps, alpha=alpha, key=k, loop="unroll")
-    if cfg.method == "trades":
-        def trades(p, x, y, k):
-            p_nat = jax.nn.softmax(f_eval(p, x))
-            return attacks.pgd(f_eval, p, x, p_nat, eps, steps=steps, alpha=alpha, key=k, loop="unroll",
-                               start="normal", sigma=TRADES_SIGMA, loss_fn=attacks.kl_divergence)
-        return trades
-    return lambda p, x, y, k: x
+    return step_lib.training_attack(StepSpec.of(cfg), f_eval)
 
 
 @functools.lru_cache(maxsize=8)
@@ -140,7 +133,9 @@ def compiled_train_step(cfg: TrainConfig, total_steps: int) -> Callable:
 
 
 def make_train_step(model: TinyNetwork, tx: optax.GradientTransformation, cfg: TrainConfig) -> Callable:
-    """Build the jitted train step ``(state, x_all, y_all, idx, key) -> (state, metrics)``.
+    """The jitted train step ``(state, x_all, y_all, idx, key) -> (state, metrics)`` of a
+    NAS-RobBench-201 run: :func:`robntk.train.step.make_step` with :meth:`StepSpec.of(cfg)
+    <robntk.train.step.StepSpec.of>` and the cell ``cfg.arch`` compiled in.
 
     The step gathers ``x_all[idx]`` (uint8 (N, H, W, 3) on device) → float/255 → augmentation →
     training attack with BN in eval mode (:func:`training_attack`) → loss in train mode (BN
@@ -151,41 +146,7 @@ def make_train_step(model: TinyNetwork, tx: optax.GradientTransformation, cfg: T
     on the examples the loss is computed on: adversarial for pgd/fgsm, natural for
     trades/clean), ``lr`` and ``momentum`` used by this step (float32 scalars).
     """
-    pad = DATASETS[cfg.dataset].crop_pad if cfg.augment else 0
-    cell, beta, trades = cfg.arch, cfg.trades_beta, cfg.method == "trades"
-
-    def apply_train(params, bs, x):
-        return model.apply_train({"params": params, "batch_stats": bs}, x, cell)
-
-    def step_fn(state, x_all, y_all, idx, key):
-        params, bs = state["params"], state["batch_stats"]
-        x = x_all[idx].astype(jnp.float32) / 255.0
-        y = y_all[idx].astype(jnp.int32)
-        k_aug, k_att = jax.random.split(key)
-        if cfg.augment:
-            x = augment(k_aug, x, pad)
-        attack = training_attack(cfg, lambda p, z: model.forward(p, bs, z, cell, False)[0])
-        x_in = attack(params, x, y, k_att)
-
-        def loss_fn(p):
-            if trades:
-                logits_nat, bs1 = apply_train(p, bs, x)
-                logits_adv, bs2 = apply_train(p, bs1, x_in)
-                _, bs3 = apply_train(p, bs2, x)  # TRADES' third forward (running statistics only)
-                robust = attacks.kl_divergence(logits_adv, jax.nn.softmax(logits_nat)) / x.shape[0]
-                return attacks.cross_entropy(logits_nat, y) + beta * robust, (logits_nat, bs3)
-            logits, bs1 = apply_train(p, bs, x_in)
-            return attacks.cross_entropy(logits, y), (logits, bs1)
-
-        (loss, (logits, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, state["opt_state"], params)
-        hp = opt_state[1].hyperparams  # the values this update used (optax stores them)
-        acc = jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
-        new_state = {"params": optax.apply_updates(params, updates), "batch_stats": new_bs, "opt_state": opt_state,
-                     "step": state["step"] + 1}
-        return new_state, {"loss": loss, "acc": acc, "lr": hp["learning_rate"], "momentum": hp["momentum"]}
-
-    return jax.jit(step_fn)
+    return step_lib.make_step(model, tx, StepSpec.of(cfg), cell=cfg.arch)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
-"""The optimiser of NAS-RobBench-201's training: SGD with coupled weight decay under PyTorch's
-``OneCycleLR``, in optax.
+"""robntk's one optimiser, SGD with coupled weight decay (:func:`sgd`), and its schedules: PyTorch's
+``OneCycleLR`` (NAS-RobBench-201's training) and cosine decay (RobNets), in optax.
 
-Reference: the benchmark's ``main.py`` (``TT2408/nasrobbench201``; ``../shared/docs/nasrobbench201.md``
-§2): ``torch.optim.SGD(lr, momentum=0.9, weight_decay=5e-4)`` on all parameters and
+Reference: the benchmark's ``main.py`` (github.com/TT2408/nasrobbench201):
+``torch.optim.SGD(lr, momentum=0.9, weight_decay=5e-4)`` on all parameters and
 ``OneCycleLR(max_lr=0.1)`` with its defaults, stepped per iteration. PyTorch's formulas are in
 ``torch/optim/lr_scheduler.py`` (``OneCycleLR``) and ``torch/optim/sgd.py``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -87,15 +87,55 @@ def onecycle_schedules(
     return lr_fn, momentum_fn
 
 
+def sgd(learning_rate: float | Callable, momentum: float | Callable | None = 0.9,
+        weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """SGD as ``torch.optim.SGD(lr, momentum, weight_decay)``: the one optimiser of every robntk
+    training (NAS-RobBench-201's run, the RobNets supernet and fine-tunes, the FSP study, RobNet
+    training).
+
+    ``optax.add_decayed_weights(wd)`` (g ← g + wd·θ, every parameter, coupled as PyTorch does) →
+    ``inject_hyperparams(optax.sgd)(learning_rate, momentum)``: buf ← m_t·buf + g (buf₀ = g, as
+    PyTorch's first step), θ ← θ − lr_t·buf. The lr and momentum used by the latest update are
+    readable from ``opt_state[1].hyperparams`` (float32 scalars).
+
+    Args:
+        learning_rate: a float, or a schedule ``step -> lr`` (0-based optimizer steps), e.g.
+            :func:`onecycle_schedules`' or :func:`cosine_lr`.
+        momentum: a float in [0, 1), a schedule, or None (plain SGD).
+        weight_decay: coupled L2 factor (≥ 0; 0 adds exactly nothing).
+
+    Returns:
+        The optax transformation.
+
+    Raises:
+        ValueError: a negative weight decay, a non-positive constant lr, or a constant momentum
+            outside [0, 1).
+    """
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if not callable(learning_rate) and not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+    if momentum is not None and not callable(momentum) and not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay),
+        optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate, momentum=momentum),
+    )
+
+
+def cosine_lr(lr: float, total_steps: int) -> Callable:
+    """Cosine decay from ``lr`` to 0 over ``total_steps`` optimizer steps
+    (``optax.cosine_decay_schedule(lr, max(total_steps, 1))``: lr_t = lr·½(1 + cos(π·min(t, T)/T));
+    Loshchilov & Hutter, SGDR, ICLR 2017, without restarts). The RobNets supernet's and RobNet
+    training's schedule."""
+    return optax.cosine_decay_schedule(lr, max(int(total_steps), 1))
+
+
 def sgd_onecycle(total_steps: int, *, max_lr: float = 0.1, pct_start: float = 0.3, div_factor: float = 25.0,
                  final_div_factor: float = 1e4, base_momentum: float = 0.85, max_momentum: float = 0.95,
                  weight_decay: float = 5e-4) -> optax.GradientTransformation:
-    """SGD as ``torch.optim.SGD(lr, momentum, weight_decay)`` under ``OneCycleLR``.
-
-    ``optax.add_decayed_weights(wd)`` (g ← g + wd·θ, every parameter) →
-    ``inject_hyperparams(optax.sgd)(lr_fn, momentum_fn)``: buf ← m_t·buf + g (buf₀ = g, as
-    PyTorch's first step), θ ← θ − lr_t·buf. The current lr and momentum are readable from
-    ``opt_state[1].hyperparams``.
+    """SGD as ``torch.optim.SGD(lr, momentum, weight_decay)`` under ``OneCycleLR``: :func:`sgd`
+    with the lr and momentum schedules of :func:`onecycle_schedules`.
 
     Args:
         total_steps: optimizer steps of the whole run (≥ 1).
@@ -106,7 +146,4 @@ def sgd_onecycle(total_steps: int, *, max_lr: float = 0.1, pct_start: float = 0.
     """
     lr_fn, mom_fn = onecycle_schedules(total_steps, max_lr, pct_start, div_factor, final_div_factor,
                                        base_momentum, max_momentum)
-    return optax.chain(
-        optax.add_decayed_weights(weight_decay),
-        optax.inject_hyperparams(optax.sgd)(learning_rate=lr_fn, momentum=mom_fn),
-    )
+    return sgd(lr_fn, mom_fn, weight_decay)

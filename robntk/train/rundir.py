@@ -4,8 +4,9 @@
 Layout (``run_dir``)::
 
     config.json           the run's configuration (checked on resume: a different one is an error)
-    checkpoints/<epoch>/  orbax checkpoints (``state`` pytree + JSON ``meta``; the last 2 kept)
-    metrics.jsonl         one JSON line per epoch
+    checkpoints/<epoch>/  orbax checkpoints (``state`` pytree + JSON ``meta``; the last 2 kept);
+                          step-count runs (:mod:`robntk.train.step`) label them by optimizer step
+    metrics.jsonl         one JSON line per epoch (step-count runs: per logged step)
     training.png          loss / accuracy / lr curves (written at the end)
     summary.json          final summary (written at the end)
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from robntk.core.paths import atomic_write
-from robntk.core.tables import check_writable
+from robntk.core.tables import check_writable, write_json
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -100,16 +101,12 @@ def init_config(run_dir: str | os.PathLike, config: dict[str, Any]) -> None:
     if (run_dir / CONFIG_FILE).is_file():
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(run_dir / CONFIG_FILE) as fh:
-        json.dump(config, fh, indent=2, sort_keys=True)
+    write_json(config, run_dir / CONFIG_FILE)
 
 
 def write_summary(run_dir: str | os.PathLike, summary: dict[str, Any]) -> Path:
     """Write ``summary.json`` atomically; returns its path."""
-    path = Path(run_dir) / SUMMARY_FILE
-    with atomic_write(path) as fh:
-        json.dump(summary, fh, indent=2, sort_keys=True, default=str)
-    return path
+    return write_json(summary, Path(run_dir) / SUMMARY_FILE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,11 +197,13 @@ def _abstract(target):
 # the metrics log
 
 
-def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """Per-epoch records of ``metrics.jsonl`` (empty list if absent).
+def read_metrics(run_dir: str | os.PathLike, key: str = "epoch") -> list[dict]:
+    """Records of ``metrics.jsonl`` (empty list if absent): one per epoch (``key='epoch'``, the
+    benchmark's training) or per logged optimizer step (``key='step'``, step-count runs of
+    :mod:`robntk.train.step`).
 
     Raises:
-        ValueError: a line that is not a JSON object (names the file and line).
+        ValueError: a line that is not a JSON object with ``key`` (names the file and line).
     """
     p = Path(run_dir) / METRICS_FILE
     if not p.is_file():
@@ -217,8 +216,8 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"corrupt metrics log {p}, line {i}: {exc}") from None
-        if not isinstance(rec, dict) or "epoch" not in rec:
-            raise ValueError(f"corrupt metrics log {p}, line {i}: expected a JSON object with an 'epoch'")
+        if not isinstance(rec, dict) or key not in rec:
+            raise ValueError(f"corrupt metrics log {p}, line {i}: expected a JSON object with an {key!r}")
         out.append(rec)
     return out
 
@@ -232,10 +231,10 @@ def append_metrics(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def truncate_metrics(run_dir: str | os.PathLike, last_epoch: int) -> None:
-    """Keep the records of epochs ≤ ``last_epoch`` (a resume drops the log lines written after
-    the last checkpoint; the epochs are then redone identically)."""
-    recs = [r for r in read_metrics(run_dir) if r["epoch"] <= last_epoch]
+def truncate_metrics(run_dir: str | os.PathLike, last_epoch: int, key: str = "epoch") -> None:
+    """Keep the records whose ``key`` (epoch, or step) is ≤ ``last_epoch`` (a resume drops the
+    log lines written after the last checkpoint; that work is then redone identically)."""
+    recs = [r for r in read_metrics(run_dir, key) if r[key] <= last_epoch]
     with atomic_write(Path(run_dir) / METRICS_FILE) as fh:
         for r in recs:
             fh.write(json.dumps(r, sort_keys=True) + "\n")
