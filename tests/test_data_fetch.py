@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from robntk.data import convert as C
 from robntk.data import fetch as F
 from robntk.data import sources as S
 from robntk.data.sources import Download, Entry, Target
@@ -373,10 +374,10 @@ def test_derivations_reproduce_the_reference_files(data_dir):
     (suite-zero's inputs are downloads that the reference bundle does not hold)."""
     pytest.importorskip("pandas")
     for e in S.REGISTRY:
-        if e.convert not in F.DERIVATIONS or e.downloads:
+        if e.convert not in C.DERIVATIONS or e.downloads:
             continue
         if not all((data_dir / t.path).is_file() for n in e.needs for t in S.ENTRIES[n].files):
             pytest.skip(f"inputs of {e.name} not in {data_dir}")
-        data = F.DERIVATIONS[e.convert](data_dir, [])
+        data = C.DERIVATIONS[e.convert](data_dir, [])
         (t,) = e.files
         assert (len(data), _sha(data)) == (t.size, t.sha256), e.name

@@ -1,7 +1,7 @@
 """Adversarial training of NAS-Bench-201 networks, as NAS-RobBench-201 did it, in JAX.
 
-Protocol (Wu et al., ICLR 2024, official code ``TT2408/nasrobbench201`` ``main.py``; see
-``docs/nasrobbench201.md`` §2), the default of :class:`TrainConfig`:
+Protocol (Wu et al., ICLR 2024, official code github.com/TT2408/nasrobbench201 ``main.py`` and
+``utils_data.py``), the default of :class:`TrainConfig`:
 
 * the one NB201 network (:class:`robntk.nb201.network.TinyNetwork`, C=16, N=5) with the benchmark's
   input normalisation inside, so images are NHWC in [0, 1]; initial weights = "init seed s"
@@ -119,7 +119,7 @@ def training_attack(cfg: TrainConfig, f_eval: Callable) -> Callable:
     """The training attack ``(params, x, y, key) -> x_in`` of ``cfg.method``
     (:func:`robntk.train.step.training_attack` of :meth:`StepSpec.of(cfg) <robntk.train.step.StepSpec.of>`),
     all :func:`robntk.attacks.iterative.pgd` with the steps unrolled in the trace (few steps; XLA:CPU runs ops
-    in a rolled loop ~13× slower): PGD-AT and FGSM-AT (one step of 1.25·ε) from a uniform random
+    in a rolled loop several times slower, benchmarks/RESULTS.md §5): PGD-AT and FGSM-AT (one step of 1.25·ε) from a uniform random
     start on the cross-entropy; TRADES from x + 0.001·N(0, I) on Σ KL(f(x) ‖ f(x')); ``'clean'``
     returns x. ``f_eval`` is the network with BN in eval mode."""
     return step_lib.training_attack(StepSpec.of(cfg), f_eval)
