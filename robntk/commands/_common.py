@@ -21,6 +21,7 @@ from robntk.core.config import flag
 from robntk.core.tables import check_table_path, read_sidecar
 from robntk.jobs.driver import parse_shard
 from robntk.jobs.store import HEADER, StoreError, read_header
+from robntk.jobs.submit import SubmitOptions
 from robntk.nb201.searchspace import SearchSpace, sample_indices
 from robntk.scoring.config import ScoreConfig
 from robntk.scoring.engine import EngineOptions
@@ -191,6 +192,38 @@ def add_engine_flags(p: argparse.ArgumentParser, shard: bool = False) -> None:
 def engine_options(args: argparse.Namespace) -> EngineOptions:
     """:class:`EngineOptions` of the flags (raises ValueError for bad values)."""
     return config_from_args(EngineOptions, args)
+
+
+# --------------------------------------------------------------------------- submission
+def add_submit_flags(p: argparse.ArgumentParser) -> None:
+    """Group "submission (SLURM / local, through submitit)": the flags of
+    :class:`robntk.jobs.submit.SubmitOptions` (``--executor``, ``--shards``, ``--max-retries``,
+    ``--slurm-*``)."""
+    add_dataclass_flags(p.add_argument_group("submission (SLURM / local, through submitit)"), SubmitOptions)
+
+
+def submit_options(args: argparse.Namespace, shard: str | None = None) -> SubmitOptions:
+    """:class:`robntk.jobs.submit.SubmitOptions` of the flags; with ``--executor``, checks that
+    submitit can be imported (before any work).
+
+    Args:
+        shard: the command's ``--shard K/N`` if it has one (it excludes ``--executor``).
+
+    Raises:
+        ValueError: a value SubmitOptions rejects; ``--executor`` with ``--shard``; ``--executor``
+            without submitit installed (says how to install it).
+    """
+    opts = config_from_args(SubmitOptions, args)
+    if opts.executor is not None:
+        if shard is not None:
+            raise ValueError(f"--shard {shard} and --executor exclude each other: --executor {opts.executor} "
+                             f"--shards N runs every shard K/N itself")
+        try:
+            import submitit  # noqa: F401
+        except ModuleNotFoundError:
+            raise ValueError(f"--executor {opts.executor} needs the optional dependency submitit: "
+                             "pip install 'robntk[slurm]' (or pip install 'submitit>=1.5')") from None
+    return opts
 
 
 # --------------------------------------------------------------------------- exports

@@ -12,6 +12,13 @@ Resumable: values go to the store ``--store`` (default ``OUT.store``, one sub-st
 keyed by the configuration and the batch digest) as they are computed; rerunning the same
 command skips what is stored, ``--minutes`` bounds one run, and adding a proxy to ``--proxies``
 later computes only that proxy. The table holds the archs with every requested proxy.
+
+On a cluster (``--executor slurm --shards N``, or ``--executor local`` on this machine): one
+submitit job array of N tasks, task K computing shard K/N (:class:`ProxiesShardWork`) into
+``STORE.shards/shard-K-of-N`` (one sub-store per proxy there too); incomplete shards are
+resubmitted (``--max-retries``) and resume; then each proxy's shard stores are merged into
+``STORE/<proxy>`` and the table is written from them as by a one-process run
+(:func:`robntk.jobs.submit.run_sharded`).
 """
 
 from __future__ import annotations
@@ -23,10 +30,21 @@ from dataclasses import dataclass, field
 import jax
 
 from robntk import proxies as P
-from robntk.commands._common import Selection, add_score_flags, add_selection_flags, check_export_target, score_config
+from robntk.commands._common import (
+    Selection,
+    add_score_flags,
+    add_selection_flags,
+    add_submit_flags,
+    check_export_target,
+    score_config,
+    submit_options,
+)
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
+from robntk.core.paths import data_dir as resolve_data_dir
 from robntk.core.tables import check_table_path, check_writable, write_table
+from robntk.jobs.driver import shard_indices
+from robntk.jobs.submit import run_sharded
 from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import SearchSpace
 from robntk.scoring.config import ScoreConfig, load_batch, provenance
@@ -86,19 +104,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_score_flags(p, DEFAULTS, include=CONFIG_FIELDS,
                     helps={"seed": "init seed (also batch, sample and proxy key seed)"})
     add_dataclass_flags(p, ProxiesOptions)
+    add_submit_flags(p)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Compute the proxies of the selection and write the table. Returns 0."""
-    opts = config_from_args(ProxiesOptions, args)
-    cfg = score_config(args, DEFAULTS)
-    sel = config_from_args(Selection, args)
-    out = check_table_path(opts.out)
-    store = check_writable(opts.store or f"{out}.store", "--store", kind="dir")
-    check_export_target(out, store, job=JOB)
-    space = SearchSpace.load(args.data_dir)
-    indices = sel.indices(space, cfg.seed)
-    x, y, digest = load_batch(cfg, args.data_dir)
+def _proxy_table(names: list[str], indices, cfg: ScoreConfig, data_dir, space: SearchSpace, store,
+                 progress: bool, time_budget_s: float | None):
+    """:func:`robntk.proxies.proxy_table` of ``indices`` on the batch and init of ``cfg`` with the
+    store ``store`` (one sub-store per proxy). Returns (table, the stores' configuration, batch
+    digest)."""
+    x, y, digest = load_batch(cfg, data_dir)
     net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N, cfg.init_scheme)
     variables = net.init(jax.random.PRNGKey(cfg.seed))
     # only the fields that define this computation (the NTK fields of ScoreConfig do not apply)
@@ -106,10 +120,59 @@ def run(args: argparse.Namespace) -> int:
                                            "data_split")}
     config.update(bn_mode="train (batch statistics; synflow BN-free)", proxy_key=f"PRNGKey({cfg.seed + 1})",
                   batch_sha256_16=digest)
-    names = list(opts.proxies)
     table = P.proxy_table(names, indices, net, variables, x, y, space, key=jax.random.PRNGKey(cfg.seed + 1),
-                          progress=not opts.no_progress, store=store, store_config=config,
-                          time_budget_s=None if opts.minutes is None else 60 * opts.minutes)
+                          progress=progress, store=store, store_config=config, time_budget_s=time_budget_s)
+    return table, config, digest
+
+
+@dataclass(frozen=True)
+class ProxiesShardWork:
+    """The work of one task of ``robntk proxies --executor``: shard k of n of the selection into
+    the shard's store (one sub-store per proxy; picklable: submitit sends it to the task).
+
+    Attributes:
+        names: proxies. indices: the whole selection (NB201 indices). cfg: the score
+        configuration (batch, init). data_dir: absolute data directory. time_budget_s:
+        ``--minutes`` × 60 of one task (None: no limit; a task stopped by it is resubmitted).
+    """
+
+    names: tuple[str, ...]
+    indices: tuple[int, ...]
+    cfg: ScoreConfig
+    data_dir: str
+    time_budget_s: float | None = None
+
+    def __call__(self, k: int, n: int, store: str) -> int:
+        """Compute shard ``k`` of ``n`` (:func:`robntk.jobs.driver.shard_indices`) into ``store``.
+        Returns the number of archs of the shard with every proxy."""
+        if self.cfg.dtype == "float64":
+            jax.config.update("jax_enable_x64", True)
+        mine = shard_indices(self.indices, (k, n))
+        table, _, _ = _proxy_table(list(self.names), mine, self.cfg, self.data_dir, SearchSpace.load(self.data_dir),
+                                   store, False, self.time_budget_s)
+        print(f"shard {k}/{n}: {len(table)} of {len(mine)} archs with every proxy in {store}", flush=True)
+        return len(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute the proxies of the selection and write the table. Returns 0."""
+    opts = config_from_args(ProxiesOptions, args)
+    cfg = score_config(args, DEFAULTS)
+    sel = config_from_args(Selection, args)
+    sub = submit_options(args)
+    out = check_table_path(opts.out)
+    store = check_writable(opts.store or f"{out}.store", "--store", kind="dir")
+    check_export_target(out, store, job=JOB)
+    space = SearchSpace.load(args.data_dir)
+    indices = sel.indices(space, cfg.seed)
+    names = list(opts.proxies)
+    budget = None if opts.minutes is None else 60 * opts.minutes
+    if sub.executor is not None:  # every shard as a task, merged into the store; the table below computes nothing
+        work = ProxiesShardWork(tuple(names), tuple(indices), cfg, str(resolve_data_dir(args.data_dir).resolve()),
+                                budget)
+        run_sharded(indices, work, store, sub, substores=names, name="robntk-proxies")
+    table, config, digest = _proxy_table(names, indices, cfg, args.data_dir, space, store, not opts.no_progress,
+                                         budget)
     meta = provenance(cfg, digest, {"job": JOB, "proxies": names, "n_archs": len(table),
                                     "n_selected": len(indices), "store": str(store)})
     meta["config"] = config

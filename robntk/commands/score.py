@@ -8,6 +8,12 @@ Several draws (``--init-seeds`` and/or ``--attack-seeds``): one engine run per (
 attack seed) into ``STORE/s{s}_a{a}``, each exported to ``OUT`` with ``.s{s}_a{a}`` before its
 suffix, and ``OUT`` holds their aggregate (:mod:`robntk.scoring.draws`), which ranks more stably
 than one draw. Cost: one compile and one full run per draw.
+
+On a cluster (``--executor slurm --shards N``, or ``--executor local`` on this machine): one
+submitit job array of N tasks, task K scoring shard K/N (:class:`ScoreShardWork`) into
+``STORE.shards/shard-K-of-N``; incomplete shards are resubmitted (``--max-retries``) and resume
+from their stores; then the shard stores are merged into ``STORE`` and ``--out`` is exported
+from it as by a one-process run (:func:`robntk.jobs.submit.run_sharded`).
 """
 
 from __future__ import annotations
@@ -23,18 +29,23 @@ from robntk.commands._common import (
     add_engine_flags,
     add_score_flags,
     add_selection_flags,
+    add_submit_flags,
     check_export_path,
     check_export_target,
     engine_options,
     score_config,
+    submit_options,
 )
 from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
+from robntk.core.paths import data_dir as resolve_data_dir
 from robntk.core.registry import check_seed
 from robntk.core.tables import check_table_path, check_writable, read_table, write_table
+from robntk.jobs.submit import run_sharded
 from robntk.nb201.searchspace import SearchSpace
+from robntk.scoring.config import ScoreConfig
 from robntk.scoring.draws import AGGREGATE_NOTE, aggregate_draws, draw_configs, draw_path
-from robntk.scoring.engine import run_engine
+from robntk.scoring.engine import EngineOptions, run_engine
 
 #: Job name of the aggregate table's sidecar (``score`` with several draws).
 DRAWS_JOB = "score (several draws)"
@@ -83,6 +94,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_score_flags(p)
     add_dataclass_flags(p, ScoreOptions)
     add_engine_flags(p, shard=True)
+    add_submit_flags(p)
+
+
+@dataclass(frozen=True)
+class ScoreShardWork:
+    """The work of one task of ``robntk score --executor``: shard k of n of the selection, every
+    draw, into the shard's store (picklable: submitit sends it to the task).
+
+    Attributes:
+        indices: the whole selection (NB201 indices; the engine keeps shard k/n of them).
+        draws: (tag, configuration) per draw; tag ``''`` for a single run (the store itself),
+            else the draw's sub-store ``STORE/<tag>`` as in a one-process run.
+        data_dir: absolute data directory (tasks may start elsewhere).
+        options: engine options. time_budget_s: ``--time-budget`` of one task and draw (None:
+            no limit; a task stopped by it is incomplete and resubmitted).
+    """
+
+    indices: tuple[int, ...]
+    draws: tuple[tuple[str, ScoreConfig], ...]
+    data_dir: str
+    options: EngineOptions
+    time_budget_s: float | None = None
+
+    def __call__(self, k: int, n: int, store: str) -> list[dict]:
+        """Score shard ``k`` of ``n`` into ``store`` (creating or resuming it). Returns one
+        summary dict per draw (scored, skipped, remaining, compile and run seconds)."""
+        import jax
+
+        space = SearchSpace.load(self.data_dir)
+        done = []
+        for tag, c in self.draws:
+            if c.dtype == "float64":
+                jax.config.update("jax_enable_x64", True)
+            rep = run_engine(list(self.indices), c, Path(store) / tag if tag else Path(store), data_dir=self.data_dir,
+                             space=space, shard=(k, n), options=self.options, progress=False,
+                             time_budget_s=self.time_budget_s)
+            done.append({"draw": tag, "scored": rep.n_scored, "skipped": rep.n_skipped, "remaining": rep.n_remaining,
+                         "compile_s": rep.compile_s, "run_s": rep.run_s})
+            print(f"shard {k}/{n} {tag or 'score'}: {rep.n_scored} scored, {rep.n_skipped} already stored, "
+                  f"{rep.n_remaining} left", flush=True)
+        return done
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = score_config(args)
     sel = config_from_args(Selection, args)
     job = config_from_args(JobOptions, args)
-    shard = config_from_args(Shard, args).parsed
+    shard_flag = config_from_args(Shard, args)
+    shard = shard_flag.parsed
+    sub = submit_options(args, shard_flag.shard)
     engine = engine_options(args)
     out = check_export_path(opts.out)
     store = check_writable(job.store_path(out), "--store", kind="dir")
@@ -108,6 +162,11 @@ def run(args: argparse.Namespace) -> int:
     indices = sel.indices(space, cfg.seed)
     kw = dict(data_dir=args.data_dir, space=space, shard=shard, options=engine, progress=not opts.no_progress,
               time_budget_s=job.time_budget)
+    if sub.executor is not None:  # every shard as a task, merged into the store; the export below computes nothing
+        work = ScoreShardWork(tuple(indices), tuple(draws) if draws is not None else (("", cfg),),
+                              str(resolve_data_dir(args.data_dir).resolve()), engine, job.time_budget)
+        run_sharded(indices, work, store, sub, substores=[t for t, _ in draws] if draws is not None else [""],
+                    name="robntk-score")
     if draws is not None:
         return _run_draws(draws, out, store, indices, kw)
     rep = run_engine(indices, cfg, store, out=out, **kw)
