@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from robntk.scoring.engine import Engine, EngineOptions  # noqa: E402
-from robntk.scoring.config import ScoreConfig, load_batch  # noqa: E402
 from robntk.nb201.searchspace import SearchSpace  # noqa: E402
+from robntk.scoring.config import ScoreConfig, load_batch  # noqa: E402
+from robntk.scoring.engine import Engine, EngineOptions  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -57,13 +57,41 @@ def main(argv=None) -> int:
             r = eng.score_block([i], [space.arch_str(i)])[0]
             r["wall_s"] = time.perf_counter() - t
             rows.append(r)
-            print(json.dumps({"impl": impl, "index": i, "wall_s": r["wall_s"], "run_s": r["run_s"],
-                              "lambda_min_clean": r["lambda_min_clean"]}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "impl": impl,
+                        "index": i,
+                        "wall_s": r["wall_s"],
+                        "run_s": r["run_s"],
+                        "lambda_min_clean": r["lambda_min_clean"],
+                    }
+                ),
+                flush=True,
+            )
         rows_by_impl[impl] = rows
-        res["runs"].append({"implementation": impl, "compile_s": comp, "traces": eng.trace_count,
-                            "rows": [{k: r[k] for k in ("nb201_index", "wall_s", "run_s", "spectra_s",
-                                                        "lambda_min_clean", "lambda_min_robust_eps8",
-                                                        "cond_clean")} for r in rows]})
+        res["runs"].append(
+            {
+                "implementation": impl,
+                "compile_s": comp,
+                "traces": eng.trace_count,
+                "rows": [
+                    {
+                        k: r[k]
+                        for k in (
+                            "nb201_index",
+                            "wall_s",
+                            "run_s",
+                            "spectra_s",
+                            "lambda_min_clean",
+                            "lambda_min_robust_eps8",
+                            "cond_clean",
+                        )
+                    }
+                    for r in rows
+                ],
+            }
+        )
     if len(rows_by_impl) > 1:
         a, b = list(rows_by_impl.values())[:2]
         rel = 0.0

@@ -105,7 +105,7 @@ def load_inputs_from(d):
         for prefix, tree in (("param/", params), ("stat/", stats)):
             if k.startswith(prefix):
                 node = tree
-                parts = k[len(prefix):].split("/")
+                parts = k[len(prefix) :].split("/")
                 for p in parts[:-1]:
                     node = node.setdefault(p, {})
                 node[parts[-1]] = d[k]
@@ -125,8 +125,9 @@ def build_f(ops, C, N, mean, std, stats):
 
     def conv(x, k, stride):
         p = (k.shape[0] - 1) // 2
-        return lax.conv_general_dilated(x, k, (stride, stride), ((p, p), (p, p)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return lax.conv_general_dilated(
+            x, k, (stride, stride), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
 
     def bn(x, p, s):
         mul = lax.rsqrt(s["var"] + BN_EPS) * p["scale"]
@@ -138,8 +139,9 @@ def build_f(ops, C, N, mean, std, stats):
     def pool3(x):  # AvgPool2d(3, 1, 1, count_include_pad=False)
         pad = ((0, 0), (1, 1), (1, 1), (0, 0))
         tot = lax.reduce_window(x, 0.0, lax.add, (1, 3, 3, 1), (1, 1, 1, 1), pad)
-        cnt = lax.reduce_window(jnp.ones(x.shape[1:3], x.dtype)[None, :, :, None], 0.0, lax.add,
-                                (1, 3, 3, 1), (1, 1, 1, 1), pad)
+        cnt = lax.reduce_window(
+            jnp.ones(x.shape[1:3], x.dtype)[None, :, :, None], 0.0, lax.add, (1, 3, 3, 1), (1, 1, 1, 1), pad
+        )
         return tot / cnt
 
     def pool2(x):  # AvgPool2d(2, 2)
@@ -233,8 +235,14 @@ def timed_compile_and_run(fn, args, reps):
         t = time.perf_counter()
         out = jax.block_until_ready(compiled(*args))
         ts.append(time.perf_counter() - t)
-    return np.asarray(out), {"run_s": statistics.median(ts), "min_s": min(ts), "compile_s": t2 - t0,
-                             "lower_s": t1 - t0, "xla_compile_s": t2 - t1, "runs": ts}
+    return np.asarray(out), {
+        "run_s": statistics.median(ts),
+        "min_s": min(ts),
+        "compile_s": t2 - t0,
+        "lower_s": t1 - t0,
+        "xla_compile_s": t2 - t1,
+        "runs": ts,
+    }
 
 
 def setup(inputs):
@@ -260,8 +268,12 @@ def run_case(a) -> dict:
     O = int(d["num_classes"])
     rec = {"mode": mode, "B": B, "contender": "neural-tangents", "dtype": "float32", "arch": int(d["arch"])}
     if mode == "calib":
-        rec = {"check": "calibration: jax.grad of sum(logits) w.r.t. params (one forward+backward)", "B": B,
-               "dtype": "float32", "arch": int(d["arch"])}
+        rec = {
+            "check": "calibration: jax.grad of sum(logits) w.r.t. params (one forward+backward)",
+            "B": B,
+            "dtype": "float32",
+            "arch": int(d["arch"]),
+        }
         g = jax.grad(lambda p, xx: jnp.sum(f(p, xx)))
         _, t = timed_compile_and_run(g, (params, x), a.reps)
         rec.update(t)
@@ -301,11 +313,20 @@ def env_info() -> dict:
     import jaxlib
 
     nt = import_nt()
-    return {"contender": "neural-tangents", "neural_tangents": nt.__version__, "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "backend": jax.default_backend(), "cpu_count": os.cpu_count(), "bn_mode": "eval", "dtype": "float32",
-            "nt_import": "neural_tangents.experimental (TF interop) replaced by an empty module in sys.modules; "
-                         "tensorflow/tf2jax not installed"}
+    return {
+        "contender": "neural-tangents",
+        "neural_tangents": nt.__version__,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "cpu_count": os.cpu_count(),
+        "bn_mode": "eval",
+        "dtype": "float32",
+        "nt_import": "neural_tangents.experimental (TF interop) replaced by an empty module in sys.modules; "
+        "tensorflow/tf2jax not installed",
+    }
 
 
 def main(argv=None) -> int:
@@ -340,16 +361,26 @@ def main(argv=None) -> int:
 
     d, f, params = setup(a.inputs)
     env = env_info()
-    env.update(mem_limit_gb=a.mem_limit_gb, C=int(d["C"]), N=int(d["N"]),
-               robntk_same_call=sorted(k for k in d.files if k.startswith("robntk/") and not k.endswith(("/time", "/what"))))
+    env.update(
+        mem_limit_gb=a.mem_limit_gb,
+        C=int(d["C"]),
+        N=int(d["N"]),
+        robntk_same_call=sorted(k for k in d.files if k.startswith("robntk/") and not k.endswith(("/time", "/what"))),
+    )
     emit({"env": env})
 
     # logits check (in process, small)
     lj = np.asarray(jax.jit(f)(params, jnp.asarray(d["x"])))
     lr = np.asarray(d["logits"])
-    emit({"check": "logits jax.lax re-implementation (NT env) vs robntk", "arch": int(d["arch"]),
-          "B": int(lr.shape[0]), "max_rel": float(np.max(np.abs(lj - lr)) / np.max(np.abs(lr))),
-          "P": int(sum(v.size for v in jax.tree_util.tree_leaves(params)))})
+    emit(
+        {
+            "check": "logits jax.lax re-implementation (NT env) vs robntk",
+            "arch": int(d["arch"]),
+            "B": int(lr.shape[0]),
+            "max_rel": float(np.max(np.abs(lj - lr)) / np.max(np.abs(lr))),
+            "P": int(sum(v.size for v in jax.tree_util.tree_leaves(params))),
+        }
+    )
 
     limit = int(a.mem_limit_gb * 2**30)
 
@@ -357,8 +388,18 @@ def main(argv=None) -> int:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     def case(mode, B, impl):
-        cmd = [sys.executable, os.path.abspath(__file__), "--inputs", a.inputs, "--reps", str(a.reps),
-               "--case", mode, str(B), str(impl)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--inputs",
+            a.inputs,
+            "--reps",
+            str(a.reps),
+            "--case",
+            mode,
+            str(B),
+            str(impl),
+        ]
         base = {"mode": mode, "B": B, "contender": "neural-tangents", "dtype": "float32", "arch": int(d["arch"])}
         if mode != "calib":
             base.update(implementation=IMPLS[impl], implementation_id=impl)
@@ -370,9 +411,9 @@ def main(argv=None) -> int:
             return
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
         if p.returncode == 0 and lines:
-            rec = json.loads(lines[-1][len("RESULT "):])
+            rec = json.loads(lines[-1][len("RESULT ") :])
         else:
-            err = (p.stderr.strip().splitlines() or ["(no stderr)"])
+            err = p.stderr.strip().splitlines() or ["(no stderr)"]
             last = [ln for ln in err if "Error" in ln or "error" in ln] or err
             rec = {**base, "error": f"exit {p.returncode}: {last[-1][:300]}"}
         rec["wall_s"] = time.perf_counter() - t
@@ -381,7 +422,7 @@ def main(argv=None) -> int:
     if a.calib_batch:
         case("calib", a.calib_batch, 0)
     for mode in a.modes:
-        for B in ([a.full_batch] if mode == "full" else a.batch):  # export_nt_inputs.py uses the same rule
+        for B in [a.full_batch] if mode == "full" else a.batch:  # export_nt_inputs.py uses the same rule
             for impl in a.impls:
                 case(mode, B, impl)
     return 0

@@ -55,9 +55,9 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from robntk.ntk import layerwise as layer_ntk  # noqa: E402
-from robntk.ntk import empirical as ntk  # noqa: E402
 from robntk.nb201.network import TinyNetwork, op_ids  # noqa: E402
+from robntk.ntk import empirical as ntk  # noqa: E402
+from robntk.ntk import layerwise as layer_ntk  # noqa: E402
 
 
 # --------------------------------------------------------------------------- PyTorch TinyNetwork
@@ -70,8 +70,11 @@ def build_torch_net(arch_ops, C, N, num_classes, mean, std, train=False):
     class ReLUConvBN(nn.Module):
         def __init__(self, cin, cout, k, stride):
             super().__init__()
-            self.op = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False),
-                                    nn.BatchNorm2d(cout, affine=True, track_running_stats=not train))
+            self.op = nn.Sequential(
+                nn.ReLU(inplace=False),
+                nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False),
+                nn.BatchNorm2d(cout, affine=True, track_running_stats=not train),
+            )
 
         def forward(self, x):
             return self.op(x)
@@ -95,9 +98,11 @@ def build_torch_net(arch_ops, C, N, num_classes, mean, std, train=False):
             super().__init__()
             mods = []
             for op in arch_ops:
-                mods.append({"none": Zero, "skip_connect": Identity, "avg_pool_3x3": Pool}[op]()
-                            if op not in ("nor_conv_3x3", "nor_conv_1x1")
-                            else ReLUConvBN(c, c, 3 if op == "nor_conv_3x3" else 1, 1))
+                mods.append(
+                    {"none": Zero, "skip_connect": Identity, "avg_pool_3x3": Pool}[op]()
+                    if op not in ("nor_conv_3x3", "nor_conv_1x1")
+                    else ReLUConvBN(c, c, 3 if op == "nor_conv_3x3" else 1, 1)
+                )
             self.edges = nn.ModuleList(mods)
 
         def forward(self, x):
@@ -128,7 +133,9 @@ def build_torch_net(arch_ops, C, N, num_classes, mean, std, train=False):
             # float32 inputs (cast to float64 with .double() for the float64 check)
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / 255.0)
             self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) / 255.0)
-            self.stem = nn.Sequential(nn.Conv2d(3, C, 3, 1, 1, bias=False), nn.BatchNorm2d(C, track_running_stats=not train))
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, C, 3, 1, 1, bias=False), nn.BatchNorm2d(C, track_running_stats=not train)
+            )
             cells = []
             for stage, w in enumerate((C, 2 * C, 4 * C)):
                 if stage > 0:
@@ -195,6 +202,7 @@ def torch_ntk(tnet, x_nhwc, y, mode):
     x = torch.tensor(np.transpose(x_nhwc, (0, 3, 1, 2)).copy()).to(dtype)
     yt = torch.tensor(np.asarray(y), dtype=torch.long)
     if tnet.training:
+
         def g(p):
             out = functional_call(tnet, p, (x,))
             if mode == "sum":
@@ -202,6 +210,7 @@ def torch_ntk(tnet, x_nhwc, y, mode):
             if mode == "label":
                 return out.gather(1, yt[:, None])[:, 0]
             return out
+
         jac = [j.flatten(2 if mode in ("trace", "full") else 1) for j in jacrev(g)(params).values()]
         if mode in ("sum", "label"):
             return sum(torch.einsum("Nf,Mf->NM", j, j) for j in jac)
@@ -210,17 +219,20 @@ def torch_ntk(tnet, x_nhwc, y, mode):
         return sum(torch.einsum("Naf,Mbf->NMab", j, j) for j in jac)
 
     if mode in ("sum", "label"):
+
         def f(p, xi, yi):
             out = functional_call(tnet, p, (xi.unsqueeze(0),))[0]
             if mode == "sum":
                 return out.sum()
             return (out * (torch.arange(out.shape[-1]) == yi).to(out.dtype)).sum()  # out[y], vmap-safe
+
         jac = vmap(jacrev(f), (None, 0, 0))(params, x, yt)
         jac = [j.flatten(1) for j in jac.values()]
         return sum(torch.einsum("Nf,Mf->NM", j, j) for j in jac)
 
     def f(p, xi):
         return functional_call(tnet, p, (xi.unsqueeze(0),))[0]
+
     jac = vmap(jacrev(f), (None, 0))(params, x)
     jac = [j.flatten(2) for j in jac.values()]
     if mode == "trace":
@@ -231,6 +243,7 @@ def torch_ntk(tnet, x_nhwc, y, mode):
 def plain_jacrev_ntk(f, params, x, y, mode, coupled):
     """What a JAX user writes: ``jax.jacrev`` of the read-out (the batch function when
     ``coupled``, else ``vmap`` of per-example ``jacrev``), then a contraction."""
+
     def readout(out):
         if mode == "sum":
             return out.sum(-1)
@@ -275,17 +288,29 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"])
     ap.add_argument("--full-batch", type=int, default=16, help="batch size used for output mode 'full'")
-    ap.add_argument("--contenders", nargs="+", choices=CONTENDERS,
-                    default=["robntk-layerwise", "robntk-jacobian", "jax.jacrev", "torch.func"])
+    ap.add_argument(
+        "--contenders",
+        nargs="+",
+        choices=CONTENDERS,
+        default=["robntk-layerwise", "robntk-jacobian", "jax.jacrev", "torch.func"],
+    )
     ap.add_argument("--bn-mode", default="train", choices=("train", "eval"))
     ap.add_argument("--chunk-size", type=int, default=None, help="robntk-layerwise cotangent chunk")
-    ap.add_argument("--reps", type=int, default=7,
-                    help="timed rounds after one untimed warm-up call; each round runs every contender once")
+    ap.add_argument(
+        "--reps",
+        type=int,
+        default=7,
+        help="timed rounds after one untimed warm-up call; each round runs every contender once",
+    )
     ap.add_argument("--C", type=int, default=16)
     ap.add_argument("--N", type=int, default=5)
     ap.add_argument("--out", default=None, help="append JSON lines here")
-    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"),
-                    help="float64: numerical agreement check (torch double, jax x64)")
+    ap.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float64"),
+        help="float64: numerical agreement check (torch double, jax x64)",
+    )
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error(f"--reps must be >= 1, got {args.reps}")
@@ -293,8 +318,8 @@ def main(argv=None) -> int:
     if f64:
         jax.config.update("jax_enable_x64", True)
 
-    from robntk.data.datasets import fixed_batch
     from robntk.core.registry import DATASETS
+    from robntk.data.datasets import fixed_batch
     from robntk.nb201.searchspace import SearchSpace
 
     space = SearchSpace.load(args.data_dir)
@@ -306,9 +331,16 @@ def main(argv=None) -> int:
     train = args.bn_mode == "train"
     f, p = net.make_apply(ded, ops, args.bn_mode)
     ids = jnp.asarray(op_ids(ops))
-    env = {"arch": args.arch, "arch_str": arch, "P": int(sum(a.size for a in jax.tree_util.tree_leaves(p))),
-           "jax": jax.__version__, "python": platform.python_version(), "bn_mode": args.bn_mode,
-           "dtype": args.dtype, "chunk_size": args.chunk_size}
+    env = {
+        "arch": args.arch,
+        "arch_str": arch,
+        "P": int(sum(a.size for a in jax.tree_util.tree_leaves(p))),
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "bn_mode": args.bn_mode,
+        "dtype": args.dtype,
+        "chunk_size": args.chunk_size,
+    }
     try:
         import torch
 
@@ -358,16 +390,24 @@ def main(argv=None) -> int:
     def prepare(who, mode, x, y, B):
         """(call, compile seconds) of one contender on this batch."""
         if who == "robntk-layerwise":
-            return jax_call(lambda P_, S_, xx, yy, ii: layer_ntk.empirical_ntk(net, P_, S_, ii, xx, yy, mode, train,
-                                                                               args.chunk_size),
-                            (v["params"], v["batch_stats"], x, y, ids))
+            return jax_call(
+                lambda P_, S_, xx, yy, ii: layer_ntk.empirical_ntk(
+                    net, P_, S_, ii, xx, yy, mode, train, args.chunk_size
+                ),
+                (v["params"], v["batch_stats"], x, y, ids),
+            )
         if who == "robntk-layerwise-fixed":
-            return jax_call(lambda P_, S_, xx, yy: layer_ntk.empirical_ntk(net, P_, S_, ops, xx, yy, mode, train,
-                                                                           args.chunk_size),
-                            (v["params"], v["batch_stats"], x, y))
+            return jax_call(
+                lambda P_, S_, xx, yy: layer_ntk.empirical_ntk(net, P_, S_, ops, xx, yy, mode, train, args.chunk_size),
+                (v["params"], v["batch_stats"], x, y),
+            )
         if who == "robntk-jacobian":
-            return jax_call(lambda pp, xx, yy: ntk.empirical_ntk(f, pp, xx, output_mode=mode, labels1=yy,
-                                                                 independent_rows=not train), (p, x, y))
+            return jax_call(
+                lambda pp, xx, yy: ntk.empirical_ntk(
+                    f, pp, xx, output_mode=mode, labels1=yy, independent_rows=not train
+                ),
+                (p, x, y),
+            )
         if who == "jax.jacrev":
             return jax_call(lambda pp, xx, yy: plain_jacrev_ntk(f, pp, xx, yy, mode, train), (p, x, y))
         if who == "torch.func":
@@ -377,7 +417,7 @@ def main(argv=None) -> int:
         raise ValueError(f"unknown contender {who!r}")  # argparse choices make this unreachable
 
     for mode in args.modes:
-        for B in ([args.full_batch] if mode == "full" else args.batch):
+        for B in [args.full_batch] if mode == "full" else args.batch:
             x, y = jnp.asarray(xb[:B]), jnp.asarray(yb[:B])
             calls, recs = {}, {}
             for who in args.contenders:  # compile + warm up every contender first
@@ -390,7 +430,7 @@ def main(argv=None) -> int:
                     calls.pop(who, None)
             order, runs, outs = list(calls), {w: [] for w in calls}, {}
             for r in range(args.reps if order else 0):  # interleaved rounds, start rotated each round
-                for who in order[r % len(order):] + order[:r % len(order)]:
+                for who in order[r % len(order) :] + order[: r % len(order)]:
                     t = time.perf_counter()
                     outs[who] = calls[who]()
                     runs[who].append(time.perf_counter() - t)
@@ -400,12 +440,18 @@ def main(argv=None) -> int:
                 if who in calls:
                     K = np.asarray(outs[who], np.float64)
                     ref = K if ref is None else ref
-                    rec.update(run_s=statistics.median(runs[who]), min_s=min(runs[who]), runs=runs[who],
-                               max_rel_diff_vs_first=float(np.max(np.abs(K - ref)) / np.max(np.abs(ref))))
+                    rec.update(
+                        run_s=statistics.median(runs[who]),
+                        min_s=min(runs[who]),
+                        runs=runs[who],
+                        max_rel_diff_vs_first=float(np.max(np.abs(K - ref)) / np.max(np.abs(ref))),
+                    )
                     if who != order[0]:  # per-round ratio first contender / this one
                         rr = np.asarray(runs[order[0]]) / np.asarray(runs[who])
-                        rec[f"ratio_{order[0]}_over_this"] = {"median_of_rounds": float(np.median(rr)),
-                                                              "of_mins": min(runs[order[0]]) / min(runs[who])}
+                        rec[f"ratio_{order[0]}_over_this"] = {
+                            "median_of_rounds": float(np.median(rr)),
+                            "of_mins": min(runs[order[0]]) / min(runs[who]),
+                        }
                 emit(rec)
     return 0
 

@@ -33,8 +33,8 @@ from robntk import proxies as P  # noqa: E402
 from robntk.commands._common import select_indices  # noqa: E402
 from robntk.commands.proxies import DEFAULT_BATCH  # noqa: E402
 from robntk.nb201.network import TinyNetwork, op_ids  # noqa: E402
-from robntk.scoring.config import ScoreConfig, load_batch  # noqa: E402
 from robntk.nb201.searchspace import SearchSpace  # noqa: E402
+from robntk.scoring.config import ScoreConfig, load_batch  # noqa: E402
 
 
 def _time(f, repeats):
@@ -56,15 +56,23 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     space = SearchSpace.load(args.data_dir)
-    sel = argparse.Namespace(arch=None, archs_file=ROOT / "experiments/proxies/sample_archs.txt", sample=None, all=False)
-    archs = select_indices(sel, space, 0)[:args.n_archs]
+    sel = argparse.Namespace(
+        arch=None, archs_file=ROOT / "experiments/proxies/sample_archs.txt", sample=None, all=False
+    )
+    archs = select_indices(sel, space, 0)[: args.n_archs]
     cfg = ScoreConfig(batch_size=DEFAULT_BATCH)
     x, y, digest = load_batch(cfg, args.data_dir)
     net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N)
     v = net.init(jax.random.PRNGKey(cfg.seed))
     key = jax.random.PRNGKey(cfg.seed + 1)
-    res = {"jax": jax.__version__, "python": platform.python_version(), "batch_sha256_16": digest,
-           "archs": archs, "repeats": args.repeats, "groups": []}
+    res = {
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "batch_sha256_16": digest,
+        "archs": archs,
+        "repeats": args.repeats,
+        "groups": [],
+    }
     for group, members in P.GROUPS.items():
         fg = jax.jit(lambda c, fn=group: fn(net, v, c, x, y, key))
         fs = {n: jax.jit(lambda c, fn=P.PROXIES[n]: fn(net, v, c, x, y, key)) for n in members}
@@ -85,11 +93,19 @@ def main(argv=None) -> int:
             rows.append({"index": i, "grouped_s": tg, "separate_s": ts, "max_rel_diff": rel})
             print(json.dumps({"group": group.__name__, **rows[-1]}), flush=True)
         tg, ts = np.array([r["grouped_s"] for r in rows]), np.array([r["separate_s"] for r in rows])
-        res["groups"].append({"group": group.__name__, "members": list(members), "compile_grouped_s": comp_g,
-                              "compile_separate_s": comp_s, "rows": rows,
-                              "grouped_over_separate_median": float(np.median(tg / ts)),
-                              "grouped_s_median": float(np.median(tg)), "separate_s_median": float(np.median(ts)),
-                              "max_rel_diff": max(r["max_rel_diff"] for r in rows)})
+        res["groups"].append(
+            {
+                "group": group.__name__,
+                "members": list(members),
+                "compile_grouped_s": comp_g,
+                "compile_separate_s": comp_s,
+                "rows": rows,
+                "grouped_over_separate_median": float(np.median(tg / ts)),
+                "grouped_s_median": float(np.median(tg)),
+                "separate_s_median": float(np.median(ts)),
+                "max_rel_diff": max(r["max_rel_diff"] for r in rows),
+            }
+        )
         print(json.dumps({k: w for k, w in res["groups"][-1].items() if k != "rows"}), flush=True)
     if args.out:
         tmp = Path(args.out).with_suffix(".tmp")

@@ -81,7 +81,7 @@ def same_call_kernels(args, net_f, lax_f, params, xb, yb, O) -> dict[str, np.nda
     """robntk's kernels of bench_nt's calls: ``robntk/<mode>/<B>/<impl>`` (+ ``/what``, ``/time``)."""
     data = {}
     for mode in args.modes:
-        for B in ([args.full_batch] if mode == "full" else args.batch):  # bench_nt.py's rule
+        for B in [args.full_batch] if mode == "full" else args.batch:  # bench_nt.py's rule
             for impl in args.impls:
                 structured = impl == 3
                 if structured and mode in ("sum", "label"):
@@ -95,9 +95,12 @@ def same_call_kernels(args, net_f, lax_f, params, xb, yb, O) -> dict[str, np.nda
                 data[key + "/what"] = np.array(
                     f"robntk.ntk.empirical_ntk_fn(g, trace_axes={kw['trace_axes']}, diagonal_axes="
                     f"{kw['diagonal_axes']}, vmap_axes=0, implementation={impl}) on "
-                    + ("robntk's NetworkFn (per-layer NTK)" if structured else "bench_nt.build_f (jax.lax network)"))
-                print(f"robntk same call {mode} B={B} impl={impl} shape={K.shape} compile {tc:.1f}s run {tr:.2f}s",
-                      flush=True)
+                    + ("robntk's NetworkFn (per-layer NTK)" if structured else "bench_nt.build_f (jax.lax network)")
+                )
+                print(
+                    f"robntk same call {mode} B={B} impl={impl} shape={K.shape} compile {tc:.1f}s run {tr:.2f}s",
+                    flush=True,
+                )
     return data
 
 
@@ -108,8 +111,14 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--modes", nargs="+", default=["sum", "label", "trace", "full"], choices=list(bench_nt.CALLS))
     ap.add_argument("--full-batch", type=int, default=16)
-    ap.add_argument("--impls", type=int, nargs="*", default=[1, 2, 3], choices=(1, 2, 3),
-                    help="implementations of the robntk same-call kernels (none: legacy references only)")
+    ap.add_argument(
+        "--impls",
+        type=int,
+        nargs="*",
+        default=[1, 2, 3],
+        choices=(1, 2, 3),
+        help="implementations of the robntk same-call kernels (none: legacy references only)",
+    )
     ap.add_argument("--C", type=int, default=16)
     ap.add_argument("--N", type=int, default=5)
     ap.add_argument("--out", default="/tmp/nt_inputs.npz")
@@ -130,25 +139,33 @@ def main(argv=None) -> int:
     xb, yb = fixed_batch("cifar10", bmax, seed=0, data_dir=args.data_dir)
     info = DATASETS["cifar10"]
     data = {
-        "x": np.asarray(xb, np.float32), "y": np.asarray(yb, np.int32),
-        "ops": np.array(ops), "arch": np.int64(args.arch), "arch_str": np.array(space.arch_str(args.arch)),
-        "C": np.int64(args.C), "N": np.int64(args.N), "num_classes": np.int64(net.num_classes),
-        "norm_mean": np.array(info.mean, np.float64), "norm_std": np.array(info.std, np.float64),
+        "x": np.asarray(xb, np.float32),
+        "y": np.asarray(yb, np.int32),
+        "ops": np.array(ops),
+        "arch": np.int64(args.arch),
+        "arch_str": np.array(space.arch_str(args.arch)),
+        "C": np.int64(args.C),
+        "N": np.int64(args.N),
+        "num_classes": np.int64(net.num_classes),
+        "norm_mean": np.array(info.mean, np.float64),
+        "norm_std": np.array(info.std, np.float64),
         "logits": np.asarray(jax.jit(f)(p, jnp.asarray(xb))),
         "jax_main": np.array(jax.__version__),
     }
     data.update(flatten(ded["params"], "param"))
     data.update(flatten(ded["batch_stats"], "stat"))
 
-    ntk_fn = jax.jit(lambda P_, S_, ii, xx, yy, mode: layer_ntk.empirical_ntk(net, P_, S_, ii, xx, yy, mode, False),
-                     static_argnums=5)
+    ntk_fn = jax.jit(
+        lambda P_, S_, ii, xx, yy, mode: layer_ntk.empirical_ntk(net, P_, S_, ii, xx, yy, mode, False), static_argnums=5
+    )
     for mode in (m for m in args.modes if m in LEGACY_MODES):
-        for B in ([args.full_batch] if mode == "full" else args.batch):
+        for B in [args.full_batch] if mode == "full" else args.batch:
             t = time.perf_counter()
             K = ntk_fn(v["params"], v["batch_stats"], ids, jnp.asarray(xb[:B]), jnp.asarray(yb[:B]), mode)
             data[f"ref/{mode}/{B}"] = np.asarray(jax.block_until_ready(K))
-            print(f"ref {mode} B={B} shape={data[f'ref/{mode}/{B}'].shape} ({time.perf_counter() - t:.1f}s)",
-                  flush=True)
+            print(
+                f"ref {mode} B={B} shape={data[f'ref/{mode}/{B}'].shape} ({time.perf_counter() - t:.1f}s)", flush=True
+            )
 
     # the same call through robntk, on the network function bench_nt.py builds from these arrays
     _, params_np, stats_np = bench_nt.load_inputs_from(data)
@@ -157,8 +174,10 @@ def main(argv=None) -> int:
     data.update(same_call_kernels(args, f, lax_f, params, xb, yb, net.num_classes))
 
     np.savez(args.out, **data)
-    print(f"wrote {args.out}: {len(data)} arrays, "
-          f"P={sum(a.size for k, a in data.items() if k.startswith('param/'))}", flush=True)
+    print(
+        f"wrote {args.out}: {len(data)} arrays, P={sum(a.size for k, a in data.items() if k.startswith('param/'))}",
+        flush=True,
+    )
     return 0
 
 

@@ -53,7 +53,7 @@ def forward_flops(ops, C=16, N=5, num_classes=10, H=32) -> float:
         cell = 0.0
         for dst in (1, 2, 3):
             n_in = 0
-            for e, (s, d) in enumerate(EDGES):
+            for e, (_s, d) in enumerate(EDGES):
                 if d != dst:
                     continue
                 n_in += 1
@@ -98,7 +98,7 @@ def matmul_peak(n=2048, reps=5) -> float:
         t = time.perf_counter()
         f(a).block_until_ready()
         ts.append(time.perf_counter() - t)
-    return 2 * n ** 3 / min(ts)
+    return 2 * n**3 / min(ts)
 
 
 def xla_check(space, indices, B=8):
@@ -136,21 +136,30 @@ def main(argv=None) -> int:
     cost = arch_cost(F, P)
     Fall = all_ops_flops()
     P_super = float(num_params_closed_form(("nor_conv_3x3",) * 6) + 15 * 6 * 0) + sum(
-        5 * 6 * (c * c + 2 * c) for c in (16, 32, 64))
+        5 * 6 * (c * c + 2 * c) for c in (16, 32, 64)
+    )
     res = {
-        "forward_gflop_per_image": {"mean": F.mean() / 1e9, "min": F.min() / 1e9, "max": F.max() / 1e9,
-                                    "arch_2581": forward_flops(space.ops(2581)) / 1e9,
-                                    "all_ops_supernet": Fall / 1e9},
+        "forward_gflop_per_image": {
+            "mean": F.mean() / 1e9,
+            "min": F.min() / 1e9,
+            "max": F.max() / 1e9,
+            "arch_2581": forward_flops(space.ops(2581)) / 1e9,
+            "all_ops_supernet": Fall / 1e9,
+        },
         "params": {"mean": P.mean(), "max": P.max(), "supernet": P_super},
-        "score_tflop_per_arch": {"mean": cost.mean() / 1e12, "max": cost.max() / 1e12,
-                                 "arch_2581": arch_cost(forward_flops(space.ops(2581)),
-                                                        num_params_closed_form(space.ops(2581))) / 1e12,
-                                 "vmap_all_ops": arch_cost(Fall, P_super) / 1e12},
+        "score_tflop_per_arch": {
+            "mean": cost.mean() / 1e12,
+            "max": cost.max() / 1e12,
+            "arch_2581": arch_cost(forward_flops(space.ops(2581)), num_params_closed_form(space.ops(2581))) / 1e12,
+            "vmap_all_ops": arch_cost(Fall, P_super) / 1e12,
+        },
         "all_6466": {"pflop_map": cost.sum() / 1e15, "pflop_vmap": 6466 * arch_cost(Fall, P_super) / 1e15},
     }
     res["h200_projection_s"] = {
         f"{mode}@{int(eff * 100)}%": (res["all_6466"][f"pflop_{mode}"] * 1e15) / (eff * H200_FP32_PEAK)
-        for mode in ("map", "vmap") for eff in (1.0, 0.5, 0.25)}
+        for mode in ("map", "vmap")
+        for eff in (1.0, 0.5, 0.25)
+    }
     if args.xla_check:
         res["xla_check"] = xla_check(space, [2581, 0, 100, 5000])
     if args.peak:
@@ -162,8 +171,11 @@ def main(argv=None) -> int:
         Fs = np.array([forward_flops(space.ops(int(i))) for i in df["nb201_index"]])
         Ps = np.array([num_params_closed_form(space.ops(int(i))) for i in df["nb201_index"]], float)
         cs = arch_cost(Fs, Ps)
-        res["sample"] = {"n": len(df), "mean_tflop_per_arch": cs.mean() / 1e12,
-                         "mean_run_s": float(df["run_s"].mean()) if "run_s" in df else None}
+        res["sample"] = {
+            "n": len(df),
+            "mean_tflop_per_arch": cs.mean() / 1e12,
+            "mean_run_s": float(df["run_s"].mean()) if "run_s" in df else None,
+        }
         if "run_s" in df:
             res["sample"]["achieved_gflops_from_run_s"] = float(cs.sum() / df["run_s"].sum() / 1e9)
         if args.sample_seconds_per_arch:

@@ -30,11 +30,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from robntk.scoring.engine import EngineOptions, run_engine  # noqa: E402
 from robntk.core.paths import atomic_write  # noqa: E402
-from robntk.scoring.config import ScoreConfig, provenance, load_batch  # noqa: E402
-from robntk.nb201.searchspace import SearchSpace  # noqa: E402
 from robntk.jobs.store import ResultStore  # noqa: E402
+from robntk.nb201.searchspace import SearchSpace  # noqa: E402
+from robntk.scoring.config import ScoreConfig, load_batch, provenance  # noqa: E402
+from robntk.scoring.engine import EngineOptions, run_engine  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -55,9 +55,17 @@ def main(argv=None) -> int:
     cfg = ScoreConfig()  # the default configuration (CIFAR-10 batch, B=32, eps 3/255 & 8/255, ...)
     store = out / f"sample_{args.tag.split('_')[0]}.store"
     t0 = time.time()
-    rep = run_engine(perm, cfg, store, data_dir=args.data_dir, space=space, keep_order=True,
-                     time_budget_s=args.minutes * 60, progress=True,
-                     options=EngineOptions(flush_seconds=30, pgd_unroll=not args.no_pgd_unroll))
+    rep = run_engine(
+        perm,
+        cfg,
+        store,
+        data_dir=args.data_dir,
+        space=space,
+        keep_order=True,
+        time_budget_s=args.minutes * 60,
+        progress=True,
+        options=EngineOptions(flush_seconds=30, pgd_unroll=not args.no_pgd_unroll),
+    )
     wall = time.time() - t0
     st = ResultStore.open(store)
     done = st.done()
@@ -71,23 +79,50 @@ def main(argv=None) -> int:
     cfg_path = out / f"config_{args.tag}.json"
     # one entry per invocation: a resumed sample keeps the history of how it was computed
     runs = json.loads(cfg_path.read_text()).get("runs", []) if cfg_path.exists() else []
-    runs.append({"wall_s": wall, "compile_s": rep.compile_s, "archs_per_s": rep.archs_per_s, "n_scored": rep.n_scored,
-                 "n_total_after": k, "implementation": rep.implementation, "batching": rep.batching,
-                 "pgd_unroll": not args.no_pgd_unroll, "budget_min": args.minutes,
-                 "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    runs.append(
+        {
+            "wall_s": wall,
+            "compile_s": rep.compile_s,
+            "archs_per_s": rep.archs_per_s,
+            "n_scored": rep.n_scored,
+            "n_total_after": k,
+            "implementation": rep.implementation,
+            "batching": rep.batching,
+            "pgd_unroll": not args.no_pgd_unroll,
+            "budget_min": args.minutes,
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
     meta = {
-        "sample": {"definition": "first n of numpy.random.default_rng(seed).permutation(SearchSpace.representatives)",
-                   "seed": args.seed, "n": k, "population": len(perm), "indices": prefix},
+        "sample": {
+            "definition": "first n of numpy.random.default_rng(seed).permutation(SearchSpace.representatives)",
+            "seed": args.seed,
+            "n": k,
+            "population": len(perm),
+            "indices": prefix,
+        },
         "runs": runs,
         **provenance(cfg, digest, {"param_definition": st.header.get("param_definition")}),
     }
     with atomic_write(cfg_path) as fh:
         json.dump(meta, fh, indent=2)
-    print(f"{k} archs scored (this run {rep.n_scored}, {rep.archs_per_s:.3f} archs/s, compile {rep.compile_s:.0f} s); "
-          f"wrote {scores}")
+    print(
+        f"{k} archs scored (this run {rep.n_scored}, {rep.archs_per_s:.3f} archs/s, compile {rep.compile_s:.0f} s); "
+        f"wrote {scores}"
+    )
     if not args.no_correlate:
-        cmd = [sys.executable, "-m", "robntk.cli", "correlate", "--scores", str(scores),
-               "--out", str(out / f"scores_{args.tag}_correlation.csv"), "--figure", str(out / f"scores_{args.tag}_tau.png")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "robntk.cli",
+            "correlate",
+            "--scores",
+            str(scores),
+            "--out",
+            str(out / f"scores_{args.tag}_correlation.csv"),
+            "--figure",
+            str(out / f"scores_{args.tag}_tau.png"),
+        ]
         if args.data_dir:
             cmd += ["--data-dir", args.data_dir]
         subprocess.run(cmd, check=True, cwd=ROOT)

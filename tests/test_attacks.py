@@ -7,9 +7,7 @@ import pytest
 
 from robntk.attacks import iterative as attacks
 
-
 pytestmark = pytest.mark.usefixtures("x64")
-
 
 
 def linear_setup(seed=0, B=6, D=20):
@@ -99,10 +97,16 @@ def test_random_start_in_ball_and_jit():
     np.testing.assert_allclose(jitted(W, x, y, eps), attacks.pgd(f, W, x, y, eps, steps=5, key=jax.random.PRNGKey(0)))
 
 
-@pytest.mark.parametrize("kw, msg", [
-    (dict(eps=-0.1), "eps must be"), (dict(eps=8.0), "eps must be in"), (dict(eps=0.1, steps=0), "steps"),
-    (dict(eps=0.1, alpha=0.0), "alpha"), (dict(eps=0.1, norm="l1"), "unknown norm"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(eps=-0.1), "eps must be"),
+        (dict(eps=8.0), "eps must be in"),
+        (dict(eps=0.1, steps=0), "steps"),
+        (dict(eps=0.1, alpha=0.0), "alpha"),
+        (dict(eps=0.1, norm="l1"), "unknown norm"),
+    ],
+)
 def test_bad_arguments(kw, msg):
     f, W, x, y = linear_setup()
     with pytest.raises(ValueError, match=msg):

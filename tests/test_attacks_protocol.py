@@ -86,11 +86,13 @@ def test_outputs_match_the_pre_protocol_reference(binary, multiclass):
         "fgsm": (jax.jit(lambda p: attacks.fgsm(linear, p, xb, yb, EPS))(pb), None),
         "pgd": (jax.jit(lambda p: attacks.pgd(linear, p, xb, yb, EPS, steps=10, key=jax.random.key(1)))(pb), None),
         "apgd-ce": jax.jit(lambda p: attacks.apgd(linear, p, xb, yb, EPS, key=jax.random.key(3), steps=10))(pb),
-        "apgd-t": jax.jit(lambda p: attacks.apgd_targeted(linear, p, xm, ym, EPS, key=jax.random.key(0), steps=20,
-                                                          n_target_classes=9))(pm),
+        "apgd-t": jax.jit(
+            lambda p: attacks.apgd_targeted(linear, p, xm, ym, EPS, key=jax.random.key(0), steps=20, n_target_classes=9)
+        )(pm),
         "square": jax.jit(lambda p: attacks.square(linear, p, xm, ym, EPS, key=jax.random.key(0), n_queries=300))(pm),
-        "apgd-dlr": jax.jit(lambda p: attacks.apgd(linear, p, xm, ym, EPS, key=jax.random.key(5), steps=4,
-                                                   loss="dlr"))(pm),
+        "apgd-dlr": jax.jit(lambda p: attacks.apgd(linear, p, xm, ym, EPS, key=jax.random.key(5), steps=4, loss="dlr"))(
+            pm
+        ),
     }
     for name, (xa, rob) in out.items():
         s, s2, ref_bits = REFERENCE[name]
@@ -135,7 +137,9 @@ def test_apgd_protocol_on_host_equals_apgd(multiclass):
     own, and XLA may round a fused expression differently — measured: 1 of 3072 pixels, 1 ulp)."""
     params, x, y, _ = multiclass
     for loss in ("ce", "dlr"):
-        xa, rob = jax.jit(lambda p: attacks.apgd(linear, p, x, y, EPS, key=jax.random.key(5), steps=6, loss=loss))(params)
+        xa, rob = jax.jit(lambda p: attacks.apgd(linear, p, x, y, EPS, key=jax.random.key(5), steps=6, loss=loss))(
+            params
+        )
         atk = jitted(attacks.apgd_attack(linear, steps=6, loss=loss))
         c = attacks.run_attack_carry(atk, params, x, y, jnp.float32(EPS), jax.random.key(5), loop="host")
         np.testing.assert_allclose(np.asarray(atk.finish(x, c)), np.asarray(xa), rtol=0, atol=1e-6, err_msg=loss)
@@ -149,12 +153,18 @@ def test_apgd_t_one_target_at_a_time_on_the_survivors(multiclass):
     and both are the closed-form truth."""
     params, x, y, gap = multiclass
     steps, n_targets = 20, 9
-    _, rob = jax.jit(lambda p: attacks.apgd_targeted(linear, p, x, y, EPS, key=jax.random.key(0), steps=steps,
-                                                     n_target_classes=n_targets))(params)
+    _, rob = jax.jit(
+        lambda p: attacks.apgd_targeted(
+            linear, p, x, y, EPS, key=jax.random.key(0), steps=steps, n_target_classes=n_targets
+        )
+    )(params)
     keys = attacks.example_keys(jax.random.key(0), x.shape[0])
     proto = attacks.apgd_attack(linear, steps=steps, loss="dlr-targeted", target_rank=2)
-    init = jax.jit(lambda p, xx, yy, e, k, r: attacks.apgd_attack(
-        linear, steps=steps, loss="dlr-targeted", target_rank=r).init(p, xx, yy, e, k))
+    init = jax.jit(
+        lambda p, xx, yy, e, k, r: attacks.apgd_attack(linear, steps=steps, loss="dlr-targeted", target_rank=r).init(
+            p, xx, yy, e, k
+        )
+    )
     step, finish = jax.jit(proto.step), jax.jit(proto.finish)
     alive = np.ones(x.shape[0], bool)
     for rank in range(2, n_targets + 2):
@@ -212,20 +222,25 @@ def test_run_loop_modes_run_the_same_iterations():
 # ---------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("build, word", [
-    (lambda: attacks.apgd_attack(linear, steps=0), "steps must be an integer >= 1"),
-    (lambda: attacks.apgd_attack(linear, loss="hinge"), "unknown APGD loss 'hinge'"),
-    (lambda: attacks.apgd_attack(linear, rho=0.0), "rho must be in"),
-    (lambda: attacks.apgd_attack(linear, loss="dlr-targeted"), "needs y_target or target_rank"),
-    (lambda: attacks.apgd_attack(linear, loss="dlr-targeted", target_rank=2, y_target=jnp.zeros(3, int)),
-     "exactly one"),
-    (lambda: attacks.apgd_attack(linear, loss="ce", target_rank=2), "for loss 'dlr-targeted' only"),
-    (lambda: attacks.apgd_attack(linear, loss="dlr-targeted", target_rank=1), "target_rank must be >= 2"),
-    (lambda: attacks.square_attack(linear, n_queries=0), "n_queries must be an integer >= 1"),
-    (lambda: attacks.square_attack(linear, p_init=1.5), "p_init must be in"),
-    (lambda: attacks.run_loop(lambda i, c: c, 0, 0, 1, loop="host", check_every=0), "check_every"),
-    (lambda: attacks.run_loop(lambda i, c: c, 0, 0, 1, loop="scan"), "unknown loop mode 'scan'"),
-])
+@pytest.mark.parametrize(
+    "build, word",
+    [
+        (lambda: attacks.apgd_attack(linear, steps=0), "steps must be an integer >= 1"),
+        (lambda: attacks.apgd_attack(linear, loss="hinge"), "unknown APGD loss 'hinge'"),
+        (lambda: attacks.apgd_attack(linear, rho=0.0), "rho must be in"),
+        (lambda: attacks.apgd_attack(linear, loss="dlr-targeted"), "needs y_target or target_rank"),
+        (
+            lambda: attacks.apgd_attack(linear, loss="dlr-targeted", target_rank=2, y_target=jnp.zeros(3, int)),
+            "exactly one",
+        ),
+        (lambda: attacks.apgd_attack(linear, loss="ce", target_rank=2), "for loss 'dlr-targeted' only"),
+        (lambda: attacks.apgd_attack(linear, loss="dlr-targeted", target_rank=1), "target_rank must be >= 2"),
+        (lambda: attacks.square_attack(linear, n_queries=0), "n_queries must be an integer >= 1"),
+        (lambda: attacks.square_attack(linear, p_init=1.5), "p_init must be in"),
+        (lambda: attacks.run_loop(lambda i, c: c, 0, 0, 1, loop="host", check_every=0), "check_every"),
+        (lambda: attacks.run_loop(lambda i, c: c, 0, 0, 1, loop="scan"), "unknown loop mode 'scan'"),
+    ],
+)
 def test_protocol_rejects_bad_arguments(build, word):
     with pytest.raises(ValueError, match=word):
         build()
@@ -240,5 +255,6 @@ def test_init_checks_eps_and_classes(binary):
     with pytest.raises(ValueError, match="at least 3 classes"):
         attacks.apgd_attack(linear, steps=2, loss="dlr").init(params, x, y, EPS, jax.random.key(0))
     with pytest.raises(ValueError, match="target_rank must be <= the number of classes 2"):
-        attacks.apgd_attack(linear, steps=2, loss="dlr-targeted", target_rank=3).init(params, x, y, EPS,
-                                                                                      jax.random.key(0))
+        attacks.apgd_attack(linear, steps=2, loss="dlr-targeted", target_rank=3).init(
+            params, x, y, EPS, jax.random.key(0)
+        )

@@ -15,8 +15,14 @@ ARCH_2581 = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|no
 
 
 def test_names():
-    assert METRICS == ("val_acc", "val_fgsm_3.0_acc", "val_pgd_3.0_acc", "val_fgsm_8.0_acc", "val_pgd_8.0_acc",
-                       "autoattack")
+    assert METRICS == (
+        "val_acc",
+        "val_fgsm_3.0_acc",
+        "val_pgd_3.0_acc",
+        "val_fgsm_8.0_acc",
+        "val_pgd_8.0_acc",
+        "autoattack",
+    )
     assert DATASETS == ("cifar10", "cifar100", "ImageNet16-120")
 
 
@@ -52,10 +58,12 @@ def test_isomorphs_resolve_to_representative(bench, space):
     np.testing.assert_array_equal(got, want)
     assert (bench.isomorph == np.array(space.isomorph)).all()
     non_rep = next(i for i in range(15625) if space.representative(i) != i)
-    assert bench.get(space.arch_str(non_rep), "cifar100", "autoattack") == \
-        bench.get(space.representative(non_rep), "cifar100", "autoattack")
-    np.testing.assert_array_equal(bench.values([non_rep, 2581], "cifar10", "val_pgd_8.0_acc"),
-                                  [got[non_rep], got[2581]])
+    assert bench.get(space.arch_str(non_rep), "cifar100", "autoattack") == bench.get(
+        space.representative(non_rep), "cifar100", "autoattack"
+    )
+    np.testing.assert_array_equal(
+        bench.values([non_rep, 2581], "cifar10", "val_pgd_8.0_acc"), [got[non_rep], got[2581]]
+    )
     e = bench.table(expand=True)
     assert e.shape == (15625, 19)
     np.testing.assert_array_equal(e["cifar10_val_pgd_8.0_acc"].to_numpy(), got)
@@ -101,10 +109,16 @@ def _official_fixture(tmp_path, data_dir):
     seeds = lambda a, b, c: {"1": a, "2": b, "3": c}  # noqa: E731
     res = {
         "cifar10": {
-            "1000": {"val_acc": seeds(0.70, 0.71, 0.72), "val_fgsm_3.0_acc": seeds(0.6730, 0.6700, 0.6718),
-                     "val_pgd_3.0_acc": {**seeds(0.1, 0.2, 0.3), "threeseed": 0.25},  # threeseed entry wins
-                     "val_fgsm_8.0_acc": seeds(0.5, 0.5, 0.5), "val_pgd_8.0_acc": seeds(0.45, 0.46, 0.47),
-                     "autoattack": 0.41, "val_loss": seeds(1.0, 2.0, 3.0), "curve": [1, 2, 3]},
+            "1000": {
+                "val_acc": seeds(0.70, 0.71, 0.72),
+                "val_fgsm_3.0_acc": seeds(0.6730, 0.6700, 0.6718),
+                "val_pgd_3.0_acc": {**seeds(0.1, 0.2, 0.3), "threeseed": 0.25},  # threeseed entry wins
+                "val_fgsm_8.0_acc": seeds(0.5, 0.5, 0.5),
+                "val_pgd_8.0_acc": seeds(0.45, 0.46, 0.47),
+                "autoattack": 0.41,
+                "val_loss": seeds(1.0, 2.0, 3.0),
+                "curve": [1, 2, 3],
+            },
             "0": {"val_acc": seeds(0.5, 0.6, 0.7), "autoattack": 0.3},
         },
         "imagenet": {"1000": {"val_acc": seeds(0.12, 0.13, 0.14), "autoattack": 0.04}},

@@ -29,8 +29,9 @@ class Toy:
     out: str = field(metadata=flag("output"))
     eps: tuple[float, ...] = field(default=(3 / 255, 8 / 255), metadata=flag("radii", parse=parse_eps))
     arch: tuple[str, ...] = field(default=(), metadata=flag("an arch (repeatable)", action="append"))
-    target: tuple[str, ...] = field(default=("cifar10", "val_acc"), metadata=flag(
-        "target", nargs=2, metavar=("DATASET", "METRIC")))
+    target: tuple[str, ...] = field(
+        default=("cifar10", "val_acc"), metadata=flag("target", nargs=2, metavar=("DATASET", "METRIC"))
+    )
     mode: str = field(default="a", metadata=flag("mode", choices=("a", "b")))
     rate: float = field(default=0.5, metadata=flag("rate (50%% of it)"))
     all: bool = field(default=False, metadata=flag("everything"))
@@ -51,11 +52,43 @@ def _toy_parser(**kw) -> argparse.ArgumentParser:
 
 def test_generated_flags_parse_into_the_dataclass():
     p = _toy_parser()
-    a = p.parse_args(["x", "y", "--out", "o", "--eps", "2/255", "--arch", "1", "--arch", "2", "--target", "c", "m",
-                      "--mode", "b", "--rate", "0.25", "--all", "--first", "--no-unroll"])
+    a = p.parse_args(
+        [
+            "x",
+            "y",
+            "--out",
+            "o",
+            "--eps",
+            "2/255",
+            "--arch",
+            "1",
+            "--arch",
+            "2",
+            "--target",
+            "c",
+            "m",
+            "--mode",
+            "b",
+            "--rate",
+            "0.25",
+            "--all",
+            "--first",
+            "--no-unroll",
+        ]
+    )
     t = config_from_args(Toy, a)
-    assert t == Toy(inputs=("x", "y"), out="o", eps=(2 / 255,), arch=("1", "2"), target=("c", "m"), mode="b",
-                    rate=0.25, all=True, full=False, unroll=False)
+    assert t == Toy(
+        inputs=("x", "y"),
+        out="o",
+        eps=(2 / 255,),
+        arch=("1", "2"),
+        target=("c", "m"),
+        mode="b",
+        rate=0.25,
+        all=True,
+        full=False,
+        unroll=False,
+    )
     # flags not given keep the dataclass defaults (argparse.SUPPRESS): one source of defaults
     d = config_from_args(Toy, p.parse_args(["x", "--out", "o"]))
     assert d == Toy(inputs=("x",), out="o")
@@ -121,8 +154,16 @@ def test_library_configs_use_the_one_flag_helper():
         documented = [f for f in dataclasses.fields(cls) if "help" in f.metadata]
         assert documented, cls
         for f in documented:
-            assert set(f.metadata) <= {"help", "flag", "parse", "choices", "metavar", "nargs", "action",
-                                       "show_default"}, (cls, f.name)
+            assert set(f.metadata) <= {
+                "help",
+                "flag",
+                "parse",
+                "choices",
+                "metavar",
+                "nargs",
+                "action",
+                "show_default",
+            }, (cls, f.name)
 
 
 # --------------------------------------------------------------------------- every command
@@ -158,53 +199,80 @@ def test_defaults_come_from_one_configuration():
     assert config_from_args(SearchConfig, f) == SearchConfig(ls_full_nbhd=False, n_seeds=7)
 
 
-@pytest.mark.parametrize("argv, hint", [
-    (["score", "--arch", "1", "--out", "o.csv", "--eps", "8"], "did you mean 8/255?"),
-    (["reproduce", "--eps", "3/255", "8"], "did you mean 8/255?"),
-    (["train", "--arch", "1", "--out", "r", "--eps", "8"], "did you mean 8/255?"),
-    (["train", "--arch", "1", "--out", "r", "--attack-step-size", "2"], "did you mean 2/255?"),
-    (["evaluate", "--checkpoint", "r", "--out", "m.json", "--eps", "8"], "did you mean 8/255?"),
-    (["evaluate", "--checkpoint", "r", "--out", "m.json", "--aa-eps", "4"], "did you mean 4/255?"),
-])
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["score", "--arch", "1", "--out", "o.csv", "--eps", "8"], "did you mean 8/255?"),
+        (["reproduce", "--eps", "3/255", "8"], "did you mean 8/255?"),
+        (["train", "--arch", "1", "--out", "r", "--eps", "8"], "did you mean 8/255?"),
+        (["train", "--arch", "1", "--out", "r", "--attack-step-size", "2"], "did you mean 2/255?"),
+        (["evaluate", "--checkpoint", "r", "--out", "m.json", "--eps", "8"], "did you mean 8/255?"),
+        (["evaluate", "--checkpoint", "r", "--out", "m.json", "--aa-eps", "4"], "did you mean 4/255?"),
+    ],
+)
 def test_every_eps_flag_refuses_255ths(argv, hint, tmp_path, capsys):
     assert main(argv + ["--data-dir", str(tmp_path)]) == 2
     assert hint in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, msg", [
-    (["score", "--arch", "1", "--sample", "3", "--out", "o.csv"],
-     "choose exactly one of --arch, --archs-file, --sample N, --all"),
-    (["score", "--out", "o.csv"], "choose exactly one of --arch, --archs-file, --sample N, --all"),
-    (["score", "--sample", "0", "--out", "o.csv"], "--sample must be an integer >= 1, got 0"),
-    (["score", "--all", "--out", "o.csv", "--time-budget", "0"],
-     "--time-budget must be a positive number of seconds, got 0.0"),
-    (["score", "--all", "--out", "o.csv", "--init-seeds", "1", "1"], "--init-seeds lists a seed twice: [1, 1]"),
-    (["score", "--all", "--out", "o.csv", "--attack-seeds", "-2"], "--attack-seeds must list integers >= 0, got [-2]"),
-    (["score", "--all", "--out", "o.csv", "--shard", "4/4"], "--shard K/N needs 0 <= K < N, got '4/4'"),
-    (["score", "--all", "--out", "o.csv", "--batch-size", "1"], "batch_size must be an integer >= 2, got 1"),
-    (["score", "--all", "--out", "o.txt"], "--out must end in .csv, .tsv, .parquet, .pq, got 'o.txt'"),
-    (["reproduce", "--sample", "0"], "--sample must be an integer >= 1, got 0"),
-    (["reproduce", "--n-boot", "-1"], "--n-boot must be an integer >= 0, got -1"),
-    (["reproduce", "--time-budget", "-5"], "--time-budget must be a positive number of seconds, got -5.0"),
-    (["proxies", "--all", "--out", "p.csv", "--proxies", "synflow", "foo"],
-     "unknown proxy name(s) ['foo']; allowed: params, flops, synflow"),
-    (["proxies", "--all", "--out", "p.csv", "--minutes=-1"],
-     "--minutes must be a number >= 0 (0: export what is stored), got -1.0"),
-    (["merge", "a", "--into", "m", "--rtol=-1"], "--rtol must be a finite number >= 0, got -1.0"),
-    (["merge", "a", "--into", "m", "--rtol", "nan"], "--rtol must be a finite number >= 0, got nan"),
-    (["correlate", "--scores", "s.csv", "--level", "1.5"], "--level must be in (0, 1), got 1.5"),
-    (["correlate", "--scores", "s.csv", "--n-boot", "-1"], "--n-boot must be an integer >= 0, got -1"),
-    (["search", "--threshold", "47.8"], "--threshold values must be accuracies in [0, 1], got 47.8"),
-    (["search", "--budget", "0"], "budget must be an int ≥ 1, got 0"),
-    (["search", "--dataset", "mnist"], "unknown dataset 'mnist'; allowed: cifar10, cifar100, ImageNet16-120"),
-    (["combine", "--scores", "s.csv", "--out", "t.csv", "--train-fraction", "1"],
-     "--train-fraction must be in (0, 1), got 1.0"),
-    (["combine", "--scores", "s.csv", "--out", "t.txt"], "--out must end in .csv, .tsv, .parquet, .pq, got 't.txt'"),
-    (["evaluate", "--checkpoint", "r", "--out", "m.json", "--limit", "0"], "--limit must be an integer >= 1, got 0"),
-    (["train", "--arch", "1", "--out", "r", "--stop-after-epochs", "0"],
-     "--stop-after-epochs must be an integer >= 1, got 0"),
-    (["bound", "--widths", "a,b"], "--widths must be comma-separated integers, got 'a,b'"),
-])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (
+            ["score", "--arch", "1", "--sample", "3", "--out", "o.csv"],
+            "choose exactly one of --arch, --archs-file, --sample N, --all",
+        ),
+        (["score", "--out", "o.csv"], "choose exactly one of --arch, --archs-file, --sample N, --all"),
+        (["score", "--sample", "0", "--out", "o.csv"], "--sample must be an integer >= 1, got 0"),
+        (
+            ["score", "--all", "--out", "o.csv", "--time-budget", "0"],
+            "--time-budget must be a positive number of seconds, got 0.0",
+        ),
+        (["score", "--all", "--out", "o.csv", "--init-seeds", "1", "1"], "--init-seeds lists a seed twice: [1, 1]"),
+        (
+            ["score", "--all", "--out", "o.csv", "--attack-seeds", "-2"],
+            "--attack-seeds must list integers >= 0, got [-2]",
+        ),
+        (["score", "--all", "--out", "o.csv", "--shard", "4/4"], "--shard K/N needs 0 <= K < N, got '4/4'"),
+        (["score", "--all", "--out", "o.csv", "--batch-size", "1"], "batch_size must be an integer >= 2, got 1"),
+        (["score", "--all", "--out", "o.txt"], "--out must end in .csv, .tsv, .parquet, .pq, got 'o.txt'"),
+        (["reproduce", "--sample", "0"], "--sample must be an integer >= 1, got 0"),
+        (["reproduce", "--n-boot", "-1"], "--n-boot must be an integer >= 0, got -1"),
+        (["reproduce", "--time-budget", "-5"], "--time-budget must be a positive number of seconds, got -5.0"),
+        (
+            ["proxies", "--all", "--out", "p.csv", "--proxies", "synflow", "foo"],
+            "unknown proxy name(s) ['foo']; allowed: params, flops, synflow",
+        ),
+        (
+            ["proxies", "--all", "--out", "p.csv", "--minutes=-1"],
+            "--minutes must be a number >= 0 (0: export what is stored), got -1.0",
+        ),
+        (["merge", "a", "--into", "m", "--rtol=-1"], "--rtol must be a finite number >= 0, got -1.0"),
+        (["merge", "a", "--into", "m", "--rtol", "nan"], "--rtol must be a finite number >= 0, got nan"),
+        (["correlate", "--scores", "s.csv", "--level", "1.5"], "--level must be in (0, 1), got 1.5"),
+        (["correlate", "--scores", "s.csv", "--n-boot", "-1"], "--n-boot must be an integer >= 0, got -1"),
+        (["search", "--threshold", "47.8"], "--threshold values must be accuracies in [0, 1], got 47.8"),
+        (["search", "--budget", "0"], "budget must be an int ≥ 1, got 0"),
+        (["search", "--dataset", "mnist"], "unknown dataset 'mnist'; allowed: cifar10, cifar100, ImageNet16-120"),
+        (
+            ["combine", "--scores", "s.csv", "--out", "t.csv", "--train-fraction", "1"],
+            "--train-fraction must be in (0, 1), got 1.0",
+        ),
+        (
+            ["combine", "--scores", "s.csv", "--out", "t.txt"],
+            "--out must end in .csv, .tsv, .parquet, .pq, got 't.txt'",
+        ),
+        (
+            ["evaluate", "--checkpoint", "r", "--out", "m.json", "--limit", "0"],
+            "--limit must be an integer >= 1, got 0",
+        ),
+        (
+            ["train", "--arch", "1", "--out", "r", "--stop-after-epochs", "0"],
+            "--stop-after-epochs must be an integer >= 1, got 0",
+        ),
+        (["bound", "--widths", "a,b"], "--widths must be comma-separated integers, got 'a,b'"),
+    ],
+)
 def test_bad_values_are_one_line_errors_before_any_work(argv, msg, tmp_path, capsys, monkeypatch):
     """Each bad value is a ValueError from the options' ``__post_init__`` (or the library config),
     reported as one line with exit 2 before any data is read (the data directory is empty) and
@@ -250,8 +318,9 @@ def test_no_command_imports_another():
     public = {f"robntk.commands.{p.stem}" for p in _command_modules()}
     assert "robntk.commands.score" in public and len(public) == len(COMMANDS)
     for path in _command_modules():
-        bad = sorted(m for m in _imports(path) if m in public or m == "robntk.commands.common"
-                     or m == "robntk.commands.flags")
+        bad = sorted(
+            m for m in _imports(path) if m in public or m == "robntk.commands.common" or m == "robntk.commands.flags"
+        )
         assert not bad, (path.name, bad)
     assert not (COMMANDS_DIR / "common.py").exists() and not (COMMANDS_DIR / "flags.py").exists()
 
@@ -260,8 +329,12 @@ def test_library_logic_lives_in_the_library():
     from robntk.scoring import draws
     from robntk.theory import check_override, experiment
 
-    defined = {n.name for p in COMMANDS_DIR.glob("*.py") for n in ast.walk(ast.parse(p.read_text()))
-               if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    defined = {
+        n.name
+        for p in COMMANDS_DIR.glob("*.py")
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+    }
     assert not defined & {"aggregate_draws", "check_override", "_check_value", "GEOMETRIC_PREFIXES"}
     assert draws.aggregate_draws.__module__ == "robntk.scoring.draws"
     assert check_override is experiment.check_override
@@ -271,9 +344,13 @@ def test_library_logic_lives_in_the_library():
     assert report.NUM_CLASSES is registry.NUM_CLASSES
 
 
-@pytest.mark.parametrize("rel", sorted(
-    [str(p.relative_to(REPO)) for p in COMMANDS_DIR.glob("*.py") if p.name != "robnets.py"]
-    + ["robntk/analysis/report_writer.py", "robntk/theory/experiment.py"]))
+@pytest.mark.parametrize(
+    "rel",
+    sorted(
+        [str(p.relative_to(REPO)) for p in COMMANDS_DIR.glob("*.py") if p.name != "robnets.py"]
+        + ["robntk/analysis/report_writer.py", "robntk/theory/experiment.py"]
+    ),
+)
 def test_one_writer_of_tables_and_json(rel):
     """Tables go through core.tables.write_table and JSON files through write_json: no direct
     to_csv / to_parquet / json.dump and no per-call float format."""

@@ -118,12 +118,25 @@ def test_score_config_refuses_seeds_that_alias():
         ScoreConfig(attack_seed=2**32)
 
 
-@pytest.mark.parametrize("command, flag", [
-    ("score", "--seed"), ("score", "--init-seeds"), ("score", "--attack-seed"), ("score", "--attack-seeds"),
-    ("reproduce", "--seed"), ("reproduce", "--attack-seed"), ("proxies", "--seed"), ("train", "--seed"),
-    ("evaluate", "--seed"), ("search", "--seed"), ("combine", "--seed"), ("combine", "--split-seed"),
-    ("correlate", "--seed"), ("bound", "--seeds"),
-])
+@pytest.mark.parametrize(
+    "command, flag",
+    [
+        ("score", "--seed"),
+        ("score", "--init-seeds"),
+        ("score", "--attack-seed"),
+        ("score", "--attack-seeds"),
+        ("reproduce", "--seed"),
+        ("reproduce", "--attack-seed"),
+        ("proxies", "--seed"),
+        ("train", "--seed"),
+        ("evaluate", "--seed"),
+        ("search", "--seed"),
+        ("combine", "--seed"),
+        ("combine", "--split-seed"),
+        ("correlate", "--seed"),
+        ("bound", "--seeds"),
+    ],
+)
 def test_every_seed_flag_refuses_seeds_above_32_bits(command, flag, tmp_path, capsys):
     code, err = _run(BASE[command] + [flag, HUGE], tmp_path, capsys)
     _one_line_error(code, err, command)
@@ -131,8 +144,9 @@ def test_every_seed_flag_refuses_seeds_above_32_bits(command, flag, tmp_path, ca
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("command, flag", [("correlate", "--seed"), ("combine", "--seed"),
-                                           ("combine", "--split-seed"), ("bound", "--seeds")])
+@pytest.mark.parametrize(
+    "command, flag", [("correlate", "--seed"), ("combine", "--seed"), ("combine", "--split-seed"), ("bound", "--seeds")]
+)
 def test_negative_seeds_name_the_flag(command, flag, tmp_path, capsys):
     """Before: numpy's own "expected non-negative integer" (no flag named)."""
     code, err = _run(BASE[command] + [f"{flag}=-1"], tmp_path, capsys)
@@ -148,19 +162,28 @@ def _foreign_table(path: Path, sidecar: dict | None = None) -> bytes:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("argv, out, store", [
-    (["score", "--arch", "1", "--out", "mix.parquet"], "mix.parquet", "mix.parquet.store"),
-    (["score", "--arch", "1", "--init-seeds", "0", "1", "--out", "mix.parquet"], "mix.parquet", "mix.parquet.store"),
-    (["proxies", "--arch", "1", "--out", "mix.parquet"], "mix.parquet", "mix.parquet.store"),
-])
+@pytest.mark.parametrize(
+    "argv, out, store",
+    [
+        (["score", "--arch", "1", "--out", "mix.parquet"], "mix.parquet", "mix.parquet.store"),
+        (
+            ["score", "--arch", "1", "--init-seeds", "0", "1", "--out", "mix.parquet"],
+            "mix.parquet",
+            "mix.parquet.store",
+        ),
+        (["proxies", "--arch", "1", "--out", "mix.parquet"], "mix.parquet", "mix.parquet.store"),
+    ],
+)
 def test_existing_out_without_its_store_is_never_overwritten(argv, out, store, tmp_path, capsys):
     """Before: exit 0 and the 4-row table replaced by a 2-row export."""
     before = _foreign_table(tmp_path / out)
     code, err = _run(argv, tmp_path, capsys)
     _one_line_error(code, err, argv[0])
-    assert (f"--out {out} already exists and is not an export of the store {store} (it has no sidecar naming the "
-            f"store that wrote it); refusing to overwrite its rows: choose another --out, or pass --store pointing "
-            f"at the store that made it") in err
+    assert (
+        f"--out {out} already exists and is not an export of the store {store} (it has no sidecar naming the "
+        f"store that wrote it); refusing to overwrite its rows: choose another --out, or pass --store pointing "
+        f"at the store that made it"
+    ) in err
     assert (tmp_path / out).read_bytes() == before and _files(tmp_path) == [out]
 
 
@@ -169,8 +192,10 @@ def test_reproduce_refuses_a_foreign_scores_table(tmp_path, capsys):
     before = _foreign_table(tmp_path / "o" / "scores.csv", {"job": "something else"})
     code, err = _run(["reproduce", "--out-dir", "o"], tmp_path, capsys)
     _one_line_error(code, err, "reproduce")
-    assert "--out-dir o/scores.csv already exists and is not an export of the store o/scores.csv.store " \
-           "(its sidecar names no store)" in err
+    assert (
+        "--out-dir o/scores.csv already exists and is not an export of the store o/scores.csv.store "
+        "(its sidecar names no store)" in err
+    )
     assert (tmp_path / "o" / "scores.csv").read_bytes() == before
 
 
@@ -188,8 +213,11 @@ def test_export_target_is_accepted_only_from_its_own_store(tmp_path, monkeypatch
     check_export_target(out, store)  # its own export (a rerun resumes and re-exports)
     check_export_target(tmp_path / out, tmp_path / store)  # the same store, reached by another path
     other = ResultStore.open("t.store", "k1", {"config": {"seed": 0}})
-    with pytest.raises(ValueError, match=r"--out s.csv already exists and is not an export of the store t.store "
-                                         r"\(it was written from the store s.csv.store\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"--out s.csv already exists and is not an export of the store t.store "
+        r"\(it was written from the store s.csv.store\)",
+    ):
         check_export_target(out, other.path)
     for p in sorted(store.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
@@ -233,14 +261,20 @@ def test_score_refuses_an_export_suffix_the_store_cannot_write(tmp_path, capsys)
 
 
 # --------------------------------------------------------------------------- 3. report sizes
-@pytest.mark.parametrize("argv, msg", [
-    (["--search-k", "1000000"], "--search-k must be at most 6466 (the architectures of the benchmark), got 1000000"),
-    (["--top", "1000000"], "--top must be at most 6466 (the architectures of the benchmark), got 1000000"),
-    (["--op-k", "7000"], "--op-k must be at most 6466"),
-    (["--overlap-k", "10", "7000"], "--overlap-k must be at most 6466"),
-    (["--dpi", "100000"], "--dpi must be an integer in [10, 1200], got 100000"),
-    (["--dpi", "5"], "--dpi must be an integer in [10, 1200], got 5"),
-])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (
+            ["--search-k", "1000000"],
+            "--search-k must be at most 6466 (the architectures of the benchmark), got 1000000",
+        ),
+        (["--top", "1000000"], "--top must be at most 6466 (the architectures of the benchmark), got 1000000"),
+        (["--op-k", "7000"], "--op-k must be at most 6466"),
+        (["--overlap-k", "10", "7000"], "--overlap-k must be at most 6466"),
+        (["--dpi", "100000"], "--dpi must be an integer in [10, 1200], got 100000"),
+        (["--dpi", "5"], "--dpi must be an integer in [10, 1200], got 5"),
+    ],
+)
 def test_report_sizes_are_checked_before_anything_is_written(argv, msg, tmp_path, capsys, data_dir):
     """Before: --search-k 1000000 → KeyError traceback with 17 files written; --dpi 100000 →
     MemoryError traceback."""
@@ -261,47 +295,79 @@ def test_write_report_checks_search_ks_and_references_before_writing(tmp_path, d
     bad = tmp_path / "bad_refs"  # a corrupt standard-training file: refused before the first figure
     (bad / "nb201_clean_acc").mkdir(parents=True)
     (bad / "nb201_clean_acc" / "nats_bench.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match=r"corrupt NB201 accuracy file .*nats_bench.csv: missing columns "
-                                         r"\['CIFAR10TestAccuracy200Epochs'"):
+    with pytest.raises(
+        ValueError,
+        match=r"corrupt NB201 accuracy file .*nats_bench.csv: missing columns "
+        r"\['CIFAR10TestAccuracy200Epochs'",
+    ):
         report_writer.write_report(bench, tmp_path / "r", data_dir=bad, progress=False)
     assert not (tmp_path / "r").exists()
 
 
 # --------------------------------------------------------------------------- 4. ranges
-@pytest.mark.parametrize("argv, msg", [
-    (["proxies", "--arch", "1", "--out", "p.csv", "--minutes=-1"],
-     "--minutes must be a number >= 0 (0: export what is stored), got -1.0"),
-    (["proxies", "--arch", "1", "--out", "p.csv", "--minutes", "nan"],
-     "--minutes must be a number >= 0 (0: export what is stored), got nan"),
-    (["proxies", "--arch", "1", "--out", "p.csv", "--minutes", "inf"],
-     "--minutes must be a finite number >= 0 (leave it out for no limit), got inf"),
-    (["proxies", "--arch", "1", "--out", "p.csv", "--proxies", "nwot", "nwot"], "--proxies lists nwot more than once"),
-    (["search", "--threshold", "nan"], "--threshold values must be accuracies in [0, 1], got nan"),
-    (["search", "--threshold", "2"], "--threshold values must be accuracies in [0, 1], got 2.0"),
-    (["search", "--threshold=-1"], "--threshold values must be accuracies in [0, 1], got -1.0"),
-    (["search", "--methods", "rea", "rea"], "--methods lists rea more than once"),
-    (["correlate", "--scores", "s.csv", "--columns", "a", "a"], "--columns lists a more than once"),
-    (["combine", "--scores", "s.csv", "--out", "t.csv", "--learned", "linear", "linear"],
-     "--learned lists linear more than once"),
-    (["merge", "a", "--into", "m", "--out", "x.tsv"], "--out must end in .csv or .parquet (a result-store export)"),
-    (["search", "--population", "3", "--sample-size", "10"],
-     "sample_size (the REA tournament, --sample-size) must be ≤ population (--population 3), got 10"),
-    (["search", "--population", "100000"], "population must be ≤ 6466 (the number of distinct architectures)"),
-    (["search", "--ls-num-init", "7000"], "ls_num_init must be ≤ 6466"),
-    (["search", "--tf-pool", "7000"], "tf_pool must be ≤ 6466"),
-    (["search", "--seeds", "100000000"], "n_seeds (--seeds) must be ≤ 10000"),
-    (["correlate", "--scores", "s.csv", "--n-boot", "100000000000"],
-     "--n-boot must be at most 100000 (the resamples are one n_boot x n_archs array), got 100000000000"),
-    (["combine", "--scores", "s.csv", "--out", "t.csv", "--n-boot", "100000000000"], "--n-boot must be at most 100000"),
-    (["reproduce", "--n-boot", "100000000000"], "--n-boot must be at most 100000"),
-    (["score", "--arch", "1", "--out", "o.csv", "--pgd-steps", "100000000000"], "--pgd-steps must be at most 1000"),
-    (["score", "--arch", "1", "--out", "o.csv", "--time-budget", "inf"], "--time-budget must be a finite number, got inf"),
-    (["train", "--arch", ARCH, "--out", "r", "--lr", "inf"], "--lr must be a finite number, got inf"),
-    (["evaluate", "--checkpoint", "r", "--out", "m.json", "--pgd-step-factor", "inf"],
-     "--pgd-step-factor must be a finite number, got inf"),
-    (["evaluate", "--checkpoint", "r", "--out", "m.txt"], "--out must end in .json (the metrics record), got 'm.txt'"),
-    (["bound", "--widths", "0"], "--widths must be integers >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (
+            ["proxies", "--arch", "1", "--out", "p.csv", "--minutes=-1"],
+            "--minutes must be a number >= 0 (0: export what is stored), got -1.0",
+        ),
+        (
+            ["proxies", "--arch", "1", "--out", "p.csv", "--minutes", "nan"],
+            "--minutes must be a number >= 0 (0: export what is stored), got nan",
+        ),
+        (
+            ["proxies", "--arch", "1", "--out", "p.csv", "--minutes", "inf"],
+            "--minutes must be a finite number >= 0 (leave it out for no limit), got inf",
+        ),
+        (
+            ["proxies", "--arch", "1", "--out", "p.csv", "--proxies", "nwot", "nwot"],
+            "--proxies lists nwot more than once",
+        ),
+        (["search", "--threshold", "nan"], "--threshold values must be accuracies in [0, 1], got nan"),
+        (["search", "--threshold", "2"], "--threshold values must be accuracies in [0, 1], got 2.0"),
+        (["search", "--threshold=-1"], "--threshold values must be accuracies in [0, 1], got -1.0"),
+        (["search", "--methods", "rea", "rea"], "--methods lists rea more than once"),
+        (["correlate", "--scores", "s.csv", "--columns", "a", "a"], "--columns lists a more than once"),
+        (
+            ["combine", "--scores", "s.csv", "--out", "t.csv", "--learned", "linear", "linear"],
+            "--learned lists linear more than once",
+        ),
+        (["merge", "a", "--into", "m", "--out", "x.tsv"], "--out must end in .csv or .parquet (a result-store export)"),
+        (
+            ["search", "--population", "3", "--sample-size", "10"],
+            "sample_size (the REA tournament, --sample-size) must be ≤ population (--population 3), got 10",
+        ),
+        (["search", "--population", "100000"], "population must be ≤ 6466 (the number of distinct architectures)"),
+        (["search", "--ls-num-init", "7000"], "ls_num_init must be ≤ 6466"),
+        (["search", "--tf-pool", "7000"], "tf_pool must be ≤ 6466"),
+        (["search", "--seeds", "100000000"], "n_seeds (--seeds) must be ≤ 10000"),
+        (
+            ["correlate", "--scores", "s.csv", "--n-boot", "100000000000"],
+            "--n-boot must be at most 100000 (the resamples are one n_boot x n_archs array), got 100000000000",
+        ),
+        (
+            ["combine", "--scores", "s.csv", "--out", "t.csv", "--n-boot", "100000000000"],
+            "--n-boot must be at most 100000",
+        ),
+        (["reproduce", "--n-boot", "100000000000"], "--n-boot must be at most 100000"),
+        (["score", "--arch", "1", "--out", "o.csv", "--pgd-steps", "100000000000"], "--pgd-steps must be at most 1000"),
+        (
+            ["score", "--arch", "1", "--out", "o.csv", "--time-budget", "inf"],
+            "--time-budget must be a finite number, got inf",
+        ),
+        (["train", "--arch", ARCH, "--out", "r", "--lr", "inf"], "--lr must be a finite number, got inf"),
+        (
+            ["evaluate", "--checkpoint", "r", "--out", "m.json", "--pgd-step-factor", "inf"],
+            "--pgd-step-factor must be a finite number, got inf",
+        ),
+        (
+            ["evaluate", "--checkpoint", "r", "--out", "m.txt"],
+            "--out must end in .json (the metrics record), got 'm.txt'",
+        ),
+        (["bound", "--widths", "0"], "--widths must be integers >= 1, got 0"),
+    ],
+)
 def test_out_of_range_values_are_refused_before_any_work(argv, msg, tmp_path, capsys):
     code, err = _run(argv, tmp_path, capsys)
     _one_line_error(code, err, argv[0])
@@ -319,15 +385,18 @@ def test_search_config_ranges():
 
 
 # --------------------------------------------------------------------------- 5. outputs
-@pytest.mark.parametrize("argv, what", [
-    (["score", "--arch", "1", "--out", "d.csv"], "--out d.csv"),
-    (["proxies", "--arch", "1", "--out", "d.csv"], "--out d.csv"),
-    (["correlate", "--scores", "s.csv", "--out", "d.csv"], "--out d.csv"),
-    (["combine", "--scores", "s.csv", "--out", "d.csv"], "--out d.csv"),
-    (["combine", "--scores", "s.csv", "--out", "t.csv", "--write-scores", "d.csv"], "--write-scores d.csv"),
-    (["merge", "a", "--into", "m", "--out", "d.csv"], "--out d.csv"),
-    (["evaluate", "--checkpoint", "r", "--out", "d.csv.json"], "--out d.csv.json"),
-])
+@pytest.mark.parametrize(
+    "argv, what",
+    [
+        (["score", "--arch", "1", "--out", "d.csv"], "--out d.csv"),
+        (["proxies", "--arch", "1", "--out", "d.csv"], "--out d.csv"),
+        (["correlate", "--scores", "s.csv", "--out", "d.csv"], "--out d.csv"),
+        (["combine", "--scores", "s.csv", "--out", "d.csv"], "--out d.csv"),
+        (["combine", "--scores", "s.csv", "--out", "t.csv", "--write-scores", "d.csv"], "--write-scores d.csv"),
+        (["merge", "a", "--into", "m", "--out", "d.csv"], "--out d.csv"),
+        (["evaluate", "--checkpoint", "r", "--out", "d.csv.json"], "--out d.csv.json"),
+    ],
+)
 def test_directory_valued_outputs_name_the_users_path(argv, what, tmp_path, capsys):
     """Before: ``[Errno 21] Is a directory: '.../.d.xyz.csv' -> 'd.csv'`` (a temporary file)."""
     (tmp_path / what.split()[1]).mkdir()
@@ -336,12 +405,18 @@ def test_directory_valued_outputs_name_the_users_path(argv, what, tmp_path, caps
     assert f"{what} is a directory; give a file path" in err and ".tmp" not in err
 
 
-@pytest.mark.parametrize("argv, what", [
-    (["search", "--out", "f"], "--out f"), (["report", "--out-dir", "f"], "--out-dir f"),
-    (["reproduce", "--out-dir", "f"], "--out-dir f"), (["train", "--arch", ARCH, "--out", "f"], "--out f"),
-    (["bound", "--out", "f"], "--out f"), (["score", "--arch", "1", "--out", "o.csv", "--store", "f"], "--store f"),
-    (["proxies", "--arch", "1", "--out", "o.csv", "--store", "f"], "--store f"),
-])
+@pytest.mark.parametrize(
+    "argv, what",
+    [
+        (["search", "--out", "f"], "--out f"),
+        (["report", "--out-dir", "f"], "--out-dir f"),
+        (["reproduce", "--out-dir", "f"], "--out-dir f"),
+        (["train", "--arch", ARCH, "--out", "f"], "--out f"),
+        (["bound", "--out", "f"], "--out f"),
+        (["score", "--arch", "1", "--out", "o.csv", "--store", "f"], "--store f"),
+        (["proxies", "--arch", "1", "--out", "o.csv", "--store", "f"], "--store f"),
+    ],
+)
 def test_file_where_a_directory_is_needed(argv, what, tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     code, err = _run(argv, tmp_path, capsys)
@@ -354,8 +429,10 @@ def test_data_dir_that_is_a_file(sub, tmp_path, capsys):
     """Before: ``data fetch --data-dir FILE`` → ``[Errno 20] Not a directory: 'FILE/.downloads'``;
     ``data status --data-dir FILE`` → exit 0, every entry "missing"."""
     (tmp_path / "f").write_text("x")
-    code = main(["data", sub, "--data-dir", str(tmp_path / "f"), "--mirror" if sub == "fetch" else "--verify"]
-                + (["file:///nonexistent"] if sub == "fetch" else []))
+    code = main(
+        ["data", sub, "--data-dir", str(tmp_path / "f"), "--mirror" if sub == "fetch" else "--verify"]
+        + (["file:///nonexistent"] if sub == "fetch" else [])
+    )
     err = capsys.readouterr().err
     _one_line_error(code, err, "data")
     assert f"--data-dir {tmp_path / 'f'} is a file, not a directory" in err and _files(tmp_path) == ["f"]
@@ -364,15 +441,18 @@ def test_data_dir_that_is_a_file(sub, tmp_path, capsys):
 def test_combine_checks_every_output_before_any_work(tmp_path, capsys, readonly_dir):
     """Before: --write-scores into a read-only place failed after --out had been written."""
     ro = readonly_dir / "w.csv"
-    code, err = _run(["combine", "--scores", "suite_zero", "--out", "t.csv", "--write-scores", str(ro)], tmp_path,
-                     capsys)
+    code, err = _run(
+        ["combine", "--scores", "suite_zero", "--out", "t.csv", "--write-scores", str(ro)], tmp_path, capsys
+    )
     _one_line_error(code, err, "combine")
     assert f"cannot write --write-scores {ro}: directory {readonly_dir} is not writable" in err
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("command, flag", [("score", "--out"), ("proxies", "--out"), ("correlate", "--out"),
-                                           ("combine", "--out"), ("evaluate", "--out")])
+@pytest.mark.parametrize(
+    "command, flag",
+    [("score", "--out"), ("proxies", "--out"), ("correlate", "--out"), ("combine", "--out"), ("evaluate", "--out")],
+)
 def test_read_only_outputs_are_refused_before_work(command, flag, tmp_path, capsys, readonly_dir):
     target = readonly_dir / ("m.json" if command == "evaluate" else "o.csv")
     argv = [a if a not in ("o.csv", "p.csv", "t.csv", "m.json") else str(target) for a in BASE[command]]
@@ -383,14 +463,19 @@ def test_read_only_outputs_are_refused_before_work(command, flag, tmp_path, caps
     assert f"cannot write {flag} {target}: directory {readonly_dir} is not writable" in err
 
 
-@pytest.mark.parametrize("argv, msg", [
-    (["correlate", "--scores", "s.csv", "--out", "s.csv"], "--out and --scores are the same file (s.csv)"),
-    (["correlate", "--scores", "s.csv", "--out", "c.csv", "--figure", "s.csv"], "--figure must end in .png"),
-    (["correlate", "--scores", "s.csv", "--out", "c.csv", "--figure", "fig"], "--figure must end in .png"),
-    (["combine", "--scores", "s.csv", "--out", "s.csv"], "--out and --scores are the same file (s.csv)"),
-    (["combine", "--scores", "s.csv", "--out", "t.csv", "--write-scores", "t.csv"],
-     "--write-scores and --out are the same file (t.csv)"),
-])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["correlate", "--scores", "s.csv", "--out", "s.csv"], "--out and --scores are the same file (s.csv)"),
+        (["correlate", "--scores", "s.csv", "--out", "c.csv", "--figure", "s.csv"], "--figure must end in .png"),
+        (["correlate", "--scores", "s.csv", "--out", "c.csv", "--figure", "fig"], "--figure must end in .png"),
+        (["combine", "--scores", "s.csv", "--out", "s.csv"], "--out and --scores are the same file (s.csv)"),
+        (
+            ["combine", "--scores", "s.csv", "--out", "t.csv", "--write-scores", "t.csv"],
+            "--write-scores and --out are the same file (t.csv)",
+        ),
+    ],
+)
 def test_outputs_never_overwrite_inputs(argv, msg, tmp_path, capsys):
     """Before: ``correlate --scores s.csv --out s.csv`` replaced the scores by the τ table (exit 0)."""
     (tmp_path / "s.csv").write_text("nb201_index,a\n1,0.5\n")
@@ -454,8 +539,7 @@ def test_every_typed_flag_with_a_wrong_type_names_the_flag(command, flag, tmp_pa
     assert _files(tmp_path) == []
 
 
-@pytest.mark.parametrize("command, flag, value", [(c, f, v) for c, f, t in TYPED if t is float
-                                                  for v in ("nan", "inf")])
+@pytest.mark.parametrize("command, flag, value", [(c, f, v) for c, f, t in TYPED if t is float for v in ("nan", "inf")])
 def test_every_float_flag_refuses_nan_and_inf(command, flag, value, tmp_path, capsys):
     code, err = _run(BASE[command] + [flag, value], tmp_path, capsys)
     _one_line_error(code, err, command)
@@ -464,8 +548,15 @@ def test_every_float_flag_refuses_nan_and_inf(command, flag, value, tmp_path, ca
 
 def test_the_typed_flags_are_covered():
     flags = {(c, f) for c, f, _ in TYPED}
-    assert {("score", "--seed"), ("score", "--time-budget"), ("train", "--lr"), ("search", "--threshold"),
-            ("report", "--dpi"), ("merge", "--rtol"), ("proxies", "--minutes")} <= flags
+    assert {
+        ("score", "--seed"),
+        ("score", "--time-budget"),
+        ("train", "--lr"),
+        ("search", "--threshold"),
+        ("report", "--dpi"),
+        ("merge", "--rtol"),
+        ("proxies", "--minutes"),
+    } <= flags
     assert sum(t is float for _, _, t in TYPED) >= 15
 
 
@@ -492,8 +583,12 @@ def test_concurrent_writers_create_one_store(tmp_path):
     import sys
 
     n, writers = 20, 4
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(i), str(n)], stderr=subprocess.PIPE,
-                              text=True) for i in range(writers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), str(i), str(n)], stderr=subprocess.PIPE, text=True
+        )
+        for i in range(writers)
+    ]
     (tmp_path / "go").write_text("")
     errs = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * writers, errs
@@ -532,8 +627,12 @@ def _umask() -> int:
 
 
 # --------------------------------------------------------------------------- 8. mismatch messages
-ENGINE_HEADER = {"config": {"seed": 0, "batch_size": 32}, "config_digest": "c0", "batch_sha256_16": "b0",
-                 "param_definition": "supernet-foldin-crc32-v1"}
+ENGINE_HEADER = {
+    "config": {"seed": 0, "batch_size": 32},
+    "config_digest": "c0",
+    "batch_sha256_16": "b0",
+    "param_definition": "supernet-foldin-crc32-v1",
+}
 
 
 def test_resume_with_another_batch_names_the_batch_hash(tmp_path):
@@ -541,15 +640,24 @@ def test_resume_with_another_batch_names_the_batch_hash(tmp_path):
     ResultStore.open(tmp_path / "s", "k0", ENGINE_HEADER)
     with pytest.raises(StoreMismatchError) as exc:
         ResultStore.open(tmp_path / "s", "k1", {**ENGINE_HEADER, "batch_sha256_16": "b1"})
-    assert str(exc.value) == (f"store {tmp_path / 's'} was written with a different configuration: batch hash "
-                              f"(batch_sha256_16): stored \"b0\", now \"b1\" (store key k0 != k1); use another store "
-                              "directory, or the same configuration to resume")
-    with pytest.raises(StoreMismatchError, match=r"config digest \(config_digest\): stored \"c0\", now \"c1\"; "
-                                                 r"config.seed: stored 0, now 1 \(store key"):
-        ResultStore.open(tmp_path / "s", "k2", {**ENGINE_HEADER, "config_digest": "c1",
-                                               "config": {"seed": 1, "batch_size": 32}})
-    with pytest.raises(StoreMismatchError, match=r"parameter definition \(param_definition\): stored "
-                                                 r"\"supernet-foldin-crc32-v1\", now \"v2\""):
+    assert str(exc.value) == (
+        f"store {tmp_path / 's'} was written with a different configuration: batch hash "
+        f'(batch_sha256_16): stored "b0", now "b1" (store key k0 != k1); use another store '
+        "directory, or the same configuration to resume"
+    )
+    with pytest.raises(
+        StoreMismatchError,
+        match=r"config digest \(config_digest\): stored \"c0\", now \"c1\"; "
+        r"config.seed: stored 0, now 1 \(store key",
+    ):
+        ResultStore.open(
+            tmp_path / "s", "k2", {**ENGINE_HEADER, "config_digest": "c1", "config": {"seed": 1, "batch_size": 32}}
+        )
+    with pytest.raises(
+        StoreMismatchError,
+        match=r"parameter definition \(param_definition\): stored "
+        r"\"supernet-foldin-crc32-v1\", now \"v2\"",
+    ):
         ResultStore.open(tmp_path / "s", "k3", {**ENGINE_HEADER, "param_definition": "v2"})
     with pytest.raises(StoreMismatchError, match="different configuration: its config:"):  # nothing to compare
         ResultStore.open(tmp_path / "s", "k4")
@@ -558,16 +666,22 @@ def test_resume_with_another_batch_names_the_batch_hash(tmp_path):
 def test_proxy_store_mismatch_names_the_batch_hash(tmp_path):
     """Proxy stores keep the batch hash inside their config."""
     ResultStore.open(tmp_path / "nwot", "k0", {"config": {"proxy": "nwot", "batch_sha256_16": "aa", "seed": 0}})
-    with pytest.raises(StoreMismatchError, match=r"batch hash \(config.batch_sha256_16\): stored \"aa\", now \"bb\" "
-                                                 r"\(store key k0 != k1\)"):
+    with pytest.raises(
+        StoreMismatchError,
+        match=r"batch hash \(config.batch_sha256_16\): stored \"aa\", now \"bb\" "
+        r"\(store key k0 != k1\)",
+    ):
         ResultStore.open(tmp_path / "nwot", "k1", {"config": {"proxy": "nwot", "batch_sha256_16": "bb", "seed": 0}})
 
 
 def test_merge_mismatch_names_what_differs(tmp_path):
     ResultStore.open(tmp_path / "s0", "k0", ENGINE_HEADER)
     ResultStore.open(tmp_path / "s1", "k1", {**ENGINE_HEADER, "batch_sha256_16": "b1"})
-    with pytest.raises(StoreMismatchError, match=r"different configurations \(batch hash \(batch_sha256_16\): "
-                                                 rf"{tmp_path / 's0'} \"b0\", {tmp_path / 's1'} \"b1\"\)"):
+    with pytest.raises(
+        StoreMismatchError,
+        match=r"different configurations \(batch hash \(batch_sha256_16\): "
+        rf"{tmp_path / 's0'} \"b0\", {tmp_path / 's1'} \"b1\"\)",
+    ):
         merge_stores([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m")
     assert not (tmp_path / "m").exists()
 
@@ -575,7 +689,8 @@ def test_merge_mismatch_names_what_differs(tmp_path):
 def test_merge_refuses_a_foreign_out_and_names_into(tmp_path, capsys):
     for i in (0, 1):
         ResultStore.open(tmp_path / f"s{i}", "k", {"config": {}, "selection": [0, 1]}).append(
-            [{"nb201_index": i, "v": float(i)}])
+            [{"nb201_index": i, "v": float(i)}]
+        )
     (tmp_path / "all.csv").write_text("nb201_index\n5\n")
     code, err = _run(["merge", "s0", "s1", "--into", "m", "--out", "all.csv"], tmp_path, capsys)
     _one_line_error(code, err, "merge")

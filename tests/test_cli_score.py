@@ -15,10 +15,21 @@ from robntk.scoring.draws import GEOMETRIC_PREFIXES, aggregate_draws, draw_confi
 
 
 def _draw(lam, logdet, run_s, degenerate, order=(10, 2581)):
-    t = pd.DataFrame({"nb201_index": [10, 2581], "arch_str": ["a10", "a2581"], "disconnected": [True, False],
-                      "lambda_min_clean": lam, "cond_robust_eps8": [2.0, 8.0], "lambda_max_clean": [1.0, 4.0],
-                      "trace_clean": [3.0, 3.0], "logdet_clean": logdet, "run_s": run_s,
-                      "degenerate": degenerate, "compile_s": [9.0, 9.0]})
+    t = pd.DataFrame(
+        {
+            "nb201_index": [10, 2581],
+            "arch_str": ["a10", "a2581"],
+            "disconnected": [True, False],
+            "lambda_min_clean": lam,
+            "cond_robust_eps8": [2.0, 8.0],
+            "lambda_max_clean": [1.0, 4.0],
+            "trace_clean": [3.0, 3.0],
+            "logdet_clean": logdet,
+            "run_s": run_s,
+            "degenerate": degenerate,
+            "compile_s": [9.0, 9.0],
+        }
+    )
     return t.set_index("nb201_index").loc[list(order)].reset_index()
 
 

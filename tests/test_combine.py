@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from robntk.analysis import combine as K
-from robntk.data import suite_zero as Z
 from robntk.analysis.correlation import kendall_tau
+from robntk.data import suite_zero as Z
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,9 @@ def _tau(df, bench, col, index_col=None):
 def test_suite_zero_shapes_and_units(data_dir):
     cells = Z.load_suite_zero("cifar10", data_dir)
     assert cells.shape == (9445, 2 + len(Z.PROXIES)) and cells.index.name == "nb201_index"
-    assert cells.loc[2581, "params"] == pytest.approx(1.073466) and cells.loc[2581, "flops"] == pytest.approx(155.584192)
+    assert cells.loc[2581, "params"] == pytest.approx(1.073466) and cells.loc[2581, "flops"] == pytest.approx(
+        155.584192
+    )
     for rule in Z.PER_CLASS_RULES:
         per = Z.load_suite_zero("cifar10", data_dir, per_class=rule)
         assert per.shape[0] == Z.N_CLASSES == 6285
@@ -42,19 +44,40 @@ def test_suite_zero_tau_vs_pgd8_reference_values(data_dir, bench):
     """The NASLib τ values quoted for the project (issue 11) are over the 6,285 classes with the
     file-order member of each class; over the 9,445 cells (PROVENANCE.md: params 0.655) and with
     the smallest-index member they differ by up to 0.05 (snip, fisher)."""
-    quoted = {"params": 0.648, "nwot": 0.631, "synflow": 0.616, "jacov": 0.599, "snip": 0.475, "fisher": 0.435,
-              "zen": 0.091}
+    quoted = {
+        "params": 0.648,
+        "nwot": 0.631,
+        "synflow": 0.616,
+        "jacov": 0.599,
+        "snip": 0.475,
+        "fisher": 0.435,
+        "zen": 0.091,
+    }
     per = Z.load_suite_zero("cifar10", data_dir, per_class="file_order")
     for col, ref in quoted.items():
         assert round(_tau(per, bench, col), 3) == ref, col
     cells = Z.load_suite_zero("cifar10", data_dir)
-    measured_cells = {"params": 0.655, "nwot": 0.642, "synflow": 0.619, "jacov": 0.600, "snip": 0.524,
-                      "fisher": 0.482, "zen": 0.073}
+    measured_cells = {
+        "params": 0.655,
+        "nwot": 0.642,
+        "synflow": 0.619,
+        "jacov": 0.600,
+        "snip": 0.524,
+        "fisher": 0.482,
+        "zen": 0.073,
+    }
     for col, ref in measured_cells.items():
         assert round(_tau(cells, bench, col, "nb201_representative"), 3) == ref, col
     small = Z.load_suite_zero("cifar10", data_dir, per_class="smallest")
-    measured_small = {"params": 0.653, "nwot": 0.635, "synflow": 0.616, "jacov": 0.597, "snip": 0.477,
-                      "fisher": 0.435, "zen": 0.097}
+    measured_small = {
+        "params": 0.653,
+        "nwot": 0.635,
+        "synflow": 0.616,
+        "jacov": 0.597,
+        "snip": 0.477,
+        "fisher": 0.435,
+        "zen": 0.097,
+    }
     for col, ref in measured_small.items():
         assert round(_tau(small, bench, col), 3) == ref, col
 
@@ -84,8 +107,10 @@ def test_suite_zero_errors(tmp_path, data_dir):
 
 # --------------------------------------------------------------------------- ranks and zero-shot
 def _toy():
-    return pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [4.0, 4.0, 1.0, np.nan], "c": [0.0, 1.0, 2.0, 3.0]},
-                        index=pd.Index([10, 11, 12, 13], name="nb201_index"))
+    return pd.DataFrame(
+        {"a": [1.0, 2.0, 3.0, 4.0], "b": [4.0, 4.0, 1.0, np.nan], "c": [0.0, 1.0, 2.0, 3.0]},
+        index=pd.Index([10, 11, 12, 13], name="nb201_index"),
+    )
 
 
 def test_normalised_ranks_hand_values():
@@ -147,8 +172,12 @@ def test_specs_round_trip_and_errors():
     np.testing.assert_array_equal(K.from_spec(stored, "vote(a,c)").to_numpy(), [9.0, 8.0, 7.0, 6.0])
     spec = K.spec_string("vote", ["a", "b"], weights=[1, 2], signs=[1, -1])
     assert K.parse_spec(spec) == ("vote", ["a", "b"], [1.0, 2.0], [1.0, -1.0])
-    for bad, msg in (("foo(a)", "unknown combination"), ("mean_rank(a,)", "empty column"),
-                     ("mean_rank(a:x)", "bad weight"), ("", "non-empty")):
+    for bad, msg in (
+        ("foo(a)", "unknown combination"),
+        ("mean_rank(a,)", "empty column"),
+        ("mean_rank(a:x)", "bad weight"),
+        ("", "non-empty"),
+    ):
         with pytest.raises(ValueError, match=msg):
             K.parse_spec(bad)
 
@@ -197,9 +226,16 @@ def test_learned_fits_recover_planted_structure():
 def test_report_on_naslib_proxies(zc, bench):
     """Real numbers: zero-shot over all 6,285 classes; learned on split seed 0 (3,142 train / 3,143 test)."""
     cols = list(Z.PROXIES)
-    table, models = K.report(zc, bench, singles=["params"], zero_shot_specs=["vote(synflow,jacov,snip)"],
-                             learned=[("linear", cols)], targets=[("cifar10", "val_pgd_8.0_acc")], n_boot=30,
-                             progress=False)
+    table, models = K.report(
+        zc,
+        bench,
+        singles=["params"],
+        zero_shot_specs=["vote(synflow,jacov,snip)"],
+        learned=[("linear", cols)],
+        targets=[("cifar10", "val_pgd_8.0_acc")],
+        n_boot=30,
+        progress=False,
+    )
     assert table.attrs["n_train"] == 3142 and table.attrs["n_test"] == 3143
     t = table.set_index(["score", "eval_set"])["kendall_tau"]
     assert round(t[("params", "all")], 3) == 0.653
@@ -220,16 +256,32 @@ def test_combine_command(tmp_path, data_dir, bench):
     rng = np.random.default_rng(0)
     reps = np.asarray(bench.space.representatives)[::10]
     y = bench.values(reps, "cifar10", "val_pgd_8.0_acc")
-    df = pd.DataFrame({"nb201_index": reps, "good": y + 0.01 * rng.normal(size=reps.size),
-                       "noise": rng.normal(size=reps.size)})
+    df = pd.DataFrame(
+        {"nb201_index": reps, "good": y + 0.01 * rng.normal(size=reps.size), "noise": rng.normal(size=reps.size)}
+    )
     df.to_csv(tmp_path / "s.csv", index=False)
     p = argparse.ArgumentParser()
     p.add_argument("--data-dir", default=None)
     cmd.add_arguments(p)
     out = tmp_path / "t.csv"
-    args = p.parse_args(["--data-dir", str(data_dir), "--scores", str(tmp_path / "s.csv"), "--n-boot", "20",
-                         "--out", str(out), "--write-scores", str(tmp_path / "c.csv"), "--no-progress",
-                         "--learned", "linear", "greedy_mean_rank"])
+    args = p.parse_args(
+        [
+            "--data-dir",
+            str(data_dir),
+            "--scores",
+            str(tmp_path / "s.csv"),
+            "--n-boot",
+            "20",
+            "--out",
+            str(out),
+            "--write-scores",
+            str(tmp_path / "c.csv"),
+            "--no-progress",
+            "--learned",
+            "linear",
+            "greedy_mean_rank",
+        ]
+    )
     assert cmd.run(args) == 0
     t = pd.read_csv(out)
     assert set(t["kind"]) == {"single", "zero_shot", "learned"}

@@ -90,8 +90,10 @@ def test_known_tau_values(table):
 
 def test_nb201_clean_accuracy_taus(table, data_dir):
     nb = load_nb201_accuracy(data_dir).loc[table.index]
-    got = [round(C.kendall_tau(nb[f"{d}_nb201_test_acc"], table[f"{d}_val_acc"]), 3)
-           for d in ("cifar10", "cifar100", "ImageNet16-120")]
+    got = [
+        round(C.kendall_tau(nb[f"{d}_nb201_test_acc"], table[f"{d}_val_acc"]), 3)
+        for d in ("cifar10", "cifar100", "ImageNet16-120")
+    ]
     assert got == [0.883, 0.766, 0.732]
     assert round(C.kendall_tau(nb["cifar10_nb201_test_acc"], table["cifar10_val_pgd_8.0_acc"]), 3) == 0.859
 
@@ -109,12 +111,20 @@ def test_baselines_and_their_taus(bench, space):
     assert (tab.loc[tab.score != "dummy", "kind"] == "baseline").all()
     piv = tab.set_index(["score", "dataset", "metric"])["kendall_tau"].round(3)
     expected = {  # docs/nasrobbench201.md §5, trivial proxies
-        "num_params": {("cifar10", "val_acc"): 0.600, ("cifar10", "val_pgd_8.0_acc"): 0.651,
-                       ("cifar10", "autoattack"): 0.643, ("cifar100", "val_pgd_8.0_acc"): 0.624,
-                       ("ImageNet16-120", "val_pgd_8.0_acc"): 0.447},
-        "num_conv3x3": {("cifar10", "val_acc"): 0.534, ("cifar10", "val_pgd_8.0_acc"): 0.581,
-                        ("cifar10", "autoattack"): 0.569, ("cifar100", "val_pgd_8.0_acc"): 0.553,
-                        ("ImageNet16-120", "val_pgd_8.0_acc"): 0.370},
+        "num_params": {
+            ("cifar10", "val_acc"): 0.600,
+            ("cifar10", "val_pgd_8.0_acc"): 0.651,
+            ("cifar10", "autoattack"): 0.643,
+            ("cifar100", "val_pgd_8.0_acc"): 0.624,
+            ("ImageNet16-120", "val_pgd_8.0_acc"): 0.447,
+        },
+        "num_conv3x3": {
+            ("cifar10", "val_acc"): 0.534,
+            ("cifar10", "val_pgd_8.0_acc"): 0.581,
+            ("cifar10", "autoattack"): 0.569,
+            ("cifar100", "val_pgd_8.0_acc"): 0.553,
+            ("ImageNet16-120", "val_pgd_8.0_acc"): 0.370,
+        },
     }
     for score, cells in expected.items():
         for (d, m), v in cells.items():
@@ -128,16 +138,18 @@ def test_table_dedup_columns_and_cis(bench, table, space):
     target = table["cifar10_val_pgd_8.0_acc"]
     reps = [r for r in space.representatives[:400]]
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({
-        "nb201_index": reps,
-        "pgd_copy": target.loc[reps].to_numpy() + 0.002 * rng.normal(size=len(reps)),
-        "arch_str": [space.arch_str(i) for i in reps],
-        "uid": reps,
-        "time_s": rng.random(len(reps)),
-        "degenerate": np.zeros(len(reps), bool),
-        "lambda_min_degenerate": np.zeros(len(reps), int),
-        "lambda_min": rng.random(len(reps)),
-    })
+    df = pd.DataFrame(
+        {
+            "nb201_index": reps,
+            "pgd_copy": target.loc[reps].to_numpy() + 0.002 * rng.normal(size=len(reps)),
+            "arch_str": [space.arch_str(i) for i in reps],
+            "uid": reps,
+            "time_s": rng.random(len(reps)),
+            "degenerate": np.zeros(len(reps), bool),
+            "lambda_min_degenerate": np.zeros(len(reps), int),
+            "lambda_min": rng.random(len(reps)),
+        }
+    )
     assert C.score_columns(df) == ["pgd_copy", "lambda_min"]
     # add isomorphs of the first representatives that have them: they must not be counted twice
     iso_rows = []
@@ -148,8 +160,9 @@ def test_table_dedup_columns_and_cis(bench, table, space):
         if len(iso_rows) == 5:
             break
     df2 = pd.concat([df, pd.DataFrame(iso_rows)], ignore_index=True)
-    tab = C.correlation_table(df2, bench, datasets=["cifar10"], metrics=["val_pgd_8.0_acc", "val_acc"],
-                              n_boot=50, seed=1)
+    tab = C.correlation_table(
+        df2, bench, datasets=["cifar10"], metrics=["val_pgd_8.0_acc", "val_acc"], n_boot=50, seed=1
+    )
     assert list(tab.columns) == list(C.TABLE_COLUMNS)
     assert tab.attrs["n_archs"] == len(reps) and tab.attrs["n_isomorphs_dropped"] == len(iso_rows)
     row = tab[(tab.score == "pgd_copy") & (tab.metric == "val_pgd_8.0_acc")].iloc[0]
@@ -163,13 +176,18 @@ def test_table_dedup_columns_and_cis(bench, table, space):
     # NaN scores are dropped pairwise
     df3 = df.copy()
     df3.loc[:9, "lambda_min"] = np.nan
-    t3 = C.correlation_table(df3, bench, datasets="cifar10", metrics="val_acc", n_boot=0,
-                             include_baselines=False)
+    t3 = C.correlation_table(df3, bench, datasets="cifar10", metrics="val_acc", n_boot=0, include_baselines=False)
     assert t3.set_index("score").loc["lambda_min", "n"] == len(reps) - 10
     assert list(t3.score) == ["pgd_copy", "lambda_min"]
     # explicit columns; a baseline name clash gets a prefix
-    t4 = C.correlation_table(df.rename(columns={"lambda_min": "num_params"}), bench, datasets="cifar10",
-                             metrics="val_acc", n_boot=0, columns=["num_params"])
+    t4 = C.correlation_table(
+        df.rename(columns={"lambda_min": "num_params"}),
+        bench,
+        datasets="cifar10",
+        metrics="val_acc",
+        n_boot=0,
+        columns=["num_params"],
+    )
     assert list(t4.score) == ["num_params", "baseline_num_params", "num_conv3x3"]
 
 
@@ -203,9 +221,15 @@ def _scores_file(tmp_path, table, space, suffix=".csv", n=300):
     rng = np.random.default_rng(2)
     reps = sorted(rng.choice(space.representatives, n, replace=False).tolist())
     target = table["cifar10_val_pgd_8.0_acc"].loc[reps].to_numpy()
-    df = pd.DataFrame({"nb201_index": reps, "arch_str": [space.arch_str(i) for i in reps],
-                       "noisy_pgd8": target + 0.01 * rng.normal(size=n), "random": rng.random(n),
-                       "score_s": rng.random(n)})
+    df = pd.DataFrame(
+        {
+            "nb201_index": reps,
+            "arch_str": [space.arch_str(i) for i in reps],
+            "noisy_pgd8": target + 0.01 * rng.normal(size=n),
+            "random": rng.random(n),
+            "score_s": rng.random(n),
+        }
+    )
     path = tmp_path / f"scores{suffix}"
     df.to_parquet(path) if suffix == ".parquet" else df.to_csv(path, index=False)
     return path, df
@@ -214,12 +238,34 @@ def _scores_file(tmp_path, table, space, suffix=".csv", n=300):
 def test_cli_end_to_end(tmp_path, data_dir, table, space, capsys):
     path, df = _scores_file(tmp_path, table, space)
     out, fig = tmp_path / "res" / "table.csv", tmp_path / "res" / "heat.png"
-    args = _parser().parse_args(["--data-dir", str(data_dir), "--scores", str(path), "--out", str(out),
-                                 "--figure", str(fig), "--n-boot", "20", "--seed", "3"])
+    args = _parser().parse_args(
+        [
+            "--data-dir",
+            str(data_dir),
+            "--scores",
+            str(path),
+            "--out",
+            str(out),
+            "--figure",
+            str(fig),
+            "--n-boot",
+            "20",
+            "--seed",
+            "3",
+        ]
+    )
     assert CC.run(args) == 0
     res = pd.read_csv(out)
-    for col in ("score", "dataset", "metric", "n", "kendall_tau", "kendall_tau_ci_low", "kendall_tau_ci_high",
-                "spearman_rho"):
+    for col in (
+        "score",
+        "dataset",
+        "metric",
+        "n",
+        "kendall_tau",
+        "kendall_tau_ci_low",
+        "kendall_tau_ci_high",
+        "spearman_rho",
+    ):
         assert col in res.columns
     assert len(res) == 4 * 18 and set(res.score) == {"noisy_pgd8", "random", "num_params", "num_conv3x3"}
     r = res[(res.score == "noisy_pgd8") & (res.dataset == "cifar10") & (res.metric == "val_pgd_8.0_acc")].iloc[0]
@@ -236,9 +282,23 @@ def test_cli_end_to_end(tmp_path, data_dir, table, space, capsys):
 
 def test_cli_parquet_defaults_and_subsets(tmp_path, data_dir, table, space):
     path, _ = _scores_file(tmp_path, table, space, suffix=".parquet", n=60)
-    args = _parser().parse_args(["--data-dir", str(data_dir), "--scores", str(path), "--datasets", "cifar10",
-                                 "cifar100", "--metrics", "val_acc", "autoattack", "--n-boot", "0",
-                                 "--no-baselines"])
+    args = _parser().parse_args(
+        [
+            "--data-dir",
+            str(data_dir),
+            "--scores",
+            str(path),
+            "--datasets",
+            "cifar10",
+            "cifar100",
+            "--metrics",
+            "val_acc",
+            "autoattack",
+            "--n-boot",
+            "0",
+            "--no-baselines",
+        ]
+    )
     assert CC.run(args) == 0
     res = pd.read_csv(tmp_path / "scores_correlation.csv")
     assert (tmp_path / "scores_tau.png").is_file()
@@ -275,8 +335,9 @@ def test_heatmap_rejects_bad_tables(tmp_path):
 
     with pytest.raises(ValueError, match="lacks column"):
         tau_heatmap(pd.DataFrame({"score": ["a"]}), tmp_path / "x.png")
-    t = pd.DataFrame({"score": ["a", "b"], "dataset": ["cifar10"] * 2, "metric": ["val_acc"] * 2,
-                      "kendall_tau": [0.5, np.nan]})
+    t = pd.DataFrame(
+        {"score": ["a", "b"], "dataset": ["cifar10"] * 2, "metric": ["val_acc"] * 2, "kendall_tau": [0.5, np.nan]}
+    )
     p = tau_heatmap(t, tmp_path / "x.png")
     with Image.open(p) as im:
         assert im.format == "PNG"
@@ -298,6 +359,7 @@ def test_paired_tau_difference():
     assert paired_tau_difference(good, np.exp(good), t, n_boot=50) == (0.0, 0.0, 0.0)
     nan = np.where(np.arange(300) < 10, np.nan, good)
     assert paired_tau_difference(nan, bad, t, n_boot=0)[0] == pytest.approx(
-        kendall_tau(good[10:], t[10:]) - kendall_tau(bad[10:], t[10:]))
+        kendall_tau(good[10:], t[10:]) - kendall_tau(bad[10:], t[10:])
+    )
     with pytest.raises(ValueError, match="same length"):
         paired_tau_difference(good, bad[:5], t)

@@ -162,11 +162,18 @@ def test_missing_file_names_its_fetch_command(tmp_path, reader):
 
 def test_missing_file_names_are_derived_from_the_registry():
     """Each reader's file maps to its entry by path (robntk.data.sources.find), not by hand."""
-    for rel, name in [(B.HTML_FILE, "nasrobbench201"), (B.CSV_FILE, "nasrobbench201-csv"),
-                      (B.NB201_ACC_FILE, "nb201-acc"), ("nb201_archs/meta.json", "nb201-archs"),
-                      (J.JUNG_JSON, "jung"), (Z.SUITE_ZERO_FILE, "suite-zero"),
-                      ("cifar-10-batches-py", "cifar10"), ("cifar-10-batches-py/test_batch", "cifar10"),
-                      ("./cifar-100-python/train", "cifar100"), ("ImageNet16/val_data", "imagenet16")]:
+    for rel, name in [
+        (B.HTML_FILE, "nasrobbench201"),
+        (B.CSV_FILE, "nasrobbench201-csv"),
+        (B.NB201_ACC_FILE, "nb201-acc"),
+        ("nb201_archs/meta.json", "nb201-archs"),
+        (J.JUNG_JSON, "jung"),
+        (Z.SUITE_ZERO_FILE, "suite-zero"),
+        ("cifar-10-batches-py", "cifar10"),
+        ("cifar-10-batches-py/test_batch", "cifar10"),
+        ("./cifar-100-python/train", "cifar100"),
+        ("ImageNet16/val_data", "imagenet16"),
+    ]:
         assert S.find(rel).name == name, rel
     assert S.find("nowhere/x.bin") is None and S.find("../nb201_archs/meta.json") is None
     assert "Obtain it from the robntk reference data bundle" in paths.obtain_hint("nowhere/x.bin")
@@ -174,9 +181,13 @@ def test_missing_file_names_are_derived_from_the_registry():
 
 def test_missing_file_via_the_default_directory_needs_no_data_dir_flag(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=re.escape(
+    with pytest.raises(
+        FileNotFoundError,
+        match=re.escape(
             f"(data directory {tmp_path}, from $ROBNTK_DATA). Obtain it from the official source: "
-            "`robntk data fetch nb201-archs` downloads and verifies it")):
+            "`robntk data fetch nb201-archs` downloads and verifies it"
+        ),
+    ):
         SearchSpace.load()
 
 
@@ -191,8 +202,23 @@ def test_unfetchable_files_say_how_to_get_them(tmp_path):
 
 
 def test_cli_missing_file_is_one_line_naming_fetch_and_download(tmp_path, capsys):
-    code = main(["search", "--data-dir", str(tmp_path), "--methods", "random", "--budget", "5", "--seeds", "1",
-                 "--no-figure", "--no-progress", "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "search",
+            "--data-dir",
+            str(tmp_path),
+            "--methods",
+            "random",
+            "--budget",
+            "5",
+            "--seeds",
+            "1",
+            "--no-figure",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("robntk search: error: robntk data file not found")
@@ -220,10 +246,15 @@ def _cifar_registry(base: str):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     archive = buf.getvalue()
-    entry = Entry(name="cifar10", title="t", convert="untar", source="test", used_by="test",
-                  files=tuple(Target(n, len(b), hashlib.sha256(b).hexdigest()) for n, b in members.items()),
-                  downloads=(Download(f"{base}/cifar-10-python.tar.gz", len(archive),
-                                      hashlib.sha256(archive).hexdigest()),))
+    entry = Entry(
+        name="cifar10",
+        title="t",
+        convert="untar",
+        source="test",
+        used_by="test",
+        files=tuple(Target(n, len(b), hashlib.sha256(b).hexdigest()) for n, b in members.items()),
+        downloads=(Download(f"{base}/cifar-10-python.tar.gz", len(archive), hashlib.sha256(archive).hexdigest()),),
+    )
     return (entry,), {"cifar-10-python.tar.gz": archive}, arrays
 
 
@@ -286,8 +317,12 @@ def test_cli_download_flag_installs_the_fetcher(home, monkeypatch, capsys):
     (commands,) = [a for a in parser._actions if a.dest == "command"]
     for name, sub in commands.choices.items():  # every command has the flag
         assert any(a.option_strings == ["--download"] for a in sub._actions), name
-    for argv in (["search", "--download"], ["robnets", "--download", "params"], ["robnets", "params", "--download"],
-                 ["data", "--download", "status"]):
+    for argv in (
+        ["search", "--download"],
+        ["robnets", "--download", "params"],
+        ["robnets", "params", "--download"],
+        ["data", "--download", "status"],
+    ):
         assert parser.parse_args(argv).download is True, argv
     assert parser.parse_args(["robnets", "params"]).download is False
 
@@ -295,13 +330,30 @@ def test_cli_download_flag_installs_the_fetcher(home, monkeypatch, capsys):
 def test_cli_download_runs_a_real_command_on_an_empty_data_dir(data_dir, tmp_path, monkeypatch, capsys):
     """``robntk search --download`` on an empty directory fetches the benchmark and the arch list
     (real registry, files served by the loopback mirror from the reference data) and runs."""
-    files = {"meta.json": (data_dir / "nb201_archs/meta.json").read_bytes(),
-             "NAS-RobBench-201_html.json": (data_dir / B.HTML_FILE).read_bytes()}
+    files = {
+        "meta.json": (data_dir / "nb201_archs/meta.json").read_bytes(),
+        "NAS-RobBench-201_html.json": (data_dir / B.HTML_FILE).read_bytes(),
+    }
     srv = _serve(files)
     monkeypatch.setenv(F.MIRROR_ENV, srv.url)
     empty = tmp_path / "d"
-    argv = ["search", "--data-dir", str(empty), "--methods", "random", "--criteria", "clean", "--budget", "20",
-            "--seeds", "2", "--no-figure", "--no-progress", "--out", str(tmp_path / "out")]
+    argv = [
+        "search",
+        "--data-dir",
+        str(empty),
+        "--methods",
+        "random",
+        "--criteria",
+        "clean",
+        "--budget",
+        "20",
+        "--seeds",
+        "2",
+        "--no-figure",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     try:
         assert main(argv) == 2 and "--download" in capsys.readouterr().err
         assert main(argv + ["--download"]) == 0, capsys.readouterr().err

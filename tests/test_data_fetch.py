@@ -61,15 +61,43 @@ def _download(name: str, data: bytes, base: str = "https://example.invalid/files
 
 def _registry(base: str = "https://example.invalid/files") -> tuple[Entry, ...]:
     return (
-        Entry(name="alpha", title="a", files=(_target("alpha/a.bin", A),), downloads=(_download("a.bin", A, base),),
-              source="test", used_by="test", default=True),
-        Entry(name="beta", title="b", files=(_target("beta/b.txt", B),), downloads=(_download("b.txt", B, base),),
-              source="test", used_by="test", default=True),
-        Entry(name="arch", title="archive", convert="untar", default=True,
-              files=(_target("arch-py/x", X, md5=True), _target("arch-py/y", Y)),
-              downloads=(_download("arch.tar.gz", TAR, base),), source="test", used_by="test"),
-        Entry(name="manual", title="by hand", convert=None, files=(Target("man/m.bin"),),
-              manual="download it by hand from https://example.invalid/drive", source="test", used_by="test"),
+        Entry(
+            name="alpha",
+            title="a",
+            files=(_target("alpha/a.bin", A),),
+            downloads=(_download("a.bin", A, base),),
+            source="test",
+            used_by="test",
+            default=True,
+        ),
+        Entry(
+            name="beta",
+            title="b",
+            files=(_target("beta/b.txt", B),),
+            downloads=(_download("b.txt", B, base),),
+            source="test",
+            used_by="test",
+            default=True,
+        ),
+        Entry(
+            name="arch",
+            title="archive",
+            convert="untar",
+            default=True,
+            files=(_target("arch-py/x", X, md5=True), _target("arch-py/y", Y)),
+            downloads=(_download("arch.tar.gz", TAR, base),),
+            source="test",
+            used_by="test",
+        ),
+        Entry(
+            name="manual",
+            title="by hand",
+            convert=None,
+            files=(Target("man/m.bin"),),
+            manual="download it by hand from https://example.invalid/drive",
+            source="test",
+            used_by="test",
+        ),
     )
 
 
@@ -156,7 +184,11 @@ def test_full_fetch_verifies_converts_and_cleans_up(server, tmp_path):
     assert not (tmp_path / F.DOWNLOADS).exists()  # downloads removed after conversion
     assert not list(tmp_path.rglob("*.part")) and not list(tmp_path.rglob("*.tmp"))
     assert {st.entry.name: st.state for st in F.status(tmp_path, registry=REG)} == {
-        "alpha": "present", "beta": "present", "arch": "present", "manual": "missing"}
+        "alpha": "present",
+        "beta": "present",
+        "arch": "present",
+        "manual": "missing",
+    }
     # a second run finds everything verified and asks the server for nothing
     n = len(server.log)
     assert {r.action for r in _fetch((), tmp_path, server.url)} == {"present"}
@@ -203,8 +235,11 @@ def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
 @pytest.mark.parametrize("bad", [bytes(len(A)), A + b"x"], ids=["same-size", "too-long"])
 def test_corrupt_download_is_refused_and_not_kept(server, tmp_path, bad):
     server.files["a.bin"] = bad
-    with pytest.raises(ValueError, match=r"corrupt download from http://127\.0\.0\.1:\d+/a\.bin: "
-                                         r"(sha256 [0-9a-f]{64}, expected|more than the 200,000 bytes)"):
+    with pytest.raises(
+        ValueError,
+        match=r"corrupt download from http://127\.0\.0\.1:\d+/a\.bin: "
+        r"(sha256 [0-9a-f]{64}, expected|more than the 200,000 bytes)",
+    ):
         _fetch(["alpha"], tmp_path, server.url)
     assert not (tmp_path / "alpha/a.bin").exists()
     assert not list(tmp_path.rglob("a.bin*"))  # neither the final name nor a partial file
@@ -215,8 +250,15 @@ def test_corrupt_download_is_refused_and_not_kept(server, tmp_path, bad):
 
 def test_corrupt_archive_member_is_not_written(server, tmp_path):
     reg = list(REG)
-    reg[2] = Entry(name="arch", title="t", convert="untar", files=(Target("arch-py/x", len(X), "0" * 64),),
-                   downloads=REG[2].downloads, source="t", used_by="t")
+    reg[2] = Entry(
+        name="arch",
+        title="t",
+        convert="untar",
+        files=(Target("arch-py/x", len(X), "0" * 64),),
+        downloads=REG[2].downloads,
+        source="t",
+        used_by="t",
+    )
     with pytest.raises(ValueError, match="member arch-py/x of arch.tar.gz does not match the registry"):
         _fetch(["arch"], tmp_path, server.url, registry=tuple(reg))
     assert not (tmp_path / "arch-py/x").exists() and not list((tmp_path / "arch-py").iterdir())
@@ -298,7 +340,11 @@ def test_status_present_missing_corrupt(tmp_path, monkeypatch):
     (tmp_path / "man/m.bin").write_bytes(b"anything")  # no checksum known
     st = {s.entry.name: s for s in F.status(tmp_path, registry=REG)}
     assert {k: s.state for k, s in st.items()} == {
-        "alpha": "present", "beta": "corrupt", "arch": "incomplete", "manual": "present"}
+        "alpha": "present",
+        "beta": "corrupt",
+        "arch": "incomplete",
+        "manual": "present",
+    }
     assert st["beta"].files[0].detail == f"sha256 {_sha(bytes(len(B)))}, expected {_sha(B)}"
     assert st["manual"].files[0].detail == "no checksum known"
     # files over HASH_LIMIT are checked by size unless verify=True
@@ -352,8 +398,19 @@ def test_registry_is_consistent():
     defaults = {e.name for e in S.default_entries()}
     assert defaults == {"nb201-archs", "nasrobbench201", "nb201-acc", "jung", "suite-zero", "cifar10"}
     with pytest.raises(ValueError, match="mirror file names used twice"):
-        S.check_registry(REG + (Entry(name="dup", title="t", files=(_target("d/a.bin", A),),
-                                      downloads=(_download("a.bin", A),), source="t", used_by="t"),))
+        S.check_registry(
+            REG
+            + (
+                Entry(
+                    name="dup",
+                    title="t",
+                    files=(_target("d/a.bin", A),),
+                    downloads=(_download("a.bin", A),),
+                    source="t",
+                    used_by="t",
+                ),
+            )
+        )
 
 
 def test_registry_checksums_match_the_reference_data(data_dir):

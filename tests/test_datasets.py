@@ -42,8 +42,15 @@ def write_cifar10_batches(root, rng, n_per_batch=7):
         for f in files:
             x = _images(rng, n_per_batch)
             y = rng.integers(0, 10, n_per_batch)
-            _dump(d / f, {b"batch_label": b"x", b"labels": [int(v) for v in y], b"data": _flat(x),
-                          b"filenames": [b"a.png"] * n_per_batch})
+            _dump(
+                d / f,
+                {
+                    b"batch_label": b"x",
+                    b"labels": [int(v) for v in y],
+                    b"data": _flat(x),
+                    b"filenames": [b"a.png"] * n_per_batch,
+                },
+            )
             xs.append(x)
             ys.append(y)
         out[split] = (np.concatenate(xs), np.concatenate(ys))
@@ -66,8 +73,7 @@ def write_png_tree(split_dir, rng, per_class):
     return np.stack(expected_x), np.array(expected_y)
 
 
-PER_CLASS = {"truck": ["0001.png", "0000.png"], "airplane": ["0002.png", "0000.png", "0001.png"],
-             "cat": ["0000.png"]}
+PER_CLASS = {"truck": ["0001.png", "0000.png"], "airplane": ["0002.png", "0000.png", "0001.png"], "cat": ["0000.png"]}
 
 
 # --------------------------------------------------------------------------- CIFAR-10 formats
@@ -93,8 +99,11 @@ def test_cifar10_python_batches_roundtrip(tmp_path):
 def test_cifar10_batches_take_precedence_over_npz(tmp_path):
     ref = write_cifar10_batches(tmp_path, np.random.default_rng(1))
     (tmp_path / "cifar10_jpeg").mkdir()
-    np.savez(tmp_path / "cifar10_jpeg/cifar10_test_decoded.npz", x=np.zeros((2, 32, 32, 3), np.uint8),
-             y=np.zeros(2, np.uint8))
+    np.savez(
+        tmp_path / "cifar10_jpeg/cifar10_test_decoded.npz",
+        x=np.zeros((2, 32, 32, 3), np.uint8),
+        y=np.zeros(2, np.uint8),
+    )
     np.testing.assert_array_equal(D.load_cifar10("test", tmp_path)[0], ref["test"][0])
     assert len(D.load_cifar10("test", tmp_path, source="npz")[0]) == 2
 
@@ -104,8 +113,12 @@ def test_cifar10_npz_roundtrip(tmp_path):
     x = _images(rng, 6)
     y = np.array([0, 0, 3, 3, 9, 9], np.uint8)
     (tmp_path / "cifar10_jpeg").mkdir()
-    np.savez_compressed(tmp_path / "cifar10_jpeg/cifar10_train_decoded_10k.npz", x=x, y=y,
-                        names=np.array([f"train/c/{i:04d}.jpg" for i in range(6)]))
+    np.savez_compressed(
+        tmp_path / "cifar10_jpeg/cifar10_train_decoded_10k.npz",
+        x=x,
+        y=y,
+        names=np.array([f"train/c/{i:04d}.jpg" for i in range(6)]),
+    )
     xl, yl = D.load_cifar10("train", tmp_path)
     np.testing.assert_array_equal(xl, x)
     assert yl.dtype == np.int64 and yl.tolist() == y.tolist()
@@ -178,8 +191,16 @@ def test_cifar100_roundtrip(tmp_path):
     for split, n in (("train", 9), ("test", 4)):
         x = _images(rng, n)
         fine = rng.integers(0, 100, n)
-        _dump(d / split, {b"filenames": [b"f"] * n, b"batch_label": b"b", b"fine_labels": [int(v) for v in fine],
-                          b"coarse_labels": [int(v) // 5 for v in fine], b"data": _flat(x)})
+        _dump(
+            d / split,
+            {
+                b"filenames": [b"f"] * n,
+                b"batch_label": b"b",
+                b"fine_labels": [int(v) for v in fine],
+                b"coarse_labels": [int(v) // 5 for v in fine],
+                b"data": _flat(x),
+            },
+        )
         ref[split] = (x, fine)
     for split in ("train", "test"):
         x, y = D.load_cifar100(split, tmp_path)
@@ -255,7 +276,7 @@ def test_bad_arguments():
 def test_corrupt_files_name_the_file(tmp_path):
     ref = write_cifar10_batches(tmp_path, np.random.default_rng(7))
     batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
-    batch.write_bytes(batch.read_bytes()[: 500])  # truncated, as the broken GitHub copies are
+    batch.write_bytes(batch.read_bytes()[:500])  # truncated, as the broken GitHub copies are
     with pytest.raises(ValueError, match=r"corrupt pickle file .*data_batch_3"):
         D.load_cifar10("train", tmp_path)
     assert len(D.load_cifar10("test", tmp_path)[0]) == len(ref["test"][0])  # other split fine

@@ -73,10 +73,12 @@ def test_attacks_reach_the_closed_form_optimum_on_a_binary_linear_model(binary):
     x_fgsm = jax.jit(lambda p: attacks.fgsm(linear, p, x, y, EPS))(params)
     x_pgd = jax.jit(lambda p: attacks.pgd(linear, p, x, y, EPS, steps=10, key=jax.random.key(1)))(params)
     # the training PGD needs 2ε/step_size = 8 steps of 2/255 to cross the ball from any start
-    x_tr = jax.jit(lambda p: attacks.pgd(linear, p, x, y, EPS, steps=8, alpha=2 / 255, key=jax.random.key(2),
-                                         unroll=True))(params)
-    _, best = jax.jit(lambda p: aa.apgd(linear, p, x, y, EPS, key=jax.random.key(3), steps=10,
-                                        return_best=True))(params)
+    x_tr = jax.jit(
+        lambda p: attacks.pgd(linear, p, x, y, EPS, steps=8, alpha=2 / 255, key=jax.random.key(2), unroll=True)
+    )(params)
+    _, best = jax.jit(lambda p: aa.apgd(linear, p, x, y, EPS, key=jax.random.key(3), steps=10, return_best=True))(
+        params
+    )
     for name, loss in [("fgsm", ce(x_fgsm)), ("pgd", ce(x_pgd)), ("train-pgd", ce(x_tr)), ("apgd", best)]:
         np.testing.assert_allclose(np.asarray(loss), np.asarray(opt), rtol=1e-5, atol=1e-6, err_msg=name)
     # robust verdicts match the closed form too
@@ -89,8 +91,9 @@ def test_apgd_targeted_verdicts_match_the_closed_form(multiclass):
     assert float(jnp.min(jnp.abs(gap))) > 1e-3  # no example sits on the boundary
     truth = np.asarray(gap > 0)
     assert 0 < truth.sum() < len(truth)
-    x_adv, rob = jax.jit(lambda p: aa.apgd_targeted(linear, p, x, y, EPS, key=jax.random.key(0), steps=20,
-                                                    n_target_classes=9))(params)
+    x_adv, rob = jax.jit(
+        lambda p: aa.apgd_targeted(linear, p, x, y, EPS, key=jax.random.key(0), steps=20, n_target_classes=9)
+    )(params)
     assert np.array_equal(np.asarray(rob), truth)
     assert float(jnp.max(jnp.abs(x_adv - x))) <= EPS + 1e-6
     fooled = ~np.asarray(rob)
@@ -136,8 +139,9 @@ def test_dlr_losses_by_hand():
     # row 0: y is top: -(3 - 2) / (3 - 1); row 1: -(1 - 3) / (3 - 1)
     np.testing.assert_allclose(np.asarray(aa.dlr_loss(z, y)), [-0.5, 1.0], rtol=1e-6)
     # targeted, t = 2: -(z_y - z_t) / (z_π1 - (z_π3 + z_π4) / 2)
-    np.testing.assert_allclose(np.asarray(aa.dlr_loss_targeted(z, y, jnp.asarray([2, 2]))),
-                               [-1 / 2.5, 1 / 2.5], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(aa.dlr_loss_targeted(z, y, jnp.asarray([2, 2]))), [-1 / 2.5, 1 / 2.5], rtol=1e-6
+    )
     np.testing.assert_allclose(np.asarray(aa.margin(z, y)), [1.0, -2.0])
     assert np.array_equal(np.asarray(aa.target_classes(z, 2)), [2, 2])
 
@@ -173,8 +177,16 @@ def tiny_eval():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
     y = np.asarray(jnp.argmax(f(params, jnp.asarray(x, jnp.float32) / 255.0), -1))
-    cfg = EvalConfig(attacks=ATTACKS, eps=(3 / 255, 8 / 255), aa_eps=(3 / 255, 8 / 255), apgd_steps=5,
-                     apgd_targets=3, square_queries=60, batch_size=16, min_batch=16)
+    cfg = EvalConfig(
+        attacks=ATTACKS,
+        eps=(3 / 255, 8 / 255),
+        aa_eps=(3 / 255, 8 / 255),
+        apgd_steps=5,
+        apgd_targets=3,
+        square_queries=60,
+        batch_size=16,
+        min_batch=16,
+    )
     ev = RobustnessEvaluator(f, params, 10, cfg)
     return dict(f=f, params=params, x=x, y=y, res=ev.evaluate(x, y), cfg=cfg)
 
@@ -203,13 +215,20 @@ def test_evaluator_gradient_masking_sanity(tiny_eval):
 #: from the evaluator before its attacks shared one protocol (commit d8e9014, ``_ops`` adapters).
 TINY_VERDICTS = {
     "val_acc": "ffffffffffff",
-    "val_fgsm_3.0_acc": "ffbdc328fcf7", "val_fgsm_8.0_acc": "c7b44028d422",
-    "val_pgd_3.0_acc": "ffbdc328f4a7", "val_pgd_8.0_acc": "c7144028d422",
-    "val_apgd-ce_3.0_acc": "ffbdc328f4e7", "val_apgd-ce_8.0_acc": "c7944028d422",
-    "val_apgd-t_3.0_acc": "f7bdc328d4a6", "val_apgd-t_8.0_acc": "871040288422",
-    "val_square_3.0_acc": "ffbdf3a8f6a7", "val_square_8.0_acc": "f7bdd328d422",
-    "val_autoattack_3.0_acc": "f7bdc328d4a6", "val_autoattack_8.0_acc": "871040288422",
-    "val_worst_3.0_acc": "f7bdc328d4a6", "val_worst_8.0_acc": "871040288422",
+    "val_fgsm_3.0_acc": "ffbdc328fcf7",
+    "val_fgsm_8.0_acc": "c7b44028d422",
+    "val_pgd_3.0_acc": "ffbdc328f4a7",
+    "val_pgd_8.0_acc": "c7144028d422",
+    "val_apgd-ce_3.0_acc": "ffbdc328f4e7",
+    "val_apgd-ce_8.0_acc": "c7944028d422",
+    "val_apgd-t_3.0_acc": "f7bdc328d4a6",
+    "val_apgd-t_8.0_acc": "871040288422",
+    "val_square_3.0_acc": "ffbdf3a8f6a7",
+    "val_square_8.0_acc": "f7bdd328d422",
+    "val_autoattack_3.0_acc": "f7bdc328d4a6",
+    "val_autoattack_8.0_acc": "871040288422",
+    "val_worst_3.0_acc": "f7bdc328d4a6",
+    "val_worst_8.0_acc": "871040288422",
 }
 
 
@@ -233,9 +252,16 @@ def test_evaluator_results_do_not_depend_on_batching(multiclass):
     yn = np.asarray(linear(params, jnp.asarray(xu, jnp.float32) / 255.0).argmax(-1))
     per = []
     for bs, mb in ((64, 64), (16, 8)):
-        cfg = EvalConfig(attacks=("clean", "pgd", "apgd-t", "square"), eps=(8 / 255,), aa_eps=(8 / 255,),
-                         apgd_steps=6, apgd_targets=4,
-                         square_queries=40, batch_size=bs, min_batch=mb)
+        cfg = EvalConfig(
+            attacks=("clean", "pgd", "apgd-t", "square"),
+            eps=(8 / 255,),
+            aa_eps=(8 / 255,),
+            apgd_steps=6,
+            apgd_targets=4,
+            square_queries=40,
+            batch_size=bs,
+            min_batch=mb,
+        )
         per.append(RobustnessEvaluator(linear, params, 10, cfg).evaluate(xu, yn)["per_example"])
     assert per[0].keys() == per[1].keys()
     for k in per[0]:
@@ -255,8 +281,15 @@ def test_metric_keys_match_the_benchmark():
 
 
 def test_sanity_checks_flag_inconsistencies():
-    ok = {"val_acc": 0.8, "val_pgd_3.0_acc": 0.6, "val_pgd_8.0_acc": 0.4, "val_fgsm_8.0_acc": 0.45,
-          "val_apgd-ce_8.0_acc": 0.39, "val_square_8.0_acc": 0.41, "val_autoattack_8.0_acc": 0.38}
+    ok = {
+        "val_acc": 0.8,
+        "val_pgd_3.0_acc": 0.6,
+        "val_pgd_8.0_acc": 0.4,
+        "val_fgsm_8.0_acc": 0.45,
+        "val_apgd-ce_8.0_acc": 0.39,
+        "val_square_8.0_acc": 0.41,
+        "val_autoattack_8.0_acc": 0.38,
+    }
     assert sanity_checks(ok, 1000) == []
     bad = dict(ok, **{"val_pgd_8.0_acc": 0.7, "val_square_8.0_acc": 0.30, "val_autoattack_8.0_acc": 0.395})
     w = " | ".join(sanity_checks(bad, 1000))
@@ -319,8 +352,27 @@ def test_cli_evaluate_a_training_run(trained_run, tmp_path, monkeypatch, capsys)
     run, x, y = trained_run
     monkeypatch.setattr(cmd, "load_split", lambda *a, **k: (x, y))
     out = tmp_path / "m.json"
-    assert main(["evaluate", "--checkpoint", str(run), "--attacks", "fgsm", "--eps", "8/255", "--batch-size", "16",
-                 "--out", str(out), "--no-progress", "--data-dir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(run),
+                "--attacks",
+                "fgsm",
+                "--eps",
+                "8/255",
+                "--batch-size",
+                "16",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--data-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     rec = json.loads(out.read_text())
     assert set(rec["metrics"]) == {"val_acc", "val_fgsm_8.0_acc", "val_worst_8.0_acc"}
     assert rec["arch"] == ARCH_T and rec["dataset"] == "cifar10" and rec["n_examples"] == 32
@@ -355,9 +407,11 @@ def test_cli_evaluate_checks_before_any_work(trained_run, tmp_path, monkeypatch,
     assert f"cannot write --out {blocker / 'm.json'}" in capsys.readouterr().err
 
     other = "|nor_conv_1x1~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
-    cases = [({"arch": other}, "missing [\"['cells_0']['e0_nor_conv_1x1']"),
-             ({"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"}, "unexpected [\"['cells_0']"),
-             ({"C": 8}, "C: config 8, checkpoint 4")]
+    cases = [
+        ({"arch": other}, "missing [\"['cells_0']['e0_nor_conv_1x1']"),
+        ({"arch": "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"}, "unexpected [\"['cells_0']"),
+        ({"C": 8}, "C: config 8, checkpoint 4"),
+    ]
     for i, (change, word) in enumerate(cases):
         bad = tmp_path / f"bad{i}"
         shutil.copytree(run, bad)

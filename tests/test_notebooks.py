@@ -31,10 +31,15 @@ def kernel_env(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("jupyter")
     spec = root / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "robntk test python", "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "robntk test python",
+                "language": "python",
+            }
+        )
+    )
     mp = pytest.MonkeyPatch()
     mp.setenv("JUPYTER_PATH", str(root))
     mp.setenv("ROBNTK_DATA", str(data_dir))
@@ -54,8 +59,9 @@ def execute_notebook(path: Path, timeout: int = TIMEOUT_S):
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME,
-                                     resources={"metadata": {"path": str(path.parent)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=timeout, kernel_name=KERNEL_NAME, resources={"metadata": {"path": str(path.parent)}}
+    )
     client.execute()
     return nb
 
@@ -80,9 +86,11 @@ def test_harness_uses_this_python_and_fails_on_cell_error(tmp_path, kernel_env, 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("# harness self-check\nTakes 2 s."),
-        nbformat.v4.new_code_cell(f"import os, sys\nassert sys.executable == {sys.executable!r}\n"
-                                  f"assert os.environ['ROBNTK_DATA'] == {str(data_dir)!r}\n"
-                                  f"import robntk\nassert robntk.__file__.startswith({str(REPO)!r})"),
+        nbformat.v4.new_code_cell(
+            f"import os, sys\nassert sys.executable == {sys.executable!r}\n"
+            f"assert os.environ['ROBNTK_DATA'] == {str(data_dir)!r}\n"
+            f"import robntk\nassert robntk.__file__.startswith({str(REPO)!r})"
+        ),
         nbformat.v4.new_code_cell("1 / 0"),
     ]
     path = tmp_path / "broken.ipynb"

@@ -8,7 +8,6 @@ import pytest
 from robntk.nb201 import network as nw
 from robntk.ntk import empirical as ntk
 
-
 pytestmark = pytest.mark.usefixtures("x64")
 
 
@@ -63,7 +62,9 @@ def test_mode_relations_and_symmetry(tiny):
     net, v, x, x2, y, _ = tiny
     f, p = net.make_apply(v, A, "train")
     full = ntk.empirical_ntk(f, p, x, output_mode="full")
-    np.testing.assert_allclose(ntk.empirical_ntk(f, p, x, output_mode="trace"), jnp.einsum("ijaa->ij", full), rtol=1e-12)
+    np.testing.assert_allclose(
+        ntk.empirical_ntk(f, p, x, output_mode="trace"), jnp.einsum("ijaa->ij", full), rtol=1e-12
+    )
     np.testing.assert_allclose(ntk.empirical_ntk(f, p, x, output_mode="sum"), full.sum((2, 3)), rtol=1e-12)
     lab = ntk.empirical_ntk(f, p, x, output_mode="label", labels1=y)
     np.testing.assert_allclose(lab, full[np.arange(4)[:, None], np.arange(4)[None], y[:, None], y[None]], rtol=1e-12)

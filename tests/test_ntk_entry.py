@@ -20,7 +20,6 @@ from robntk.ntk import empirical as ntk
 from robntk.ntk import layerwise as layer_ntk
 from robntk.ntk.ntk_fn import resolve_implementation
 
-
 pytestmark = pytest.mark.usefixtures("x64")
 
 
@@ -123,8 +122,12 @@ def test_small_networks_every_implementation(small, net):
     ref = {None: full_kernel(f, p, x), "x2": full_kernel(f, p, x, x2)}
     impls = (("jacobian", None), (1, 0), ("ntvp", None), (2, 0))
     calls = [(i, vm, tr, (), y2) for i, vm in impls for tr in ((-1,), ()) for y2 in (None, "x2")]
-    calls += [("jacobian", None, (-1,), (0,), None), (1, 0, (), (0,), None), (2, 0, (-1,), (0,), None),
-              ("ntvp", None, (), (0,), None)]
+    calls += [
+        ("jacobian", None, (-1,), (0,), None),
+        (1, 0, (), (0,), None),
+        (2, 0, (-1,), (0,), None),
+        ("ntvp", None, (), (0,), None),
+    ]
     got = {}
     for impl, vmap_axes, trace_axes, diagonal_axes, y2 in calls:
         K = empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes, impl)(x, None if y2 is None else x2, p)
@@ -133,10 +136,12 @@ def test_small_networks_every_implementation(small, net):
     assert got["jacobian", None, (-1,), (0,), None].shape == (4 if net == "mlp" else 3,)
     # the existing entry point: NT's trace is the MEAN over logits, output_mode='trace' the SUM
     O = 3
-    np.testing.assert_allclose(O * got["jacobian", None, (-1,), (), None], ntk.empirical_ntk(f, p, x, output_mode="trace"),
-                               rtol=1e-10)
-    np.testing.assert_allclose(got[2, 0, (), (), "x2"], ntk.empirical_ntk(f, p, x, x2, output_mode="full",
-                                                                            implementation="ntvp"), rtol=1e-10)
+    np.testing.assert_allclose(
+        O * got["jacobian", None, (-1,), (), None], ntk.empirical_ntk(f, p, x, output_mode="trace"), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        got[2, 0, (), (), "x2"], ntk.empirical_ntk(f, p, x, x2, output_mode="full", implementation="ntvp"), rtol=1e-10
+    )
 
 
 def test_general_output_axes_match_nt_layout(small):
@@ -210,8 +215,14 @@ def test_nb201_network_both_bn_modes(nb201, bn):
     f, p = net.make_apply(v, A, bn)
     ref = {None: full_kernel(f, p, x), "x2": full_kernel(f, p, x, x2)}
     vm = 0 if bn == "eval" else None  # rows independent only with running statistics
-    calls = [(3, None, (-1,), (), None), (3, None, (), (), "x2"), (3, None, (-1,), (0,), None),
-             (1, None, (), (), None), (1, vm, (-1,), (), "x2"), (2, None, (-1,), (), "x2")]
+    calls = [
+        (3, None, (-1,), (), None),
+        (3, None, (), (), "x2"),
+        (3, None, (-1,), (0,), None),
+        (1, None, (), (), None),
+        (1, vm, (-1,), (), "x2"),
+        (2, None, (-1,), (), "x2"),
+    ]
     got = {}
     for impl, vmap_axes, trace_axes, diagonal_axes, y2 in calls:
         K = empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes, impl)(x, None if y2 is None else x2, p)

@@ -9,10 +9,10 @@ import pytest
 
 from robntk import proxies as P
 from robntk.nb201 import layers as nl
+from robntk.nb201.network import TinyNetwork, op_ids, to_ops
 from robntk.proxies import _common as PC
 from robntk.proxies import robust as PR
 from robntk.proxies import zen_zico_tenas as PZ
-from robntk.nb201.network import TinyNetwork, op_ids, to_ops
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
 DISC = "|none~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|none~2|"
@@ -42,7 +42,13 @@ def test_params_flops_match_suite_zero(data_dir):
         assert np.abs(fp / 1e6 - df.params.to_numpy()).max() < 1e-12
         # params also equals the PyTorch-module count
         assert fp[0] == net.num_params(df.arch_str.iloc[0])
-    assert P.flop_count(TinyNetwork.for_dataset("cifar10"), "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|") > 0
+    assert (
+        P.flop_count(
+            TinyNetwork.for_dataset("cifar10"),
+            "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+        )
+        > 0
+    )
 
 
 def _sub_grads(net, v, x, y, arch):
@@ -53,18 +59,21 @@ def _sub_grads(net, v, x, y, arch):
         return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
 
     g = jax.grad(loss)(sub["params"])
-    kern = lambda t: [l for path, l in jax.tree_util.tree_flatten_with_path(t)[0]
-                      if jax.tree_util.keystr(path).endswith("['kernel']")]
+    kern = lambda t: [
+        l for path, l in jax.tree_util.tree_flatten_with_path(t)[0] if jax.tree_util.keystr(path).endswith("['kernel']")
+    ]
     return kern(sub["params"]), kern(g)
 
 
 def test_gradient_proxies_vs_plain_grad(setup):
     net, v, x, y = setup
     W, G = _sub_grads(net, v, x, y, ARCH)
-    want = {"snip": sum(float(jnp.sum(jnp.abs(w * g))) for w, g in zip(W, G)),
-            "plain": sum(float(jnp.sum(w * g)) for w, g in zip(W, G)),
-            "grad_norm": sum(float(jnp.linalg.norm(g.ravel())) for g in G),
-            "l2_norm": sum(float(jnp.linalg.norm(w.ravel())) for w in W)}
+    want = {
+        "snip": sum(float(jnp.sum(jnp.abs(w * g))) for w, g in zip(W, G)),
+        "plain": sum(float(jnp.sum(w * g)) for w, g in zip(W, G)),
+        "grad_norm": sum(float(jnp.linalg.norm(g.ravel())) for g in G),
+        "l2_norm": sum(float(jnp.linalg.norm(w.ravel())) for w in W),
+    }
     names = list(want)
     # one compile for the four proxies (fixed cell: the cell-as-data form is checked against
     # the fixed one in test_cell_as_data_parity_and_disconnected)
@@ -129,20 +138,35 @@ def test_proxy_table_groups_share_one_pass(space, setup, tmp_path):
     net, v, x, y = setup
     assert all(n in P.PROXIES for ms in P.GROUPS.values() for n in ms)
     i = space.index_of(ARCH)
-    one = {n: float(jax.jit(lambda fn=P.PROXIES[n]: fn(net, v, ARCH, x, y, None))())
-           for n in ("snip", "plain", "grad_norm", "fisher", "jacov", "epe_nas")}
+    one = {
+        n: float(jax.jit(lambda fn=P.PROXIES[n]: fn(net, v, ARCH, x, y, None))())
+        for n in ("snip", "plain", "grad_norm", "fisher", "jacov", "epe_nas")
+    }
     cfg = {"test": 1}
-    t = P.proxy_table(["snip", "fisher", "jacov", "epe_nas", "l2_norm"], [i], net, v, x, y, space,
-                      progress=False, store=tmp_path / "s", store_config=cfg)
-    t2 = P.proxy_table(["plain", "grad_norm"], [i], net, v, x, y, space, progress=False,
-                       store=tmp_path / "s", store_config=cfg)
+    t = P.proxy_table(
+        ["snip", "fisher", "jacov", "epe_nas", "l2_norm"],
+        [i],
+        net,
+        v,
+        x,
+        y,
+        space,
+        progress=False,
+        store=tmp_path / "s",
+        store_config=cfg,
+    )
+    t2 = P.proxy_table(
+        ["plain", "grad_norm"], [i], net, v, x, y, space, progress=False, store=tmp_path / "s", store_config=cfg
+    )
     for n, want in one.items():
         got = (t if n in t else t2).loc[i, n]
         assert np.isfinite(want) and got == pytest.approx(want, rel=1e-5), n
     from robntk.jobs.store import ResultStore
 
-    secs = {n: ResultStore.open(tmp_path / "s" / n, create=False).read().rows[i][f"{n}_s"]
-            for n in ("snip", "fisher", "jacov", "epe_nas")}
+    secs = {
+        n: ResultStore.open(tmp_path / "s" / n, create=False).read().rows[i][f"{n}_s"]
+        for n in ("snip", "fisher", "jacov", "epe_nas")
+    }
     assert secs["snip"] == secs["fisher"] and secs["jacov"] == secs["epe_nas"]
     assert secs["snip"] != secs["jacov"]
 
@@ -167,8 +191,9 @@ def test_grasp_vs_finite_difference_hvp():
             return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(y)), y])
 
         is_k = lambda path: jax.tree_util.keystr(path).endswith("['kernel']")
-        kmask, _ = ravel_pytree(jax.tree_util.tree_map_with_path(
-            lambda path, a: jnp.full_like(a, 1.0 if is_k(path) else 0.0), sub))
+        kmask, _ = ravel_pytree(
+            jax.tree_util.tree_map_with_path(lambda path, a: jnp.full_like(a, 1.0 if is_k(path) else 0.0), sub)
+        )
         grad = jax.jit(jax.grad(loss))
         g = kmask * grad(flat)
         h = 1e-6
@@ -216,7 +241,9 @@ def test_fisher_vs_per_activation_formula(setup):
     for k, kind, _ in net.cell_positions():
         n = f"cells_{k}"
         if kind == "reduce":
-            layers += [(f"{n}/{s}/pre", rec[f"{n}/{s}/conv_out"], p[n][s]["conv"]["kernel"]) for s in ("conv_a", "conv_b")]
+            layers += [
+                (f"{n}/{s}/pre", rec[f"{n}/{s}/conv_out"], p[n][s]["conv"]["kernel"]) for s in ("conv_a", "conv_b")
+            ]
             W = p[n]["downsample"]["kernel"]
             layers.append((f"{n}/downsample", nl.conv(rec[f"{n}/downsample/in"], W), W))
         for e, op in enumerate(to_ops(ARCH)):
@@ -231,13 +258,15 @@ def test_fisher_vs_per_activation_formula(setup):
 
     S0 = [jnp.zeros((x.shape[0], a.shape[-1])) for _, a, _ in layers]
     dS = jax.jit(jax.grad(loss))(S0)
-    want = sum(np.prod(W.shape[:-1]) * np.sum(0.5 * np.mean(np.square(np.asarray(d)), axis=0))
-               for (_, _, W), d in zip(layers, dS))
+    want = sum(
+        np.prod(W.shape[:-1]) * np.sum(0.5 * np.mean(np.square(np.asarray(d)), axis=0))
+        for (_, _, W), d in zip(layers, dS)
+    )
     z = np.asarray(logits, np.float64)
     prob = np.exp(z - z.max(1, keepdims=True))
     prob /= prob.sum(1, keepdims=True)
     dz = z * (prob - np.eye(net.num_classes)[np.asarray(y)]) / len(y)
-    want += 4 * net.C * np.sum(0.5 * np.mean(dz ** 2, axis=0))
+    want += 4 * net.C * np.sum(0.5 * np.mean(dz**2, axis=0))
     assert len(layers) == 1 + 3 * 3 + 2 * 3
     got = float(jax.jit(lambda: P.fisher(net, v, ARCH, x, y, None))())
     assert got == pytest.approx(want, rel=1e-4)
@@ -276,7 +305,7 @@ def test_zen_vs_running_stat_updates(setup):
     _, aux = pn.forward(p, v["batch_stats"], x1, ARCH, True, momentum=0.9)
     _, aux = pn.forward(p, aux["batch_stats"], xm, ARCH, True, momentum=0.9)
     B, H = x.shape[0], x.shape[1]
-    width_to_n = {net.C * 2 ** s: B * (H // 2 ** s) ** 2 for s in range(3)}
+    width_to_n = {net.C * 2**s: B * (H // 2**s) ** 2 for s in range(3)}
     log_bn, count = 0.0, 0
     for path, r in jax.tree_util.tree_flatten_with_path(aux["batch_stats"])[0]:
         if jax.tree_util.keystr(path).endswith("['var']"):
@@ -310,8 +339,10 @@ def test_linear_regions_counts_distinct_patterns(setup):
     a, b, c = x[0], x[1], x[2]
     for batch, n in (([a, a, b, c], 3), ([a, a, b, b], 2), ([a, b, c, x[3]], 4)):
         xx = jnp.stack(batch)
-        codes = np.concatenate([np.asarray(z).reshape(4, -1) > 0
-                                for z, act in P.relu_inputs(net, v, ARCH, xx) if float(act) == 1.0], axis=1)
+        codes = np.concatenate(
+            [np.asarray(z).reshape(4, -1) > 0 for z, act in P.relu_inputs(net, v, ARCH, xx) if float(act) == 1.0],
+            axis=1,
+        )
         assert len(np.unique(codes, axis=0)) == n
         assert float(f(xx)) == n
 
@@ -340,8 +371,10 @@ def test_zico_vs_numpy_over_minibatches():
     sub_grads = jax.jit(lambda xx, yy: _sub_grads(net, v, xx, yy, ARCH)[1])
     for splits in (4,):  # mini-batches of 2 in torch.chunk order
         b = 8 // splits
-        G = [np.stack([np.asarray(g) for g in gs]) for gs in
-             zip(*[sub_grads(x[m * b:(m + 1) * b], y[m * b:(m + 1) * b]) for m in range(splits)])]
+        G = [
+            np.stack([np.asarray(g) for g in gs])
+            for gs in zip(*[sub_grads(x[m * b : (m + 1) * b], y[m * b : (m + 1) * b]) for m in range(splits)])
+        ]
         want = 0.0
         for g in G:  # (M, ...) per layer
             sd = np.std(g, axis=0)  # population std (ddof 0)
@@ -382,8 +415,15 @@ def test_croze_identity_surrogate_and_bound(setup):
             G_l = int(np.sum(np.linalg.norm(g, axis=-1) > 1e-8))
             want += 2 * np.prod(w.shape[:-1]) * G_l * 2 * feat[i]
     # the reference's ⌊cells passed / N⌋ pairing, N = 1
-    assert dict(pairs) == {"stem_conv": 0, "cells_0": 1, "cells_1": 1, "cells_2": 2, "cells_3": 2, "cells_4": 3,
-                           "classifier": 4}
+    assert dict(pairs) == {
+        "stem_conv": 0,
+        "cells_0": 1,
+        "cells_1": 1,
+        "cells_2": 2,
+        "cells_3": 2,
+        "cells_4": 3,
+        "classifier": 4,
+    }
     f = jax.jit(lambda w, e: P.croze(net, v, arch, x, y, None, weight_step=w, eps=e))
     assert float(f(0.0, 0.0)) == pytest.approx(want, rel=1e-5)
     got = float(f(2.0, 0.01))
@@ -414,8 +454,27 @@ def test_proxies_command_writes_table_with_nan_flags(data_dir, tmp_path):
     from robntk.scoring.config import ScoreConfig, load_batch
 
     out = tmp_path / "p.csv"
-    argv = ["proxies", "--data-dir", str(data_dir), "--arch", "2581", "--arch", "10", "--C", "4", "--N", "1",
-            "--batch-size", "8", "--proxies", "params", "nwot", "--out", str(out), "--no-progress"]
+    argv = [
+        "proxies",
+        "--data-dir",
+        str(data_dir),
+        "--arch",
+        "2581",
+        "--arch",
+        "10",
+        "--C",
+        "4",
+        "--N",
+        "1",
+        "--batch-size",
+        "8",
+        "--proxies",
+        "params",
+        "nwot",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     df = pd.read_csv(out).set_index("nb201_index")
     side = json.loads(out.with_name(out.name + ".json").read_text())
@@ -437,7 +496,7 @@ def test_proxies_command_writes_table_with_nan_flags(data_dir, tmp_path):
     chunks = nwot_store.chunk_files()
     assert len(chunks) == 1 and nwot_store.done() == {2581, 10}
     i = argv.index("nwot")
-    assert main(argv[:i + 1] + ["flops"] + argv[i + 1:]) == 0
+    assert main(argv[: i + 1] + ["flops"] + argv[i + 1 :]) == 0
     assert nwot_store.chunk_files() == chunks
     df2 = pd.read_csv(out).set_index("nb201_index")
     assert df2.loc[2581, "nwot"] == df.loc[2581, "nwot"] and df2.loc[2581, "flops"] > 0
@@ -447,5 +506,15 @@ def test_proxies_command_writes_table_with_nan_flags(data_dir, tmp_path):
     assert len(pd.read_csv(out0)) == 0 and ResultStore.open(tmp_path / "q.csv.store" / "nwot").done() == set()
     # the same store under another configuration (batch size) is refused
     with pytest.raises(StoreMismatchError):
-        P.proxy_table(["nwot"], [2581], net, v, x[:4], y[:4], space, store=tmp_path / "p.csv.store",
-                      store_config={"batch_size": 4}, progress=False)
+        P.proxy_table(
+            ["nwot"],
+            [2581],
+            net,
+            v,
+            x[:4],
+            y[:4],
+            space,
+            store=tmp_path / "p.csv.store",
+            store_config={"batch_size": 4},
+            progress=False,
+        )

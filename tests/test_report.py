@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from robntk.analysis import report
-from robntk.analysis import report_writer
+from robntk.analysis import report, report_writer
 from robntk.data.benchmark import RobBench
 
 C10, C100, IN16 = "cifar10", "cifar100", "ImageNet16-120"
@@ -150,8 +149,13 @@ def test_operator_frequency_known(table, bench):
     for op, w in want.items():
         assert got[op] == pytest.approx(w, abs=5e-4)
     allv = share[(share.dataset == C10) & (share.criterion == "all")].set_index("op")["share"]
-    for op, w in {"nor_conv_3x3": 0.241, "nor_conv_1x1": 0.240, "skip_connect": 0.170, "none": 0.110,
-                  "avg_pool_3x3": 0.240}.items():
+    for op, w in {
+        "nor_conv_3x3": 0.241,
+        "nor_conv_1x1": 0.240,
+        "skip_connect": 0.170,
+        "none": 0.110,
+        "avg_pool_3x3": 0.240,
+    }.items():
         assert allv[op] == pytest.approx(w, abs=5e-4)
     per_edge = freq.groupby(["dataset", "criterion", "edge"])["frequency"].sum()
     assert np.allclose(per_edge, 1.0)
@@ -169,8 +173,9 @@ def test_top_table(table, bench):
     assert c10c.iloc[0].nb201_index == 9930 and c10c.iloc[0][CLEAN] == pytest.approx(0.7956, abs=5e-5)
     c10r = tt[(tt.dataset == C10) & (tt.criterion == PGD8)]
     assert c10r.iloc[0].nb201_index == 2581 and c10r.iloc[0][PGD8] == pytest.approx(0.4811, abs=5e-5)
-    assert c10r.iloc[0].arch_str == ("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|"
-                                     "nor_conv_3x3~1|nor_conv_3x3~2|")
+    assert c10r.iloc[0].arch_str == (
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    )
     assert c10r.iloc[0].num_conv3x3 == 4
     assert (np.diff(c10r[PGD8].to_numpy()) <= 0).all() and list(c10r["rank"]) == list(range(1, 11))
     with pytest.raises(ValueError, match="unknown criterion"):
@@ -231,11 +236,25 @@ def test_jung_loader_csv_json_parity(data_dir, tmp_path, bench):
 
 # --------------------------------------------------------------------------- command and writer
 EXPECTED_FILES = [
-    "metric_boxplots.png", "metric_boxplots.csv", "tau_matrix.png", "tau_matrix.csv", "tau_pairs.csv",
-    "standard_training.png", "standard_training_tau.png", "standard_training_agreement.csv",
-    "standard_training_scatter.csv", "operator_frequency.png", "operator_frequency.csv", "operator_share.csv",
-    "top10.csv", "top10.md", "accuracy_robustness.png", "accuracy_robustness.csv", "random_search.png",
-    "random_search.csv", "report.json",
+    "metric_boxplots.png",
+    "metric_boxplots.csv",
+    "tau_matrix.png",
+    "tau_matrix.csv",
+    "tau_pairs.csv",
+    "standard_training.png",
+    "standard_training_tau.png",
+    "standard_training_agreement.csv",
+    "standard_training_scatter.csv",
+    "operator_frequency.png",
+    "operator_frequency.csv",
+    "operator_share.csv",
+    "top10.csv",
+    "top10.md",
+    "accuracy_robustness.png",
+    "accuracy_robustness.csv",
+    "random_search.png",
+    "random_search.csv",
+    "report.json",
 ]
 
 
@@ -259,8 +278,9 @@ def _check_png(path):
 def test_report_command_full(data_dir, tmp_path, capsys):
     p, cmd = _parser()
     out = tmp_path / "rep"
-    args = p.parse_args(["--data-dir", str(data_dir), "--out-dir", str(out), "--source", "csv", "--no-progress",
-                         "--dpi", "60"])
+    args = p.parse_args(
+        ["--data-dir", str(data_dir), "--out-dir", str(out), "--source", "csv", "--no-progress", "--dpi", "60"]
+    )
     assert cmd.run(args) == 0
     for name in EXPECTED_FILES:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -295,8 +315,9 @@ def test_report_official_layout_subset_without_references(data_dir, tmp_path, be
     sub = RobBench.from_official(tmp_path / "all.json", data_dir / "nb201_archs" / "meta.json")
     empty = tmp_path / "no_refs"
     empty.mkdir()
-    man = report_writer.write_report(sub, tmp_path / "out", data_dir=empty, op_k=50, top=5, search_ks=(1, 10, 1000),
-                              dpi=40, progress=False)
+    man = report_writer.write_report(
+        sub, tmp_path / "out", data_dir=empty, op_k=50, top=5, search_ks=(1, 10, 1000), dpi=40, progress=False
+    )
     assert "standard_training" in man["skipped"] and "nats_bench.csv" in man["skipped"]["standard_training"]
     assert not (tmp_path / "out" / "standard_training.png").exists()
     assert man["key_numbers"]["n_architectures"] == 300

@@ -83,9 +83,12 @@ def test_identity_cell_sums_node_inputs():
     cell, v, s0, s1 = _cell_io(["10"] * 14)
     out = cell.apply(v, s0, s1, train=False)
     p = v["params"]
-    pre = lambda name, s: jax.lax.conv_general_dilated(
-        jax.nn.relu(s), p[name]["conv"]["kernel"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    ) / jnp.sqrt(1 + 1e-5)  # eval BN at init: running mean 0, var 1
+    pre = lambda name, s: (
+        jax.lax.conv_general_dilated(
+            jax.nn.relu(s), p[name]["conv"]["kernel"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        / jnp.sqrt(1 + 1e-5)
+    )  # eval BN at init: running mean 0, var 1
     base = pre("pre0", s0) + pre("pre1", s1)
     np.testing.assert_allclose(out, jnp.concatenate([base, 2 * base, 4 * base, 8 * base], -1), rtol=1e-5, atol=1e-6)
     zero, vz, *_ = _cell_io(["00"] * 14)
@@ -104,8 +107,10 @@ def test_both_code_is_sep_plus_identity():
     both = cell.apply(v, s0, s1, train=False)
     vs = {"params": v["params"], "batch_stats": v["batch_stats"]}
     a = sep_only.apply(vs, s0, s1, train=False)
-    vk = {"params": {k: v["params"][k] for k in ("pre0", "pre1")},
-          "batch_stats": {k: v["batch_stats"][k] for k in ("pre0", "pre1")}}
+    vk = {
+        "params": {k: v["params"][k] for k in ("pre0", "pre1")},
+        "batch_stats": {k: v["batch_stats"][k] for k in ("pre0", "pre1")},
+    }
     b = skip_only.apply(vk, s0, s1, train=False)
     np.testing.assert_allclose(both, a + b, rtol=1e-5, atol=1e-6)
 
@@ -229,8 +234,20 @@ def _parser():
 
 def test_oneshot_command_runs_and_resumes(tmp_path, data_dir):
     p, cmd = _parser()
-    sets = ["C=4", "N=1", "train_limit=64", "batch_size=16", "train_steps=2", "train_pgd_steps=1",
-            "num_archs=4", "finetune_steps=0", "eval_images=20", "eval_batch=20", "eval_pgd_steps=1", "ckpt_every=1"]
+    sets = [
+        "C=4",
+        "N=1",
+        "train_limit=64",
+        "batch_size=16",
+        "train_steps=2",
+        "train_pgd_steps=1",
+        "num_archs=4",
+        "finetune_steps=0",
+        "eval_images=20",
+        "eval_batch=20",
+        "eval_pgd_steps=1",
+        "ckpt_every=1",
+    ]
     argv = ["--data-dir", str(data_dir), "oneshot", "--out", str(tmp_path)] + sum((["--set", s] for s in sets), [])
     assert cmd.run(p.parse_args(argv)) == 0
     s1 = json.loads((tmp_path / "summary.json").read_text())
@@ -272,11 +289,54 @@ def test_train_and_eval_commands_tiny(tmp_path, data_dir):
     fractions of the 10 images; an unknown attack name is a ValueError."""
     p, cmd = _parser()
     run = tmp_path / "run"
-    assert cmd.run(p.parse_args(["--data-dir", str(data_dir), "train", "--model", "robnet_free", "--out", str(run),
-                                 "--C", "4", "--layers", "3", "--max-steps", "1", "--train-limit", "32",
-                                 "--batch-size", "16", "--pgd-steps", "1"])) == 0
-    assert cmd.run(p.parse_args(["--data-dir", str(data_dir), "eval", "--run", str(run), "--limit", "10",
-                                 "--batch-size", "10", "--attacks", "clean,fgsm"])) == 0
+    assert (
+        cmd.run(
+            p.parse_args(
+                [
+                    "--data-dir",
+                    str(data_dir),
+                    "train",
+                    "--model",
+                    "robnet_free",
+                    "--out",
+                    str(run),
+                    "--C",
+                    "4",
+                    "--layers",
+                    "3",
+                    "--max-steps",
+                    "1",
+                    "--train-limit",
+                    "32",
+                    "--batch-size",
+                    "16",
+                    "--pgd-steps",
+                    "1",
+                ]
+            )
+        )
+        == 0
+    )
+    assert (
+        cmd.run(
+            p.parse_args(
+                [
+                    "--data-dir",
+                    str(data_dir),
+                    "eval",
+                    "--run",
+                    str(run),
+                    "--limit",
+                    "10",
+                    "--batch-size",
+                    "10",
+                    "--attacks",
+                    "clean,fgsm",
+                ]
+            )
+        )
+        == 0
+    )
     acc = json.loads((run / "eval.json").read_text())["accuracy"]
     assert set(acc) == {"clean", "fgsm"}
     assert all(round(v * 10) == pytest.approx(v * 10) for v in acc.values())

@@ -49,8 +49,9 @@ def _assert_store_clean(path, n):
 
 
 def test_fsp_interrupted_then_resumed_equals_uninterrupted(tmp_path, space, monkeypatch):
-    cfg = FSPConfig(num_archs=4, C=4, N=1, pool_images=32, batch_size=8, finetune_steps=2, attack_steps=1,
-                    train_pgd_steps=1)
+    cfg = FSPConfig(
+        num_archs=4, C=4, N=1, pool_images=32, batch_size=8, finetune_steps=2, attack_steps=1, train_pgd_steps=1
+    )
     x, y = _images(32)
     full = fsp_mod.fsp_experiment(cfg, ARCHS, space, x, y, tmp_path / "full.store", progress=False)
     assert list(full.columns) == fsp_mod.fsp_columns(1) and full["nb201_index"].tolist() == sorted(ARCHS)
@@ -68,13 +69,23 @@ def test_fsp_interrupted_then_resumed_equals_uninterrupted(tmp_path, space, monk
     pd.testing.assert_frame_equal(resumed, full, check_exact=True)
     _assert_store_clean(store, 4)
     with pytest.raises(StoreMismatchError):  # another configuration never mixes into the store
-        fsp_mod.fsp_experiment(FSPConfig(**{**cfg.to_dict(), "lr": 0.01}), ARCHS, space, x, y, store,
-                               progress=False)
+        fsp_mod.fsp_experiment(FSPConfig(**{**cfg.to_dict(), "lr": 0.01}), ARCHS, space, x, y, store, progress=False)
 
 
 def test_candidates_interrupted_then_resumed_equals_uninterrupted(tmp_path, space, monkeypatch):
-    cfg = OneShotConfig(C=4, N=1, image_size=16, batch_size=8, train_steps=1, train_pgd_steps=1, num_archs=4,
-                        finetune_steps=2, eval_images=12, eval_batch=6, eval_pgd_steps=1)
+    cfg = OneShotConfig(
+        C=4,
+        N=1,
+        image_size=16,
+        batch_size=8,
+        train_steps=1,
+        train_pgd_steps=1,
+        num_archs=4,
+        finetune_steps=2,
+        eval_images=12,
+        eval_batch=6,
+        eval_pgd_steps=1,
+    )
     xtr, ytr = _images(32, seed=1)
     xte, yte = _images(12, seed=2)
     params = osh.supernet(cfg).init(jax.random.PRNGKey(0))["params"]
@@ -97,8 +108,18 @@ def test_candidates_interrupted_then_resumed_equals_uninterrupted(tmp_path, spac
 
 
 def test_supernet_resumes_bitwise_from_its_orbax_checkpoint(tmp_path):
-    cfg = OneShotConfig(C=4, N=1, image_size=16, batch_size=8, train_steps=6, train_pgd_steps=1, num_archs=2,
-                        ckpt_every=2, lr=0.1, train_step_size=None)
+    cfg = OneShotConfig(
+        C=4,
+        N=1,
+        image_size=16,
+        batch_size=8,
+        train_steps=6,
+        train_pgd_steps=1,
+        num_archs=2,
+        ckpt_every=2,
+        lr=0.1,
+        train_step_size=None,
+    )
     x, y = _images(24, seed=3)  # 3 steps per epoch: the run crosses an epoch boundary
     full, part = tmp_path / "full", tmp_path / "part"
     p_full = osh.train_supernet(cfg, x, y, full, progress=False)
@@ -123,8 +144,14 @@ def test_fsp_values_equal_the_pre_refactor_implementation(data_dir, space):
     and train step) computes them with this code base's network (bitwise equal on the 2-core CPU
     they were measured on). (The committed ``fsp.csv`` predates the current network code: e.g. its
     ft_l1 of arch 87 is 4.97402, 0.2 % lower, for the pre-refactor code as well.)"""
-    ref = {"init_l1": 3.2545719146728516, "init_l2": 296.6446533203125, "init_l6": 2661875456.0,
-           "ft_l1": 4.983469009399414, "ft_l3": 38037.484375, "ft_l6": 23558559744.0}
+    ref = {
+        "init_l1": 3.2545719146728516,
+        "init_l2": 296.6446533203125,
+        "init_l6": 2661875456.0,
+        "ft_l1": 4.983469009399414,
+        "ft_l3": 38037.484375,
+        "ft_l6": 23558559744.0,
+    }
     cfg = FSPConfig(num_archs=100)
     x, y = fsp_mod.load_fsp_data(cfg, data_dir)
     row = fsp_mod.fsp_experiment(cfg, [87], space, x, y, None, progress=False).iloc[0]
@@ -135,14 +162,17 @@ def test_fsp_values_equal_the_pre_refactor_implementation(data_dir, space):
 # ---------------------------------------------------------------------------- the command
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["fsp", "--num-archs", "0"], "num_archs (--num-archs) must be an integer >= 1, got 0"),
-    (["fsp", "--batch-size", "0"], "batch_size (--batch-size) must be an integer >= 1, got 0"),
-    (["fsp", "--batch-size", "4000"], "batch_size (--batch-size) must be <= pool_images (2000), got 4000"),
-    (["train", "--batch-size", "0"], "batch_size (--batch-size) must be an integer >= 1, got 0"),
-    (["train", "--epochs", "-1"], "epochs (--epochs) must be a finite number > 0, got -1.0"),
-    (["oneshot", "--set", "eps=8"], "did you mean 8/255?"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["fsp", "--num-archs", "0"], "num_archs (--num-archs) must be an integer >= 1, got 0"),
+        (["fsp", "--batch-size", "0"], "batch_size (--batch-size) must be an integer >= 1, got 0"),
+        (["fsp", "--batch-size", "4000"], "batch_size (--batch-size) must be <= pool_images (2000), got 4000"),
+        (["train", "--batch-size", "0"], "batch_size (--batch-size) must be an integer >= 1, got 0"),
+        (["train", "--epochs", "-1"], "epochs (--epochs) must be a finite number > 0, got -1.0"),
+        (["oneshot", "--set", "eps=8"], "did you mean 8/255?"),
+    ],
+)
 def test_cli_refuses_bad_values_before_any_work(tmp_path, capsys, argv, message):
     from robntk.cli import main
 
@@ -182,8 +212,9 @@ def test_flags_are_generated_from_the_configs():
     d = config_from_args(rc.DirectEdgesConfig, p.parse_args(["direct-edges", "--out", "x", "--direct", "5", "0", "2"]))
     assert d.direct == (0, 2, 5)
     a = p.parse_args(["oneshot", "--out", "x", "--eps", "4/255", "--set", "train_step_size=none", "--set", "C=4"])
-    o = config_from_args(rc.OneShotConfig, a, defaults=rc.REDUCED,
-                         **cmd._set_fields(rc.OneShotConfig, list(a.overrides)))
+    o = config_from_args(
+        rc.OneShotConfig, a, defaults=rc.REDUCED, **cmd._set_fields(rc.OneShotConfig, list(a.overrides))
+    )
     assert o == rc.OneShotConfig(**{**rc.REDUCED.to_dict(), "eps": 4 / 255, "C": 4, "train_step_size": None})
     with pytest.raises(ValueError, match="unknown OneShotConfig field 'width'"):
         cmd._set_fields(rc.OneShotConfig, ["width=3"])
@@ -204,8 +235,13 @@ def test_robnets_writes_no_table_or_json_outside_the_one_writer():
         if f.name == "config.py":
             continue
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Constant) \
-                    and node.right.value == 255 and isinstance(node.left, ast.Constant):
+            if (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, ast.Div)
+                and isinstance(node.right, ast.Constant)
+                and node.right.value == 255
+                and isinstance(node.left, ast.Constant)
+            ):
                 raise AssertionError(f"{f.name}:{node.lineno} hard-codes an eps ({node.left.value}/255)")
 
 

@@ -166,12 +166,12 @@ def test_local_search_walks_to_the_best_neighbour(land):
         q = S.run_search("ls", land, "robust", cfg, progress=False).queried[0].tolist()
         start = q[0]
         nb1 = sorted(set(land.rep[land.neighbours(start)].tolist()) - {start})
-        assert sorted(q[1:1 + len(nb1)]) == nb1
+        assert sorted(q[1 : 1 + len(nb1)]) == nb1
         best = v[land.neighbours(start)].max()
         pos = 1 + len(nb1)
         if best > v[start]:  # moved: next queries are the unseen classes around a best neighbour
             candidates = [c for c in land.neighbours(start) if v[c] == best]
-            nxt = set(q[pos:pos + 3])
+            nxt = set(q[pos : pos + 3])
             assert any(nxt <= set(land.rep[land.neighbours(int(c))].tolist()) for c in candidates)
         else:  # local optimum: a random restart outside what was seen
             assert q[pos] not in set(q[:pos])
@@ -185,8 +185,9 @@ def test_training_free_search_order_and_pool(land):
     np.testing.assert_array_equal(res.queried[0], top5)
     assert res.queried[0, 0] == 2581 and res.label == "tf:oracle"
     # a pool of 50 random archs per seed: the best queried is the pool's best
-    res = S.run_search("tf", land, "robust", S.SearchConfig(budget=50, n_seeds=4, tf_pool=50), score=oracle_score,
-                       progress=False)
+    res = S.run_search(
+        "tf", land, "robust", S.SearchConfig(budget=50, n_seeds=4, tf_pool=50), score=oracle_score, progress=False
+    )
     v = rob[res.queried]
     assert (np.diff(v, axis=1) <= 0).all()
     assert len({tuple(sorted(r)) for r in res.queried.tolist()}) == 4
@@ -195,9 +196,14 @@ def test_training_free_search_order_and_pool(land):
     res = S.run_search("tf", land, "robust", S.SearchConfig(budget=5, n_seeds=1), score=small, progress=False)
     assert (res.queried[0, 3:] == -1).all()
     with pytest.raises(ValueError, match="representatives only"):
-        S.run_search("tf", land, "robust", S.SearchConfig(budget=5, n_seeds=1),
-                     score=pd.Series([1.0], index=[int(np.flatnonzero(land.rep != np.arange(NUM_ARCHS))[0])]),
-                     progress=False)
+        S.run_search(
+            "tf",
+            land,
+            "robust",
+            S.SearchConfig(budget=5, n_seeds=1),
+            score=pd.Series([1.0], index=[int(np.flatnonzero(land.rep != np.arange(NUM_ARCHS))[0])]),
+            progress=False,
+        )
 
 
 def test_bad_inputs(land):
@@ -224,17 +230,36 @@ def _parser():
 
 
 def test_search_command_writes_results(tmp_path, data_dir, land):
-    scores = pd.DataFrame({"nb201_index": land.representatives,
-                           "oracle": land.metric("robust")[land.representatives]})
+    scores = pd.DataFrame({"nb201_index": land.representatives, "oracle": land.metric("robust")[land.representatives]})
     scores.to_csv(tmp_path / "s.csv", index=False)
     out = tmp_path / "out"
-    args = _parser().parse_args(["--data-dir", str(data_dir), "--budget", "40", "--seeds", "3", "--out", str(out),
-                                 "--scores", str(tmp_path / "s.csv"), "--score", "oracle", "mean_rank(oracle)",
-                                 "--no-progress", "--threshold", "0.478", "0.47"])
+    args = _parser().parse_args(
+        [
+            "--data-dir",
+            str(data_dir),
+            "--budget",
+            "40",
+            "--seeds",
+            "3",
+            "--out",
+            str(out),
+            "--scores",
+            str(tmp_path / "s.csv"),
+            "--score",
+            "oracle",
+            "mean_rank(oracle)",
+            "--no-progress",
+            "--threshold",
+            "0.478",
+            "0.47",
+        ]
+    )
     assert cmd.run(args) == 0
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["config"]["budget"] == 40 and cfg["optimum"]["robust"] == {"nb201_index": 2581,
-                                                                          "value": pytest.approx(0.48113, abs=1e-5)}
+    assert cfg["config"]["budget"] == 40 and cfg["optimum"]["robust"] == {
+        "nb201_index": 2581,
+        "value": pytest.approx(0.48113, abs=1e-5),
+    }
     cur = pd.read_csv(out / "curves.csv")
     assert set(cur["method"]) == {"random", "rea", "ls", "tf:oracle", "tf:mean_rank(oracle)"}
     assert len(cur) == 5 * 2 * 2 * 40  # methods × criteria × reported × queries

@@ -18,9 +18,12 @@ def test_official_order_roundtrip(space, data_dir):
         assert ss.code_to_ops(r["ops_code"]) == ops
         assert space.index_of(ops) == i
     assert space.arch_str(0) == (
-        "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|")
-    assert space.resolve(
-        "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|") == 2581
+        "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+    )
+    assert (
+        space.resolve("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+        == 2581
+    )
     # the 15,625 cells are exactly the 5^6 op combinations
     assert set(map(tuple, map(ss.parse_arch_str, space.arch_strs))) == set(ss.all_archs_lexicographic())
 
@@ -60,13 +63,16 @@ def test_disconnected(space):
     assert ss.is_connected(space.arch_str(2581)) and not ss.is_connected(space.arch_str(10))
 
 
-@pytest.mark.parametrize("bad, msg", [
-    ("|nor_conv_3x3~0|+|nor_conv_3x3~0|", "3 node groups"),
-    ("|conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|", "unknown op 'conv_5x5'"),
-    ("|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", "must be 'op~0'"),
-    ("|none~0|+|none~0|+|none~0|none~1|none~2|", "2 incoming"),
-    ("none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "delimited"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ("|nor_conv_3x3~0|+|nor_conv_3x3~0|", "3 node groups"),
+        ("|conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|", "unknown op 'conv_5x5'"),
+        ("|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", "must be 'op~0'"),
+        ("|none~0|+|none~0|+|none~0|none~1|none~2|", "2 incoming"),
+        ("none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "delimited"),
+    ],
+)
 def test_bad_arch_strings(bad, msg):
     with pytest.raises(ValueError, match=msg):
         ss.parse_arch_str(bad)
@@ -84,7 +90,9 @@ def test_bad_indices_and_codes(space):
 
 
 def test_num_cell_params():
-    a = ss.parse_arch_str("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    a = ss.parse_arch_str(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    )
     C = 16
     assert ss.num_cell_params(a, C) == 4 * (9 * C * C + 2 * C) + (C * C + 2 * C)
 
@@ -118,7 +126,12 @@ def test_meta_isomorph_out_of_range_is_corrupt(tmp_path, data_dir):
 def test_resolve_messages(space):
     a = space.arch_str(2581)
     assert space.resolve(a) == space.resolve("2581") == space.resolve(2581) == space.resolve(space.ops(2581)) == 2581
-    for bad, msg in (("", "empty architecture"), ("  ", "empty architecture"), ("conv3x3", "neither"),
-                     ("-3", "out of range"), ("15625", "out of range")):
+    for bad, msg in (
+        ("", "empty architecture"),
+        ("  ", "empty architecture"),
+        ("conv3x3", "neither"),
+        ("-3", "out of range"),
+        ("15625", "out of range"),
+    ):
         with pytest.raises(ValueError, match=msg):
             space.resolve(bad)

@@ -114,10 +114,12 @@ def test_options_validate_and_map_to_sbatch(tmp_path, monkeypatch):
         SubmitOptions(executor="slurm")
     with pytest.raises(ValueError, match="--executor must be one of slurm, local"):
         SubmitOptions(executor="pbs", shards=2)
-    for kw, msg in [({"shards": 0}, "--shards must be an integer >= 1"),
-                    ({"shards": 2, "max_retries": -1}, "--max-retries must be an integer >= 0"),
-                    ({"shards": 2, "slurm_mem_gb": 0.0}, "--slurm-mem-gb must be a positive"),
-                    ({"shards": 2, "slurm_array_parallelism": 0}, "--slurm-array-parallelism must be")]:
+    for kw, msg in [
+        ({"shards": 0}, "--shards must be an integer >= 1"),
+        ({"shards": 2, "max_retries": -1}, "--max-retries must be an integer >= 0"),
+        ({"shards": 2, "slurm_mem_gb": 0.0}, "--slurm-mem-gb must be a positive"),
+        ({"shards": 2, "slurm_array_parallelism": 0}, "--slurm-array-parallelism must be"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             SubmitOptions(executor="slurm", **kw)
     bindir = tmp_path / "bin"
@@ -125,14 +127,30 @@ def test_options_validate_and_map_to_sbatch(tmp_path, monkeypatch):
     (bindir / "srun").write_text("#!/bin/sh\nexit 0\n")
     (bindir / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    opts = SubmitOptions(executor="slurm", shards=16, slurm_partition="gpu", slurm_account="proj", slurm_time=90,
-                         slurm_cpus=4, slurm_mem_gb=16, slurm_gpus=1, slurm_array_parallelism=8,
-                         slurm_setup=("module load cuda",))
+    opts = SubmitOptions(
+        executor="slurm",
+        shards=16,
+        slurm_partition="gpu",
+        slurm_account="proj",
+        slurm_time=90,
+        slurm_cpus=4,
+        slurm_mem_gb=16,
+        slurm_gpus=1,
+        slurm_array_parallelism=8,
+        slurm_setup=("module load cuda",),
+    )
     ex = make_executor(opts, tmp_path / "logs", name="robntk-score")
     text = ex._executor._make_submission_file_text("python -m submitit.core._submit x", "uid")
-    for line in ["#SBATCH --partition=gpu", "#SBATCH --account=proj", "#SBATCH --time=90", "#SBATCH --cpus-per-task=4",
-                 "#SBATCH --mem=16GB", "#SBATCH --gpus-per-node=1", "#SBATCH --job-name=robntk-score",
-                 "module load cuda"]:
+    for line in [
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=proj",
+        "#SBATCH --time=90",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=16GB",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --job-name=robntk-score",
+        "module load cuda",
+    ]:
         assert line in text, (line, text)
     assert ex._executor.parameters["array_parallelism"] == 8
 
@@ -143,8 +161,9 @@ def test_cli_refuses_bad_combinations(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["score", "--arch", "1", "--out", "o.csv", "--shards", "2"]) == 2
     assert "--shards N needs --executor slurm or --executor local" in capsys.readouterr().err
-    assert main(["score", "--arch", "1", "--out", "o.csv", "--executor", "local", "--shards", "2",
-                 "--shard", "0/2"]) == 2
+    assert (
+        main(["score", "--arch", "1", "--out", "o.csv", "--executor", "local", "--shards", "2", "--shard", "0/2"]) == 2
+    )
     assert "--shard 0/2 and --executor exclude each other" in capsys.readouterr().err
     assert main(["proxies", "--arch", "1", "--out", "p.csv", "--executor", "local"]) == 2
     assert "--executor local needs --shards N" in capsys.readouterr().err
@@ -176,10 +195,18 @@ def test_killed_and_failed_shards_resume_without_duplicates(tmp_path):
 def test_a_shard_out_of_retries_raises_after_merging_the_rest(tmp_path):
     keys = tuple(range(7))
     store = tmp_path / "toy.store"
-    with pytest.raises(ShardsFailedError, match=r"shard\(s\) 1 of 2 still incomplete after 2 task\(s\) each — "
-                                                r"shard 1: failed: ValueError: shard 1 always fails"):
-        run_sharded(keys, ToyWork(keys, always_fail=1), store, SubmitOptions(shards=2, max_retries=1, **LOCAL),
-                    log=lambda m: None)
+    with pytest.raises(
+        ShardsFailedError,
+        match=r"shard\(s\) 1 of 2 still incomplete after 2 task\(s\) each — "
+        r"shard 1: failed: ValueError: shard 1 always fails",
+    ):
+        run_sharded(
+            keys,
+            ToyWork(keys, always_fail=1),
+            store,
+            SubmitOptions(shards=2, max_retries=1, **LOCAL),
+            log=lambda m: None,
+        )
     assert sorted(ResultStore(store, read_header(store)).read().rows) == [0, 2, 4, 6]
     assert stored_keys(shard_store(shards_dir(store), 1, 2)) == set()
 
@@ -250,19 +277,47 @@ def _rows(store: Path) -> dict:
     return ResultStore(store, read_header(store)).read().rows
 
 
-def test_proxies_sharded_equals_one_process_despite_a_kill_and_a_failure(data_dir, tmp_path, monkeypatch, capsys,
-                                                                            own_compile_cache):
+def test_proxies_sharded_equals_one_process_despite_a_kill_and_a_failure(
+    data_dir, tmp_path, monkeypatch, capsys, own_compile_cache
+):
     """2 shards; shard 1 is SIGKILLed mid-run (after its ``params`` chunk, before ``flops`` and
     ``nwot``), shard 0 fails once; both are resubmitted; the table equals the one-process table
     byte for byte and every proxy store holds the same rows."""
     import robntk.commands.proxies as cmd
 
-    base = ["proxies", "--data-dir", str(data_dir), *[a for i in ARCHS for a in ("--arch", i)], "--C", "2", "--N", "1",
-            "--batch-size", "4", "--proxies", "params", "flops", "nwot", "--no-progress"]
+    base = [
+        "proxies",
+        "--data-dir",
+        str(data_dir),
+        *[a for i in ARCHS for a in ("--arch", i)],
+        "--C",
+        "2",
+        "--N",
+        "1",
+        "--batch-size",
+        "4",
+        "--proxies",
+        "params",
+        "flops",
+        "nwot",
+        "--no-progress",
+    ]
     _one_process(base + ["--out", "one.csv"], tmp_path)
-    argv = base + ["--out", "sharded.csv", "--executor", "local", "--shards", "2", "--max-retries", "1",
-                   "--slurm-time", "10"]
-    assert _sharded(monkeypatch, cmd, argv, tmp_path, lambda w: Faulty(w, str(tmp_path / "marker"), kill=1, fail=0)) == 0
+    argv = base + [
+        "--out",
+        "sharded.csv",
+        "--executor",
+        "local",
+        "--shards",
+        "2",
+        "--max-retries",
+        "1",
+        "--slurm-time",
+        "10",
+    ]
+    assert (
+        _sharded(monkeypatch, cmd, argv, tmp_path, lambda w: Faulty(w, str(tmp_path / "marker"), kill=1, fail=0)) == 0
+    )
     out = capsys.readouterr().out
     assert "shard 0/2: 2 of 2 keys missing after attempt 1" in out and "injected failure of shard 0" in out
     assert "shard 1/2: 2 of 2 keys missing after attempt 1" in out and "no result" in out
@@ -288,11 +343,26 @@ def test_score_sharded_equals_one_process(data_dir, tmp_path, monkeypatch, own_c
 
     import robntk.commands.score as cmd
 
-    base = ["score", "--data-dir", str(data_dir), *[a for i in ARCHS[:3] for a in ("--arch", i)], "--C", "2", "--N",
-            "1", "--batch-size", "4", "--pgd-steps", "1", "--no-progress"]
+    base = [
+        "score",
+        "--data-dir",
+        str(data_dir),
+        *[a for i in ARCHS[:3] for a in ("--arch", i)],
+        "--C",
+        "2",
+        "--N",
+        "1",
+        "--batch-size",
+        "4",
+        "--pgd-steps",
+        "1",
+        "--no-progress",
+    ]
     _one_process(base + ["--out", "one.csv"], tmp_path)
-    assert _sharded(monkeypatch, cmd, base + ["--out", "sharded.csv", "--executor", "local", "--shards", "2"],
-                    tmp_path) == 0
+    assert (
+        _sharded(monkeypatch, cmd, base + ["--out", "sharded.csv", "--executor", "local", "--shards", "2"], tmp_path)
+        == 0
+    )
     one, sharded = _rows(tmp_path / "one.csv.store"), _rows(tmp_path / "sharded.csv.store")
     assert sorted(one) == sorted(sharded) == [1, 10, 100]
     for i in one:
@@ -301,4 +371,6 @@ def test_score_sharded_equals_one_process(data_dir, tmp_path, monkeypatch, own_c
     assert list(a.columns) == list(b.columns)
     cols = [c for c in a.columns if not c.endswith("_s")]
     pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
-    assert merge_stores([tmp_path / "one.csv.store"], tmp_path / "sharded.csv.store").n_rows == 3  # same key, no conflict
+    assert (
+        merge_stores([tmp_path / "one.csv.store"], tmp_path / "sharded.csv.store").n_rows == 3
+    )  # same key, no conflict

@@ -58,7 +58,10 @@ def test_bounds_hold_for_the_analytic_kernel(arch):
     fam = analytic_family(arch, X, xa, xaa)
     cs, cp = bound_coefficients(arch, "series", 48), bound_coefficients(arch, "path", 48)
     for beta in (0.0, 0.3, 0.5, 1.0):
-        for kname, (A, B), K in (("K_all", (X, xa), fam.k_all(beta)), ("K_tilde_all", (xa, xaa), fam.k_tilde_all(beta))):
+        for kname, (A, B), K in (
+            ("K_all", (X, xa), fam.k_all(beta)),
+            ("K_tilde_all", (xa, xaa), fam.k_tilde_all(beta)),
+        ):
             lam = lam_min(K)
             vals = {}
             for (co, c), me in itertools.product((("series", cs), ("path", cp)), ("separation", "gershgorin", "eig")):
@@ -110,9 +113,11 @@ def test_mixing_endpoints():
     xa, _ = _perturbed(X, 0.3, seed=4)
     for me in ("separation", "gershgorin", "eig"):
         assert lambda_min_bound(arch, X, xa, 0.0, method=me).value == pytest.approx(
-            lambda_min_bound(arch, X, method=me).value, rel=1e-12)
+            lambda_min_bound(arch, X, method=me).value, rel=1e-12
+        )
         assert lambda_min_bound(arch, X, xa, 1.0, method=me).value == pytest.approx(
-            lambda_min_bound(arch, xa, method=me).value, rel=1e-12)
+            lambda_min_bound(arch, xa, method=me).value, rel=1e-12
+        )
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])

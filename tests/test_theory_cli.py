@@ -24,8 +24,16 @@ def quick_run(tmp_path_factory):
 
 def test_quick_experiment_outputs(quick_run):
     df, out = quick_run
-    for name in ("bounds.csv", "config.json", "summary.md", "lambda_vs_width.png", "lambda_vs_rho.png",
-                 "lambda_vs_beta.png", "ratio_by_arch.png", "cnn_filter_size.png"):
+    for name in (
+        "bounds.csv",
+        "config.json",
+        "summary.md",
+        "lambda_vs_width.png",
+        "lambda_vs_rho.png",
+        "lambda_vs_beta.png",
+        "ratio_by_arch.png",
+        "cnn_filter_size.png",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "lambda_vs_width.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.tmp")) and not list(out.glob(".*"))  # no leftovers of atomic writes
@@ -53,7 +61,9 @@ def test_quick_experiment_outputs(quick_run):
 def test_cli_bound_quick_and_errors(tmp_path, capsys):
     out = tmp_path / "res"
     override = tmp_path / "cfg.json"
-    override.write_text(json.dumps({"fcn": {"activations": ["gelu"], "structures": [[2, "all"]]}, "cnn": {"activations": []}}))
+    override.write_text(
+        json.dumps({"fcn": {"activations": ["gelu"], "structures": [[2, "all"]]}, "cnn": {"activations": []}})
+    )
     assert cli.main(["bound", "--quick", "--out", str(out), "--no-plots", "--config", str(override)]) == 0
     assert "| all |" in capsys.readouterr().out
     df = pd.read_csv(out / "bounds.csv")
@@ -73,17 +83,20 @@ def test_cli_bound_quick_and_errors(tmp_path, capsys):
     assert "unknown config key 'widths'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("override, flags, msg", [
-    ({"betas": 0.5}, [], "config key 'betas' must be a list, got number 0.5"),
-    ({"seeds": ["a"]}, [], "config key 'seeds[0]' must be an int, got string 'a'"),
-    ({"seeds": []}, [], "config key 'seeds' must list at least one value"),
-    ({"fcn": 5}, [], "config key 'fcn' must be an object, got int 5"),
-    ({"fcn": {"structures": [[2]]}}, [], "config key 'fcn.structures[0]' must be a list like [1, 'none']"),
-    ({"fcn": {"depth": 2}}, [], "unknown config key 'fcn.depth'"),
-    ({"attack_width": None, "rhos": [0.3]}, ["--seeds", "-1"], "seeds must be integers >= 0, got -1"),
-    ({}, ["--seeds", ","], "--seeds must list at least one integer, got ','"),
-    ({}, ["--widths", "a,b"], "--widths must be comma-separated integers, got 'a,b'"),
-])
+@pytest.mark.parametrize(
+    "override, flags, msg",
+    [
+        ({"betas": 0.5}, [], "config key 'betas' must be a list, got number 0.5"),
+        ({"seeds": ["a"]}, [], "config key 'seeds[0]' must be an int, got string 'a'"),
+        ({"seeds": []}, [], "config key 'seeds' must list at least one value"),
+        ({"fcn": 5}, [], "config key 'fcn' must be an object, got int 5"),
+        ({"fcn": {"structures": [[2]]}}, [], "config key 'fcn.structures[0]' must be a list like [1, 'none']"),
+        ({"fcn": {"depth": 2}}, [], "unknown config key 'fcn.depth'"),
+        ({"attack_width": None, "rhos": [0.3]}, ["--seeds", "-1"], "seeds must be integers >= 0, got -1"),
+        ({}, ["--seeds", ","], "--seeds must list at least one integer, got ','"),
+        ({}, ["--widths", "a,b"], "--widths must be comma-separated integers, got 'a,b'"),
+    ],
+)
 def test_cli_bound_config_type_errors(override, flags, msg, tmp_path, capsys):
     """Type errors in --config / --seeds are one-line errors (exit 2) before anything runs."""
     cfg = tmp_path / "cfg.json"

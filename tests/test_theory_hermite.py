@@ -74,8 +74,11 @@ def test_parseval_and_quadrature_convergence(act):
 def test_stein_identity_derivative_coefficients(act):
     """μ_r(σ') = √(r+1) μ_{r+1}(σ), against direct quadrature of σ'."""
     z, w = H._gh_rule(400)
-    direct = [float(np.sum(w * np_activation_derivative(act, z) * special.eval_hermitenorm(r, z)))
-              / math.sqrt(math.factorial(r)) for r in range(8)]
+    direct = [
+        float(np.sum(w * np_activation_derivative(act, z) * special.eval_hermitenorm(r, z)))
+        / math.sqrt(math.factorial(r))
+        for r in range(8)
+    ]
     np.testing.assert_allclose(H.derivative_hermite(act, 7), direct, atol=1e-12)
 
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk.ntk import kernels
 from robntk.ntk import empirical as ntk
+from robntk.ntk import kernels
 from robntk.theory import (
     ResCNN,
     ResFCN,
@@ -203,7 +203,8 @@ def test_kernel_family_identities(x64):
     init, f = make_network(arch, 32, jnp.float64)
     p = init(0)
     xa, xaa = jax.jit(lambda p, x, y: perturb_sphere(f, p, x, y, 0.4, key=jax.random.PRNGKey(1), steps=3))(
-        p, jnp.asarray(X), jnp.asarray(y))
+        p, jnp.asarray(X), jnp.asarray(y)
+    )
     jac = jax.jit(lambda p, z: ntk.jacobian(f, p, z, output_mode="sum", independent_rows=True))
     J, Jt, Jtt = (jac(p, z) for z in (jnp.asarray(X), xa, xaa))
     g = ntk.gram
@@ -257,7 +258,12 @@ def test_neural_tangents_stax_cross_check():
         pytest.skip(f"neural_tangents unavailable: {type(exc).__name__}")
     d = 8
     X, _ = sphere_points(5, d)
-    _, _, kfn = stax.serial(stax.Dense(512, W_std=np.sqrt(d)), stax.Relu(),
-                            stax.Dense(512, W_std=np.sqrt(2.0)), stax.Relu(), stax.Dense(1, W_std=1.0))
+    _, _, kfn = stax.serial(
+        stax.Dense(512, W_std=np.sqrt(d)),
+        stax.Relu(),
+        stax.Dense(512, W_std=np.sqrt(2.0)),
+        stax.Relu(),
+        stax.Dense(1, W_std=1.0),
+    )
     ref = np.asarray(kfn(X, None, "ntk"))
     np.testing.assert_allclose(analytic_ntk(ResFCN(("relu", "relu"), (0,), in_dim=d), X), ref, rtol=1e-5)

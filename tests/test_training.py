@@ -19,8 +19,6 @@ import pytest
 
 from robntk.attacks import iterative as attacks
 from robntk.data.datasets import augment, balanced_subset, check_data, epoch_permutation
-from robntk.train.optim import onecycle_schedules
-from robntk.train.rundir import CHECKPOINT_DIR, METRICS_FILE, latest_checkpoint_epoch, read_metrics, restore_checkpoint
 from robntk.train.loop import (
     NonFiniteLossError,
     TrainConfig,
@@ -30,6 +28,8 @@ from robntk.train.loop import (
     train,
     training_attack,
 )
+from robntk.train.optim import onecycle_schedules
+from robntk.train.rundir import CHECKPOINT_DIR, METRICS_FILE, latest_checkpoint_epoch, read_metrics, restore_checkpoint
 
 ARCH_T = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
 
@@ -182,7 +182,9 @@ def test_augment_is_crop_of_padded_image_or_its_flip():
                 for i in range(2 * pad + 1)
                 for j in range(2 * pad + 1)
                 for fl in (0, 1)
-                if np.array_equal(out[b], (xp[b, i:i + 5, j:j + 5] if not fl else xp[b, i:i + 5, j:j + 5][:, ::-1]))
+                if np.array_equal(
+                    out[b], (xp[b, i : i + 5, j : j + 5] if not fl else xp[b, i : i + 5, j : j + 5][:, ::-1])
+                )
             ]
             assert hits, "output is not a crop (or flipped crop) of the padded image"
             seen.update(hits)
@@ -254,8 +256,7 @@ def test_trades_attack_is_attacks_pgd_with_normal_start_and_kl():
     p = jax.nn.softmax(jnp.asarray([[1.0, 0.0]]))
     q_logits = jnp.asarray([[0.0, 1.0]])
     q = jax.nn.softmax(q_logits)
-    np.testing.assert_allclose(float(attacks.kl_divergence(q_logits, p)), float(jnp.sum(p * jnp.log(p / q))),
-                               rtol=1e-6)
+    np.testing.assert_allclose(float(attacks.kl_divergence(q_logits, p)), float(jnp.sum(p * jnp.log(p / q))), rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------- training runs
@@ -420,8 +421,9 @@ def test_cli_train_flags_come_from_the_config():
 
     p = argparse.ArgumentParser()
     cmd.add_arguments(p)
-    a = p.parse_args(["--arch", ARCH_T, "--out", "x", "--eps", "4/255", "--attack-step-size", "1/255", "--lr", "0.2",
-                      "--no-augment"])
+    a = p.parse_args(
+        ["--arch", ARCH_T, "--out", "x", "--eps", "4/255", "--attack-step-size", "1/255", "--lr", "0.2", "--no-augment"]
+    )
     cfg = config_from_args(TrainConfig, a, arch=ARCH_T)
     assert cfg.eps == pytest.approx(4 / 255) and cfg.step_size_resolved == pytest.approx(1 / 255)
     assert cfg.max_lr == 0.2 and not cfg.augment
@@ -436,8 +438,26 @@ def test_cli_train_and_resume(tmp_path, monkeypatch, capsys):
     x, y = learnable_data(32)
     monkeypatch.setattr(cmd, "load_split", lambda *a, **k: (x, y))
     out = tmp_path / "run"
-    args = ["train", "--arch", ARCH_T, "--C", "4", "--N", "1", "--epochs", "2", "--batch-size", "16",
-            "--method", "clean", "--out", str(out), "--no-progress", "--data-dir", str(tmp_path)]
+    args = [
+        "train",
+        "--arch",
+        ARCH_T,
+        "--C",
+        "4",
+        "--N",
+        "1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--method",
+        "clean",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--data-dir",
+        str(tmp_path),
+    ]
     assert main(args + ["--stop-after-epochs", "1"]) == 0
     assert latest_checkpoint_epoch(out) == 1
     assert main(args) == 0  # resumes

@@ -23,7 +23,9 @@ from robntk import cli  # noqa: E402
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     out = HERE / ("results_quick" if quick else "results")
-    args = ["bound", "--out", str(out), "--progress"] + (["--quick"] if quick else ["--config", str(HERE / "config.json")])
+    args = ["bound", "--out", str(out), "--progress"] + (
+        ["--quick"] if quick else ["--config", str(HERE / "config.json")]
+    )
     return cli.main(args + [a for a in argv if a != "--quick"])
 
 

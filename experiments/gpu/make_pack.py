@@ -29,12 +29,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from robntk.data.datasets import balanced_indices, fixed_batch, read_npz  # noqa: E402
 from robntk.core.paths import data_dir as resolve_data_dir  # noqa: E402
+from robntk.data.datasets import balanced_indices, fixed_batch, read_npz  # noqa: E402
 
 NPZ = "cifar10_jpeg/cifar10_train_decoded_10k.npz"
-SPACE_FILES = ("nb201_archs/nb201_archs_15625.csv", "nb201_archs/meta.json",
-               "nb201_archs/NasBenchID_6466_idx.txt", "nb201_archs/PROVENANCE.md")
+SPACE_FILES = (
+    "nb201_archs/nb201_archs_15625.csv",
+    "nb201_archs/meta.json",
+    "nb201_archs/NasBenchID_6466_idx.txt",
+    "nb201_archs/PROVENANCE.md",
+)
 #: (batch size, batch seed) pairs whose images the pack keeps: every batch size of the
 #: protocol study (16, 32, 64) with the init seeds 0, 1, 2.
 BATCHES = tuple((b, s) for b in (16, 32, 64) for s in (0, 1, 2))
@@ -64,7 +68,8 @@ def main(argv=None) -> int:
     (tmp / "cifar10_jpeg/PROVENANCE.md").write_text(
         f"GPU data pack made by experiments/gpu/make_pack.py from {src / NPZ}: all {len(y)} labels, "
         f"the {int(keep.sum())} images of the fixed batches {list(BATCHES)} (batch size, seed); "
-        "every other image is zero. Not for training or evaluation.\n")
+        "every other image is zero. Not for training or evaluation.\n"
+    )
     (tmp / "nb201_archs").mkdir()
     for f in SPACE_FILES:
         shutil.copy2(src / f, tmp / f)
@@ -75,8 +80,10 @@ def main(argv=None) -> int:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"wrote {out} ({size / 1e6:.1f} MB; {int(keep.sum())} images kept); "
-          f"all {len(BATCHES)} batches equal to the full data")
+    print(
+        f"wrote {out} ({size / 1e6:.1f} MB; {int(keep.sum())} images kept); "
+        f"all {len(BATCHES)} batches equal to the full data"
+    )
     return 0
 
 

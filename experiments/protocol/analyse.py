@@ -22,12 +22,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from robntk.data.benchmark import RobBench  # noqa: E402
 from robntk.analysis.correlation import baselines, bootstrap_ci, correlation_table, kendall_tau, paired_tau_difference  # noqa: E402
 from robntk.core.figures import new_figure  # noqa: E402
 from robntk.core.paths import atomic_save, atomic_write  # noqa: E402
 from robntk.core.registry import AA_METRIC, CLEAN_METRIC, PGD8_METRIC  # noqa: E402
 from robntk.core.tables import write_table  # noqa: E402
+from robntk.data.benchmark import RobBench  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -79,11 +79,20 @@ def main(argv=None) -> int:
         t.insert(0, "level", name)
         rows.append(t)
     table = pd.concat(rows, ignore_index=True)
-    write_table(table, HERE / "tau_by_level.csv", {"levels": {n: LEVELS[n][0] for n in levels}, "n_boot": args.n_boot},
-                float_format="%.4f")
-    lines = ["# Protocol study — first results", "", "Kendall τ-b vs CIFAR-10 PGD-8 (n archs per level):", "",
-             "| level | n | " + " | ".join(c.replace("lambda_min_", "λ_min ") for c in KEY[:5]) + " | #params |",
-             "|---" * 8 + "|"]
+    write_table(
+        table,
+        HERE / "tau_by_level.csv",
+        {"levels": {n: LEVELS[n][0] for n in levels}, "n_boot": args.n_boot},
+        float_format="%.4f",
+    )
+    lines = [
+        "# Protocol study — first results",
+        "",
+        "Kendall τ-b vs CIFAR-10 PGD-8 (n archs per level):",
+        "",
+        "| level | n | " + " | ".join(c.replace("lambda_min_", "λ_min ") for c in KEY[:5]) + " | #params |",
+        "|---" * 8 + "|",
+    ]
     c10 = table[(table.dataset == "cifar10") & (table.metric == PGD8_METRIC)]
     for name in levels:
         sub = c10[c10.level == name].set_index("score")
@@ -93,27 +102,49 @@ def main(argv=None) -> int:
     claims = []
     base = levels.get("base")
     if base is not None:
-        acc = {m: bench.values(base["nb201_index"].to_numpy(), "cifar10", m) for m in (CLEAN_METRIC, PGD8_METRIC, AA_METRIC)}
-        pairs = [("lambda_min_robust_eps8", "lambda_min_clean", PGD8_METRIC), ("lambda_min_robust_eps8", "lambda_min_clean", AA_METRIC),
-                 ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_clean", PGD8_METRIC),
-                 ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_clean", AA_METRIC),
-                 ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_robust_eps8", PGD8_METRIC),
-                 ("lambda_min_twice_eps8", "lambda_min_robust_eps8", PGD8_METRIC),
-                 ("lambda_min_twice_eps8", "lambda_min_robust_eps8", AA_METRIC),
-                 ("lambda_min_all_eps8_beta0.5", "lambda_min_clean", CLEAN_METRIC),
-                 ("lambda_min_robust_all_eps8_beta0.5", "num_params", PGD8_METRIC),
-                 ("lambda_min_clean", "num_params", PGD8_METRIC)]
+        acc = {
+            m: bench.values(base["nb201_index"].to_numpy(), "cifar10", m)
+            for m in (CLEAN_METRIC, PGD8_METRIC, AA_METRIC)
+        }
+        pairs = [
+            ("lambda_min_robust_eps8", "lambda_min_clean", PGD8_METRIC),
+            ("lambda_min_robust_eps8", "lambda_min_clean", AA_METRIC),
+            ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_clean", PGD8_METRIC),
+            ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_clean", AA_METRIC),
+            ("lambda_min_robust_all_eps8_beta0.5", "lambda_min_robust_eps8", PGD8_METRIC),
+            ("lambda_min_twice_eps8", "lambda_min_robust_eps8", PGD8_METRIC),
+            ("lambda_min_twice_eps8", "lambda_min_robust_eps8", AA_METRIC),
+            ("lambda_min_all_eps8_beta0.5", "lambda_min_clean", CLEAN_METRIC),
+            ("lambda_min_robust_all_eps8_beta0.5", "num_params", PGD8_METRIC),
+            ("lambda_min_clean", "num_params", PGD8_METRIC),
+        ]
         base = base.assign(num_params=baselines(base["nb201_index"], bench.space)["num_params"].to_numpy())
         for a, b, m in pairs:
             d, lo, hi = paired_tau_difference(base[a], base[b], acc[m], n_boot=1000, seed=0)
             verdict = "a > b" if lo > 0 else ("a < b" if hi < 0 else "no difference resolved")
             pt, plo, phi = partial_tau_ci(base[a], acc[m], base[b])
             qt, qlo, qhi = partial_tau_ci(base[b], acc[m], base[a])
-            claims.append(dict(a=a, b=b, metric=m, n=len(base), tau_a=kendall_tau(base[a], acc[m]),
-                               tau_b=kendall_tau(base[b], acc[m]), diff=d, ci_low=lo, ci_high=hi, verdict=verdict,
-                               partial_tau_a_given_b=pt, partial_ci_low=plo, partial_ci_high=phi,
-                               partial_tau_b_given_a=qt, partial_b_ci_low=qlo, partial_b_ci_high=qhi,
-                               tau_a_b=kendall_tau(base[a], base[b])))
+            claims.append(
+                dict(
+                    a=a,
+                    b=b,
+                    metric=m,
+                    n=len(base),
+                    tau_a=kendall_tau(base[a], acc[m]),
+                    tau_b=kendall_tau(base[b], acc[m]),
+                    diff=d,
+                    ci_low=lo,
+                    ci_high=hi,
+                    verdict=verdict,
+                    partial_tau_a_given_b=pt,
+                    partial_ci_low=plo,
+                    partial_ci_high=phi,
+                    partial_tau_b_given_a=qt,
+                    partial_b_ci_low=qlo,
+                    partial_b_ci_high=qhi,
+                    tau_a_b=kendall_tau(base[a], base[b]),
+                )
+            )
         write_table(pd.DataFrame(claims), HERE / "claims.csv", {"level": "base", "n_boot": 1000}, float_format="%.4f")
         fig = new_figure((6, 4))
         ax = fig.subplots()
@@ -127,15 +158,22 @@ def main(argv=None) -> int:
         ax.legend(fontsize=7)
         fig.tight_layout()
         atomic_save(HERE / "tau_vs_beta.png", lambda p: fig.savefig(p, dpi=130))
-        lines += ["", "Claims (base level, paired bootstrap 95% CI of τ(a) − τ(b), C10):", "",
-                  "| a | b | metric | τ(a) | τ(b) | diff [CI] | verdict | τ(a, b) | partial τ(a, acc given b) [CI] "
-                  "| partial τ(b, acc given a) [CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Claims (base level, paired bootstrap 95% CI of τ(a) − τ(b), C10):",
+            "",
+            "| a | b | metric | τ(a) | τ(b) | diff [CI] | verdict | τ(a, b) | partial τ(a, acc given b) [CI] "
+            "| partial τ(b, acc given a) [CI] |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in claims:
-            lines.append(f"| {c['a']} | {c['b']} | {c['metric']} | {c['tau_a']:+.3f} | {c['tau_b']:+.3f} | "
-                         f"{c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['verdict']} | "
-                         f"{c['tau_a_b']:+.3f} | {c['partial_tau_a_given_b']:+.3f} [{c['partial_ci_low']:+.3f}, "
-                         f"{c['partial_ci_high']:+.3f}] | {c['partial_tau_b_given_a']:+.3f} "
-                         f"[{c['partial_b_ci_low']:+.3f}, {c['partial_b_ci_high']:+.3f}] |")
+            lines.append(
+                f"| {c['a']} | {c['b']} | {c['metric']} | {c['tau_a']:+.3f} | {c['tau_b']:+.3f} | "
+                f"{c['diff']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['verdict']} | "
+                f"{c['tau_a_b']:+.3f} | {c['partial_tau_a_given_b']:+.3f} [{c['partial_ci_low']:+.3f}, "
+                f"{c['partial_ci_high']:+.3f}] | {c['partial_tau_b_given_a']:+.3f} "
+                f"[{c['partial_b_ci_low']:+.3f}, {c['partial_b_ci_high']:+.3f}] |"
+            )
     # every level against the base level on the same archs (the level's prefix), paired bootstrap
     if base is not None:
         lv_rows = []
@@ -146,16 +184,37 @@ def main(argv=None) -> int:
             accm = bench.values(m["nb201_index"].to_numpy(), "cifar10", PGD8_METRIC)
             for c in (KEY[0], KEY[4]):
                 d, lo, hi = paired_tau_difference(m[c + "_level"], m[c + "_base"], accm, n_boot=1000, seed=0)
-                lv_rows.append(dict(level=name, score=c, n=len(m), tau_level=kendall_tau(m[c + "_level"], accm),
-                                    tau_base=kendall_tau(m[c + "_base"], accm), diff=d, ci_low=lo, ci_high=hi))
+                lv_rows.append(
+                    dict(
+                        level=name,
+                        score=c,
+                        n=len(m),
+                        tau_level=kendall_tau(m[c + "_level"], accm),
+                        tau_base=kendall_tau(m[c + "_base"], accm),
+                        diff=d,
+                        ci_low=lo,
+                        ci_high=hi,
+                    )
+                )
         if lv_rows:
-            write_table(pd.DataFrame(lv_rows), HERE / "level_vs_base.csv", {"metric": f"cifar10 {PGD8_METRIC}",
-                                                                           "n_boot": 1000}, float_format="%.4f")
-            lines += ["", "Each level vs the base level on the same archs (C10 PGD-8; τ(level) − τ(base), paired 95% CI):",
-                      "", "| level | score | n | τ level | τ base | diff [CI] |", "|---|---|---|---|---|---|"]
+            write_table(
+                pd.DataFrame(lv_rows),
+                HERE / "level_vs_base.csv",
+                {"metric": f"cifar10 {PGD8_METRIC}", "n_boot": 1000},
+                float_format="%.4f",
+            )
+            lines += [
+                "",
+                "Each level vs the base level on the same archs (C10 PGD-8; τ(level) − τ(base), paired 95% CI):",
+                "",
+                "| level | score | n | τ level | τ base | diff [CI] |",
+                "|---|---|---|---|---|---|",
+            ]
             for r in lv_rows:
-                lines.append(f"| {r['level']} | {r['score']} | {r['n']} | {r['tau_level']:+.3f} | {r['tau_base']:+.3f} | "
-                             f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |")
+                lines.append(
+                    f"| {r['level']} | {r['score']} | {r['n']} | {r['tau_level']:+.3f} | {r['tau_base']:+.3f} | "
+                    f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |"
+                )
     # BN mode: train (base) vs eval on the same archs, paired bootstrap
     if base is not None and "bn_eval" in levels:
         m = base.merge(levels["bn_eval"], on="nb201_index", suffixes=("_train", "_eval"))
@@ -164,41 +223,88 @@ def main(argv=None) -> int:
         for c in KEY[:5]:
             for mt, acc_m in accm.items():
                 d, lo, hi = paired_tau_difference(m[c + "_train"], m[c + "_eval"], acc_m, n_boot=1000, seed=0)
-                bn_rows.append(dict(score=c, metric=mt, n=len(m), tau_train=kendall_tau(m[c + "_train"], acc_m),
-                                    tau_eval=kendall_tau(m[c + "_eval"], acc_m), diff=d, ci_low=lo, ci_high=hi))
-        write_table(pd.DataFrame(bn_rows), HERE / "bn_mode_paired.csv", {"levels": ["base", "bn_eval"], "n_boot": 1000},
-                    float_format="%.4f")
-        lines += ["", f"BN mode, paired on the same {len(m)} archs (C10; τ(train) − τ(eval), 95% paired CI):", "",
-                  "| score | metric | τ train | τ eval | diff [CI] |", "|---|---|---|---|---|"]
+                bn_rows.append(
+                    dict(
+                        score=c,
+                        metric=mt,
+                        n=len(m),
+                        tau_train=kendall_tau(m[c + "_train"], acc_m),
+                        tau_eval=kendall_tau(m[c + "_eval"], acc_m),
+                        diff=d,
+                        ci_low=lo,
+                        ci_high=hi,
+                    )
+                )
+        write_table(
+            pd.DataFrame(bn_rows),
+            HERE / "bn_mode_paired.csv",
+            {"levels": ["base", "bn_eval"], "n_boot": 1000},
+            float_format="%.4f",
+        )
+        lines += [
+            "",
+            f"BN mode, paired on the same {len(m)} archs (C10; τ(train) − τ(eval), 95% paired CI):",
+            "",
+            "| score | metric | τ train | τ eval | diff [CI] |",
+            "|---|---|---|---|---|",
+        ]
         for r in bn_rows:
-            lines.append(f"| {r['score']} | {r['metric']} | {r['tau_train']:+.3f} | {r['tau_eval']:+.3f} | "
-                         f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |")
+            lines.append(
+                f"| {r['score']} | {r['metric']} | {r['tau_train']:+.3f} | {r['tau_eval']:+.3f} | "
+                f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] |"
+            )
     # the paper's β claim in numbers, and whether K̃2ε adds information over K̃ε (partial τ)
     if base is not None:
-        beta_rows = [dict(beta=bt, kernel=kern, metric=mt, n=len(base),
-                          kendall_tau=kendall_tau(base[f"lambda_min_{kern}_eps8_beta{bt:g}"], acc[mt]))
-                     for kern in ("all", "robust_all") for mt in (CLEAN_METRIC, PGD8_METRIC) for bt in BETAS]
+        beta_rows = [
+            dict(
+                beta=bt,
+                kernel=kern,
+                metric=mt,
+                n=len(base),
+                kendall_tau=kendall_tau(base[f"lambda_min_{kern}_eps8_beta{bt:g}"], acc[mt]),
+            )
+            for kern in ("all", "robust_all")
+            for mt in (CLEAN_METRIC, PGD8_METRIC)
+            for bt in BETAS
+        ]
         write_table(pd.DataFrame(beta_rows), HERE / "tau_vs_beta.csv", {"level": "base"}, float_format="%.4f")
-        lines += ["", "λ_min of the mixed kernels vs β (base level, C10; the β with the largest τ is read off "
-                  "the benchmark, so it is descriptive, not a tuned choice):", "",
-                  "| kernel | metric | β=0 | β=0.5 | β=1 | best β (τ) |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "λ_min of the mixed kernels vs β (base level, C10; the β with the largest τ is read off "
+            "the benchmark, so it is descriptive, not a tuned choice):",
+            "",
+            "| kernel | metric | β=0 | β=0.5 | β=1 | best β (τ) |",
+            "|---|---|---|---|---|---|",
+        ]
         bt = pd.DataFrame(beta_rows)
         for (kern, mt), g in bt.groupby(["kernel", "metric"], sort=False):
             g = g.set_index("beta")["kendall_tau"]
-            lines.append(f"| {kern} | {mt} | {g[0.0]:+.3f} | {g[0.5]:+.3f} | {g[1.0]:+.3f} | "
-                         f"{g.idxmax():g} ({g.max():+.3f}) |")
+            lines.append(
+                f"| {kern} | {mt} | {g[0.0]:+.3f} | {g[0.5]:+.3f} | {g[1.0]:+.3f} | {g.idxmax():g} ({g.max():+.3f}) |"
+            )
     # stability: τ between draws on common archs (init seeds: weights, batch and attack; attack seeds only)
     stab = []
     for what, group in (("init seed", ("base", "seed1", "seed2")), ("attack seed", ("base", "attack1", "attack2"))):
         present = [n for n in group if n in levels]
         for i, a in enumerate(present):
-            for b in present[i + 1:]:
+            for b in present[i + 1 :]:
                 m = levels[a].merge(levels[b], on="nb201_index", suffixes=("_a", "_b"))
                 for c in KEY[:5]:
                     lo, hi = bootstrap_ci(m[c + "_a"], m[c + "_b"], n_boot=args.n_boot)
                     rel = np.abs(m[c + "_a"] - m[c + "_b"]) / np.abs(m[c + "_b"])
-                    stab.append(dict(factor=what, a=a, b=b, score=c, n=len(m), kendall_tau=kendall_tau(m[c + "_a"], m[c + "_b"]),
-                                     ci_low=lo, ci_high=hi, median_rel_change=float(np.nanmedian(rel))))
+                    stab.append(
+                        dict(
+                            factor=what,
+                            a=a,
+                            b=b,
+                            score=c,
+                            n=len(m),
+                            kendall_tau=kendall_tau(m[c + "_a"], m[c + "_b"]),
+                            ci_low=lo,
+                            ci_high=hi,
+                            median_rel_change=float(np.nanmedian(rel)),
+                        )
+                    )
         # the mean over the draws (geometric mean, as robntk score --init-seeds/--attack-seeds) vs one draw
         if len(present) == 3:
             m = levels[present[0]][["nb201_index"] + KEY[:5]]
@@ -209,34 +315,69 @@ def main(argv=None) -> int:
                 v = np.stack([m[c]] + [m[f"{c}_{n}"] for n in present[1:]])
                 gm = np.exp(np.log(np.where(v > 0, v, np.nan)).mean(0))
                 d, lo, hi = paired_tau_difference(gm, m[c], accm, n_boot=1000, seed=0)
-                stab.append(dict(factor=f"{what}: mean of 3 vs base", a="geomean", b="base", score=c, n=len(m),
-                                 kendall_tau=kendall_tau(gm, accm), ci_low=lo, ci_high=hi, median_rel_change=np.nan,
-                                 tau_base=kendall_tau(m[c], accm), diff=d))
+                stab.append(
+                    dict(
+                        factor=f"{what}: mean of 3 vs base",
+                        a="geomean",
+                        b="base",
+                        score=c,
+                        n=len(m),
+                        kendall_tau=kendall_tau(gm, accm),
+                        ci_low=lo,
+                        ci_high=hi,
+                        median_rel_change=np.nan,
+                        tau_base=kendall_tau(m[c], accm),
+                        diff=d,
+                    )
+                )
     if "float64" in levels and base is not None:
         m = base.merge(levels["float64"], on="nb201_index", suffixes=("_32", "_64"))
         for c in KEY[:5] + ["trace_clean"]:
             rel = np.abs(m[c + "_32"] - m[c + "_64"]) / np.abs(m[c + "_64"])
-            stab.append(dict(factor="float32 vs float64 (same weights, batch and attack key)", a="base", b="float64",
-                             score=c, n=len(m), kendall_tau=kendall_tau(m[c + "_32"], m[c + "_64"]),
-                             median_rel_change=float(np.nanmedian(rel)), max_rel_change=float(np.nanmax(rel))))
+            stab.append(
+                dict(
+                    factor="float32 vs float64 (same weights, batch and attack key)",
+                    a="base",
+                    b="float64",
+                    score=c,
+                    n=len(m),
+                    kendall_tau=kendall_tau(m[c + "_32"], m[c + "_64"]),
+                    median_rel_change=float(np.nanmedian(rel)),
+                    max_rel_change=float(np.nanmax(rel)),
+                )
+            )
     if stab:
         st = pd.DataFrame(stab)
-        write_table(st, HERE / "stability.csv", {"what": "score stability across draws and precisions",
-                                                 "n_boot": args.n_boot}, float_format="%.6g")
-        lines += ["", "Stability (τ between two draws on the same archs; median relative change of the value):", "",
-                  "| factor | a | b | score | n | τ(a, b) or τ(mean, PGD-8) | median rel. change | max |",
-                  "|---|---|---|---|---|---|---|---|"]
+        write_table(
+            st,
+            HERE / "stability.csv",
+            {"what": "score stability across draws and precisions", "n_boot": args.n_boot},
+            float_format="%.6g",
+        )
+        lines += [
+            "",
+            "Stability (τ between two draws on the same archs; median relative change of the value):",
+            "",
+            "| factor | a | b | score | n | τ(a, b) or τ(mean, PGD-8) | median rel. change | max |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in st.to_dict("records"):
             mx = r.get("max_rel_change", np.nan)
-            lines.append(f"| {r['factor']} | {r['a']} | {r['b']} | {r['score']} | {r['n']} | {r['kendall_tau']:+.3f} | "
-                         f"{r['median_rel_change']:.2e} | {'' if pd.isna(mx) else f'{mx:.2e}'} |")
+            lines.append(
+                f"| {r['factor']} | {r['a']} | {r['b']} | {r['score']} | {r['n']} | {r['kendall_tau']:+.3f} | "
+                f"{r['median_rel_change']:.2e} | {'' if pd.isna(mx) else f'{mx:.2e}'} |"
+            )
     fig = new_figure((9, 4))
     ax = fig.subplots()
     names = list(levels)
     for k, c in enumerate(KEY[:5]):
         vals = [c10[(c10.level == n) & (c10.score == c)]["kendall_tau"].squeeze() for n in names]
-        ax.plot(np.arange(len(names)) + 0.08 * k, [float(v) if np.size(v) else np.nan for v in vals], "o",
-                label=c.replace("lambda_min_", "λ_min "))
+        ax.plot(
+            np.arange(len(names)) + 0.08 * k,
+            [float(v) if np.size(v) else np.nan for v in vals],
+            "o",
+            label=c.replace("lambda_min_", "λ_min "),
+        )
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set_ylabel("Kendall τ-b vs C10 PGD-8")

@@ -34,9 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from robntk.scoring.engine import EngineOptions, run_engine  # noqa: E402
-from robntk.scoring.config import ScoreConfig  # noqa: E402
 from robntk.nb201.searchspace import SearchSpace  # noqa: E402
+from robntk.scoring.config import ScoreConfig  # noqa: E402
+from robntk.scoring.engine import EngineOptions, run_engine  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 #: β ∈ {0, 0.1, …, 1} for the mixed-kernel claim (β only mixes blocks of the same Gram: no extra NTK).
@@ -91,12 +91,23 @@ def main(argv=None) -> int:
         left = deadline - time.time()
         if left <= 0:
             break
-        rep = run_engine(perm[:n], level_config(name), OUT / "stores" / f"{name}.store", data_dir=args.data_dir,
-                         space=space, keep_order=True, time_budget_s=left, out=OUT / f"scores_{name}.csv",
-                         options=EngineOptions(flush_seconds=30), extra_provenance={"study": "protocol",
-                                                                                     "level": name})
-        print(f"{name}: {rep.n_scored} scored, {rep.n_skipped} stored before, {rep.n_remaining} left; "
-              f"compile {rep.compile_s:.0f} s, {rep.archs_per_s:.3f} archs/s", flush=True)
+        rep = run_engine(
+            perm[:n],
+            level_config(name),
+            OUT / "stores" / f"{name}.store",
+            data_dir=args.data_dir,
+            space=space,
+            keep_order=True,
+            time_budget_s=left,
+            out=OUT / f"scores_{name}.csv",
+            options=EngineOptions(flush_seconds=30),
+            extra_provenance={"study": "protocol", "level": name},
+        )
+        print(
+            f"{name}: {rep.n_scored} scored, {rep.n_skipped} stored before, {rep.n_remaining} left; "
+            f"compile {rep.compile_s:.0f} s, {rep.archs_per_s:.3f} archs/s",
+            flush=True,
+        )
     return 0
 
 

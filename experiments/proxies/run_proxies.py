@@ -46,39 +46,62 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from robntk.analysis import combine as K  # noqa: E402
-from robntk.data.benchmark import DATASETS, METRICS, RobBench  # noqa: E402
-from robntk.cli import main as robntk_main  # noqa: E402
 from robntk.analysis.correlation import correlation_table, kendall_tau, spearman_rho  # noqa: E402
+from robntk.cli import main as robntk_main  # noqa: E402
 from robntk.core.figures import tau_heatmap  # noqa: E402
 from robntk.core.paths import atomic_write  # noqa: E402
-from robntk.nb201.searchspace import SearchSpace  # noqa: E402
+from robntk.data.benchmark import DATASETS, METRICS, RobBench  # noqa: E402
 from robntk.data.suite_zero import load_suite_zero  # noqa: E402
+from robntk.nb201.searchspace import SearchSpace  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STORE = HERE / "proxies.store"
 ALL_PROXIES = ("params", "flops", "synflow", "nwot")
-SAMPLE_PROXIES = ("params", "flops", "synflow", "nwot", "jacov", "snip", "grad_norm", "fisher", "epe_nas", "zen",
-                  "l2_norm", "plain")
+SAMPLE_PROXIES = (
+    "params",
+    "flops",
+    "synflow",
+    "nwot",
+    "jacov",
+    "snip",
+    "grad_norm",
+    "fisher",
+    "epe_nas",
+    "zen",
+    "l2_norm",
+    "plain",
+)
 #: proxies outside NASLib's set (no reference values): ZiCo, CRoZe (robustness-aware), TE-NAS's
 #: linear-region count; TE-NAS's NTK condition number has its own stage (a B=64 train-mode NTK).
 EXTRA_PROXIES = ("zico", "croze", "linear_regions")
 SAMPLE_N = 500
-STAGES = {"all": ("proxies_all.csv", ALL_PROXIES), "sample": ("proxies_sample.csv", SAMPLE_PROXIES),
-          "grasp": ("proxies_grasp.csv", ("grasp",)),
-          "sample_extra": ("proxies_sample_extra.csv", EXTRA_PROXIES),
-          "tenas": ("proxies_sample_tenas.csv", ("tenas_ntk_cond",)),
-          "all_rest": ("proxies_all_rest.csv", SAMPLE_PROXIES)}
+STAGES = {
+    "all": ("proxies_all.csv", ALL_PROXIES),
+    "sample": ("proxies_sample.csv", SAMPLE_PROXIES),
+    "grasp": ("proxies_grasp.csv", ("grasp",)),
+    "sample_extra": ("proxies_sample_extra.csv", EXTRA_PROXIES),
+    "tenas": ("proxies_sample_tenas.csv", ("tenas_ntk_cond",)),
+    "all_rest": ("proxies_all_rest.csv", SAMPLE_PROXIES),
+}
 N_BOOT = 1000
-ZERO_SHOT = ["mean_rank(params,flops,synflow,nwot)", "vote(params,flops,synflow,nwot)",
-             "mean_rank(synflow,jacov,snip)", "vote(synflow,jacov,snip)", "mean_rank(params,nwot)"]
+ZERO_SHOT = [
+    "mean_rank(params,flops,synflow,nwot)",
+    "vote(params,flops,synflow,nwot)",
+    "mean_rank(synflow,jacov,snip)",
+    "vote(synflow,jacov,snip)",
+    "mean_rank(params,nwot)",
+]
 #: NTK scores of the protocol base level (train BN, 200 archs) and zero-shot rules that add them to
 #: the proxies (fixed before any result: K̃_all at the paper's β = 0.5, equal weights).
-NTK_COLS = ["lambda_min_clean", "lambda_min_robust_eps8", "lambda_min_twice_eps8",
-            "lambda_min_robust_all_eps8_beta0.5"]
-NTK_ZERO_SHOT = ["mean_rank(params,nwot)", "mean_rank(params,nwot,lambda_min_robust_all_eps8_beta0.5)",
-                 "mean_rank(params,nwot,lambda_min_clean)", "vote(synflow,jacov,snip)",
-                 "vote(synflow,jacov,snip,lambda_min_robust_all_eps8_beta0.5)",
-                 "mean_rank(lambda_min_clean,lambda_min_robust_eps8,lambda_min_twice_eps8)"]
+NTK_COLS = ["lambda_min_clean", "lambda_min_robust_eps8", "lambda_min_twice_eps8", "lambda_min_robust_all_eps8_beta0.5"]
+NTK_ZERO_SHOT = [
+    "mean_rank(params,nwot)",
+    "mean_rank(params,nwot,lambda_min_robust_all_eps8_beta0.5)",
+    "mean_rank(params,nwot,lambda_min_clean)",
+    "vote(synflow,jacov,snip)",
+    "vote(synflow,jacov,snip,lambda_min_robust_all_eps8_beta0.5)",
+    "mean_rank(lambda_min_clean,lambda_min_robust_eps8,lambda_min_twice_eps8)",
+]
 
 
 def sample_file(space: SearchSpace, data_dir) -> Path:
@@ -107,9 +130,20 @@ def compute(data_dir, minutes: float, stages) -> None:
             break
         out, names = STAGES[stage]
         sel = {"all": ["--all"], "all_rest": ["--archs-file", str(HERE / "all_archs_order.txt")]}.get(
-            stage, ["--archs-file", str(archs)])
-        argv = ["proxies", *sel, "--proxies", *names, "--out", str(HERE / out), "--store", str(STORE),
-                "--minutes", f"{left:.3f}"]
+            stage, ["--archs-file", str(archs)]
+        )
+        argv = [
+            "proxies",
+            *sel,
+            "--proxies",
+            *names,
+            "--out",
+            str(HERE / out),
+            "--store",
+            str(STORE),
+            "--minutes",
+            f"{left:.3f}",
+        ]
         if data_dir:
             argv[1:1] = ["--data-dir", str(data_dir)]
         t0 = time.time()
@@ -130,8 +164,16 @@ def agreement(ours: pd.DataFrame, naslib: pd.DataFrame, bench: RobBench) -> pd.D
         both = ours[[p]].join(naslib[[p]].add_suffix("_naslib"), how="inner").dropna()
         a, b = both[p].to_numpy(), both[f"{p}_naslib"].to_numpy()
         y = bench.values(bench.representatives_of(both.index.to_numpy()), "cifar10", "val_pgd_8.0_acc")
-        rows.append({"proxy": p, "n_cells": len(both), "spearman_rho": spearman_rho(a, b), "kendall_tau": kendall_tau(a, b),
-                     "tau_pgd8_robntk": kendall_tau(a, y), "tau_pgd8_naslib": kendall_tau(b, y)})
+        rows.append(
+            {
+                "proxy": p,
+                "n_cells": len(both),
+                "spearman_rho": spearman_rho(a, b),
+                "kendall_tau": kendall_tau(a, b),
+                "tau_pgd8_robntk": kendall_tau(a, y),
+                "tau_pgd8_naslib": kendall_tau(b, y),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -148,8 +190,7 @@ def analyse(data_dir) -> None:
         cols = [c for c in names if c in ours.columns]  # a stage may hold fewer proxies than it asks for
         peer = naslib_cls[[c for c in cols if c in naslib_cls.columns]].add_prefix("naslib_")
         both = ours[cols].join(peer, how="left")
-        t = correlation_table(both, bench, n_boot=N_BOOT, include_baselines=stage == "all",
-                              columns=list(both.columns))
+        t = correlation_table(both, bench, n_boot=N_BOOT, include_baselines=stage == "all", columns=list(both.columns))
         tables.append(t.assign(stage=stage, n_archs=t.attrs["n_archs"]))
         summary[stage] = {"n_archs": int(t.attrs["n_archs"]), "proxies": list(names)}
     # the NTK family (protocol base level: train BN, 200 archs) beside robntk's and NASLib's proxies
@@ -160,8 +201,11 @@ def analyse(data_dir) -> None:
     sc = pd.read_csv(ntk).head(200).set_index("nb201_index") if ntk.is_file() else None
     if sc is not None and all_ is not None:
         cols = [c for c in sc.columns if c.startswith("lambda_min_") and c.endswith(("clean", "eps8", "beta0.5"))]
-        both = sc[cols].join(all_[list(ALL_PROXIES)], how="inner").join(
-            naslib_cls[list(SAMPLE_PROXIES)].add_prefix("naslib_"), how="left")
+        both = (
+            sc[cols]
+            .join(all_[list(ALL_PROXIES)], how="inner")
+            .join(naslib_cls[list(SAMPLE_PROXIES)].add_prefix("naslib_"), how="left")
+        )
         t = correlation_table(both, bench, n_boot=N_BOOT, columns=list(both.columns))
         tables.append(t.assign(stage="ntk_base200", n_archs=t.attrs["n_archs"]))
         summary["ntk_base200"] = {"n_archs": int(t.attrs["n_archs"]), "source": str(ntk.relative_to(ROOT))}
@@ -173,37 +217,69 @@ def analyse(data_dir) -> None:
     pd.concat(agree, ignore_index=True).to_csv(HERE / "agreement_naslib.csv", index=False)
     for stage in table.stage.unique():
         t = table[table.stage == stage]
-        tau_heatmap(t, HERE / f"tau_heatmap_{stage}.png",
-                    title=f"Kendall τ-b, robntk proxies and NASLib peer rows ({stage}: n={int(t.n_archs.iloc[0])})")
+        tau_heatmap(
+            t,
+            HERE / f"tau_heatmap_{stage}.png",
+            title=f"Kendall τ-b, robntk proxies and NASLib peer rows ({stage}: n={int(t.n_archs.iloc[0])})",
+        )
     # combinations of robntk's own proxies (all archs): zero-shot rules and learned on a half split
     targets = [(d, m) for d in DATASETS for m in METRICS]
     if all_ is not None and len(all_):
-        rep, models = K.report(all_[list(ALL_PROXIES)], bench, singles=list(ALL_PROXIES),
-                               zero_shot_specs=[s for s in ZERO_SHOT if set(K.parse_spec(s)[1]) <= set(ALL_PROXIES)],
-                               learned=[("linear", list(ALL_PROXIES)), ("greedy_mean_rank", list(ALL_PROXIES)),
-                                        ("quadratic", list(ALL_PROXIES))], targets=targets, n_boot=N_BOOT,
-                               progress=False)
+        rep, models = K.report(
+            all_[list(ALL_PROXIES)],
+            bench,
+            singles=list(ALL_PROXIES),
+            zero_shot_specs=[s for s in ZERO_SHOT if set(K.parse_spec(s)[1]) <= set(ALL_PROXIES)],
+            learned=[
+                ("linear", list(ALL_PROXIES)),
+                ("greedy_mean_rank", list(ALL_PROXIES)),
+                ("quadratic", list(ALL_PROXIES)),
+            ],
+            targets=targets,
+            n_boot=N_BOOT,
+            progress=False,
+        )
         rep.to_csv(HERE / "combinations_all.csv", index=False)
-        summary["combinations_all"] = {"n_rows": int(rep.attrs["n_rows"]), "n_train": int(rep.attrs["n_train"]),
-                                       "split_seed": int(rep.attrs["split_seed"])}
+        summary["combinations_all"] = {
+            "n_rows": int(rep.attrs["n_rows"]),
+            "n_train": int(rep.attrs["n_train"]),
+            "split_seed": int(rep.attrs["split_seed"]),
+        }
     # NASLib's one-pass set: on the 500-cell sample, and on the all_rest prefix (a uniform sample)
     for stage, learned in (("sample", ("linear",)), ("all_rest", ("linear", "quadratic"))):
         sam = _read(STAGES[stage][0])
         if sam is None or len(sam) < 20:
             continue
         have = [c for c in SAMPLE_PROXIES if c in sam.columns]
-        rep, _ = K.report(sam[have], bench, singles=have,
-                          zero_shot_specs=[z for z in ZERO_SHOT if set(K.parse_spec(z)[1]) <= set(have)],
-                          learned=[(m, have) for m in learned], targets=targets, n_boot=N_BOOT, progress=False)
+        rep, _ = K.report(
+            sam[have],
+            bench,
+            singles=have,
+            zero_shot_specs=[z for z in ZERO_SHOT if set(K.parse_spec(z)[1]) <= set(have)],
+            learned=[(m, have) for m in learned],
+            targets=targets,
+            n_boot=N_BOOT,
+            progress=False,
+        )
         rep.to_csv(HERE / f"combinations_{stage}.csv", index=False)
-        summary[f"combinations_{stage}"] = {"n_rows": int(rep.attrs["n_rows"]), "n_train": int(rep.attrs["n_train"]),
-                                            "split_seed": int(rep.attrs["split_seed"])}
+        summary[f"combinations_{stage}"] = {
+            "n_rows": int(rep.attrs["n_rows"]),
+            "n_train": int(rep.attrs["n_train"]),
+            "split_seed": int(rep.attrs["split_seed"]),
+        }
     # the NTK family beside the one-pass proxies on the protocol's 200 base archs (zero-shot only)
     rest = _read(STAGES["all_rest"][0])
     if sc is not None and rest is not None:
         both = sc[NTK_COLS].join(rest[list(SAMPLE_PROXIES)], how="inner")
-        rep, _ = K.report(both, bench, singles=NTK_COLS + ["params", "nwot"], zero_shot_specs=NTK_ZERO_SHOT,
-                          targets=targets, n_boot=N_BOOT, progress=False)
+        rep, _ = K.report(
+            both,
+            bench,
+            singles=NTK_COLS + ["params", "nwot"],
+            zero_shot_specs=NTK_ZERO_SHOT,
+            targets=targets,
+            n_boot=N_BOOT,
+            progress=False,
+        )
         rep.to_csv(HERE / "combinations_ntk_base200.csv", index=False)
         summary["combinations_ntk_base200"] = {"n_rows": int(rep.attrs["n_rows"]), "zero_shot_only": True}
     with atomic_write(HERE / "summary.json") as fh:

@@ -3,6 +3,7 @@
 Run from the repository root (resumable: rows in fsp.csv are skipped):
     nice -n 10 python experiments/robnets/run_fsp.py   # or: robntk robnets fsp --out experiments/robnets/fsp
 """
+
 import sys
 
 from robntk.commands.robnets import main

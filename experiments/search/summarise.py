@@ -1,6 +1,6 @@
 """Tables of experiments/search/<run>/{curves,reach}.csv → experiments/search/summary.md.
 
-    PYTHONPATH=$PWD python experiments/search/summarise.py
+PYTHONPATH=$PWD python experiments/search/summarise.py
 """
 
 from pathlib import Path
@@ -16,31 +16,48 @@ NAME = {"clean": "clean", "robust": "PGD-8"}
 
 def curve_table(cur: pd.DataFrame, criterion: str, report: str) -> str:
     sub = cur[(cur["criterion"] == criterion) & (cur["report"] == report) & cur["queries"].isin(AT)]
-    lines = [(f"\nSearch by {NAME[criterion]}, reported {NAME[report]} accuracy of the incumbent "
-              "(mean [95% t-CI] over seeds):\n"), "| method | " + " | ".join(f"{q} queries" for q in AT) + " |",
-             "|---|" + "---|" * len(AT)]
+    lines = [
+        (
+            f"\nSearch by {NAME[criterion]}, reported {NAME[report]} accuracy of the incumbent "
+            "(mean [95% t-CI] over seeds):\n"
+        ),
+        "| method | " + " | ".join(f"{q} queries" for q in AT) + " |",
+        "|---|" + "---|" * len(AT),
+    ]
     for m in dict.fromkeys(sub["method"]):
         s = sub[sub["method"] == m].set_index("queries")
-        lines.append(f"| {m} | " + " | ".join(f"{s.loc[q, 'mean']:.4f} [{s.loc[q, 'ci_low']:.4f}, {s.loc[q, 'ci_high']:.4f}]"
-                                             if q in s.index else "" for q in AT) + " |")
+        lines.append(
+            f"| {m} | "
+            + " | ".join(
+                f"{s.loc[q, 'mean']:.4f} [{s.loc[q, 'ci_low']:.4f}, {s.loc[q, 'ci_high']:.4f}]" if q in s.index else ""
+                for q in AT
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def reach_table(reach: pd.DataFrame) -> str:
-    lines = ["\n| method | search by | PGD-8 ≥ | seeds reaching within budget | median queries | mean queries of those reaching [95% bootstrap CI] |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "\n| method | search by | PGD-8 ≥ | seeds reaching within budget | median queries | mean queries of those reaching [95% bootstrap CI] |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in reach.itertuples(index=False):
         med = "" if pd.isna(r.median) else f"{r.median:.0f}"
         mean = "" if not r.n_reached else f"{r.mean_reached:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]"
-        lines.append(f"| {r.method} | {NAME[r.criterion]} | {r.threshold} | {r.n_reached}/{r.n_seeds} "
-                     f"({100 * r.fraction:.0f}%) | {med} | {mean} |")
+        lines.append(
+            f"| {r.method} | {NAME[r.criterion]} | {r.threshold} | {r.n_reached}/{r.n_seeds} "
+            f"({100 * r.fraction:.0f}%) | {med} | {mean} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     out = []
-    for run, title in (("main", "Full pool (tf ranks all 6,285 NASLib-scored classes)"),
-                       ("tf_pool1000", "Training-free search, random pool of 1,000 classes per seed")):
+    for run, title in (
+        ("main", "Full pool (tf ranks all 6,285 NASLib-scored classes)"),
+        ("tf_pool1000", "Training-free search, random pool of 1,000 classes per seed"),
+    ):
         cur = pd.read_csv(HERE / run / "curves.csv")
         reach = pd.read_csv(HERE / run / "reach.csv")
         out.append(f"\n## {title} (`{run}/`)\n")

@@ -42,8 +42,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from robntk.data.benchmark import RobBench
 from robntk.analysis.correlation import DEFAULT_N_BOOT, bootstrap_ci, deduplicate, kendall_tau
+from robntk.data.benchmark import RobBench
 
 ZERO_SHOT_METHODS: tuple[str, ...] = ("mean_rank", "geometric_rank", "harmonic_rank", "vote")
 LEARNED_METHODS: tuple[str, ...] = ("linear", "quadratic", "pairwise_logistic", "greedy_mean_rank")
@@ -51,11 +51,20 @@ LEARNED_METHODS: tuple[str, ...] = ("linear", "quadratic", "pairwise_logistic", 
 TARGET: tuple[str, str] = ("cifar10", "val_pgd_8.0_acc")
 #: Default evaluation targets of :func:`report` (PGD-8 on the three datasets, CIFAR-10 clean).
 EVAL_TARGETS: tuple[tuple[str, str], ...] = (
-    ("cifar10", "val_pgd_8.0_acc"), ("cifar10", "val_acc"), ("cifar100", "val_pgd_8.0_acc"),
+    ("cifar10", "val_pgd_8.0_acc"),
+    ("cifar10", "val_acc"),
+    ("cifar100", "val_pgd_8.0_acc"),
     ("ImageNet16-120", "val_pgd_8.0_acc"),
 )
 REPORT_COLUMNS: tuple[str, ...] = (
-    "score", "kind", "eval_set", "dataset", "metric", "n", "kendall_tau", "kendall_tau_ci_low",
+    "score",
+    "kind",
+    "eval_set",
+    "dataset",
+    "metric",
+    "n",
+    "kendall_tau",
+    "kendall_tau_ci_low",
     "kendall_tau_ci_high",
 )
 
@@ -161,15 +170,16 @@ def vote_score(ranks: np.ndarray, weights: np.ndarray | None = None, block: int 
         return out
     res = np.empty(n)
     for s in range(0, n, block):
-        d = np.sign(x[s:s + block, None, :] - x[None, :, :])  # (b, n, k)
+        d = np.sign(x[s : s + block, None, :] - x[None, :, :])  # (b, n, k)
         v = d @ w  # (b, n)
-        res[s:s + block] = (v > 0).sum(1) - (v < 0).sum(1)
+        res[s : s + block] = (v > 0).sum(1) - (v < 0).sum(1)
     out[ok] = res / max(n - 1, 1)
     return out
 
 
-def zero_shot(scores: pd.DataFrame, columns: Sequence[str], method: str = "mean_rank", weights=None,
-              signs=None) -> pd.Series:
+def zero_shot(
+    scores: pd.DataFrame, columns: Sequence[str], method: str = "mean_rank", weights=None, signs=None
+) -> pd.Series:
     """A fixed (accuracy-free) combination of score columns.
 
     Args:
@@ -191,8 +201,9 @@ def zero_shot(scores: pd.DataFrame, columns: Sequence[str], method: str = "mean_
     if method not in ZERO_SHOT_METHODS:
         raise ValueError(f"unknown zero-shot method {method!r}; allowed: {', '.join(ZERO_SHOT_METHODS)}")
     cols = _check_columns(scores, columns)
-    w = _vector(weights if not isinstance(weights, Mapping) else [weights.get(c, 1.0) for c in cols],
-                len(cols), "weights", 1.0)
+    w = _vector(
+        weights if not isinstance(weights, Mapping) else [weights.get(c, 1.0) for c in cols], len(cols), "weights", 1.0
+    )
     if (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights must be non-negative with a positive sum, got {list(w)}")
     r = normalised_ranks(scores, cols, signs).to_numpy()
@@ -368,8 +379,9 @@ class Combination:
         return pd.Series(v, index=scores.index, name=self.name)
 
 
-def _fit_pairwise_logistic(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_pairs: int,
-                           l2: float) -> np.ndarray:
+def _fit_pairwise_logistic(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_pairs: int, l2: float
+) -> np.ndarray:
     n = x.shape[0]
     i = rng.integers(0, n, size=n_pairs)
     j = rng.integers(0, n, size=n_pairs)
@@ -413,9 +425,19 @@ def _greedy(r: pd.DataFrame, y: np.ndarray, max_columns: int | None, tol: float)
     return chosen, best
 
 
-def fit(scores: pd.DataFrame, target: pd.Series, columns: Sequence[str], method: str = "linear",
-        train_index=None, seed: int = 0, ridge: float = 1e-3, n_pairs: int = 200_000, l2: float = 1e-4,
-        max_columns: int | None = None, tol: float = 1e-4) -> Combination:
+def fit(
+    scores: pd.DataFrame,
+    target: pd.Series,
+    columns: Sequence[str],
+    method: str = "linear",
+    train_index=None,
+    seed: int = 0,
+    ridge: float = 1e-3,
+    n_pairs: int = 200_000,
+    l2: float = 1e-4,
+    max_columns: int | None = None,
+    tol: float = 1e-4,
+) -> Combination:
     """Fit a learned combination on the training architectures.
 
     Rank features are the percentile ranks of ``columns`` over all rows of ``scores`` (no labels
@@ -454,8 +476,10 @@ def fit(scores: pd.DataFrame, target: pd.Series, columns: Sequence[str], method:
     y = pd.Series(target).reindex(idx).to_numpy(np.float64)
     ok = ~(np.isnan(y) | r.isna().any(axis=1).to_numpy())
     if ok.sum() < 10:
-        raise ValueError(f"only {int(ok.sum())} of {len(idx)} training rows have all scores and a target; need ≥ 10 "
-                         "(a larger training part: --train-fraction, or more scored architectures)")
+        raise ValueError(
+            f"only {int(ok.sum())} of {len(idx)} training rows have all scores and a target; need ≥ 10 "
+            "(a larger training part: --train-fraction, or more scored architectures)"
+        )
     r, y = r[ok], y[ok]
     x = r.to_numpy()
     yr = pd.Series(y).rank(pct=True).to_numpy()
@@ -492,8 +516,15 @@ def fit(scores: pd.DataFrame, target: pd.Series, columns: Sequence[str], method:
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate(score: pd.Series, bench: RobBench, targets: Sequence[tuple[str, str]] = EVAL_TARGETS,
-             index=None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+def evaluate(
+    score: pd.Series,
+    bench: RobBench,
+    targets: Sequence[tuple[str, str]] = EVAL_TARGETS,
+    index=None,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Kendall τ-b (and bootstrap CI) of one score against benchmark targets.
 
     Args:
@@ -522,15 +553,28 @@ def evaluate(score: pd.Series, bench: RobBench, targets: Sequence[tuple[str, str
         ok = ~(np.isnan(x) | np.isnan(y))
         lo, hi = bootstrap_ci(x[ok], y[ok], "kendall_tau", n_boot, seed, level)
         rows.append((d, m, int(ok.sum()), kendall_tau(x[ok], y[ok]), lo, hi))
-    return pd.DataFrame(rows, columns=["dataset", "metric", "n", "kendall_tau", "kendall_tau_ci_low",
-                                       "kendall_tau_ci_high"])
+    return pd.DataFrame(
+        rows, columns=["dataset", "metric", "n", "kendall_tau", "kendall_tau_ci_low", "kendall_tau_ci_high"]
+    )
 
 
-def report(scores: pd.DataFrame, bench: RobBench, singles: Sequence[str] = (), zero_shot_specs: Sequence[str] = (),
-           learned: Sequence[tuple[str, Sequence[str]]] = (), fixed: Mapping[str, tuple[str, pd.Series]] | None = None,
-           target: tuple[str, str] = TARGET, targets: Sequence[tuple[str, str]] = EVAL_TARGETS,
-           split_seed: int = 0, train_fraction: float = 0.5, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-           level: float = 0.95, fit_kwargs: Mapping | None = None, progress: bool = True):
+def report(
+    scores: pd.DataFrame,
+    bench: RobBench,
+    singles: Sequence[str] = (),
+    zero_shot_specs: Sequence[str] = (),
+    learned: Sequence[tuple[str, Sequence[str]]] = (),
+    fixed: Mapping[str, tuple[str, pd.Series]] | None = None,
+    target: tuple[str, str] = TARGET,
+    targets: Sequence[tuple[str, str]] = EVAL_TARGETS,
+    split_seed: int = 0,
+    train_fraction: float = 0.5,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+    fit_kwargs: Mapping | None = None,
+    progress: bool = True,
+):
     """Evaluate single columns, zero-shot and learned combinations on one seeded split.
 
     Singles and zero-shot specs are evaluated on all rows (``eval_set='all'``) and on the
@@ -589,10 +633,29 @@ def report(scores: pd.DataFrame, bench: RobBench, singles: Sequence[str] = (), z
         for eval_set, keys in sets:
             ev = evaluate(ser, bench, targets, index=keys, n_boot=n_boot, seed=seed, level=level)
             for r in ev.itertuples(index=False):
-                rows.append((label, kind, eval_set, r.dataset, r.metric, r.n, r.kendall_tau,
-                             r.kendall_tau_ci_low, r.kendall_tau_ci_high))
+                rows.append(
+                    (
+                        label,
+                        kind,
+                        eval_set,
+                        r.dataset,
+                        r.metric,
+                        r.n,
+                        r.kendall_tau,
+                        r.kendall_tau_ci_low,
+                        r.kendall_tau_ci_high,
+                    )
+                )
     table = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
-    table.attrs.update(n_rows=len(complete), n_train=len(train), n_test=len(test), split_seed=split_seed,
-                       train_fraction=train_fraction, target=list(target), n_boot=n_boot, level=level,
-                       train_index=[int(i) for i in train])
+    table.attrs.update(
+        n_rows=len(complete),
+        n_train=len(train),
+        n_test=len(test),
+        split_seed=split_seed,
+        train_fraction=train_fraction,
+        target=list(target),
+        n_boot=n_boot,
+        level=level,
+        train_index=[int(i) for i in train],
+    )
     return table, models

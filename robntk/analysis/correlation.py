@@ -25,30 +25,52 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from robntk.data.benchmark import DATASETS, METRICS, RobBench
 from robntk.core.registry import AA_METRIC, CLEAN_METRIC, PGD8_METRIC
-from robntk.nb201.searchspace import NUM_ARCHS, SearchSpace, num_cell_params
 from robntk.core.tables import read_table
+from robntk.data.benchmark import DATASETS, METRICS, RobBench
+from robntk.nb201.searchspace import NUM_ARCHS, SearchSpace, num_cell_params
 
 #: Columns never treated as scores (identifiers and bookkeeping).
-ID_COLUMNS: frozenset[str] = frozenset({
-    "nb201_index", "uid", "arch_str", "arch", "isomorph", "representative", "is_evaluated", "is_unique",
-    "ops_code", "index", "seed", "shard", "status",
-})
+ID_COLUMNS: frozenset[str] = frozenset(
+    {
+        "nb201_index",
+        "uid",
+        "arch_str",
+        "arch",
+        "isomorph",
+        "representative",
+        "is_evaluated",
+        "is_unique",
+        "ops_code",
+        "index",
+        "seed",
+        "shard",
+        "status",
+    }
+)
 #: Width C used for the #params baseline (NB201's first stage). The cell count at C=16 orders
 #: cells exactly like the whole-network count (C = 16, 32, 64 stages): with at most 6 edges the
 #: 3×3/1×1 cost ratio (8.1 at C=16, 8.7 for the network) never changes an order.
 BASELINE_C = 16
 BASELINES: tuple[str, ...] = ("num_params", "num_conv3x3")
 TABLE_COLUMNS: tuple[str, ...] = (
-    "score", "kind", "dataset", "metric", "n", "kendall_tau", "kendall_tau_ci_low", "kendall_tau_ci_high",
-    "spearman_rho", "spearman_rho_ci_low", "spearman_rho_ci_high",
+    "score",
+    "kind",
+    "dataset",
+    "metric",
+    "n",
+    "kendall_tau",
+    "kendall_tau_ci_low",
+    "kendall_tau_ci_high",
+    "spearman_rho",
+    "spearman_rho_ci_low",
+    "spearman_rho_ci_high",
 )
 STATISTICS: tuple[str, ...] = ("kendall_tau", "spearman_rho")
 DEFAULT_N_BOOT = 200
@@ -66,8 +88,9 @@ def check_n_boot(n_boot, name: str = "--n-boot") -> int:
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {n_boot!r}")
     if n_boot > MAX_N_BOOT:
-        raise ValueError(f"{name} must be at most {MAX_N_BOOT} (the resamples are one n_boot x n_archs array), "
-                         f"got {n_boot!r}")
+        raise ValueError(
+            f"{name} must be at most {MAX_N_BOOT} (the resamples are one n_boot x n_archs array), got {n_boot!r}"
+        )
     return int(n_boot)
 
 
@@ -121,18 +144,19 @@ def _rowwise_spearman(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarr
     """Spearman ρ of each resample (rows of ``idx``), vectorised, in blocks to bound memory."""
     out = np.empty(idx.shape[0])
     for s in range(0, idx.shape[0], 64):
-        block = idx[s:s + 64]
+        block = idx[s : s + 64]
         rx = _st.rankdata(x[block], axis=1)
         ry = _st.rankdata(y[block], axis=1)
         rx -= rx.mean(axis=1, keepdims=True)
         ry -= ry.mean(axis=1, keepdims=True)
         with np.errstate(all="ignore"):
-            out[s:s + 64] = (rx * ry).sum(1) / np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
+            out[s : s + 64] = (rx * ry).sum(1) / np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
     return out
 
 
-def bootstrap_ci(a, b, statistic: str | Callable = "kendall_tau", n_boot: int = DEFAULT_N_BOOT,
-                 seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    a, b, statistic: str | Callable = "kendall_tau", n_boot: int = DEFAULT_N_BOOT, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of a rank correlation, resampling architectures.
 
     NaN pairs are dropped first (as in :func:`kendall_tau`); then ``n_boot`` resamples of the n
@@ -184,8 +208,9 @@ def bootstrap_ci(a, b, statistic: str | Callable = "kendall_tau", n_boot: int = 
     return (float(lo), float(hi))
 
 
-def paired_tau_difference(a, b, target, n_boot: int = 1000, seed: int = 0,
-                          level: float = 0.95) -> tuple[float, float, float]:
+def paired_tau_difference(
+    a, b, target, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """τ-b(a, target) − τ-b(b, target) on the same architectures, with a *paired* percentile
     bootstrap CI (each resample draws architectures once and recomputes both τ on them).
 
@@ -243,8 +268,10 @@ def baselines(indices: Iterable[int], space: SearchSpace, C: int = BASELINE_C) -
     idx = [space.check_index(i) for i in indices]
     ops = [space.ops(i) for i in idx]
     return pd.DataFrame(
-        {"num_params": np.array([num_cell_params(o, C) for o in ops], dtype=np.int64),
-         "num_conv3x3": np.array([sum(op == "nor_conv_3x3" for op in o) for o in ops], dtype=np.int64)},
+        {
+            "num_params": np.array([num_cell_params(o, C) for o in ops], dtype=np.int64),
+            "num_conv3x3": np.array([sum(op == "nor_conv_3x3" for op in o) for o in ops], dtype=np.int64),
+        },
         index=pd.Index(np.asarray(idx, dtype=np.int64), name="nb201_index"),
     )
 
@@ -273,9 +300,7 @@ def _indexed(scores: pd.DataFrame) -> pd.DataFrame:
     elif scores.index.name == "nb201_index":
         df = scores
     else:
-        raise ValueError(
-            f"scores need an 'nb201_index' column (or index); columns are {list(scores.columns)}"
-        )
+        raise ValueError(f"scores need an 'nb201_index' column (or index); columns are {list(scores.columns)}")
     raw = df.index.to_numpy()
     try:
         idx = np.asarray(raw, dtype=np.float64)
@@ -283,8 +308,15 @@ def _indexed(scores: pd.DataFrame) -> pd.DataFrame:
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        bad = [v for v in raw if not (isinstance(v, (int, np.integer, float, np.floating)) and float(v).is_integer()
-                                      and 0 <= float(v) < NUM_ARCHS)][:3]
+        bad = [
+            v
+            for v in raw
+            if not (
+                isinstance(v, (int, np.integer, float, np.floating))
+                and float(v).is_integer()
+                and 0 <= float(v) < NUM_ARCHS
+            )
+        ][:3]
         bad = [v.item() if isinstance(v, np.generic) else v for v in bad]  # 99999, not np.int64(99999)
         raise ValueError(f"nb201_index values must be integers in 0..{NUM_ARCHS - 1}; bad values e.g. {bad}")
     df = df.copy()
@@ -325,10 +357,17 @@ def _as_list(v, default: Sequence[str]) -> list[str]:
     return [v] if isinstance(v, str) else list(v)
 
 
-def correlation_table(scores: pd.DataFrame, bench: RobBench, datasets: Sequence[str] | str = DATASETS,
-                      metrics: Sequence[str] | str = METRICS, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                      include_baselines: bool = True, columns: Sequence[str] | None = None,
-                      level: float = 0.95) -> pd.DataFrame:
+def correlation_table(
+    scores: pd.DataFrame,
+    bench: RobBench,
+    datasets: Sequence[str] | str = DATASETS,
+    metrics: Sequence[str] | str = METRICS,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    include_baselines: bool = True,
+    columns: Sequence[str] | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Rank correlation of each score column with each benchmark (dataset, metric).
 
     Args:
@@ -418,13 +457,19 @@ def summary(table: pd.DataFrame, metrics: Sequence[str]) -> str:
     sub = table[table["metric"] == metric]
     datasets = list(dict.fromkeys(sub["dataset"]))
     width = max([len("score")] + [len(s) for s in sub["score"]])
-    lines = [f"Kendall tau-b [{100 * table.attrs.get('level', 0.95):.0f}% CI] vs {metric}:",
-             " " * width + "".join(f"  {d:>24}" for d in datasets)]
+    lines = [
+        f"Kendall tau-b [{100 * table.attrs.get('level', 0.95):.0f}% CI] vs {metric}:",
+        " " * width + "".join(f"  {d:>24}" for d in datasets),
+    ]
     for s in dict.fromkeys(sub["score"]):
         cells = []
         for d in datasets:
             r = sub[(sub["score"] == s) & (sub["dataset"] == d)].iloc[0]
-            ci = "" if math.isnan(r.kendall_tau_ci_low) else f" [{r.kendall_tau_ci_low:+.3f},{r.kendall_tau_ci_high:+.3f}]"
+            ci = (
+                ""
+                if math.isnan(r.kendall_tau_ci_low)
+                else f" [{r.kendall_tau_ci_low:+.3f},{r.kendall_tau_ci_high:+.3f}]"
+            )
             cells.append(f"  {r.kendall_tau:>+8.3f}{ci:>16}")
         lines.append(f"{s:<{width}}" + "".join(cells))
     return "\n".join(lines)

@@ -45,8 +45,12 @@ from robntk.nb201.searchspace import EDGES, OPS, SearchSpace
 
 #: Short labels of the metrics (figures and tables).
 METRIC_LABELS: dict[str, str] = {
-    "val_acc": "clean", "val_fgsm_3.0_acc": "FGSM-3", "val_pgd_3.0_acc": "PGD-3",
-    "val_fgsm_8.0_acc": "FGSM-8", "val_pgd_8.0_acc": "PGD-8", "autoattack": "AA",
+    "val_acc": "clean",
+    "val_fgsm_3.0_acc": "FGSM-3",
+    "val_pgd_3.0_acc": "PGD-3",
+    "val_fgsm_8.0_acc": "FGSM-8",
+    "val_pgd_8.0_acc": "PGD-8",
+    "autoattack": "AA",
 }
 #: Short labels of the datasets.
 DATASET_LABELS: dict[str, str] = {"cifar10": "C10", "cifar100": "C100", "ImageNet16-120": "IN16"}
@@ -58,8 +62,11 @@ EDGE_LABELS: tuple[str, ...] = tuple(f"{a}→{b}" for a, b in EDGES)
 #: Reference columns produced by :func:`reference_table` (per dataset ``<dataset>_<name>``).
 REFERENCE_LABELS: dict[str, str] = {
     "nb201_test_acc": "NB201 std. training, 200 ep, test acc",
-    "jung_clean": "Jung std. training, clean", "jung_aa_apgd-ce": "Jung APGD-CE 1/255",
-    "jung_aa_square": "Jung Square 1/255", "jung_fgsm": "Jung FGSM 1/255", "jung_pgd": "Jung PGD 1/255",
+    "jung_clean": "Jung std. training, clean",
+    "jung_aa_apgd-ce": "Jung APGD-CE 1/255",
+    "jung_aa_square": "Jung Square 1/255",
+    "jung_fgsm": "Jung FGSM 1/255",
+    "jung_pgd": "Jung PGD 1/255",
     "jung_corr": "Jung corruptions",
 }
 DEFAULT_OVERLAP_K: tuple[int, ...] = (10, 50, 100)
@@ -85,8 +92,9 @@ def random_guess(dataset: str) -> float:
 
 
 # --------------------------------------------------------------------------- inputs
-def benchmark_table(bench: RobBench, datasets: Sequence[str] | None = None,
-                    metrics: Sequence[str] | None = None) -> pd.DataFrame:
+def benchmark_table(
+    bench: RobBench, datasets: Sequence[str] | None = None, metrics: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The benchmark's values over its representatives, restricted to the report's metrics.
 
     Args:
@@ -119,8 +127,12 @@ def benchmark_table(bench: RobBench, datasets: Sequence[str] | None = None,
     return out
 
 
-def reference_table(bench: RobBench, data_dir: str | os.PathLike | None = None,
-                    nb201: pd.DataFrame | None = None, jung: pd.DataFrame | None = None) -> pd.DataFrame:
+def reference_table(
+    bench: RobBench,
+    data_dir: str | os.PathLike | None = None,
+    nb201: pd.DataFrame | None = None,
+    jung: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Standard-training references on the benchmark's representatives.
 
     Args:
@@ -222,13 +234,24 @@ def metric_summary(table: pd.DataFrame, whis: float = 1.5) -> pd.DataFrame:
                 continue
             v = table[col].dropna().to_numpy(np.float64)
             st = cbook.boxplot_stats(v, whis=whis)[0]
-            rows.append({
-                "dataset": d, "metric": m, "label": metric_label(d, m), "n": int(v.size),
-                "mean": float(st["mean"]), "min": float(v.min()), "q1": float(st["q1"]),
-                "median": float(st["med"]), "q3": float(st["q3"]), "max": float(v.max()),
-                "whisker_low": float(st["whislo"]), "whisker_high": float(st["whishi"]),
-                "n_outliers": int(len(st["fliers"])), "random_guess": random_guess(d),
-            })
+            rows.append(
+                {
+                    "dataset": d,
+                    "metric": m,
+                    "label": metric_label(d, m),
+                    "n": int(v.size),
+                    "mean": float(st["mean"]),
+                    "min": float(v.min()),
+                    "q1": float(st["q1"]),
+                    "median": float(st["med"]),
+                    "q3": float(st["q3"]),
+                    "max": float(v.max()),
+                    "whisker_low": float(st["whislo"]),
+                    "whisker_high": float(st["whishi"]),
+                    "n_outliers": int(len(st["fliers"])),
+                    "random_guess": random_guess(d),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -248,13 +271,20 @@ def tau_pairs(table: pd.DataFrame) -> pd.DataFrame:
     keys = _column_keys(table)
     rows = []
     for i, (ca, da, ma) in enumerate(keys):
-        for cb, db, mb in keys[i + 1:]:
+        for cb, db, mb in keys[i + 1 :]:
             x, y = table[ca].to_numpy(np.float64), table[cb].to_numpy(np.float64)
-            rows.append({
-                "dataset_a": da, "metric_a": ma, "dataset_b": db, "metric_b": mb,
-                "scope": "within" if da == db else "across", "n": int((~(np.isnan(x) | np.isnan(y))).sum()),
-                "kendall_tau": kendall_tau(x, y), "spearman_rho": spearman_rho(x, y),
-            })
+            rows.append(
+                {
+                    "dataset_a": da,
+                    "metric_a": ma,
+                    "dataset_b": db,
+                    "metric_b": mb,
+                    "scope": "within" if da == db else "across",
+                    "n": int((~(np.isnan(x) | np.isnan(y))).sum()),
+                    "kendall_tau": kendall_tau(x, y),
+                    "spearman_rho": spearman_rho(x, y),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -275,20 +305,24 @@ def tau_matrix(pairs: pd.DataFrame, statistic: str = "kendall_tau") -> pd.DataFr
     """
     if statistic not in pairs.columns:
         raise ValueError(f"unknown statistic {statistic!r}; allowed: kendall_tau, spearman_rho")
-    names = list(dict.fromkeys(
-        [column_name(d, m) for d, m in zip(pairs["dataset_a"], pairs["metric_a"])]
-        + [column_name(d, m) for d, m in zip(pairs["dataset_b"], pairs["metric_b"])]
-    ))
+    names = list(
+        dict.fromkeys(
+            [column_name(d, m) for d, m in zip(pairs["dataset_a"], pairs["metric_a"])]
+            + [column_name(d, m) for d, m in zip(pairs["dataset_b"], pairs["metric_b"])]
+        )
+    )
     mat = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
-    for da, ma, db, mb, v in zip(pairs["dataset_a"], pairs["metric_a"], pairs["dataset_b"], pairs["metric_b"],
-                                 pairs[statistic]):
+    for da, ma, db, mb, v in zip(
+        pairs["dataset_a"], pairs["metric_a"], pairs["dataset_b"], pairs["metric_b"], pairs[statistic]
+    ):
         a, b = column_name(da, ma), column_name(db, mb)
         mat.loc[a, b] = mat.loc[b, a] = v
     return mat
 
 
-def standard_training_agreement(table: pd.DataFrame, references: pd.DataFrame,
-                                ks: Sequence[int] = DEFAULT_OVERLAP_K) -> pd.DataFrame:
+def standard_training_agreement(
+    table: pd.DataFrame, references: pd.DataFrame, ks: Sequence[int] = DEFAULT_OVERLAP_K
+) -> pd.DataFrame:
     """Rank agreement of each benchmark metric with each standard-training reference (same dataset).
 
     Args:
@@ -315,8 +349,14 @@ def standard_training_agreement(table: pd.DataFrame, references: pd.DataFrame,
             a, b = table[col], references[rcol].reindex(table.index)
             keep = a.notna() & b.notna()
             n = int(keep.sum())
-            row = {"dataset": d, "metric": m, "reference": ref, "n": n,
-                   "kendall_tau": kendall_tau(a, b), "spearman_rho": spearman_rho(a, b)}
+            row = {
+                "dataset": d,
+                "metric": m,
+                "reference": ref,
+                "n": n,
+                "kendall_tau": kendall_tau(a, b),
+                "spearman_rho": spearman_rho(a, b),
+            }
             for k in ks:
                 ov = top_k_overlap(a[keep], b[keep], k) if k <= n else math.nan
                 row[f"top{k}_overlap"] = ov
@@ -331,8 +371,9 @@ def _op_matrix(indices, space: SearchSpace) -> np.ndarray:
     return np.array([[OPS.index(o) for o in space.ops(int(i))] for i in indices], dtype=np.int64)
 
 
-def operator_frequency(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT_OP_K,
-                       criteria: Sequence[str] = (CLEAN, ROBUST)) -> pd.DataFrame:
+def operator_frequency(
+    table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT_OP_K, criteria: Sequence[str] = (CLEAN, ROBUST)
+) -> pd.DataFrame:
     """Share of each op on each edge among the top-k architectures, per dataset and criterion.
 
     The whole space (all representatives of ``table``) is added as criterion ``'all'`` for
@@ -370,8 +411,17 @@ def operator_frequency(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT
             for e, edge in enumerate(EDGE_LABELS):
                 counts = np.bincount(ops[:, e], minlength=len(OPS))
                 for o, op in enumerate(OPS):
-                    rows.append({"dataset": d, "criterion": c, "k": len(ops), "edge": edge, "op": op,
-                                 "count": int(counts[o]), "frequency": counts[o] / len(ops)})
+                    rows.append(
+                        {
+                            "dataset": d,
+                            "criterion": c,
+                            "k": len(ops),
+                            "edge": edge,
+                            "op": op,
+                            "count": int(counts[o]),
+                            "frequency": counts[o] / len(ops),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -386,8 +436,9 @@ def operator_share(freq: pd.DataFrame) -> pd.DataFrame:
     return g.drop(columns="count")
 
 
-def top_k_table(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT_TOP,
-                criteria: Sequence[str] = (CLEAN, ROBUST)) -> pd.DataFrame:
+def top_k_table(
+    table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT_TOP, criteria: Sequence[str] = (CLEAN, ROBUST)
+) -> pd.DataFrame:
     """The k best architectures per dataset and criterion, with their arch strings and all metrics.
 
     Args:
@@ -412,9 +463,14 @@ def top_k_table(table: pd.DataFrame, space: SearchSpace, k: int = DEFAULT_TOP,
             if col not in table.columns:
                 raise ValueError(f"unknown criterion {c!r} for {d}; allowed: {', '.join(metrics)}")
             for r, i in enumerate(top_k_indices(table[col], k), start=1):
-                row = {"dataset": d, "criterion": c, "rank": r, "nb201_index": int(i),
-                       "arch_str": space.arch_str(int(i)),
-                       "num_conv3x3": sum(o == "nor_conv_3x3" for o in space.ops(int(i)))}
+                row = {
+                    "dataset": d,
+                    "criterion": c,
+                    "rank": r,
+                    "nb201_index": int(i),
+                    "arch_str": space.arch_str(int(i)),
+                    "num_conv3x3": sum(o == "nor_conv_3x3" for o in space.ops(int(i))),
+                }
                 for m in metrics:
                     if column_name(d, m) in table.columns:
                         row[m] = float(table.at[i, column_name(d, m)])
@@ -465,8 +521,12 @@ def expected_best_of_k(select: np.ndarray, report: np.ndarray, ks: Sequence[int]
     return np.asarray(out)
 
 
-def random_search_curve(table: pd.DataFrame, ks: Sequence[int] = DEFAULT_SEARCH_K,
-                        report_metric: str = ROBUST, criteria: Sequence[str] = (CLEAN, ROBUST)) -> pd.DataFrame:
+def random_search_curve(
+    table: pd.DataFrame,
+    ks: Sequence[int] = DEFAULT_SEARCH_K,
+    report_metric: str = ROBUST,
+    criteria: Sequence[str] = (CLEAN, ROBUST),
+) -> pd.DataFrame:
     """Expected outcome of random search per dataset, selecting by each criterion (exact, no sampling).
 
     Args:
@@ -496,8 +556,16 @@ def random_search_curve(table: pd.DataFrame, ks: Sequence[int] = DEFAULT_SEARCH_
             kk = [int(k) for k in ks if check_k(k) <= sel.size]
             vals = expected_best_of_k(sel, rep, kk)
             for k, v in zip(kk, vals):
-                rows.append({"dataset": d, "criterion": c, "report_metric": report_metric, "k": k,
-                             "expected": v, "best": float(rep.max())})
+                rows.append(
+                    {
+                        "dataset": d,
+                        "criterion": c,
+                        "report_metric": report_metric,
+                        "k": k,
+                        "expected": v,
+                        "best": float(rep.max()),
+                    }
+                )
     return pd.DataFrame(rows)
 
 

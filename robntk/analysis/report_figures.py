@@ -14,16 +14,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robntk.data.benchmark import DATASETS, METRICS, column_name
+from robntk.analysis.report import (
+    CLEAN,
+    EDGE_LABELS,
+    METRIC_LABELS,
+    OKABE_ITO,
+    REFERENCE_LABELS,
+    ROBUST,
+    metric_label,
+    random_guess,
+)
 from robntk.core import figures
 from robntk.core.paths import atomic_save
-from robntk.analysis.report import (CLEAN, EDGE_LABELS, METRIC_LABELS, OKABE_ITO, REFERENCE_LABELS, ROBUST,
-                     metric_label, random_guess)
+from robntk.data.benchmark import DATASETS, METRICS, column_name
 from robntk.nb201.searchspace import OPS
 
 _DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ImageNet16-120": "ImageNet16-120"}
-_OP_LABELS = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv 1×1", "nor_conv_3x3": "conv 3×3",
-              "avg_pool_3x3": "avg pool"}
+_OP_LABELS = {
+    "none": "none",
+    "skip_connect": "skip",
+    "nor_conv_1x1": "conv 1×1",
+    "nor_conv_3x3": "conv 3×3",
+    "avg_pool_3x3": "avg pool",
+}
 
 
 def new_figure(figsize: tuple[float, float]):
@@ -70,9 +83,13 @@ def boxplot_figure(table: pd.DataFrame, whis: float = 1.5):
             st = cbook.boxplot_stats(table[column_name(d, m)].dropna().to_numpy(), whis=whis)[0]
             st["label"] = METRIC_LABELS.get(m, m)
             stats.append(st)
-        art = ax.bxp(stats, patch_artist=True, showmeans=False,
-                     flierprops={"marker": ".", "markersize": 2, "alpha": 0.4, "markeredgecolor": "0.35"},
-                     medianprops={"color": "black"})
+        art = ax.bxp(
+            stats,
+            patch_artist=True,
+            showmeans=False,
+            flierprops={"marker": ".", "markersize": 2, "alpha": 0.4, "markeredgecolor": "0.35"},
+            medianprops={"color": "black"},
+        )
         for i, box in enumerate(art["boxes"]):
             box.set_facecolor(OKABE_ITO[i % 7])
             box.set_alpha(0.85)
@@ -86,8 +103,9 @@ def boxplot_figure(table: pd.DataFrame, whis: float = 1.5):
     return fig
 
 
-def _annotated_heatmap(ax, grid: np.ndarray, vmin: float, vmax: float, cmap: str = "viridis", fmt: str = "{:.2f}",
-                       fontsize: float = 7):
+def _annotated_heatmap(
+    ax, grid: np.ndarray, vmin: float, vmax: float, cmap: str = "viridis", fmt: str = "{:.2f}", fontsize: float = 7
+):
     """imshow + per-cell text, the text white on dark cells (relative luminance of the cell colour < 0.45)."""
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
@@ -101,8 +119,15 @@ def _annotated_heatmap(ax, grid: np.ndarray, vmin: float, vmax: float, cmap: str
             if np.isfinite(v):
                 r, g, b, _ = cm(norm(v))
                 dark = 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.45
-            ax.text(j, i, "—" if np.isnan(v) else fmt.format(v), ha="center", va="center", fontsize=fontsize,
-                    color="white" if dark else "black")
+            ax.text(
+                j,
+                i,
+                "—" if np.isnan(v) else fmt.format(v),
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if dark else "black",
+            )
     return im
 
 
@@ -122,7 +147,7 @@ def tau_matrix_figure(mat: pd.DataFrame, statistic: str = "Kendall τ-b"):
     labels, blocks = [], []
     for c in names:
         d = next((d for d in DATASETS if c.startswith(d + "_")), c.split("_")[0])
-        labels.append(metric_label(d, c[len(d) + 1:]))
+        labels.append(metric_label(d, c[len(d) + 1 :]))
         blocks.append(d)
     grid = mat.to_numpy(np.float64)
     cmap, vmin, vmax = _tau_scale(grid)
@@ -174,9 +199,17 @@ def standard_scatter_figure(table: pd.DataFrame, references: pd.DataFrame, agree
             if len(a):
                 r = a.iloc[0]
                 txt = f"τ = {r['kendall_tau']:.3f}\n" + "\n".join(
-                    f"top-{c[3:-8]} overlap {int(r[c])}/{c[3:-8]}" for c in kcols if pd.notna(r[c]))
-                ax.text(0.03, 0.97, txt, transform=ax.transAxes, va="top", fontsize=7,
-                        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+                    f"top-{c[3:-8]} overlap {int(r[c])}/{c[3:-8]}" for c in kcols if pd.notna(r[c])
+                )
+                ax.text(
+                    0.03,
+                    0.97,
+                    txt,
+                    transform=ax.transAxes,
+                    va="top",
+                    fontsize=7,
+                    bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+                )
             ax.set_xlabel(REFERENCE_LABELS.get(ref, ref), fontsize=8)
             ax.set_ylabel(f"NAS-RobBench-201 {METRIC_LABELS.get(m, m)}", fontsize=8)
             ax.set_title(_title(d), fontsize=9)
@@ -191,8 +224,9 @@ def standard_tau_figure(agreement: pd.DataFrame):
     Args:
         agreement: output of :func:`robntk.analysis.report.standard_training_agreement`.
     """
-    ds = [d for d in DATASETS if d in set(agreement["dataset"])] + \
-        [d for d in dict.fromkeys(agreement["dataset"]) if d not in DATASETS]
+    ds = [d for d in DATASETS if d in set(agreement["dataset"])] + [
+        d for d in dict.fromkeys(agreement["dataset"]) if d not in DATASETS
+    ]
     refs = [r for r in REFERENCE_LABELS if r in set(agreement["reference"])]
     ms = [m for m in METRICS if m in set(agreement["metric"])]
     fig = new_figure((0.55 * len(refs) * len(ds) + 2.5, 0.4 * len(ms) + 2.2))
@@ -205,13 +239,20 @@ def standard_tau_figure(agreement: pd.DataFrame):
         for m, r, v in zip(sub["metric"], sub["reference"], sub["kendall_tau"]):
             grid[ms.index(m), refs.index(r)] = v
         im = _annotated_heatmap(ax, grid, vmin, vmax, cmap=cmap)
-        ax.set_xticks(range(len(refs)), [r.replace("_test_acc", "").replace("jung_", "Jung ").replace("aa_", "")
-                                         for r in refs], rotation=45, ha="right", rotation_mode="anchor", fontsize=7)
+        ax.set_xticks(
+            range(len(refs)),
+            [r.replace("_test_acc", "").replace("jung_", "Jung ").replace("aa_", "") for r in refs],
+            rotation=45,
+            ha="right",
+            rotation_mode="anchor",
+            fontsize=7,
+        )
         ax.set_yticks(range(len(ms)), [METRIC_LABELS.get(m, m) for m in ms], fontsize=8)
         ax.set_title(_title(d), fontsize=9)
     fig.colorbar(im, ax=list(axes), fraction=0.03, pad=0.02, label="Kendall τ-b")
-    fig.suptitle("Rank agreement with standard training (NB201 200-epoch test acc; Jung et al. at ε = 1/255)",
-                 fontsize=10)
+    fig.suptitle(
+        "Rank agreement with standard training (NB201 200-epoch test acc; Jung et al. at ε = 1/255)", fontsize=10
+    )
     return fig
 
 
@@ -237,8 +278,14 @@ def operator_figure(freq: pd.DataFrame):
             k = int(sub["k"].iloc[0])
             what = f"all {k:,} archs" if c == "all" else f"top-{k} by {METRIC_LABELS.get(c, c)}"
             ax.set_title(f"{_title(d)}: {what}", fontsize=9)
-            ax.set_xticks(range(len(OPS)), [_OP_LABELS[o] for o in OPS], rotation=30, ha="right",
-                          rotation_mode="anchor", fontsize=7)
+            ax.set_xticks(
+                range(len(OPS)),
+                [_OP_LABELS[o] for o in OPS],
+                rotation=30,
+                ha="right",
+                rotation_mode="anchor",
+                fontsize=7,
+            )
             ax.set_yticks(range(len(EDGE_LABELS)), [f"edge {e}" for e in EDGE_LABELS], fontsize=7)
     fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02, label="share of architectures")
     fig.suptitle("Operator on each edge of the cell (node 0 = input, 3 = output)", fontsize=11)
@@ -263,8 +310,17 @@ def accuracy_robustness_figure(scatter: pd.DataFrame):
     order = np.argsort(scatter["num_conv3x3"].to_numpy(), kind="stable")
     for ax, d in zip(axes, ds):
         x, y = scatter[column_name(d, CLEAN)].to_numpy()[order], scatter[column_name(d, ROBUST)].to_numpy()[order]
-        sc = ax.scatter(x, y, c=scatter["num_conv3x3"].to_numpy()[order], cmap="viridis", norm=norm, s=4,
-                        alpha=0.7, edgecolors="none", rasterized=True)
+        sc = ax.scatter(
+            x,
+            y,
+            c=scatter["num_conv3x3"].to_numpy()[order],
+            cmap="viridis",
+            norm=norm,
+            s=4,
+            alpha=0.7,
+            edgecolors="none",
+            rasterized=True,
+        )
         ax.axvline(random_guess(d), color="0.5", ls=":", lw=1)
         ax.axhline(random_guess(d), color="0.5", ls=":", lw=1)
         ax.text(0.03, 0.97, f"τ = {kendall_tau(x, y):.3f}", transform=ax.transAxes, va="top", fontsize=8)
@@ -290,8 +346,14 @@ def random_search_figure(curve: pd.DataFrame):
     for ax, d in zip(axes, ds):
         sub = curve[curve["dataset"] == d]
         for i, (c, g) in enumerate(sub.groupby("criterion", sort=False)):
-            ax.plot(g["k"], g["expected"], marker="o", ms=3, color=OKABE_ITO[i],
-                    label=f"select by {METRIC_LABELS.get(c, c)}")
+            ax.plot(
+                g["k"],
+                g["expected"],
+                marker="o",
+                ms=3,
+                color=OKABE_ITO[i],
+                label=f"select by {METRIC_LABELS.get(c, c)}",
+            )
         ax.axhline(sub["best"].iloc[0], color="0.3", ls="--", lw=1, label="best in the space")
         ax.set_xscale("log")
         ax.set_xlabel("architectures queried (k)")
@@ -305,6 +367,13 @@ def random_search_figure(curve: pd.DataFrame):
 
 
 __all__ = [
-    "accuracy_robustness_figure", "boxplot_figure", "new_figure", "operator_figure", "random_search_figure",
-    "save_figure", "standard_scatter_figure", "standard_tau_figure", "tau_matrix_figure",
+    "accuracy_robustness_figure",
+    "boxplot_figure",
+    "new_figure",
+    "operator_figure",
+    "random_search_figure",
+    "save_figure",
+    "standard_scatter_figure",
+    "standard_tau_figure",
+    "tau_matrix_figure",
 ]

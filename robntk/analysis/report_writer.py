@@ -60,10 +60,12 @@ def _markdown_top(top: pd.DataFrame) -> str:
     lines = []
     metrics = [m for m in METRICS if m in top.columns]
     for (d, c), g in top.groupby(["dataset", "criterion"], sort=False):
-        lines += [f"## {d}, top {len(g)} by {METRIC_LABELS.get(c, c)}", "",
-                  "| rank | nb201_index | " + " | ".join(METRIC_LABELS.get(m, m) for m in metrics)
-                  + " | #3×3 | arch_str |",
-                  "|" + "---|" * (len(metrics) + 4)]
+        lines += [
+            f"## {d}, top {len(g)} by {METRIC_LABELS.get(c, c)}",
+            "",
+            "| rank | nb201_index | " + " | ".join(METRIC_LABELS.get(m, m) for m in metrics) + " | #3×3 | arch_str |",
+            "|" + "---|" * (len(metrics) + 4),
+        ]
         for _, r in g.iterrows():
             vals = " | ".join(f"{r[m]:.4f}" for m in metrics)
             arch = str(r["arch_str"]).replace("|", "\\|")  # a bare '|' would split the table cell, even in code
@@ -72,10 +74,18 @@ def _markdown_top(top: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-                 op_k: int = DEFAULT_OP_K, overlap_ks: Sequence[int] = DEFAULT_OVERLAP_K, top: int = DEFAULT_TOP,
-                 search_ks: Sequence[int] = DEFAULT_SEARCH_K, references: pd.DataFrame | None | bool = None,
-                 dpi: int = 150, progress: bool = True) -> dict:
+def write_report(
+    bench: RobBench,
+    out_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    op_k: int = DEFAULT_OP_K,
+    overlap_ks: Sequence[int] = DEFAULT_OVERLAP_K,
+    top: int = DEFAULT_TOP,
+    search_ks: Sequence[int] = DEFAULT_SEARCH_K,
+    references: pd.DataFrame | None | bool = None,
+    dpi: int = 150,
+    progress: bool = True,
+) -> dict:
     """Run every analysis and write each figure (PNG) with the CSV behind it into ``out_dir``.
 
     Files (all written atomically): ``metric_boxplots.{png,csv}``, ``tau_matrix.png`` with
@@ -120,8 +130,10 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
     search_ks = [check_k(k, "search k") for k in search_ks]
     w = _ReportWriter(bench, benchmark_table(bench), Path(out_dir), dpi)
     if not search_ks or min(search_ks) > w.n:  # checked before anything is written
-        raise ValueError(f"every search k ({', '.join(map(str, search_ks))}) exceeds the {w.n} architectures "
-                         f"of the benchmark; give at least one in 1..{w.n}")
+        raise ValueError(
+            f"every search k ({', '.join(map(str, search_ks))}) exceeds the {w.n} architectures "
+            f"of the benchmark; give at least one in 1..{w.n}"
+        )
     if references is None:  # read before anything is written: a corrupt file stops the report here
         try:
             references = reference_table(bench, data_dir)
@@ -130,9 +142,12 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
             w.skipped["standard_training"] = str(exc)
     w.out.mkdir(parents=True, exist_ok=True)
     sections = {
-        "boxplots": w.boxplots, "tau": w.tau,
+        "boxplots": w.boxplots,
+        "tau": w.tau,
         "standard": lambda: w.standard(references, data_dir, overlap_ks),
-        "operators": lambda: w.operators(op_k), "top": lambda: w.top(top), "scatter": w.scatter,
+        "operators": lambda: w.operators(op_k),
+        "top": lambda: w.top(top),
+        "scatter": w.scatter,
         "search": lambda: w.search(search_ks),
     }
     bar = tqdm(list(sections), desc="report", unit="section", disable=not progress, dynamic_ncols=True)
@@ -141,9 +156,13 @@ def write_report(bench: RobBench, out_dir: str | os.PathLike, data_dir: str | os
         sections[name]()
     bench_file = None if bench.path is None else f"{bench.path.parent.name}/{bench.path.name}"
     manifest = {
-        "command": "robntk report", "source": bench.source, "benchmark_file": bench_file,
+        "command": "robntk report",
+        "source": bench.source,
+        "benchmark_file": bench_file,
         "config": {"op_k": op_k, "overlap_ks": overlap_ks, "top": top, "search_ks": search_ks, "dpi": dpi},
-        "files": sorted(w.files) + ["report.json"], "key_numbers": w.key, "skipped": w.skipped,
+        "files": sorted(w.files) + ["report.json"],
+        "key_numbers": w.key,
+        "skipped": w.skipped,
         "elapsed_s": round(time.perf_counter() - t0, 2),
     }
     write_json(manifest, w.out / "report.json")
@@ -171,8 +190,12 @@ class _ReportWriter:
         self.files.append(name)
 
     def _cols(self, *metrics: str) -> list[str]:
-        return [column_name(d, m) for d in self.table.attrs["datasets"] for m in metrics
-                if column_name(d, m) in self.table.columns]
+        return [
+            column_name(d, m)
+            for d in self.table.attrs["datasets"]
+            for m in metrics
+            if column_name(d, m) in self.table.columns
+        ]
 
     def boxplots(self) -> None:
         from robntk.analysis.report_figures import boxplot_figure
@@ -189,8 +212,10 @@ class _ReportWriter:
         self.csv("tau_matrix.csv", mat.rename_axis("column"), index=True)
         self.png("tau_matrix.png", tau_matrix_figure(mat))
         self.key["kendall_tau_clean_vs_pgd8"] = {
-            d: float(mat.loc[column_name(d, CLEAN), column_name(d, ROBUST)]) for d in self.table.attrs["datasets"]
-            if column_name(d, CLEAN) in mat.index and column_name(d, ROBUST) in mat.index}
+            d: float(mat.loc[column_name(d, CLEAN), column_name(d, ROBUST)])
+            for d in self.table.attrs["datasets"]
+            if column_name(d, CLEAN) in mat.index and column_name(d, ROBUST) in mat.index
+        }
 
     def standard(self, references, data_dir, overlap_ks: Sequence[int]) -> None:
         from robntk.analysis.report_figures import standard_scatter_figure, standard_tau_figure
@@ -207,15 +232,20 @@ class _ReportWriter:
         agree = standard_training_agreement(self.table, references, [k for k in overlap_ks if k <= self.n])
         self.csv("standard_training_agreement.csv", agree)
         scat = pd.concat([self.table, references.reindex(self.table.index)], axis=1)
-        used = [c for d in self.table.attrs["datasets"] for c in (column_name(d, CLEAN), column_name(d, ROBUST),
-                                                                 f"{d}_nb201_test_acc", f"{d}_jung_pgd")]
+        used = [
+            c
+            for d in self.table.attrs["datasets"]
+            for c in (column_name(d, CLEAN), column_name(d, ROBUST), f"{d}_nb201_test_acc", f"{d}_jung_pgd")
+        ]
         self.csv("standard_training_scatter.csv", scat[[c for c in used if c in scat.columns]].reset_index())
         self.png("standard_training.png", standard_scatter_figure(self.table, references, agree))
         self.png("standard_training_tau.png", standard_tau_figure(agree))
         shown = ((CLEAN, "nb201_test_acc"), (CLEAN, "jung_clean"), (ROBUST, "nb201_test_acc"), (ROBUST, "jung_pgd"))
         self.key["standard_training"] = {
             f"{r['dataset']} {METRIC_LABELS.get(r['metric'], r['metric'])} vs {r['reference']}": _agreement_numbers(r)
-            for _, r in agree.iterrows() if (r["metric"], r["reference"]) in shown}
+            for _, r in agree.iterrows()
+            if (r["metric"], r["reference"]) in shown
+        }
 
     def operators(self, op_k: int) -> None:
         from robntk.analysis.report_figures import operator_figure
@@ -238,7 +268,8 @@ class _ReportWriter:
         self.files.append(f"top{top}.md")
         self.key["best"] = {
             f"{r['dataset']} {r['criterion']}": [int(r["nb201_index"]), round(float(r[r["criterion"]]), 4)]
-            for _, r in tt[tt["rank"] == 1].iterrows()}
+            for _, r in tt[tt["rank"] == 1].iterrows()
+        }
 
     def scatter(self) -> None:
         from robntk.analysis.report_figures import accuracy_robustness_figure

@@ -59,7 +59,15 @@ CRITERIA: dict[str, str] = {"clean": "val_acc", "robust": "val_pgd_8.0_acc"}
 #: Benchmark optimum, CIFAR-10 PGD-8 (NB201 index, accuracy), from NAS-RobBench-201.
 OPTIMUM_CIFAR10_PGD8: tuple[int, float] = (2581, 0.4811)
 CURVE_COLUMNS: tuple[str, ...] = (
-    "method", "criterion", "report", "queries", "n_seeds", "mean", "ci_low", "ci_high", "median",
+    "method",
+    "criterion",
+    "report",
+    "queries",
+    "n_seeds",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "median",
 )
 
 
@@ -233,8 +241,9 @@ def local_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg:
             cur, val = best, best_val
 
 
-def training_free_search(land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig,
-                         score: pd.Series) -> None:
+def training_free_search(
+    land: Landscape, oracle: Oracle, rng: np.random.Generator, cfg: SearchConfig, score: pd.Series
+) -> None:
     """Query the pool's architectures in decreasing training-free score (ties: seeded random key)."""
     s = score.to_numpy(np.float64)
     keys = score.index.to_numpy(np.int64)
@@ -249,7 +258,10 @@ def training_free_search(land: Landscape, oracle: Oracle, rng: np.random.Generat
 
 
 _METHOD_FN: dict[str, Callable] = {
-    "random": random_search, "rea": regularized_evolution, "ls": local_search, "tf": training_free_search,
+    "random": random_search,
+    "rea": regularized_evolution,
+    "ls": local_search,
+    "tf": training_free_search,
 }
 
 
@@ -288,11 +300,17 @@ class SearchConfig:
     sample_size: int = field(default=3, metadata=flag("REA tournament size (NB201: 3)"))
     max_steps_factor: int = 50
     ls_num_init: int = field(default=10, metadata=flag("local search: random archs per (re)start"))
-    ls_full_nbhd: bool = field(default=True, metadata=flag(
-        "local search moves at the first better neighbour (default: whole neighbourhood)",
-        flag="--ls-first-improvement", action="store_false"))
-    tf_pool: int | None = field(default=None, metadata=flag(
-        "tf: random pool size per seed (default: all scored archs)"))
+    ls_full_nbhd: bool = field(
+        default=True,
+        metadata=flag(
+            "local search moves at the first better neighbour (default: whole neighbourhood)",
+            flag="--ls-first-improvement",
+            action="store_false",
+        ),
+    )
+    tf_pool: int | None = field(
+        default=None, metadata=flag("tf: random pool size per seed (default: all scored archs)")
+    )
 
     def __post_init__(self):
         self.validate()
@@ -305,8 +323,14 @@ class SearchConfig:
         """
         if self.dataset not in BENCH_DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(BENCH_DATASETS)}")
-        for name, lo in (("budget", 1), ("n_seeds", 1), ("population", 1), ("sample_size", 1),
-                         ("max_steps_factor", 1), ("ls_num_init", 1)):
+        for name, lo in (
+            ("budget", 1),
+            ("n_seeds", 1),
+            ("population", 1),
+            ("sample_size", 1),
+            ("max_steps_factor", 1),
+            ("ls_num_init", 1),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"{name} must be an int ≥ {lo}, got {v!r}")
@@ -314,23 +338,30 @@ class SearchConfig:
             raise ValueError(f"budget must be ≤ 6466 (the number of distinct architectures), got {self.budget}")
         for name in ("population", "ls_num_init"):  # random distinct classes drawn before any step
             if getattr(self, name) > NUM_UNIQUE:
-                raise ValueError(f"{name} must be ≤ {NUM_UNIQUE} (the number of distinct architectures), "
-                                 f"got {getattr(self, name)}")
+                raise ValueError(
+                    f"{name} must be ≤ {NUM_UNIQUE} (the number of distinct architectures), got {getattr(self, name)}"
+                )
         if self.sample_size > self.population:
-            raise ValueError(f"sample_size (the REA tournament, --sample-size) must be ≤ population "
-                             f"(--population {self.population}), got {self.sample_size}")
+            raise ValueError(
+                f"sample_size (the REA tournament, --sample-size) must be ≤ population "
+                f"(--population {self.population}), got {self.sample_size}"
+            )
         if self.n_seeds > MAX_SEEDS:
-            raise ValueError(f"n_seeds (--seeds) must be ≤ {MAX_SEEDS} (one int64 budget-long row per run), "
-                             f"got {self.n_seeds}")
+            raise ValueError(
+                f"n_seeds (--seeds) must be ≤ {MAX_SEEDS} (one int64 budget-long row per run), got {self.n_seeds}"
+            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         check_seed(self.seed, "seed")
-        if self.tf_pool is not None and (isinstance(self.tf_pool, bool) or not isinstance(self.tf_pool, (int, np.integer))
-                                         or self.tf_pool < 1):
+        if self.tf_pool is not None and (
+            isinstance(self.tf_pool, bool) or not isinstance(self.tf_pool, (int, np.integer)) or self.tf_pool < 1
+        ):
             raise ValueError(f"tf_pool must be None or an int ≥ 1, got {self.tf_pool!r}")
         if self.tf_pool is not None and self.tf_pool > NUM_UNIQUE:
-            raise ValueError(f"tf_pool must be ≤ {NUM_UNIQUE} (the number of distinct architectures; leave it out "
-                             f"for every scored one), got {self.tf_pool}")
+            raise ValueError(
+                f"tf_pool must be ≤ {NUM_UNIQUE} (the number of distinct architectures; leave it out "
+                f"for every scored one), got {self.tf_pool}"
+            )
         return self
 
 
@@ -359,8 +390,14 @@ class SearchResult:
         return f"tf:{self.score_name}" if self.method == "tf" else self.method
 
 
-def run_search(method: str, land: Landscape, criterion: str = "robust", config: SearchConfig = SearchConfig(),
-               score: pd.Series | None = None, progress: bool = True) -> SearchResult:
+def run_search(
+    method: str,
+    land: Landscape,
+    criterion: str = "robust",
+    config: SearchConfig = SearchConfig(),
+    score: pd.Series | None = None,
+    progress: bool = True,
+) -> SearchResult:
     """Run one method for ``config.n_seeds`` seeds.
 
     Args:
@@ -406,7 +443,7 @@ def run_search(method: str, land: Landscape, criterion: str = "robust", config: 
             fn(land, oracle, np.random.default_rng([int(seed), METHODS.index(method)]), config, *extra)
         except _BudgetExhausted:
             pass
-        out[s, :len(oracle.history)] = oracle.history
+        out[s, : len(oracle.history)] = oracle.history
     name = None if score is None else str(score.name)
     return SearchResult(method, criterion, out, seeds, config, name)
 
@@ -443,8 +480,9 @@ def _mean_ci(x: np.ndarray, level: float) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def curves(results: Sequence[SearchResult], land: Landscape, report: Sequence[str] = ("clean", "robust"),
-           level: float = 0.95) -> pd.DataFrame:
+def curves(
+    results: Sequence[SearchResult], land: Landscape, report: Sequence[str] = ("clean", "robust"), level: float = 0.95
+) -> pd.DataFrame:
     """Mean (and Student-t CI over seeds) of the incumbent's value vs number of queries.
 
     Args:
@@ -466,14 +504,32 @@ def curves(results: Sequence[SearchResult], land: Landscape, report: Sequence[st
             m, lo, hi = _mean_ci(vals, level)
             med = np.median(vals, axis=0)
             t = np.arange(1, inc.shape[1] + 1)
-            rows.append(pd.DataFrame({"method": res.label, "criterion": res.criterion, "report": rep_name,
-                                      "queries": t, "n_seeds": inc.shape[0], "mean": m, "ci_low": lo,
-                                      "ci_high": hi, "median": med}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "method": res.label,
+                        "criterion": res.criterion,
+                        "report": rep_name,
+                        "queries": t,
+                        "n_seeds": inc.shape[0],
+                        "mean": m,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "median": med,
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)[list(CURVE_COLUMNS)]
 
 
-def queries_to_reach(res: SearchResult, land: Landscape, threshold: float, report: str = "robust",
-                     level: float = 0.95, n_boot: int = 1000) -> dict:
+def queries_to_reach(
+    res: SearchResult,
+    land: Landscape,
+    threshold: float,
+    report: str = "robust",
+    level: float = 0.95,
+    n_boot: int = 1000,
+) -> dict:
     """How many queries a run needs until its incumbent reaches ``report`` ≥ ``threshold``.
 
     The incumbent is chosen by the run's own criterion (so a clean-criterion run reaches a PGD-8
@@ -499,9 +555,20 @@ def queries_to_reach(res: SearchResult, land: Landscape, threshold: float, repor
         mean_r = float(x.mean())
         boot = np.random.default_rng(0).choice(x, size=(n_boot, k), replace=True).mean(axis=1)
         lo, hi = (float(v) for v in np.quantile(boot, [(1 - level) / 2, (1 + level) / 2]))
-    return {"method": res.label, "criterion": res.criterion, "report": report, "threshold": threshold,
-            "budget": res.queried.shape[1], "n_seeds": n, "n_reached": k, "fraction": k / n, "median": median,
-            "mean_reached": mean_r, "ci_low": lo, "ci_high": hi}
+    return {
+        "method": res.label,
+        "criterion": res.criterion,
+        "report": report,
+        "threshold": threshold,
+        "budget": res.queried.shape[1],
+        "n_seeds": n,
+        "n_reached": k,
+        "fraction": k / n,
+        "median": median,
+        "mean_reached": mean_r,
+        "ci_low": lo,
+        "ci_high": hi,
+    }
 
 
 def expected_best_random(values: np.ndarray, k: int) -> float:
@@ -521,7 +588,7 @@ def expected_best_random(values: np.ndarray, k: int) -> float:
         raise ValueError(f"k must be in 1..{n}, got {k}")
     j = np.arange(k, n + 1)
     logw = (gammaln(j) - gammaln(k) - gammaln(j - k + 1)) - (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1))
-    return float(np.sum(np.exp(logw) * v[k - 1:]))
+    return float(np.sum(np.exp(logw) * v[k - 1 :]))
 
 
 def config_dict(cfg: SearchConfig) -> dict:

@@ -210,10 +210,21 @@ def _apgd_init(f: Fn, params, x, y, eps, keys, y_target, *, steps: int, loss: st
     x_adv = jnp.clip(x + eps * t / (_per_example(tmax, x) + 1e-12), 0.0, 1.0)
     li, logits, grad = _apgd_loss_grad(f, params, y, crit)(x_adv)
     return APGDState(
-        x_adv=x_adv, x_old=x_adv, grad=grad, x_best=x_adv, grad_best=grad, x_best_adv=x_adv,
-        loss_best=li, acc=jnp.argmax(logits, -1) == y, clean_ok=jnp.argmax(clean_logits, -1) == y,
-        step=jnp.full((B,), 2.0 * eps, x.dtype), loss_steps=jnp.zeros((steps, B), li.dtype),
-        counter3=jnp.asarray(0), k=jnp.asarray(n_iter_2), last_best=li, reduced=jnp.ones((B,), bool),
+        x_adv=x_adv,
+        x_old=x_adv,
+        grad=grad,
+        x_best=x_adv,
+        grad_best=grad,
+        x_best_adv=x_adv,
+        loss_best=li,
+        acc=jnp.argmax(logits, -1) == y,
+        clean_ok=jnp.argmax(clean_logits, -1) == y,
+        step=jnp.full((B,), 2.0 * eps, x.dtype),
+        loss_steps=jnp.zeros((steps, B), li.dtype),
+        counter3=jnp.asarray(0),
+        k=jnp.asarray(n_iter_2),
+        last_best=li,
+        reduced=jnp.ones((B,), bool),
         y_target=y_target,
     )
 
@@ -252,12 +263,21 @@ def _apgd_step(f: Fn, params, x, y, eps, c: APGDState, i, *, steps: int, loss: s
     fl_noimpr = (~c.reduced) & (c.last_best >= loss_best)
     fl = (fl_osc | fl_noimpr) & check
     return APGDState(
-        x_adv=jnp.where(_per_example(fl, x), x_best, x1), x_old=xa,
-        grad=jnp.where(_per_example(fl, x), grad_best, grad), x_best=x_best, grad_best=grad_best,
-        x_best_adv=x_best_adv, loss_best=loss_best, acc=acc, clean_ok=c.clean_ok,
-        step=jnp.where(fl, c.step / 2.0, c.step), loss_steps=loss_steps,
-        counter3=jnp.where(check, 0, counter3), k=jnp.where(check, jnp.maximum(k - size_decr, n_iter_min), k),
-        last_best=jnp.where(check, loss_best, c.last_best), reduced=jnp.where(check, fl, c.reduced),
+        x_adv=jnp.where(_per_example(fl, x), x_best, x1),
+        x_old=xa,
+        grad=jnp.where(_per_example(fl, x), grad_best, grad),
+        x_best=x_best,
+        grad_best=grad_best,
+        x_best_adv=x_best_adv,
+        loss_best=loss_best,
+        acc=acc,
+        clean_ok=c.clean_ok,
+        step=jnp.where(fl, c.step / 2.0, c.step),
+        loss_steps=loss_steps,
+        counter3=jnp.where(check, 0, counter3),
+        k=jnp.where(check, jnp.maximum(k - size_decr, n_iter_min), k),
+        last_best=jnp.where(check, loss_best, c.last_best),
+        reduced=jnp.where(check, fl, c.reduced),
         y_target=c.y_target,
     )
 
@@ -272,8 +292,9 @@ def _apgd_finish(x, c: APGDState) -> jax.Array:
     return jnp.where(_per_example(apgd_robust(c) | ~c.clean_ok, x), x, c.x_best_adv)
 
 
-def apgd_attack(f: Fn, *, steps: int = 100, loss: str = "ce", rho: float = 0.75, y_target: jax.Array | None = None,
-                target_rank=None) -> IterativeAttack:
+def apgd_attack(
+    f: Fn, *, steps: int = 100, loss: str = "ce", rho: float = 0.75, y_target: jax.Array | None = None, target_rank=None
+) -> IterativeAttack:
     """Auto-PGD (L∞, one restart) as an :class:`~robntk.attacks.iterative.IterativeAttack`
     (Croce & Hein 2020; ``APGDAttack.attack_single_run`` of ``fra31/auto-attack``).
 
@@ -325,8 +346,9 @@ def apgd_attack(f: Fn, *, steps: int = 100, loss: str = "ce", rho: float = 0.75,
                 raise ValueError(f"target_rank must be <= the number of classes {logits.shape[-1]}, got {target_rank}")
             yt = target_classes(logits, target_rank)
             keys = jax.vmap(lambda kk: jax.random.fold_in(kk, target_rank))(keys)
-        return _apgd_init(f, params, x, y, eps, keys, None if yt is None else yt.astype(jnp.int32), steps=steps,
-                          loss=loss)
+        return _apgd_init(
+            f, params, x, y, eps, keys, None if yt is None else yt.astype(jnp.int32), steps=steps, loss=loss
+        )
 
     def step(params, x, y, eps, c, i):
         return _apgd_step(f, params, x, y.astype(jnp.int32), eps, c, i, steps=steps, loss=loss, rho=rho)
@@ -426,8 +448,19 @@ def apgd_targeted(
     def body(r, c):
         x_out, robust = c
         kr = jax.vmap(lambda k: jax.random.fold_in(k, r))(keys)
-        xa, rob = apgd(f, params, x, y, eps, key=kr, steps=steps, loss="dlr-targeted",
-                       y_target=target_classes(logits, r), rho=rho, loop=loop)
+        xa, rob = apgd(
+            f,
+            params,
+            x,
+            y,
+            eps,
+            key=kr,
+            steps=steps,
+            loss="dlr-targeted",
+            y_target=target_classes(logits, r),
+            rho=rho,
+            loop=loop,
+        )
         newly = robust & ~rob
         return jnp.where(_per_example(newly, x), xa, x_out), robust & rob
 
@@ -477,17 +510,18 @@ def _square_init(f: Fn, params, x, y, eps, key) -> SquareState:
     y = y.astype(jnp.int32)
     B, H, W, C = x.shape
     keys = example_keys(key, B)
-    stripes = jax.vmap(
-        lambda k: jnp.sign(jax.random.uniform(jax.random.fold_in(k, 0), (1, W, C), x.dtype) * 2 - 1)
-    )(keys)
+    stripes = jax.vmap(lambda k: jnp.sign(jax.random.uniform(jax.random.fold_in(k, 0), (1, W, C), x.dtype) * 2 - 1))(
+        keys
+    )
     x_best = jnp.clip(x + eps * stripes, 0.0, 1.0)
     m0 = margin(f(params, x_best), y)
     clean_ok = jnp.argmax(f(params, x), -1) == y
     return SquareState(x_best=x_best, margin=m0, loss=m0, keys=keys, clean_ok=clean_ok)
 
 
-def _square_step(f: Fn, params, x, y, eps, c: SquareState, i, *, n_queries: int, p_init: float,
-                 rescale_schedule: bool) -> SquareState:
+def _square_step(
+    f: Fn, params, x, y, eps, c: SquareState, i, *, n_queries: int, p_init: float, rescale_schedule: bool
+) -> SquareState:
     """Square iteration ``i`` (one query per still-robust example): square side
     s = max(round(√(p·H·W)), 1), position (⌊(H − s)·U⌋, ⌊(W − s)·U⌋), colour ±2ε per channel,
     added to the current best point, projected; accepted if the margin loss decreases or the
@@ -515,8 +549,11 @@ def _square_step(f: Fn, params, x, y, eps, c: SquareState, i, *, n_queries: int,
     improved = m_new < c.loss  # margin loss: loss == margin
     upd = active & (improved | (m_new <= 0))
     return SquareState(
-        x_best=jnp.where(_per_example(upd, x), x_new, c.x_best), margin=jnp.where(upd, m_new, c.margin),
-        loss=jnp.where(active & improved, m_new, c.loss), keys=c.keys, clean_ok=c.clean_ok,
+        x_best=jnp.where(_per_example(upd, x), x_new, c.x_best),
+        margin=jnp.where(upd, m_new, c.margin),
+        loss=jnp.where(active & improved, m_new, c.loss),
+        keys=c.keys,
+        clean_ok=c.clean_ok,
     )
 
 
@@ -533,8 +570,9 @@ def _square_done(c: SquareState) -> jax.Array:
     return ~jnp.any(c.margin > 0)
 
 
-def square_attack(f: Fn, *, n_queries: int = 5000, p_init: float = 0.8,
-                  rescale_schedule: bool = True) -> IterativeAttack:
+def square_attack(
+    f: Fn, *, n_queries: int = 5000, p_init: float = 0.8, rescale_schedule: bool = True
+) -> IterativeAttack:
     """Square Attack (L∞, untargeted, margin loss) as an
     :class:`~robntk.attacks.iterative.IterativeAttack` (Andriushchenko et al. 2020;
     ``autoattack/square.py`` ``attack_single_run``). Score-based: uses only ``f``'s outputs.
@@ -560,11 +598,17 @@ def square_attack(f: Fn, *, n_queries: int = 5000, p_init: float = 0.8,
     _check_square(n_queries, p_init)
 
     def step(params, x, y, eps, c, i):
-        return _square_step(f, params, x, y, eps, c, i, n_queries=n_queries, p_init=p_init,
-                            rescale_schedule=rescale_schedule)
+        return _square_step(
+            f, params, x, y, eps, c, i, n_queries=n_queries, p_init=p_init, rescale_schedule=rescale_schedule
+        )
 
-    return IterativeAttack(lambda params, x, y, eps, key: _square_init(f, params, x, y, eps, key), step,
-                           _square_finish, n_queries, _square_done)
+    return IterativeAttack(
+        lambda params, x, y, eps, key: _square_init(f, params, x, y, eps, key),
+        step,
+        _square_finish,
+        n_queries,
+        _square_done,
+    )
 
 
 def square(

@@ -198,8 +198,17 @@ class IterativeAttack(NamedTuple):
     done: Callable | None = None
 
 
-def run_loop(body: Callable, carry, lo: int, hi: int, loop: str = "fori", unroll: int | bool = 1, *,
-             done: Callable | None = None, check_every: int = 25):
+def run_loop(
+    body: Callable,
+    carry,
+    lo: int,
+    hi: int,
+    loop: str = "fori",
+    unroll: int | bool = 1,
+    *,
+    done: Callable | None = None,
+    check_every: int = 25,
+):
     """``for i in range(lo, hi): carry = body(i, carry)`` — the one loop driver of the attacks.
 
     ``loop='fori'``: :func:`jax.lax.fori_loop` (``unroll`` passed to it: 1 rolled, ``True`` fully
@@ -223,8 +232,11 @@ def run_loop(body: Callable, carry, lo: int, hi: int, loop: str = "fori", unroll
     if loop == "fori" and done is None:
         return jax.lax.fori_loop(lo, hi, body, carry, unroll=unroll)
     if loop == "fori":
-        _, carry = jax.lax.while_loop(lambda s: (s[0] < hi) & ~done(s[1]),
-                                      lambda s: (s[0] + 1, body(s[0], s[1])), (jnp.asarray(lo, jnp.int32), carry))
+        _, carry = jax.lax.while_loop(
+            lambda s: (s[0] < hi) & ~done(s[1]),
+            lambda s: (s[0] + 1, body(s[0], s[1])),
+            (jnp.asarray(lo, jnp.int32), carry),
+        )
         return carry
     for i in range(lo, hi):
         if loop == "unroll":
@@ -236,18 +248,46 @@ def run_loop(body: Callable, carry, lo: int, hi: int, loop: str = "fori", unroll
     return carry
 
 
-def run_attack_carry(attack: IterativeAttack, params, x, y, eps, key, *, loop: str = "fori",
-                     unroll: int | bool = 1, check_every: int = 25):
+def run_attack_carry(
+    attack: IterativeAttack,
+    params,
+    x,
+    y,
+    eps,
+    key,
+    *,
+    loop: str = "fori",
+    unroll: int | bool = 1,
+    check_every: int = 25,
+):
     """``attack.init`` then ``attack.steps`` steps (:func:`run_loop`, early stop by
     ``attack.done``): the final carry (for attacks that report more than ``x_adv``, e.g. APGD's
     per-example verdicts). Arguments as :func:`run_attack`."""
     c = attack.init(params, x, y, eps, key)
-    return run_loop(lambda i, cc: attack.step(params, x, y, eps, cc, i), c, 0, attack.steps, loop, unroll,
-                    done=attack.done, check_every=check_every)
+    return run_loop(
+        lambda i, cc: attack.step(params, x, y, eps, cc, i),
+        c,
+        0,
+        attack.steps,
+        loop,
+        unroll,
+        done=attack.done,
+        check_every=check_every,
+    )
 
 
-def run_attack(attack: IterativeAttack, params, x, y, eps, key, *, loop: str = "fori",
-               unroll: int | bool = 1, check_every: int = 25) -> jax.Array:
+def run_attack(
+    attack: IterativeAttack,
+    params,
+    x,
+    y,
+    eps,
+    key,
+    *,
+    loop: str = "fori",
+    unroll: int | bool = 1,
+    check_every: int = 25,
+) -> jax.Array:
     """Run an :class:`IterativeAttack`: init, ``attack.steps`` steps (:func:`run_loop`), finish.
 
     Args:
@@ -299,9 +339,18 @@ def pgd_step(f: Fn, params, xa, y, center, eps, alpha, *, norm: str = "linf", lo
     return project(xa + _step(g, alpha, norm), center, eps, norm)
 
 
-def pgd_attack(f: Fn, *, steps: int, alpha=None, alpha_factor: float = 2.5, norm: str = "linf",
-               start: str = "uniform", sigma: float = 1e-3, loss_fn=cross_entropy,
-               center_fn: Callable | None = None) -> IterativeAttack:
+def pgd_attack(
+    f: Fn,
+    *,
+    steps: int,
+    alpha=None,
+    alpha_factor: float = 2.5,
+    norm: str = "linf",
+    start: str = "uniform",
+    sigma: float = 1e-3,
+    loss_fn=cross_entropy,
+    center_fn: Callable | None = None,
+) -> IterativeAttack:
     """PGD as an :class:`IterativeAttack` (carry = the iterate).
 
     Args:
@@ -403,8 +452,16 @@ def pgd(
     start = ("uniform" if random_init else "none") if start is None else start
     if start != "none" and key is None:
         raise ValueError(f"pgd(start={start!r}) needs a PRNG key (random_init=True needs one)")
-    atk = pgd_attack(f, steps=steps, alpha=alpha, norm=norm, start=start, sigma=sigma, loss_fn=loss_fn,
-                     center_fn=None if center is None else (lambda _: center))
+    atk = pgd_attack(
+        f,
+        steps=steps,
+        alpha=alpha,
+        norm=norm,
+        start=start,
+        sigma=sigma,
+        loss_fn=loss_fn,
+        center_fn=None if center is None else (lambda _: center),
+    )
     return run_attack(atk, params, x, y, eps, key, loop=loop, unroll=unroll)
 
 
@@ -479,8 +536,7 @@ def _logit_jacobian(f: Fn, params, x: jax.Array, num_classes: int) -> tuple[jax.
     """Logits (B, K) and per-example input gradients of every logit, (K, B, ...) (one VJP per
     class; assumes the examples of the batch do not interact, e.g. eval-mode BN)."""
     logits, vjp = jax.vjp(lambda z: f(params, z), x)
-    basis = jnp.broadcast_to(jnp.eye(num_classes, dtype=logits.dtype)[:, None, :],
-                             (num_classes,) + logits.shape)
+    basis = jnp.broadcast_to(jnp.eye(num_classes, dtype=logits.dtype)[:, None, :], (num_classes,) + logits.shape)
     (jac,) = jax.vmap(vjp)(basis)
     return logits, jac
 
@@ -550,8 +606,11 @@ def deepfool(
         gy = jnp.take_along_axis(jac, y[None, :].reshape((1, -1) + (1,) * (x.ndim - 1)), axis=0)
         w = jac - gy  # (K, B, ...)
         fk = (logits - fy).T  # (K, B)
-        wn = (jnp.sqrt(jnp.sum(w * w, axis=tuple(range(2, w.ndim)))) if norm == "l2"
-              else jnp.sum(jnp.abs(w), axis=tuple(range(2, w.ndim))))  # (K, B)
+        wn = (
+            jnp.sqrt(jnp.sum(w * w, axis=tuple(range(2, w.ndim))))
+            if norm == "l2"
+            else jnp.sum(jnp.abs(w), axis=tuple(range(2, w.ndim)))
+        )  # (K, B)
         dist = jnp.abs(fk) / jnp.maximum(wn, 1e-12)
         dist = jnp.where(onehot.T, jnp.inf, dist)
         l = jnp.argmin(dist, axis=0)  # (B,)

@@ -49,12 +49,13 @@ class Selection:
         ValueError: none or several selectors, ``--sample`` < 1.
     """
 
-    arch: tuple[str, ...] = field(default=(), metadata=flag("NB201 index or arch string (repeatable)",
-                                                            action="append"))
-    archs_file: str | None = field(default=None, metadata=flag(
-        "file with one index or arch string per line (# comments)"))
-    sample: int | None = field(default=None, metadata=flag(
-        "random sample of N isomorphism-class representatives (--seed)"))
+    arch: tuple[str, ...] = field(default=(), metadata=flag("NB201 index or arch string (repeatable)", action="append"))
+    archs_file: str | None = field(
+        default=None, metadata=flag("file with one index or arch string per line (# comments)")
+    )
+    sample: int | None = field(
+        default=None, metadata=flag("random sample of N isomorphism-class representatives (--seed)")
+    )
     all: bool = field(default=False, metadata=flag("all 6,466 isomorphism-class representatives"))
 
     def __post_init__(self):
@@ -109,12 +110,12 @@ def select_indices(args: argparse.Namespace, space: SearchSpace, seed: int) -> l
 MAX_PGD_STEPS = 1000
 
 
-def add_score_flags(p: argparse.ArgumentParser, defaults: ScoreConfig | None = None,
-                    include=None, helps=None) -> None:
+def add_score_flags(p: argparse.ArgumentParser, defaults: ScoreConfig | None = None, include=None, helps=None) -> None:
     """The flags of :class:`robntk.scoring.config.ScoreConfig` (one source of defaults), in the
     group "score configuration"; ``include``/``helps`` as :func:`robntk.commands._flags.add_dataclass_flags`."""
-    add_dataclass_flags(p.add_argument_group("score configuration"), ScoreConfig, defaults, include=include,
-                        helps=helps)
+    add_dataclass_flags(
+        p.add_argument_group("score configuration"), ScoreConfig, defaults, include=include, helps=helps
+    )
 
 
 def score_config(args: argparse.Namespace, defaults: ScoreConfig | None = None) -> ScoreConfig:
@@ -126,8 +127,10 @@ def score_config(args: argparse.Namespace, defaults: ScoreConfig | None = None) 
     """
     cfg = config_from_args(ScoreConfig, args, defaults)
     if cfg.pgd_steps > MAX_PGD_STEPS:
-        raise ValueError(f"--pgd-steps must be at most {MAX_PGD_STEPS} (the steps are unrolled into the compiled "
-                         f"function unless --no-pgd-unroll), got {cfg.pgd_steps}")
+        raise ValueError(
+            f"--pgd-steps must be at most {MAX_PGD_STEPS} (the steps are unrolled into the compiled "
+            f"function unless --no-pgd-unroll), got {cfg.pgd_steps}"
+        )
     if cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     return cfg
@@ -147,8 +150,9 @@ class JobOptions:
     """
 
     store: str | None = field(default=None, metadata=flag("result store directory (default OUT.store); resumable"))
-    time_budget: float | None = field(default=None, metadata=flag(
-        "seconds after which no new call starts (clean exit; rerun to resume)"))
+    time_budget: float | None = field(
+        default=None, metadata=flag("seconds after which no new call starts (clean exit; rerun to resume)")
+    )
 
     def __post_init__(self):
         if self.time_budget is not None and not (self.time_budget > 0):
@@ -216,13 +220,17 @@ def submit_options(args: argparse.Namespace, shard: str | None = None) -> Submit
     opts = config_from_args(SubmitOptions, args)
     if opts.executor is not None:
         if shard is not None:
-            raise ValueError(f"--shard {shard} and --executor exclude each other: --executor {opts.executor} "
-                             f"--shards N runs every shard K/N itself")
+            raise ValueError(
+                f"--shard {shard} and --executor exclude each other: --executor {opts.executor} "
+                f"--shards N runs every shard K/N itself"
+            )
         try:
             import submitit  # noqa: F401
         except ModuleNotFoundError:
-            raise ValueError(f"--executor {opts.executor} needs the optional dependency submitit: "
-                             "pip install 'robntk[slurm]' (or pip install 'submitit>=1.5')") from None
+            raise ValueError(
+                f"--executor {opts.executor} needs the optional dependency submitit: "
+                "pip install 'robntk[slurm]' (or pip install 'submitit>=1.5')"
+            ) from None
     return opts
 
 
@@ -240,8 +248,7 @@ def check_export_path(out: str | os.PathLike, what: str = "--out") -> Path:
     """
     out = check_table_path(out, what)
     if out.suffix not in EXPORT_SUFFIXES:
-        raise ValueError(f"{what} must end in {' or '.join(EXPORT_SUFFIXES)} (a result-store export), "
-                         f"got {str(out)!r}")
+        raise ValueError(f"{what} must end in {' or '.join(EXPORT_SUFFIXES)} (a result-store export), got {str(out)!r}")
     return out
 
 
@@ -255,8 +262,9 @@ def _same_place(recorded: str, store: Path, out: Path) -> bool:
     return not rec.is_absolute() and rec.name == store.name and (out.parent / rec.name).resolve() == store.resolve()
 
 
-def check_export_target(out: Path, store: Path, what: str = "--out", job: str | None = None,
-                        store_flag: str = "--store") -> None:
+def check_export_target(
+    out: Path, store: Path, what: str = "--out", job: str | None = None, store_flag: str = "--store"
+) -> None:
     """Refuse (before any work) to overwrite an existing table ``out`` that is not an export of
     ``store``: its rows would be replaced by the store's without a word.
 
@@ -280,8 +288,10 @@ def check_export_target(out: Path, store: Path, what: str = "--out", job: str | 
     try:
         side = read_sidecar(out)
     except ValueError as exc:
-        raise ValueError(f"{what} {out} already exists and its sidecar is unreadable ({exc}); refusing to overwrite "
-                         f"it: choose another {what}, or move {out} away") from None
+        raise ValueError(
+            f"{what} {out} already exists and its sidecar is unreadable ({exc}); refusing to overwrite "
+            f"it: choose another {what}, or move {out} away"
+        ) from None
     if not isinstance(side, dict):
         side = {"sidecar": side}
     owner = side.get("store")
@@ -294,23 +304,32 @@ def check_export_target(out: Path, store: Path, what: str = "--out", job: str | 
             return  # the store's own error comes when it is opened
     if job is not None and side.get("job") == job and here:
         return
-    if header is not None and isinstance(owner, str) and side.get("store_key") == header["store_key"] \
-            and side.get("created", header.get("created")) == header.get("created"):
+    if (
+        header is not None
+        and isinstance(owner, str)
+        and side.get("store_key") == header["store_key"]
+        and side.get("created", header.get("created")) == header.get("created")
+    ):
         return
     if not isinstance(owner, str):
         why = "it has no sidecar naming the store that wrote it" if not side else "its sidecar names no store"
     elif not here:
         why = f"it was written from the store {owner}"
     elif job is not None:
-        why = (f"it was written by {side['job']!r}, not by {job!r}" if side.get("job")
-               else f"it was not written by {job!r}")
+        why = (
+            f"it was written by {side['job']!r}, not by {job!r}"
+            if side.get("job")
+            else f"it was not written by {job!r}"
+        )
     elif header is None:
         why = f"the store {store} that wrote it no longer exists"
     else:
         why = f"it was written from an earlier store at {store} (store key {side.get('store_key')})"
-    raise ValueError(f"{what} {out} already exists and is not an export of the store {store} ({why}); refusing to "
-                     f"overwrite its rows: choose another {what}, or pass {store_flag} pointing at the store that "
-                     "made it")
+    raise ValueError(
+        f"{what} {out} already exists and is not an export of the store {store} ({why}); refusing to "
+        f"overwrite its rows: choose another {what}, or pass {store_flag} pointing at the store that "
+        "made it"
+    )
 
 
 # --------------------------------------------------------------------------- score tables

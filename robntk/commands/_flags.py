@@ -56,6 +56,7 @@ def _arg_type(parse):
             return parse(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
     conv.__name__ = getattr(parse, "__name__", "value")
     return conv
 
@@ -76,8 +77,14 @@ def _default(f: dataclasses.Field, defaults) -> Any:
     return dataclasses.MISSING
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser | Any, cls, defaults=None, exclude: Iterable[str] = (),
-                        include: Iterable[str] | None = None, helps: Mapping[str, str] | None = None) -> None:
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser | Any,
+    cls,
+    defaults=None,
+    exclude: Iterable[str] = (),
+    include: Iterable[str] | None = None,
+    helps: Mapping[str, str] | None = None,
+) -> None:
     """Add one flag per documented field of dataclass ``cls`` (module docstring).
 
     Args:
@@ -143,13 +150,13 @@ def config_from_args(cls, args: argparse.Namespace, defaults=None, **overrides):
     from_flags = {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k in fields}
     for name, v in from_flags.items():  # before the dataclass: its own message would not name the flag
         if name in SEED_FIELDS:
-            for s in (v if isinstance(v, tuple) else (v,)):
+            for s in v if isinstance(v, tuple) else (v,):
                 if isinstance(s, int) and s > MAX_SEED:
                     check_seed(s, flag_name(fields[name]))
     given = {**from_flags, **overrides}
     cfg = dataclasses.replace(defaults, **given) if defaults is not None else cls(**given)
     for name, v in from_flags.items():  # after it: its own message for NaN (e.g. "in (0, 1)") comes first
-        for x in (v if isinstance(v, tuple) else (v,)):
+        for x in v if isinstance(v, tuple) else (v,):
             if isinstance(x, float) and not math.isfinite(x):
                 raise ValueError(f"{flag_name(fields[name])} must be a finite number, got {x!r}")
     return cfg

@@ -63,8 +63,9 @@ class BoundOptions:
 
     quick: bool = field(default=False, metadata=flag("small grid (tests, smoke runs; ~10-20 s)"))
     out: str = field(default=str(DEFAULT_OUT), metadata=flag("output directory"))
-    config: str | None = field(default=None, metadata=flag(
-        "JSON file of overrides merged into the default (or --quick) configuration"))
+    config: str | None = field(
+        default=None, metadata=flag("JSON file of overrides merged into the default (or --quick) configuration")
+    )
     widths: str | None = field(default=None, metadata=flag("comma-separated FCN widths, e.g. 128,512,2048"))
     seeds: str | None = field(default=None, metadata=flag("comma-separated seeds (integers >= 0), e.g. 0,1"))
     no_plots: bool = field(default=False, metadata=flag("skip the PNG figures"))

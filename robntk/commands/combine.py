@@ -48,24 +48,33 @@ class CombineOptions:
     """
 
     scores: str = field(metadata=flag("CSV/TSV/parquet with nb201_index, or 'suite_zero[:dataset]'"))
-    columns: tuple[str, ...] | None = field(default=None, metadata=flag(
-        "score columns to combine (default: every score column of the table)"))
-    single: tuple[str, ...] | None = field(default=None, metadata=flag(
-        "columns reported alone (default: --columns)", nargs="*"))
-    zero_shot: tuple[str, ...] | None = field(default=None, metadata=flag(
-        "zero-shot specs, e.g. 'vote(a,b,c)' (default: mean_rank, geometric_rank, harmonic_rank and vote of "
-        "--columns)", nargs="*"))
-    learned: tuple[str, ...] = field(default=K.LEARNED_METHODS[:3], metadata=flag(
-        "learned methods fitted on --columns", nargs="*", choices=K.LEARNED_METHODS))
-    target: tuple[str, ...] = field(default=K.TARGET, metadata=flag(
-        "benchmark target of the learned fits", nargs=2, metavar=("DATASET", "METRIC")))
+    columns: tuple[str, ...] | None = field(
+        default=None, metadata=flag("score columns to combine (default: every score column of the table)")
+    )
+    single: tuple[str, ...] | None = field(
+        default=None, metadata=flag("columns reported alone (default: --columns)", nargs="*")
+    )
+    zero_shot: tuple[str, ...] | None = field(
+        default=None,
+        metadata=flag(
+            "zero-shot specs, e.g. 'vote(a,b,c)' (default: mean_rank, geometric_rank, harmonic_rank and vote of "
+            "--columns)",
+            nargs="*",
+        ),
+    )
+    learned: tuple[str, ...] = field(
+        default=K.LEARNED_METHODS[:3],
+        metadata=flag("learned methods fitted on --columns", nargs="*", choices=K.LEARNED_METHODS),
+    )
+    target: tuple[str, ...] = field(
+        default=K.TARGET, metadata=flag("benchmark target of the learned fits", nargs=2, metavar=("DATASET", "METRIC"))
+    )
     split_seed: int = field(default=0, metadata=flag("seed of the train/test split"))
     train_fraction: float = field(default=0.5, metadata=flag("share of archs in the training part"))
     n_boot: int = field(default=DEFAULT_N_BOOT, metadata=flag("bootstrap resamples for CIs"))
     seed: int = field(default=0, metadata=flag("bootstrap and pair-sampling seed"))
     out: str = field(metadata=flag("output table (.csv)"))
-    write_scores: str | None = field(default=None, metadata=flag(
-        "also write the combined scores table here (.csv)"))
+    write_scores: str | None = field(default=None, metadata=flag("also write the combined scores table here (.csv)"))
     no_progress: bool = field(default=False, metadata=flag("hide the progress bar"))
 
     def __post_init__(self):
@@ -79,8 +88,12 @@ class CombineOptions:
         check_n_boot(self.n_boot)
         check_seed(self.split_seed, "--split-seed")
         check_seed(self.seed, "--seed")
-        for name, vals in (("--columns", self.columns), ("--single", self.single), ("--zero-shot", self.zero_shot),
-                           ("--learned", self.learned)):
+        for name, vals in (
+            ("--columns", self.columns),
+            ("--single", self.single),
+            ("--zero-shot", self.zero_shot),
+            ("--learned", self.learned),
+        ):
             dup = sorted({v for v in vals or () if list(vals).count(v) > 1})
             if dup:
                 raise ValueError(f"{name} lists {', '.join(dup)} more than once")
@@ -102,24 +115,53 @@ def run(args: argparse.Namespace) -> int:
     out = check_table_path(opts.out)
     if opts.write_scores:
         check_table_path(opts.write_scores, "--write-scores")
-    check_distinct({"--scores": None if is_suite_zero(opts.scores) else opts.scores, "--out": out,
-                    "--write-scores": opts.write_scores})
+    check_distinct(
+        {
+            "--scores": None if is_suite_zero(opts.scores) else opts.scores,
+            "--out": out,
+            "--write-scores": opts.write_scores,
+        }
+    )
     data_dir = getattr(args, "data_dir", None)
     bench = RobBench.load(data_dir)
     table = load_scores(opts.scores, bench, data_dir)
     cols = list(opts.columns) if opts.columns else score_columns(table.drop(columns=["nb201_cell"], errors="ignore"))
     singles = cols if opts.single is None else list(opts.single)
-    zs = ([f"{m}({','.join(cols)})" for m in K.ZERO_SHOT_METHODS] if opts.zero_shot is None and len(cols) > 1
-          else list(opts.zero_shot or []))
+    zs = (
+        [f"{m}({','.join(cols)})" for m in K.ZERO_SHOT_METHODS]
+        if opts.zero_shot is None and len(cols) > 1
+        else list(opts.zero_shot or [])
+    )
     target = tuple(opts.target)
-    res, models = K.report(table, bench, singles=singles, zero_shot_specs=zs,
-                           learned=[(m, cols) for m in opts.learned], target=target,
-                           split_seed=opts.split_seed, train_fraction=opts.train_fraction, n_boot=opts.n_boot,
-                           seed=opts.seed, progress=not opts.no_progress)
-    side = {"scores": opts.scores, "columns": cols, **res.attrs,
-            "models": {k: {"method": c.method, "columns": list(c.columns), "weights": list(c.weights),
-                           "signs": list(c.signs), "intercept": c.intercept, "info": c.info}
-                       for k, c in models.items()}}
+    res, models = K.report(
+        table,
+        bench,
+        singles=singles,
+        zero_shot_specs=zs,
+        learned=[(m, cols) for m in opts.learned],
+        target=target,
+        split_seed=opts.split_seed,
+        train_fraction=opts.train_fraction,
+        n_boot=opts.n_boot,
+        seed=opts.seed,
+        progress=not opts.no_progress,
+    )
+    side = {
+        "scores": opts.scores,
+        "columns": cols,
+        **res.attrs,
+        "models": {
+            k: {
+                "method": c.method,
+                "columns": list(c.columns),
+                "weights": list(c.weights),
+                "signs": list(c.signs),
+                "intercept": c.intercept,
+                "info": c.info,
+            }
+            for k, c in models.items()
+        },
+    }
     write_table(res, out, side)
     if opts.write_scores:
         comb = pd.DataFrame({s: K.from_spec(table, s) for s in singles + zs}, index=table.index)
@@ -128,10 +170,14 @@ def run(args: argparse.Namespace) -> int:
         comb["is_train"] = comb.index.isin(res.attrs["train_index"]).astype(int)
         write_table(comb.reset_index(), opts.write_scores)
     main = res[(res["dataset"] == target[0]) & (res["metric"] == target[1])]
-    print(f"combine: {res.attrs['n_rows']} archs, split seed {opts.split_seed} "
-          f"({res.attrs['n_train']} train / {res.attrs['n_test']} test), τ vs {' '.join(target)}:")
+    print(
+        f"combine: {res.attrs['n_rows']} archs, split seed {opts.split_seed} "
+        f"({res.attrs['n_train']} train / {res.attrs['n_test']} test), τ vs {' '.join(target)}:"
+    )
     for r in main.itertuples(index=False):
-        print(f"  {r.kind:<10} {r.eval_set:<5} {r.kendall_tau:+.3f} [{r.kendall_tau_ci_low:+.3f}, "
-              f"{r.kendall_tau_ci_high:+.3f}]  {r.score}")
+        print(
+            f"  {r.kind:<10} {r.eval_set:<5} {r.kendall_tau:+.3f} [{r.kendall_tau_ci_low:+.3f}, "
+            f"{r.kendall_tau_ci_high:+.3f}]  {r.score}"
+        )
     print(f"wrote {out}" + (f", {opts.write_scores}" if opts.write_scores else ""))
     return 0

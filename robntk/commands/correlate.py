@@ -34,14 +34,16 @@ class CorrelateOptions:
     """
 
     scores: str = field(metadata=flag("CSV/TSV/parquet with one row per arch and column nb201_index"))
-    out: str | None = field(default=None, metadata=flag(
-        "output table (.csv or .parquet; default <scores>_correlation.csv)"))
+    out: str | None = field(
+        default=None, metadata=flag("output table (.csv or .parquet; default <scores>_correlation.csv)")
+    )
     figure: str | None = field(default=None, metadata=flag("heatmap image (default <scores>_tau.png)"))
     no_figure: bool = field(default=False, metadata=flag("do not draw the heatmap"))
     datasets: tuple[str, ...] = field(default=tuple(DATASETS), metadata=flag("benchmark datasets"))
     metrics: tuple[str, ...] = field(default=tuple(METRICS), metadata=flag("benchmark metrics"))
-    columns: tuple[str, ...] | None = field(default=None, metadata=flag(
-        "score columns (default: every numeric non-id column)"))
+    columns: tuple[str, ...] | None = field(
+        default=None, metadata=flag("score columns (default: every numeric non-id column)")
+    )
     n_boot: int = field(default=DEFAULT_N_BOOT, metadata=flag("bootstrap resamples for CIs (0: none)"))
     seed: int = field(default=0, metadata=flag("bootstrap seed"))
     level: float = field(default=0.95, metadata=flag("CI level"))
@@ -74,18 +76,28 @@ def run(args: argparse.Namespace) -> int:
     check_distinct({"--scores": scores_path, "--out": out, "--figure": fig})
     scores = read_scores(scores_path)
     bench = RobBench.load(args.data_dir)
-    table = correlation_table(scores, bench, datasets=list(opts.datasets), metrics=list(opts.metrics),
-                              n_boot=opts.n_boot, seed=opts.seed, include_baselines=not opts.no_baselines,
-                              columns=None if opts.columns is None else list(opts.columns), level=opts.level)
+    table = correlation_table(
+        scores,
+        bench,
+        datasets=list(opts.datasets),
+        metrics=list(opts.metrics),
+        n_boot=opts.n_boot,
+        seed=opts.seed,
+        include_baselines=not opts.no_baselines,
+        columns=None if opts.columns is None else list(opts.columns),
+        level=opts.level,
+    )
     a = table.attrs
     write_table(table, out, {"scores": str(scores_path), "benchmark_source": bench.source, **a})
     written = [str(out)]
     if fig is not None:
         tau_heatmap(table, fig, title=f"Kendall τ-b vs NAS-RobBench-201 ({a['n_archs']} archs)")
         written.append(str(fig))
-    print(f"correlate: {a['n_archs']} archs ({a['n_isomorphs_dropped']} isomorphs dropped), "
-          f"{table['score'].nunique()} score rows, {len(table) // max(1, table['score'].nunique())} benchmark "
-          f"columns, benchmark source {bench.source}, n_boot={a['n_boot']}")
+    print(
+        f"correlate: {a['n_archs']} archs ({a['n_isomorphs_dropped']} isomorphs dropped), "
+        f"{table['score'].nunique()} score rows, {len(table) // max(1, table['score'].nunique())} benchmark "
+        f"columns, benchmark source {bench.source}, n_boot={a['n_boot']}"
+    )
     print(summary(table, list(opts.metrics)))
     print("wrote " + ", ".join(written))
     return 0

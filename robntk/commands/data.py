@@ -26,8 +26,10 @@ from robntk.core.tables import check_writable
 from robntk.data import fetch as fetching
 from robntk.data import sources
 
-_DATA_DIR_HELP = ("data directory (default $ROBNTK_DATA, then ./data if it exists, then $XDG_DATA_HOME/robntk, "
-                  "i.e. ~/.local/share/robntk; the other commands read the same one)")
+_DATA_DIR_HELP = (
+    "data directory (default $ROBNTK_DATA, then ./data if it exists, then $XDG_DATA_HOME/robntk, "
+    "i.e. ~/.local/share/robntk; the other commands read the same one)"
+)
 _NAMES_HELP = "registry entries: names (see `robntk data status`) or data-file paths"
 
 
@@ -42,11 +44,13 @@ class StatusOptions:
         verify: hash every file; by default files over 64 MiB are checked by size only.
     """
 
-    names: tuple[str, ...] = field(default=(), metadata=flag(_NAMES_HELP + " (default: all)", flag="names",
-                                                              nargs="*", metavar="NAME"))
+    names: tuple[str, ...] = field(
+        default=(), metadata=flag(_NAMES_HELP + " (default: all)", flag="names", nargs="*", metavar="NAME")
+    )
     data_dir: str | None = field(default=None, metadata=flag(_DATA_DIR_HELP))
-    verify: bool = field(default=False, metadata=flag("hash every file (default: files over 64 MiB are checked "
-                                                      "by size only)"))
+    verify: bool = field(
+        default=False, metadata=flag("hash every file (default: files over 64 MiB are checked by size only)")
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,16 +74,31 @@ class FetchOptions:
             http(s):// or file:// URL.
     """
 
-    names: tuple[str, ...] = field(default=(), metadata=flag(
-        _NAMES_HELP + "; 'all' = every fetchable entry (default: " + ", ".join(
-            e.name for e in sources.default_entries()) + ")", flag="names", nargs="*", metavar="NAME"))
+    names: tuple[str, ...] = field(
+        default=(),
+        metadata=flag(
+            _NAMES_HELP
+            + "; 'all' = every fetchable entry (default: "
+            + ", ".join(e.name for e in sources.default_entries())
+            + ")",
+            flag="names",
+            nargs="*",
+            metavar="NAME",
+        ),
+    )
     data_dir: str | None = field(default=None, metadata=flag(_DATA_DIR_HELP))
-    mirror: str | None = field(default=None, metadata=flag(
-        f"base URL serving the same file names (http://, https://, file://; default ${fetching.MIRROR_ENV}, "
-        "else the official URLs)", metavar="URL"))
+    mirror: str | None = field(
+        default=None,
+        metadata=flag(
+            f"base URL serving the same file names (http://, https://, file://; default ${fetching.MIRROR_ENV}, "
+            "else the official URLs)",
+            metavar="URL",
+        ),
+    )
     force: bool = field(default=False, metadata=flag("download again even when present and verified"))
-    keep_downloads: bool = field(default=False, metadata=flag(
-        f"keep archives and conversion inputs in <data dir>/{fetching.DOWNLOADS}"))
+    keep_downloads: bool = field(
+        default=False, metadata=flag(f"keep archives and conversion inputs in <data dir>/{fetching.DOWNLOADS}")
+    )
     timeout: float = field(default=60.0, metadata=flag("network timeout, seconds"))
     retries: int = field(default=3, metadata=flag("resumptions after a dropped connection"))
 
@@ -145,13 +164,18 @@ def _status(args: argparse.Namespace) -> int:
             elif f.state == "present" and f.detail:
                 print(f"{'':<11}note: {f.target.path}: {f.detail}")
         if st.partial_bytes:
-            print(f"{'':<11}partial download: {st.partial_bytes:,} bytes in {fetching.DOWNLOADS}/ "
-                  "(`robntk data fetch` resumes it)")
+            print(
+                f"{'':<11}partial download: {st.partial_bytes:,} bytes in {fetching.DOWNLOADS}/ "
+                "(`robntk data fetch` resumes it)"
+            )
     counts: dict[str, int] = {}
     for st in rows:
         counts[st.state] = counts.get(st.state, 0) + 1
-    hint = "" if set(counts) <= {"present"} else (
-        f" Get entries with `robntk data fetch NAMES...{_dir_flag(opts.data_dir)}`.")
+    hint = (
+        ""
+        if set(counts) <= {"present"}
+        else (f" Get entries with `robntk data fetch NAMES...{_dir_flag(opts.data_dir)}`.")
+    )
     print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "." + hint)
     return 1 if counts.get("corrupt") else 0
 
@@ -166,17 +190,26 @@ def _fetch(args: argparse.Namespace) -> int:
     root, how = fetching.resolve_data_dir(opts.data_dir)
     check_writable(root, "--data-dir", kind="dir")  # before any download
     print(f"data directory: {root} ({how})", flush=True)
-    res = fetching.fetch(opts.names, root, mirror=opts.mirror, force=opts.force,
-                         keep_downloads=opts.keep_downloads, timeout=float(opts.timeout), retries=opts.retries,
-                         log=lambda line: print(line, flush=True))
+    res = fetching.fetch(
+        opts.names,
+        root,
+        mirror=opts.mirror,
+        force=opts.force,
+        keep_downloads=opts.keep_downloads,
+        timeout=float(opts.timeout),
+        retries=opts.retries,
+        log=lambda line: print(line, flush=True),
+    )
     fetched = sum(r.action == "fetched" for r in res)
     print(f"done: {fetched} fetched, {len(res) - fetched} already present")
     readers = paths.data_dir(None)
     if _resolved(readers) != _resolved(root):
         q = shlex.quote(str(root))
         shown = readers if readers.is_absolute() else f"./{readers}"
-        print(f"note: the other robntk commands read {shown} by default; pass --data-dir {q} or "
-              f"export {paths.DATA_ENV}={q}")
+        print(
+            f"note: the other robntk commands read {shown} by default; pass --data-dir {q} or "
+            f"export {paths.DATA_ENV}={q}"
+        )
     return 0
 
 

@@ -70,8 +70,11 @@ def run(args: argparse.Namespace) -> int:
     if opts.limit is not None and opts.limit > len(y):  # load_split takes them all: say so
         raise ValueError(f"--limit must be at most the {len(y)} evaluation images of {tcfg.dataset}, got {opts.limit}")
     record = evaluate_run(opts.checkpoint, x, y, cfg, progress=not opts.no_progress, trained=trained)
-    record["data"] = {"split": "test" if tcfg.dataset != "ImageNet16-120" else "val", "limit": opts.limit,
-                      "subset": "class-balanced, numpy default_rng(0)" if opts.limit else "full"}
+    record["data"] = {
+        "split": "test" if tcfg.dataset != "ImageNet16-120" else "val",
+        "limit": opts.limit,
+        "subset": "class-balanced, numpy default_rng(0)" if opts.limit else "full",
+    }
     write_json(record, out)
     print(json.dumps(record["metrics"], indent=2, sort_keys=True))
     for w in record["warnings"]:

@@ -28,18 +28,24 @@ class MergeOptions:
         ValueError: ``--rtol`` not a finite number ≥ 0.
     """
 
-    stores: tuple[str, ...] = field(metadata=flag("shard store directories written by `robntk score --store`",
-                                                  flag="stores"))
+    stores: tuple[str, ...] = field(
+        metadata=flag("shard store directories written by `robntk score --store`", flag="stores")
+    )
     into: str = field(metadata=flag("merged store directory (created or extended)"))
-    out: str | None = field(default=None, metadata=flag(
-        "also export the merged rows to .csv/.parquet (+ .json sidecar)"))
+    out: str | None = field(
+        default=None, metadata=flag("also export the merged rows to .csv/.parquet (+ .json sidecar)")
+    )
     rtol: float = field(default=0.0, metadata=flag("relative tolerance when the same arch appears twice (0: exact)"))
-    allow_missing: bool = field(default=False, metadata=flag(
-        "exit 0 even when archs of the job's selection have no row"))
+    allow_missing: bool = field(
+        default=False, metadata=flag("exit 0 even when archs of the job's selection have no row")
+    )
 
     def __post_init__(self):
-        if isinstance(self.rtol, bool) or not isinstance(self.rtol, (int, float)) or not (
-                math.isfinite(self.rtol) and self.rtol >= 0):
+        if (
+            isinstance(self.rtol, bool)
+            or not isinstance(self.rtol, (int, float))
+            or not (math.isfinite(self.rtol) and self.rtol >= 0)
+        ):
             raise ValueError(f"--rtol must be a finite number >= 0, got {self.rtol!r}")
 
 
@@ -56,11 +62,16 @@ def run(args: argparse.Namespace) -> int:
         check_export_target(check_export_path(opts.out), into, store_flag="--into")
     for s in opts.stores:
         if not Path(s).is_dir():
-            raise FileNotFoundError(f"shard store {s} not found" if not Path(s).exists()
-                                    else f"shard store {s} is a file, not a robntk result store directory")
+            raise FileNotFoundError(
+                f"shard store {s} not found"
+                if not Path(s).exists()
+                else f"shard store {s} is a file, not a robntk result store directory"
+            )
     rep = merge_stores(list(opts.stores), opts.into, rtol=float(opts.rtol))
-    msg = (f"merged {rep.n_sources} store(s) into {rep.out}: {rep.n_rows} rows, {rep.n_duplicates} duplicate "
-           f"rows dropped, {len(rep.missing)} of the selection missing")
+    msg = (
+        f"merged {rep.n_sources} store(s) into {rep.out}: {rep.n_rows} rows, {rep.n_duplicates} duplicate "
+        f"rows dropped, {len(rep.missing)} of the selection missing"
+    )
     if rep.missing:
         msg += f" (first: {rep.missing[:10]})"
     print(msg)

@@ -79,12 +79,14 @@ class ProxiesOptions:
             negative, NaN or infinite.
     """
 
-    proxies: tuple[str, ...] = field(default=DEFAULT_PROXIES, metadata=flag(
-        f"proxies to compute (allowed: {', '.join(P.PROXIES)})", metavar="NAME"))
+    proxies: tuple[str, ...] = field(
+        default=DEFAULT_PROXIES, metadata=flag(f"proxies to compute (allowed: {', '.join(P.PROXIES)})", metavar="NAME")
+    )
     out: str = field(metadata=flag("output .csv/.tsv/.parquet (configuration in OUT.json)"))
     store: str | None = field(default=None, metadata=flag("resumable store directory (default: OUT.store)"))
-    minutes: float | None = field(default=None, metadata=flag(
-        "start no new arch after this many minutes (rerun to continue)"))
+    minutes: float | None = field(
+        default=None, metadata=flag("start no new arch after this many minutes (rerun to continue)")
+    )
     no_progress: bool = field(default=False, metadata=flag("no progress bar"))
 
     def __post_init__(self):
@@ -101,14 +103,23 @@ class ProxiesOptions:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``robntk proxies``."""
     add_selection_flags(p)
-    add_score_flags(p, DEFAULTS, include=CONFIG_FIELDS,
-                    helps={"seed": "init seed (also batch, sample and proxy key seed)"})
+    add_score_flags(
+        p, DEFAULTS, include=CONFIG_FIELDS, helps={"seed": "init seed (also batch, sample and proxy key seed)"}
+    )
     add_dataclass_flags(p, ProxiesOptions)
     add_submit_flags(p)
 
 
-def _proxy_table(names: list[str], indices, cfg: ScoreConfig, data_dir, space: SearchSpace, store,
-                 progress: bool, time_budget_s: float | None):
+def _proxy_table(
+    names: list[str],
+    indices,
+    cfg: ScoreConfig,
+    data_dir,
+    space: SearchSpace,
+    store,
+    progress: bool,
+    time_budget_s: float | None,
+):
     """:func:`robntk.proxies.proxy_table` of ``indices`` on the batch and init of ``cfg`` with the
     store ``store`` (one sub-store per proxy). Returns (table, the stores' configuration, batch
     digest)."""
@@ -116,12 +127,28 @@ def _proxy_table(names: list[str], indices, cfg: ScoreConfig, data_dir, space: S
     net = TinyNetwork.for_dataset(cfg.dataset, cfg.C, cfg.N, cfg.init_scheme)
     variables = net.init(jax.random.PRNGKey(cfg.seed))
     # only the fields that define this computation (the NTK fields of ScoreConfig do not apply)
-    config = {k: getattr(cfg, k) for k in ("dataset", "batch_size", "seed", "C", "N", "init_scheme", "dtype",
-                                           "data_split")}
-    config.update(bn_mode="train (batch statistics; synflow BN-free)", proxy_key=f"PRNGKey({cfg.seed + 1})",
-                  batch_sha256_16=digest)
-    table = P.proxy_table(names, indices, net, variables, x, y, space, key=jax.random.PRNGKey(cfg.seed + 1),
-                          progress=progress, store=store, store_config=config, time_budget_s=time_budget_s)
+    config = {
+        k: getattr(cfg, k) for k in ("dataset", "batch_size", "seed", "C", "N", "init_scheme", "dtype", "data_split")
+    }
+    config.update(
+        bn_mode="train (batch statistics; synflow BN-free)",
+        proxy_key=f"PRNGKey({cfg.seed + 1})",
+        batch_sha256_16=digest,
+    )
+    table = P.proxy_table(
+        names,
+        indices,
+        net,
+        variables,
+        x,
+        y,
+        space,
+        key=jax.random.PRNGKey(cfg.seed + 1),
+        progress=progress,
+        store=store,
+        store_config=config,
+        time_budget_s=time_budget_s,
+    )
     return table, config, digest
 
 
@@ -148,8 +175,16 @@ class ProxiesShardWork:
         if self.cfg.dtype == "float64":
             jax.config.update("jax_enable_x64", True)
         mine = shard_indices(self.indices, (k, n))
-        table, _, _ = _proxy_table(list(self.names), mine, self.cfg, self.data_dir, SearchSpace.load(self.data_dir),
-                                   store, False, self.time_budget_s)
+        table, _, _ = _proxy_table(
+            list(self.names),
+            mine,
+            self.cfg,
+            self.data_dir,
+            SearchSpace.load(self.data_dir),
+            store,
+            False,
+            self.time_budget_s,
+        )
         print(f"shard {k}/{n}: {len(table)} of {len(mine)} archs with every proxy in {store}", flush=True)
         return len(table)
 
@@ -168,18 +203,24 @@ def run(args: argparse.Namespace) -> int:
     names = list(opts.proxies)
     budget = None if opts.minutes is None else 60 * opts.minutes
     if sub.executor is not None:  # every shard as a task, merged into the store; the table below computes nothing
-        work = ProxiesShardWork(tuple(names), tuple(indices), cfg, str(resolve_data_dir(args.data_dir).resolve()),
-                                budget)
+        work = ProxiesShardWork(
+            tuple(names), tuple(indices), cfg, str(resolve_data_dir(args.data_dir).resolve()), budget
+        )
         run_sharded(indices, work, store, sub, substores=names, name="robntk-proxies")
-    table, config, digest = _proxy_table(names, indices, cfg, args.data_dir, space, store, not opts.no_progress,
-                                         budget)
-    meta = provenance(cfg, digest, {"job": JOB, "proxies": names, "n_archs": len(table),
-                                    "n_selected": len(indices), "store": str(store)})
+    table, config, digest = _proxy_table(names, indices, cfg, args.data_dir, space, store, not opts.no_progress, budget)
+    meta = provenance(
+        cfg,
+        digest,
+        {"job": JOB, "proxies": names, "n_archs": len(table), "n_selected": len(indices), "store": str(store)},
+    )
     meta["config"] = config
     for k in ("config_digest", "bn_mode_note"):
         meta.pop(k, None)
     write_table(table.reset_index(), out, meta)
     print(table.drop(columns=["arch_str"]).describe().T[["count", "mean", "min", "max"]].to_string())
     left = len(set(indices)) - len(table)
-    print(f"wrote {out} ({len(table)} archs, {len(names)} proxies)" + (f"; {left} left: rerun to continue" if left else ""))
+    print(
+        f"wrote {out} ({len(table)} archs, {len(names)} proxies)"
+        + (f"; {left} left: rerun to continue" if left else "")
+    )
     return 0

@@ -50,20 +50,27 @@ class ReportOptions:
     """
 
     out_dir: str = field(metadata=flag("output directory for the PNGs, CSVs and report.json"))
-    source: str = field(default="auto", metadata=flag(
-        "benchmark file layout to read (auto: official, then html, then csv)", choices=SOURCES))
-    op_k: int = field(default=DEFAULT_OP_K, metadata=flag("top-k of the operator-frequency heatmap",
-                                                          parse=positive_int))
-    overlap_k: tuple[int, ...] = field(default=DEFAULT_OVERLAP_K, metadata=flag(
-        "top-k sizes of the overlap with standard training", parse=positive_int))
-    top: int = field(default=DEFAULT_TOP, metadata=flag("length of the top tables per dataset and criterion",
-                                                        parse=positive_int))
-    search_k: tuple[int, ...] = field(default=DEFAULT_SEARCH_K, metadata=flag("random-search budgets",
-                                                                              parse=positive_int))
-    no_standard: bool = field(default=False, metadata=flag(
-        "skip the comparison with standard training (NB201, Jung et al.)"))
-    dpi: int = field(default=150, metadata=flag(f"PNG resolution ({DPI_RANGE[0]}..{DPI_RANGE[1]})",
-                                                parse=positive_int))
+    source: str = field(
+        default="auto",
+        metadata=flag("benchmark file layout to read (auto: official, then html, then csv)", choices=SOURCES),
+    )
+    op_k: int = field(
+        default=DEFAULT_OP_K, metadata=flag("top-k of the operator-frequency heatmap", parse=positive_int)
+    )
+    overlap_k: tuple[int, ...] = field(
+        default=DEFAULT_OVERLAP_K,
+        metadata=flag("top-k sizes of the overlap with standard training", parse=positive_int),
+    )
+    top: int = field(
+        default=DEFAULT_TOP, metadata=flag("length of the top tables per dataset and criterion", parse=positive_int)
+    )
+    search_k: tuple[int, ...] = field(
+        default=DEFAULT_SEARCH_K, metadata=flag("random-search budgets", parse=positive_int)
+    )
+    no_standard: bool = field(
+        default=False, metadata=flag("skip the comparison with standard training (NB201, Jung et al.)")
+    )
+    dpi: int = field(default=150, metadata=flag(f"PNG resolution ({DPI_RANGE[0]}..{DPI_RANGE[1]})", parse=positive_int))
     no_progress: bool = field(default=False, metadata=flag("no progress bar"))
 
     def __post_init__(self):
@@ -81,10 +88,11 @@ class ReportOptions:
         number of architectures."""
         for name in ("op_k", "top", "overlap_k", "search_k"):
             v = getattr(self, name)
-            for k in (v if isinstance(v, tuple) else (v,)):
+            for k in v if isinstance(v, tuple) else (v,):
                 if k > n:
-                    raise ValueError(f"--{name.replace('_', '-')} must be at most {n} (the architectures of the "
-                                     f"benchmark), got {k}")
+                    raise ValueError(
+                        f"--{name.replace('_', '-')} must be at most {n} (the architectures of the benchmark), got {k}"
+                    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,13 +110,24 @@ def run(args: argparse.Namespace) -> int:
     check_writable(opts.out_dir, "--out-dir", kind="dir")
     bench = RobBench.load(args.data_dir, source=opts.source)
     opts.check_sizes(len(bench.table()))
-    man = write_report(bench, opts.out_dir, data_dir=args.data_dir, op_k=opts.op_k, overlap_ks=opts.overlap_k,
-                       top=opts.top, search_ks=opts.search_k, references=False if opts.no_standard else None,
-                       dpi=opts.dpi, progress=not opts.no_progress)
+    man = write_report(
+        bench,
+        opts.out_dir,
+        data_dir=args.data_dir,
+        op_k=opts.op_k,
+        overlap_ks=opts.overlap_k,
+        top=opts.top,
+        search_ks=opts.search_k,
+        references=False if opts.no_standard else None,
+        dpi=opts.dpi,
+        progress=not opts.no_progress,
+    )
     for what, why in man["skipped"].items():
         print(f"robntk report: skipped {what}: {why}", file=sys.stderr)
     key = man["key_numbers"]
     tau = ", ".join(f"{d} {v:.3f}" for d, v in key.get("kendall_tau_clean_vs_pgd8", {}).items())
-    print(f"robntk report: {len(man['files'])} files in {opts.out_dir} ({man['elapsed_s']:.1f} s; "
-          f"{key['n_architectures']} archs from {bench.source}); τ clean vs PGD-8: {tau}")
+    print(
+        f"robntk report: {len(man['files'])} files in {opts.out_dir} ({man['elapsed_s']:.1f} s; "
+        f"{key['n_architectures']} archs from {bench.source}); τ clean vs PGD-8: {tau}"
+    )
     return 0

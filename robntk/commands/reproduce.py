@@ -97,20 +97,43 @@ def run(args: argparse.Namespace) -> int:
     bench = RobBench.load(args.data_dir)  # fail early if the benchmark file is missing
     indices = list(space.representatives) if opts.all else sample_indices(space, opts.sample, cfg.seed)
     extra = {"job": "reproduce", "sample": "all" if opts.all else opts.sample, "sample_seed": cfg.seed}
-    run_engine(indices, cfg, store, data_dir=args.data_dir, space=space, out=out, options=engine,
-               progress=not opts.no_progress, extra_provenance=extra, time_budget_s=job.time_budget)
+    run_engine(
+        indices,
+        cfg,
+        store,
+        data_dir=args.data_dir,
+        space=space,
+        out=out,
+        options=engine,
+        progress=not opts.no_progress,
+        extra_provenance=extra,
+        time_budget_s=job.time_budget,
+    )
     scores = read_table(out)
     scores = scores[scores["nb201_index"].isin(indices)]
     table = correlation_table(scores, bench, datasets=DATASETS, n_boot=opts.n_boot, seed=cfg.seed)
-    write_table(table, out_dir / "correlation.csv", {"scores": "scores.csv", "n_archs": int(len(scores)),
-                                                     "n_boot": opts.n_boot, "config": cfg.as_dict(), **extra})
-    tau_heatmap(table, out_dir / "tau_heatmap.png",
-                title=f"Kendall τ-b, {len(scores)} NB201 archs, NTK scores on a CIFAR-10 batch (B={cfg.batch_size})")
+    write_table(
+        table,
+        out_dir / "correlation.csv",
+        {"scores": "scores.csv", "n_archs": int(len(scores)), "n_boot": opts.n_boot, "config": cfg.as_dict(), **extra},
+    )
+    tau_heatmap(
+        table,
+        out_dir / "tau_heatmap.png",
+        title=f"Kendall τ-b, {len(scores)} NB201 archs, NTK scores on a CIFAR-10 batch (B={cfg.batch_size})",
+    )
     t, b = eps_tag(cfg.eps[-1]), beta_tag(cfg.betas[0])
-    score_scatter(scores, bench, [("lambda_min_clean", CLEAN_METRIC), (f"lambda_min_robust_all_{t}_{b}", PGD8_METRIC)],
-                  out_dir / "scatter.png")
+    score_scatter(
+        scores,
+        bench,
+        [("lambda_min_clean", CLEAN_METRIC), (f"lambda_min_robust_all_{t}_{b}", PGD8_METRIC)],
+        out_dir / "scatter.png",
+    )
     show = table[(table["dataset"] == "cifar10") & table["metric"].isin([CLEAN_METRIC, PGD8_METRIC])]
-    print(show[["score", "metric", "n", "kendall_tau", "kendall_tau_ci_low", "kendall_tau_ci_high"]]
-          .to_string(index=False))
+    print(
+        show[["score", "metric", "n", "kendall_tau", "kendall_tau_ci_low", "kendall_tau_ci_high"]].to_string(
+            index=False
+        )
+    )
     print(f"wrote {out_dir}/scores.csv, correlation.csv, tau_heatmap.png, scatter.png")
     return 0

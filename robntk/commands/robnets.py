@@ -58,12 +58,23 @@ class ParamsOut:
 class OneShotStart:
     """Where ``robntk robnets oneshot``'s configuration starts from, and field overrides by name."""
 
-    config: str = field(default="reduced", metadata=flag(
-        "starting configuration: reduced (2 CPU cores, < 1 h) or full (GPU); the defaults shown below are the "
-        "reduced one's", choices=("reduced", "full")))
-    overrides: tuple[str, ...] = field(default=(), metadata=flag(
-        "set a configuration field by its name, parsed as its flag (repeatable), e.g. --set train_steps=10",
-        flag="--set", action="append", metavar="FIELD=VALUE"))
+    config: str = field(
+        default="reduced",
+        metadata=flag(
+            "starting configuration: reduced (2 CPU cores, < 1 h) or full (GPU); the defaults shown below are the "
+            "reduced one's",
+            choices=("reduced", "full"),
+        ),
+    )
+    overrides: tuple[str, ...] = field(
+        default=(),
+        metadata=flag(
+            "set a configuration field by its name, parsed as its flag (repeatable), e.g. --set train_steps=10",
+            flag="--set",
+            action="append",
+            metavar="FIELD=VALUE",
+        ),
+    )
 
 
 #: sub-command → (configuration class, option classes, one-line help)
@@ -74,8 +85,11 @@ SUBCOMMANDS: dict[str, tuple[type | None, tuple[type, ...], str]] = {
     "density": (rc.DensityConfig, (OutDir,), "finding 1 on NAS-RobBench-201"),
     "direct-edges": (rc.DirectEdgesConfig, (OutDir,), "finding 2 on NAS-RobBench-201"),
     "fsp": (rc.FSPConfig, (OutDir,), "finding 3: FSP loss per cell depth vs NAS-RobBench-201 (resumable)"),
-    "oneshot": (rc.OneShotConfig, (OutDir, OneShotStart), "one-shot adversarial supernet search over NB201 "
-                                                          "(resumable)"),
+    "oneshot": (
+        rc.OneShotConfig,
+        (OutDir, OneShotStart),
+        "one-shot adversarial supernet search over NB201 (resumable)",
+    ),
 }
 
 
@@ -84,13 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="robnets_cmd", required=True)
     for name, (cls, options, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--data-dir", default=argparse.SUPPRESS,
-                       help="data directory (also accepted before the sub-command)")
+        p.add_argument(
+            "--data-dir", default=argparse.SUPPRESS, help="data directory (also accepted before the sub-command)"
+        )
         for opt in options:
             add_dataclass_flags(p, opt)
         if cls is not None:
-            add_dataclass_flags(p.add_argument_group("configuration"), cls,
-                                defaults=rc.REDUCED if name == "oneshot" else None)
+            add_dataclass_flags(
+                p.add_argument_group("configuration"), cls, defaults=rc.REDUCED if name == "oneshot" else None
+            )
 
 
 def main(argv=None) -> int:
@@ -136,8 +152,10 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "params":
         counts = space.parameter_counts()
         for name, c in counts.items():
-            print(f"{name:16s} CIFAR-10 head {c['params_cifar10_head'] / 1e6:7.3f}M   "
-                  f"100-class head {c['params_100_class_head'] / 1e6:7.3f}M   paper {c['paper'] / 1e6:.2f}M")
+            print(
+                f"{name:16s} CIFAR-10 head {c['params_cifar10_head'] / 1e6:7.3f}M   "
+                f"100-class head {c['params_100_class_head'] / 1e6:7.3f}M   paper {c['paper'] / 1e6:.2f}M"
+            )
         if opts[0].out:
             from robntk.core.tables import write_json
 

@@ -77,10 +77,13 @@ class ScoreOptions:
     """
 
     out: str = field(metadata=flag("output .csv or .parquet (configuration in OUT.json)"))
-    init_seeds: tuple[int, ...] | None = field(default=None, metadata=flag(
-        "score with each init seed (overrides --seed; also the batch seed) and aggregate", metavar="S"))
-    attack_seeds: tuple[int, ...] | None = field(default=None, metadata=flag(
-        "score with each attack seed (same weights and batch) and aggregate", metavar="A"))
+    init_seeds: tuple[int, ...] | None = field(
+        default=None,
+        metadata=flag("score with each init seed (overrides --seed; also the batch seed) and aggregate", metavar="S"),
+    )
+    attack_seeds: tuple[int, ...] | None = field(
+        default=None, metadata=flag("score with each attack seed (same weights and batch) and aggregate", metavar="A")
+    )
     no_progress: bool = field(default=False, metadata=flag("no progress bar"))
 
     def __post_init__(self):
@@ -127,13 +130,32 @@ class ScoreShardWork:
         for tag, c in self.draws:
             if c.dtype == "float64":
                 jax.config.update("jax_enable_x64", True)
-            rep = run_engine(list(self.indices), c, Path(store) / tag if tag else Path(store), data_dir=self.data_dir,
-                             space=space, shard=(k, n), options=self.options, progress=False,
-                             time_budget_s=self.time_budget_s)
-            done.append({"draw": tag, "scored": rep.n_scored, "skipped": rep.n_skipped, "remaining": rep.n_remaining,
-                         "compile_s": rep.compile_s, "run_s": rep.run_s})
-            print(f"shard {k}/{n} {tag or 'score'}: {rep.n_scored} scored, {rep.n_skipped} already stored, "
-                  f"{rep.n_remaining} left", flush=True)
+            rep = run_engine(
+                list(self.indices),
+                c,
+                Path(store) / tag if tag else Path(store),
+                data_dir=self.data_dir,
+                space=space,
+                shard=(k, n),
+                options=self.options,
+                progress=False,
+                time_budget_s=self.time_budget_s,
+            )
+            done.append(
+                {
+                    "draw": tag,
+                    "scored": rep.n_scored,
+                    "skipped": rep.n_skipped,
+                    "remaining": rep.n_remaining,
+                    "compile_s": rep.compile_s,
+                    "run_s": rep.run_s,
+                }
+            )
+            print(
+                f"shard {k}/{n} {tag or 'score'}: {rep.n_scored} scored, {rep.n_skipped} already stored, "
+                f"{rep.n_remaining} left",
+                flush=True,
+            )
         return done
 
 
@@ -160,20 +182,39 @@ def run(args: argparse.Namespace) -> int:
         check_export_target(out, store, job=DRAWS_JOB)
     space = SearchSpace.load(args.data_dir)
     indices = sel.indices(space, cfg.seed)
-    kw = dict(data_dir=args.data_dir, space=space, shard=shard, options=engine, progress=not opts.no_progress,
-              time_budget_s=job.time_budget)
+    kw = dict(
+        data_dir=args.data_dir,
+        space=space,
+        shard=shard,
+        options=engine,
+        progress=not opts.no_progress,
+        time_budget_s=job.time_budget,
+    )
     if sub.executor is not None:  # every shard as a task, merged into the store; the export below computes nothing
-        work = ScoreShardWork(tuple(indices), tuple(draws) if draws is not None else (("", cfg),),
-                              str(resolve_data_dir(args.data_dir).resolve()), engine, job.time_budget)
-        run_sharded(indices, work, store, sub, substores=[t for t, _ in draws] if draws is not None else [""],
-                    name="robntk-score")
+        work = ScoreShardWork(
+            tuple(indices),
+            tuple(draws) if draws is not None else (("", cfg),),
+            str(resolve_data_dir(args.data_dir).resolve()),
+            engine,
+            job.time_budget,
+        )
+        run_sharded(
+            indices,
+            work,
+            store,
+            sub,
+            substores=[t for t, _ in draws] if draws is not None else [""],
+            name="robntk-score",
+        )
     if draws is not None:
         return _run_draws(draws, out, store, indices, kw)
     rep = run_engine(indices, cfg, store, out=out, **kw)
-    print(f"engine: {rep.n_scored} scored, {rep.n_skipped} already in {rep.store}, {rep.n_remaining} left "
-          f"(time budget), compile {rep.compile_s:.1f} s, {rep.archs_per_s:.3f} archs/s ({rep.implementation}, "
-          f"{rep.batching}, {rep.archs_per_call} archs/call/device, {rep.n_devices} device(s)); "
-          f"wrote {rep.out} (config {rep.out}.json)")
+    print(
+        f"engine: {rep.n_scored} scored, {rep.n_skipped} already in {rep.store}, {rep.n_remaining} left "
+        f"(time budget), compile {rep.compile_s:.1f} s, {rep.archs_per_s:.3f} archs/s ({rep.implementation}, "
+        f"{rep.batching}, {rep.archs_per_call} archs/call/device, {rep.n_devices} device(s)); "
+        f"wrote {rep.out} (config {rep.out}.json)"
+    )
     return 0
 
 
@@ -182,17 +223,37 @@ def _run_draws(draws, out: Path, store: Path, indices, kw: dict) -> int:
     tables, meta = [], []
     for tag, c in draws:
         rep = run_engine(indices, c, store / tag, out=draw_path(out, tag), **kw)
-        print(f"draw {tag}: {rep.n_scored} scored, {rep.n_skipped} stored, {rep.n_remaining} left, "
-              f"compile {rep.compile_s:.1f} s, run {rep.run_s:.1f} s")
+        print(
+            f"draw {tag}: {rep.n_scored} scored, {rep.n_skipped} stored, {rep.n_remaining} left, "
+            f"compile {rep.compile_s:.1f} s, run {rep.run_s:.1f} s"
+        )
         if rep.n_remaining:
             print("time budget reached: rerun to continue; no aggregate written")
             return 0
         t = read_table(rep.out)
         tables.append(t[t.nb201_index.isin(set(indices))])
-        meta.append({"tag": tag, "seed": c.seed, "attack_seed": c.attack_key_seed, "table": str(rep.out),
-                     "config": c.as_dict(), "compile_s": rep.compile_s, "run_s": rep.run_s})
+        meta.append(
+            {
+                "tag": tag,
+                "seed": c.seed,
+                "attack_seed": c.attack_key_seed,
+                "table": str(rep.out),
+                "config": c.as_dict(),
+                "compile_s": rep.compile_s,
+                "run_s": rep.run_s,
+            }
+        )
     agg = aggregate_draws(tables)
-    write_table(agg, out, {"job": DRAWS_JOB, "store": str(store), "draws": meta, "aggregate": AGGREGATE_NOTE,
-                           "cost": "one compile and one full engine run per draw"})
+    write_table(
+        agg,
+        out,
+        {
+            "job": DRAWS_JOB,
+            "store": str(store),
+            "draws": meta,
+            "aggregate": AGGREGATE_NOTE,
+            "cost": "one compile and one full engine run per draw",
+        },
+    )
     print(f"wrote {out} (aggregate of {len(draws)} draws, {len(agg)} archs)")
     return 0

@@ -60,12 +60,19 @@ class SearchOptions:
     """
 
     methods: tuple[str, ...] = field(default=S.METHODS, metadata=flag("search methods", choices=S.METHODS))
-    criteria: tuple[str, ...] = field(default=("clean", "robust"), metadata=flag(
-        "search criteria: clean, robust, or benchmark metric names"))
-    scores: str = field(default="suite_zero", metadata=flag(
-        "training-free scores: a CSV/TSV/parquet with nb201_index, or 'suite_zero[:dataset]'"))
-    score_specs: tuple[str, ...] = field(default=("params",), metadata=flag(
-        "score columns or combination specs for tf, e.g. params 'vote(synflow,jacov,snip)'", flag="--score"))
+    criteria: tuple[str, ...] = field(
+        default=("clean", "robust"), metadata=flag("search criteria: clean, robust, or benchmark metric names")
+    )
+    scores: str = field(
+        default="suite_zero",
+        metadata=flag("training-free scores: a CSV/TSV/parquet with nb201_index, or 'suite_zero[:dataset]'"),
+    )
+    score_specs: tuple[str, ...] = field(
+        default=("params",),
+        metadata=flag(
+            "score columns or combination specs for tf, e.g. params 'vote(synflow,jacov,snip)'", flag="--score"
+        ),
+    )
     threshold: tuple[float, ...] = field(default=(0.478,), metadata=flag("PGD-8 accuracy thresholds for reach.csv"))
     out: str = field(default="search_results", metadata=flag("output directory"))
     no_figure: bool = field(default=False, metadata=flag("do not draw curves.png"))
@@ -78,8 +85,12 @@ class SearchOptions:
         for t in self.threshold:
             if not 0.0 <= t <= 1.0:
                 raise ValueError(f"--threshold values must be accuracies in [0, 1], got {t!r}")
-        for name, vals in (("--methods", self.methods), ("--criteria", self.criteria), ("--score", self.score_specs),
-                           ("--threshold", self.threshold)):
+        for name, vals in (
+            ("--methods", self.methods),
+            ("--criteria", self.criteria),
+            ("--score", self.score_specs),
+            ("--threshold", self.threshold),
+        ):
             dup = sorted({v for v in vals if list(vals).count(v) > 1}, key=str)
             if dup:
                 raise ValueError(f"{name} lists {', '.join(map(str, dup))} more than once")
@@ -117,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for m in opts.methods:
         for c in opts.criteria:
-            for sc in (scores.values() if m == "tf" else [None]):
+            for sc in scores.values() if m == "tf" else [None]:
                 results.append(S.run_search(m, land, c, cfg, score=sc, progress=not opts.no_progress))
     wall = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
@@ -127,15 +138,33 @@ def run(args: argparse.Namespace) -> int:
     write_table(reach, out / "reach.csv")
     arrays = {f"{r.label}|{r.criterion}": r.queried.astype(np.int16) for r in results}  # indices < 2**15
     atomic_save(out / "queried.npz", lambda p: np.savez_compressed(p, **arrays))
-    write_json({"config": S.config_dict(cfg), "methods": list(opts.methods), "criteria": list(opts.criteria),
-                "scores": opts.scores if scores else None, "score_specs": list(scores),
-                "thresholds": list(opts.threshold), "benchmark_source": bench.source, "search_wall_s": round(wall, 2),
-                "optimum": {c: {"nb201_index": int(land.representatives[np.nanargmax(land.metric(c)[land.representatives])]),
-                                "value": float(np.nanmax(land.metric(c)))} for c in ("clean", "robust")}},
-               out / "config.json")
+    write_json(
+        {
+            "config": S.config_dict(cfg),
+            "methods": list(opts.methods),
+            "criteria": list(opts.criteria),
+            "scores": opts.scores if scores else None,
+            "score_specs": list(scores),
+            "thresholds": list(opts.threshold),
+            "benchmark_source": bench.source,
+            "search_wall_s": round(wall, 2),
+            "optimum": {
+                c: {
+                    "nb201_index": int(land.representatives[np.nanargmax(land.metric(c)[land.representatives])]),
+                    "value": float(np.nanmax(land.metric(c))),
+                }
+                for c in ("clean", "robust")
+            },
+        },
+        out / "config.json",
+    )
     if not opts.no_figure:
-        S.plot_curves(curves, land, out / "curves.png",
-                      title=f"NAS-RobBench-201 {cfg.dataset}: mean and 95% CI over {cfg.n_seeds} seeds")
+        S.plot_curves(
+            curves,
+            land,
+            out / "curves.png",
+            title=f"NAS-RobBench-201 {cfg.dataset}: mean and 95% CI over {cfg.n_seeds} seeds",
+        )
     _print_summary(curves, reach, results, cfg, wall)
     print(f"wrote {out}/curves.csv, reach.csv, queried.npz, config.json" + ("" if opts.no_figure else ", curves.png"))
     return 0
@@ -147,5 +176,7 @@ def _print_summary(curves: pd.DataFrame, reach: pd.DataFrame, results, cfg, wall
     for r in final.itertuples(index=False):
         print(f"  {r.method:<28} by {r.criterion:<7} → {r.report:<7} {r.mean:.4f} [{r.ci_low:.4f}, {r.ci_high:.4f}]")
     for r in reach.itertuples(index=False):
-        print(f"  {r.method:<28} by {r.criterion:<7}: PGD-8 ≥ {r.threshold} in {100 * r.fraction:.0f}% of seeds"
-              + (f", mean {r.mean_reached:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}] queries" if r.n_reached else ""))
+        print(
+            f"  {r.method:<28} by {r.criterion:<7}: PGD-8 ≥ {r.threshold} in {100 * r.fraction:.0f}% of seeds"
+            + (f", mean {r.mean_reached:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}] queries" if r.n_reached else "")
+        )

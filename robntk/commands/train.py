@@ -40,8 +40,9 @@ class TrainOptions:
 
     arch: str = field(metadata=flag("NB201 index (e.g. 2581) or arch string"))
     out: str = field(metadata=flag("run directory (resumes if it holds a checkpoint)"))
-    stop_after_epochs: int | None = field(default=None, metadata=flag(
-        "stop once this many epochs are done (resume later with the same command)"))
+    stop_after_epochs: int | None = field(
+        default=None, metadata=flag("stop once this many epochs are done (resume later with the same command)")
+    )
     no_progress: bool = field(default=False, metadata=flag("no progress bars"))
 
     def __post_init__(self):
@@ -88,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     rundir.check_config(out, cfg.to_dict())
     x, y = load_split(cfg.dataset, "train", args.data_dir, cfg.train_limit, seed=0)
     if cfg.train_limit is not None and cfg.train_limit > len(y):  # load_split takes them all: say so
-        raise ValueError(f"--train-limit must be at most the {len(y)} training images of {cfg.dataset}, "
-                         f"got {cfg.train_limit}")
+        raise ValueError(
+            f"--train-limit must be at most the {len(y)} training images of {cfg.dataset}, got {cfg.train_limit}"
+        )
     try:
         summary = train(cfg, x, y, out, progress=not opts.no_progress, stop_after_epochs=opts.stop_after_epochs)
     except NonFiniteLossError as exc:

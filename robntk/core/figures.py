@@ -26,8 +26,9 @@ def new_figure(figsize: tuple[float, float], layout: str | None = None):
     return fig
 
 
-def tau_heatmap(table: pd.DataFrame, path: str | os.PathLike, value: str = "kendall_tau",
-                title: str | None = None, dpi: int = 150) -> Path:
+def tau_heatmap(
+    table: pd.DataFrame, path: str | os.PathLike, value: str = "kendall_tau", title: str | None = None, dpi: int = 150
+) -> Path:
     """Heatmap of a correlation table: scores (rows) × (dataset, metric) (columns), annotated.
 
     Args:
@@ -71,16 +72,29 @@ def tau_heatmap(table: pd.DataFrame, path: str | os.PathLike, value: str = "kend
         for j in range(len(pairs)):
             v = grid[i, j]
             txt = "—" if np.isnan(v) else f"{v:.2f}"
-            ax.text(j, i, txt, ha="center", va="center", fontsize=7,
-                    color="white" if np.isfinite(v) and abs(v) > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                txt,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if np.isfinite(v) and abs(v) > 0.6 else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label=value)
     ax.set_title(title if title is not None else value, fontsize=10)
     fig.tight_layout()
     return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
 
 
-def score_scatter(scores: pd.DataFrame, bench, columns: list[tuple[str, str]], path: str | os.PathLike,
-                  dataset: str = "cifar10", dpi: int = 120) -> Path:
+def score_scatter(
+    scores: pd.DataFrame,
+    bench,
+    columns: list[tuple[str, str]],
+    path: str | os.PathLike,
+    dataset: str = "cifar10",
+    dpi: int = 120,
+) -> Path:
     """Scatter of log10 score vs benchmark accuracy, one panel per (score column, metric).
 
     Args:
@@ -104,8 +118,14 @@ def score_scatter(scores: pd.DataFrame, bench, columns: list[tuple[str, str]], p
     return atomic_save(path, lambda p: fig.savefig(p, dpi=dpi))
 
 
-def training_curves(records: list[dict], path: str | os.PathLike, *, lr_curve: tuple | None = None,
-                    title: str | None = None, dpi: int = 110) -> Path:
+def training_curves(
+    records: list[dict],
+    path: str | os.PathLike,
+    *,
+    lr_curve: tuple | None = None,
+    title: str | None = None,
+    dpi: int = 110,
+) -> Path:
     """Per-epoch training loss, training accuracy and learning rate of a run (3 panels).
 
     Args:
@@ -132,14 +152,23 @@ def training_curves(records: list[dict], path: str | os.PathLike, *, lr_curve: t
     axes[0].plot(ep, [r["train_loss"] for r in records], "o-", color="#0072B2")
     axes[0].set(xlabel="epoch", ylabel="training loss", title=f"training loss ({method})")
     axes[1].plot(ep, [r["train_acc"] for r in records], "o-", color="#D55E00")
-    axes[1].set(xlabel="epoch", ylabel="accuracy",
-                title="train accuracy (" + ("adversarial" if adv else "natural") + " examples, train-mode BN)")
+    axes[1].set(
+        xlabel="epoch",
+        ylabel="accuracy",
+        title="train accuracy (" + ("adversarial" if adv else "natural") + " examples, train-mode BN)",
+    )
     if lr_curve is not None:
-        axes[2].plot(np.asarray(lr_curve[0]), np.asarray(lr_curve[1]), "-", color="#009E73",
-                     label="OneCycle lr (per step)")
+        axes[2].plot(
+            np.asarray(lr_curve[0]), np.asarray(lr_curve[1]), "-", color="#009E73", label="OneCycle lr (per step)"
+        )
     spe = records[0]["step"] / records[0]["epoch"]
-    axes[2].plot([(r["step"] - 1) / spe for r in records], [r["lr_last"] for r in records], "o", color="#0072B2",
-                 label="lr of each epoch's last step")
+    axes[2].plot(
+        [(r["step"] - 1) / spe for r in records],
+        [r["lr_last"] for r in records],
+        "o",
+        color="#0072B2",
+        label="lr of each epoch's last step",
+    )
     axes[2].set(xlabel="epoch", ylabel="learning rate", title="schedule")
     axes[2].legend(fontsize=8)
     for ax in axes:

@@ -43,8 +43,12 @@ DEFAULT_DATA_DIR = Path("data")
 XDG_ENV = "XDG_DATA_HOME"
 
 #: How :func:`resolve_data_dir` chose the directory (second element of its result).
-HOW_FLAG, HOW_ENV, HOW_CWD, HOW_USER = ("--data-dir", f"${DATA_ENV}", "./data in the working directory",
-                                        "the user data directory")
+HOW_FLAG, HOW_ENV, HOW_CWD, HOW_USER = (
+    "--data-dir",
+    f"${DATA_ENV}",
+    "./data in the working directory",
+    "the user data directory",
+)
 
 #: ``fetcher(relpaths, root)``: fetch the registry entries holding ``relpaths`` (paths relative to
 #: the data directory) into ``root``; None: missing files raise. See :func:`set_fetcher`.
@@ -114,8 +118,14 @@ def download_enabled() -> bool:
     return _fetcher is not None
 
 
-def obtain_hint(relpath: str, data_dir_: str | os.PathLike | None = None, *, root: Path | None = None,
-                n: int = 1, download: bool = True) -> str:
+def obtain_hint(
+    relpath: str,
+    data_dir_: str | os.PathLike | None = None,
+    *,
+    root: Path | None = None,
+    n: int = 1,
+    download: bool = True,
+) -> str:
     """The sentences of a missing-file message that say how to get ``relpath``.
 
     The registry entry holding ``relpath`` (:func:`robntk.data.sources.find`) gives the
@@ -148,12 +158,18 @@ def obtain_hint(relpath: str, data_dir_: str | os.PathLike | None = None, *, roo
         nor = " (nor can --download)" if download else ""
         return f"`robntk data fetch` cannot fetch {it}{nor}: {entry.manual.rstrip('.')}; {point}. {source}"
     rerun = ", or rerun with --download to fetch what is missing and go on" if download else ""
-    return (f"Obtain {it} from the official source: `robntk data fetch {entry.name}{dir_flag}` downloads and "
-            f"verifies {it}{rerun}; {point}. {source}")
+    return (
+        f"Obtain {it} from the official source: `robntk data fetch {entry.name}{dir_flag}` downloads and "
+        f"verifies {it}{rerun}; {point}. {source}"
+    )
 
 
-_HOW_LONG = {HOW_FLAG: "given by --data-dir", HOW_ENV: f"from ${DATA_ENV}", HOW_CWD: "./data of the working directory",
-             HOW_USER: f"the user data directory, as there is no --data-dir, ${DATA_ENV} or ./data"}
+_HOW_LONG = {
+    HOW_FLAG: "given by --data-dir",
+    HOW_ENV: f"from ${DATA_ENV}",
+    HOW_CWD: "./data of the working directory",
+    HOW_USER: f"the user data directory, as there is no --data-dir, ${DATA_ENV} or ./data",
+}
 
 
 def _where(root: Path, how: str, relpaths: Sequence[str]) -> str:
@@ -161,13 +177,16 @@ def _where(root: Path, how: str, relpaths: Sequence[str]) -> str:
     that holds the files."""
     note = ""
     if how == HOW_CWD and all((user_data_dir() / r).is_file() for r in relpaths):
-        note = (f"; the user data directory {user_data_dir()} holds it but is read only when ./data does not "
-                "exist: pass --data-dir")
+        note = (
+            f"; the user data directory {user_data_dir()} holds it but is read only when ./data does not "
+            "exist: pass --data-dir"
+        )
     return f"(data directory {root}, {_HOW_LONG.get(how, how)}{note})"
 
 
-def missing_error(relpaths: str | Sequence[str], data_dir_: str | os.PathLike | None = None, *,
-                  lead: str | None = None) -> FileNotFoundError:
+def missing_error(
+    relpaths: str | Sequence[str], data_dir_: str | os.PathLike | None = None, *, lead: str | None = None
+) -> FileNotFoundError:
     """The :class:`FileNotFoundError` of missing data files (returned, for the caller to raise).
 
     Args:
@@ -179,8 +198,11 @@ def missing_error(relpaths: str | Sequence[str], data_dir_: str | os.PathLike | 
     rels = [relpaths] if isinstance(relpaths, str) else list(relpaths)
     root, how = resolve_data_dir(data_dir_)
     if lead is None:
-        lead = (f"robntk data file not found: {root / rels[0]}" if len(rels) == 1 else
-                f"robntk data files not found in {root}: {', '.join(rels)}")
+        lead = (
+            f"robntk data file not found: {root / rels[0]}"
+            if len(rels) == 1
+            else f"robntk data files not found in {root}: {', '.join(rels)}"
+        )
     return FileNotFoundError(f"{lead} {_where(root, how, rels)}. {obtain_hint(rels[0], data_dir_, n=len(rels))}")
 
 

@@ -98,8 +98,10 @@ def check_seed(value, name: str = "seed") -> int:
     if value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r} (allowed: 0 to 2**32 - 1 = {MAX_SEED})")
     if value > MAX_SEED:
-        raise ValueError(f"{name} must be an integer <= 2**32 - 1 = {MAX_SEED} (seeds are 32-bit: jax.random.PRNGKey "
-                         f"keeps the low 32 bits, so a larger seed would alias a smaller one), got {value!r}")
+        raise ValueError(
+            f"{name} must be an integer <= 2**32 - 1 = {MAX_SEED} (seeds are 32-bit: jax.random.PRNGKey "
+            f"keeps the low 32 bits, so a larger seed would alias a smaller one), got {value!r}"
+        )
     return int(value)
 
 
@@ -145,7 +147,12 @@ def format_eps(eps: float) -> str:
 # --------------------------------------------------------------------------- benchmark metric names
 #: NAS-RobBench-201 metrics, names exactly as the official ``NAS-RobBench-201_all.json``.
 METRICS: tuple[str, ...] = (
-    "val_acc", "val_fgsm_3.0_acc", "val_pgd_3.0_acc", "val_fgsm_8.0_acc", "val_pgd_8.0_acc", "autoattack",
+    "val_acc",
+    "val_fgsm_3.0_acc",
+    "val_pgd_3.0_acc",
+    "val_fgsm_8.0_acc",
+    "val_pgd_8.0_acc",
+    "autoattack",
 )
 CLEAN_METRIC = "val_acc"
 PGD8_METRIC = "val_pgd_8.0_acc"

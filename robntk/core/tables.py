@@ -15,8 +15,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -123,8 +124,19 @@ def check_distinct(paths: Mapping[str, str | os.PathLike | None]) -> None:
 
 
 #: Figure formats by suffix (those matplotlib's Agg, PDF, PS and SVG backends write).
-FIGURE_SUFFIXES: tuple[str, ...] = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".tif", ".tiff", ".webp",
-                                    ".eps", ".ps")
+FIGURE_SUFFIXES: tuple[str, ...] = (
+    ".png",
+    ".pdf",
+    ".svg",
+    ".svgz",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".eps",
+    ".ps",
+)
 
 
 def check_figure_path(path: str | os.PathLike, what: str = "--figure") -> Path:
@@ -163,8 +175,9 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_table(df: pd.DataFrame, out: str | os.PathLike, meta: Mapping[str, Any] | None = None,
-                index: bool = False) -> Path:
+def write_table(
+    df: pd.DataFrame, out: str | os.PathLike, meta: Mapping[str, Any] | None = None, index: bool = False
+) -> Path:
     """Write ``df`` to ``out`` (CSV/TSV/parquet by suffix) and ``meta`` to its sidecar, atomically.
 
     Args:
@@ -218,8 +231,9 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), what: st
         raise ValueError(f"cannot read {what} {path}: {type(exc).__name__}: {exc}") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ValueError(f"{what} {path} has no {', '.join(repr(c) for c in missing)} column; "
-                         f"columns are {list(df.columns)}")
+        raise ValueError(
+            f"{what} {path} has no {', '.join(repr(c) for c in missing)} column; columns are {list(df.columns)}"
+        )
     return df
 
 

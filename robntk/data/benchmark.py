@@ -23,22 +23,25 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from robntk.core import paths
-from robntk.core import registry
+from robntk.core import paths, registry
 from robntk.nb201.searchspace import NUM_ARCHS, SearchSpace
 
 METRICS = registry.METRICS
 DATASETS = registry.BENCH_DATASETS
 #: Dataset keys of the official / project-page files → canonical names.
 DATASET_ALIASES: dict[str, str] = {
-    "cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "ImageNet16-120",
-    "imagenet16": "ImageNet16-120", "imagenet16-120": "ImageNet16-120", "ImageNet16-120": "ImageNet16-120",
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
+    "imagenet": "ImageNet16-120",
+    "imagenet16": "ImageNet16-120",
+    "imagenet16-120": "ImageNet16-120",
+    "ImageNet16-120": "ImageNet16-120",
 }
 HTML_FILE = "nasrobbench201/NAS-RobBench-201_html.json"
 CSV_FILE = "nasrobbench201/nasrobbench201_threeseed_15625.csv"
@@ -56,7 +59,11 @@ def _missing(what: str, path: Path, relpath: str) -> FileNotFoundError:
     ``relpath``: names the ``robntk data fetch`` entry (with ``--data-dir`` of the bundle that
     ``path`` would be in, when it ends with ``relpath``)."""
     parts = Path(relpath).parts
-    root = Path(*path.parts[:-len(parts)]) if path.parts[-len(parts):] == parts and len(path.parts) > len(parts) else None
+    root = (
+        Path(*path.parts[: -len(parts)])
+        if path.parts[-len(parts) :] == parts and len(path.parts) > len(parts)
+        else None
+    )
     return FileNotFoundError(f"{what} not found: {path}. {paths.obtain_hint(relpath, root=root, download=False)}")
 
 
@@ -73,7 +80,7 @@ def read_js_json(path: Path) -> object:
     """Parse a ``name={...}`` JavaScript file as JSON (strip up to the first '=' and a trailing ';')."""
     try:
         text = path.read_text()
-        body = text[text.index("=") + 1:].strip().rstrip(";")
+        body = text[text.index("=") + 1 :].strip().rstrip(";")
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(
@@ -96,9 +103,17 @@ class RobBench:
     Values are fractions in [0, 1].
     """
 
-    def __init__(self, values: pd.DataFrame, isomorph, datasets, metrics, space: SearchSpace | None = None,
-                 source: str = "memory", path: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        values: pd.DataFrame,
+        isomorph,
+        datasets,
+        metrics,
+        space: SearchSpace | None = None,
+        source: str = "memory",
+        path: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None,
+    ):
         """Low-level constructor (prefer the classmethods).
 
         Args:
@@ -124,7 +139,7 @@ class RobBench:
 
     # ------------------------------------------------------------------ loaders
     @classmethod
-    def load(cls, data_dir: str | os.PathLike | None = None, source: str = "auto") -> "RobBench":
+    def load(cls, data_dir: str | os.PathLike | None = None, source: str = "auto") -> RobBench:
         """Load NAS-RobBench-201 from the data directory.
 
         ``source='auto'`` prefers the official per-seed layout (``nasrobbench201/NAS-RobBench-201_all.json``
@@ -168,8 +183,9 @@ class RobBench:
         return cls.from_html_json(paths.data_file(HTML_FILE, data_dir), space=space, data_dir=data_dir)
 
     @classmethod
-    def from_html_json(cls, path: str | os.PathLike, space: SearchSpace | None = None,
-                       data_dir: str | os.PathLike | None = None) -> "RobBench":
+    def from_html_json(
+        cls, path: str | os.PathLike, space: SearchSpace | None = None, data_dir: str | os.PathLike | None = None
+    ) -> RobBench:
         """Read the project-page file ``NAS-RobBench-201_html.json`` (github.com/TT2408/nasrobbench201hp).
 
         Layout: JavaScript ``acc={...}``; key ``""`` holds 18 labels ``<ds>#<metric>`` (ds in
@@ -236,8 +252,9 @@ class RobBench:
         return cls(values, isomorph, datasets, metrics, space=space, source="html", path=path, data_dir=data_dir)
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike, space: SearchSpace | None = None,
-                 data_dir: str | os.PathLike | None = None) -> "RobBench":
+    def from_csv(
+        cls, path: str | os.PathLike, space: SearchSpace | None = None, data_dir: str | os.PathLike | None = None
+    ) -> RobBench:
         """Read the derived CSV ``nasrobbench201_threeseed_15625.csv``.
 
         One row per NB201 index with ``nb201_index, arch_str, uid, is_evaluated`` and 18 columns
@@ -256,7 +273,9 @@ class RobBench:
         except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ValueError(f"corrupt NAS-RobBench-201 CSV {path}: {type(exc).__name__}: {exc}") from None
         if len(df) != NUM_ARCHS or not np.array_equal(np.sort(idx), np.arange(NUM_ARCHS)):
-            raise ValueError(f"corrupt NAS-RobBench-201 CSV {path}: expected one row per NB201 index 0..{NUM_ARCHS - 1}")
+            raise ValueError(
+                f"corrupt NAS-RobBench-201 CSV {path}: expected one row per NB201 index 0..{NUM_ARCHS - 1}"
+            )
         isomorph = np.empty(NUM_ARCHS, np.int64)
         isomorph[idx] = uid
         cols = [column_name(d, m) for d in DATASETS for m in METRICS]
@@ -275,7 +294,7 @@ class RobBench:
         return cls(values, isomorph, DATASETS, METRICS, space=space, source="csv", path=path, data_dir=data_dir)
 
     @classmethod
-    def from_official(cls, all_json: str | os.PathLike, meta_json: str | os.PathLike) -> "RobBench":
+    def from_official(cls, all_json: str | os.PathLike, meta_json: str | os.PathLike) -> RobBench:
         """Read the official per-seed ``NAS-RobBench-201_all.json`` with its ``meta.json``.
 
         Layout (as read by the official ``NasRobBench201`` class of github.com/TT2408/nasrobbench201):
@@ -313,7 +332,9 @@ class RobBench:
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"corrupt NAS-RobBench-201 file {all_json}: {type(exc).__name__}: {exc}") from None
         if not isinstance(res, dict) or not res:
-            raise ValueError(f"corrupt NAS-RobBench-201 file {all_json}: expected {{dataset: {{uid: {{metric: ...}}}}}}")
+            raise ValueError(
+                f"corrupt NAS-RobBench-201 file {all_json}: expected {{dataset: {{uid: {{metric: ...}}}}}}"
+            )
 
         def bad(msg):
             return ValueError(f"corrupt NAS-RobBench-201 file {all_json}: {msg}")
@@ -335,8 +356,10 @@ class RobBench:
                     v = _official_value(entry)
                     if v is None:
                         if m in METRICS:
-                            raise bad(f"res[{ds_key!r}][{uid!r}][{m!r}] must be a number or a dict of "
-                                      f"per-seed numbers, got {entry!r:.80}")
+                            raise bad(
+                                f"res[{ds_key!r}][{uid!r}][{m!r}] must be a number or a dict of "
+                                f"per-seed numbers, got {entry!r:.80}"
+                            )
                         continue
                     metrics += [m] if m not in metrics else []
                     data.setdefault(column_name(ds, m), {})[rep] = v
@@ -380,7 +403,9 @@ class RobBench:
                 if isinstance(arch, (bool, float)) or (isinstance(arch, str) and arch.strip() != str(i)):
                     raise ValueError
             except (TypeError, ValueError):
-                raise ValueError(f"arch must be an NB201 index 0..{NUM_ARCHS - 1} or an arch string, got {arch!r}") from None
+                raise ValueError(
+                    f"arch must be an NB201 index 0..{NUM_ARCHS - 1} or an arch string, got {arch!r}"
+                ) from None
             if not 0 <= i < NUM_ARCHS:
                 raise ValueError(f"NB201 index {i} out of range; allowed 0..{NUM_ARCHS - 1}")
         return int(self.isomorph[i])
@@ -522,8 +547,10 @@ class RobBench:
         return rep
 
     def __repr__(self) -> str:
-        return (f"RobBench(source={self.source!r}, archs={len(self._values)}, datasets={self.datasets}, "
-                f"metrics={len(self.metrics)})")
+        return (
+            f"RobBench(source={self.source!r}, archs={len(self._values)}, datasets={self.datasets}, "
+            f"metrics={len(self.metrics)})"
+        )
 
 
 def _official_value(entry) -> float | None:
@@ -568,8 +595,9 @@ def load_nb201_accuracy(data_dir: str | os.PathLike | None = None) -> pd.DataFra
         raise ValueError(f"corrupt NB201 accuracy file {path}: {type(exc).__name__}: {exc}") from None
     missing = [c for c in src if c not in df.columns]
     if missing:
-        raise ValueError(f"corrupt NB201 accuracy file {path}: missing columns {missing}; columns are "
-                         f"{list(df.columns)[:10]}")
+        raise ValueError(
+            f"corrupt NB201 accuracy file {path}: missing columns {missing}; columns are {list(df.columns)[:10]}"
+        )
     try:
         out = df[list(src)].astype(np.float64).rename(columns=src) / 100.0
     except (ValueError, TypeError) as exc:

@@ -7,6 +7,7 @@ against its registry size and checksum before it is renamed into place.
 """
 
 from __future__ import annotations
+
 import csv
 import hashlib
 import io
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
+
 from robntk.data.sources import Download, Entry, Target
 from robntk.nb201.searchspace import NUM_ARCHS
 
@@ -113,13 +115,15 @@ def _need(root: Path, rel: str) -> Path:
 def _js_json(path: Path):
     """JavaScript ``name=<json>`` files of the NAS-RobBench-201 project page."""
     text = path.read_text(encoding="utf-8")
-    return json.loads(text[text.index("=") + 1:])
+    return json.loads(text[text.index("=") + 1 :])
 
 
 def _meta(root: Path) -> tuple[list[str], list[int]]:
     ids = json.loads(_need(root, "nb201_archs/meta.json").read_text(encoding="utf-8"))["ids"]
-    return ([ids[str(i)]["nb201-string"] for i in range(NUM_ARCHS)],
-            [int(ids[str(i)]["isomorph"]) for i in range(NUM_ARCHS)])
+    return (
+        [ids[str(i)]["nb201-string"] for i in range(NUM_ARCHS)],
+        [int(ids[str(i)]["isomorph"]) for i in range(NUM_ARCHS)],
+    )
 
 
 def _csv(header: list[str], rows: Iterable[list], terminator: str = "\r\n") -> bytes:
@@ -139,8 +143,10 @@ def _expanded(acc: dict, i: int) -> int:
 def _archs_csv(root: Path, downloads: list[Path]) -> bytes:
     strs, iso = _meta(root)
     ops = _js_json(_need(root, "nasrobbench201/ops.json"))
-    return _csv(["nb201_index", "arch_str", "ops_code", "isomorph_uid", "is_unique"],
-                ([i, strs[i], ops[i], iso[i], int(iso[i] == i)] for i in range(NUM_ARCHS)))
+    return _csv(
+        ["nb201_index", "arch_str", "ops_code", "isomorph_uid", "is_unique"],
+        ([i, strs[i], ops[i], iso[i], int(iso[i] == i)] for i in range(NUM_ARCHS)),
+    )
 
 
 def _robbench_csv(root: Path, downloads: list[Path]) -> bytes:
@@ -151,8 +157,9 @@ def _robbench_csv(root: Path, downloads: list[Path]) -> bytes:
         ds, metric = label.split("#")
         metric = re.sub(r"^val_(fgsm|pgd)_(\d+)_acc$", r"val_\1_\2.0_acc", metric)
         cols.append(f"{'ImageNet16-120' if ds == 'imagenet' else ds}_{metric}")
-    rows = ([i, strs[i], u, int(u == i), *map(repr, acc[str(u)])]
-            for i in range(NUM_ARCHS) for u in [_expanded(acc, i)])
+    rows = (
+        [i, strs[i], u, int(u == i), *map(repr, acc[str(u)])] for i in range(NUM_ARCHS) for u in [_expanded(acc, i)]
+    )
     return _csv(["nb201_index", "arch_str", "uid", "is_evaluated", *cols], rows)
 
 
@@ -164,8 +171,21 @@ def _jung_csv(root: Path, downloads: list[Path]) -> bytes:
     return _csv(["nb201_index", "arch_str", "uid", *cols], rows)
 
 
-_PROXIES = ("epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm", "nwot", "params", "plain",
-            "snip", "synflow", "zen")
+_PROXIES = (
+    "epe_nas",
+    "fisher",
+    "flops",
+    "grad_norm",
+    "grasp",
+    "jacov",
+    "l2_norm",
+    "nwot",
+    "params",
+    "plain",
+    "snip",
+    "synflow",
+    "zen",
+)
 
 
 def _suite_zero_csv(root: Path, downloads: list[Path]) -> bytes:
@@ -188,8 +208,9 @@ def _suite_zero_csv(root: Path, downloads: list[Path]) -> bytes:
     for r, n in zip(proxies, nets):
         i = index[n["net_str"]]
         rows.append(["ImageNet16-120", i, iso[i], r["net"], n["net_str"], *(r[p] for p in _PROXIES)])
-    return _csv(["dataset", "nb201_index", "nb201_representative", "naslib_tuple", "arch_str", *_PROXIES], rows,
-                terminator="\n")
+    return _csv(
+        ["dataset", "nb201_index", "nb201_representative", "naslib_tuple", "arch_str", *_PROXIES], rows, terminator="\n"
+    )
 
 
 _NASLIB_OPS = {0: "skip_connect", 1: "none", 2: "nor_conv_3x3", 3: "nor_conv_1x1", 4: "avg_pool_3x3"}
@@ -205,8 +226,9 @@ def _partial_csv(root: Path, downloads: list[Path]) -> bytes:
         for key, e in per_arch.items():
             a, b, c, d, e_, f = (_NASLIB_OPS[int(t)] for t in key.strip("()").split(","))
             s = f"|{a}~0|+|{b}~0|{d}~1|+|{c}~0|{e_}~1|{f}~2|"
-            rows.append([ds, index[s], s, key, e["idx"], repr(e["val_accuracy"]),
-                         *(repr(e[p]["score"]) for p in proxies)])
+            rows.append(
+                [ds, index[s], s, key, e["idx"], repr(e["val_accuracy"]), *(repr(e[p]["score"]) for p in proxies)]
+            )
     return _csv(["dataset", "nb201_index", "arch_str", "naslib_tuple", "naslib_idx", "val_accuracy", *proxies], rows)
 
 
@@ -219,8 +241,12 @@ def _hp12_csv(root: Path, downloads: list[Path]) -> bytes:
 
 #: Derivations: ``fn(data_dir, downloads) -> bytes`` of the entry's single file.
 DERIVATIONS: dict[str, Callable[[Path, list[Path]], bytes]] = {
-    "archs_csv": _archs_csv, "robbench_csv": _robbench_csv, "jung_csv": _jung_csv,
-    "suite_zero_csv": _suite_zero_csv, "partial_csv": _partial_csv, "hp12_csv": _hp12_csv,
+    "archs_csv": _archs_csv,
+    "robbench_csv": _robbench_csv,
+    "jung_csv": _jung_csv,
+    "suite_zero_csv": _suite_zero_csv,
+    "partial_csv": _partial_csv,
+    "hp12_csv": _hp12_csv,
 }
 
 

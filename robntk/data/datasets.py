@@ -37,14 +37,23 @@ and its source; with the CLI's ``--download`` the fetchable ones are fetched ins
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from robntk.core import paths
 from robntk.core.registry import DATASETS, dataset_info
-from robntk.data.readers import _check_split, _apply_limit, _check_limit, _read_batches, Selector, read_image_folder, read_image_tar, read_npz
+from robntk.data.readers import (
+    Selector,
+    _apply_limit,
+    _check_limit,
+    _check_split,
+    _read_batches,
+    read_image_folder,
+    read_image_tar,
+    read_npz,
+)
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 IMAGENET16_SOURCE = (
@@ -59,10 +68,18 @@ IMAGE_SIZE: dict[str, int] = {k: v.image_size for k, v in DATASETS.items()}
 _CIFAR10_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 _CIFAR10_NPZ = {"train": "cifar10_jpeg/cifar10_train_decoded_10k.npz", "test": "cifar10_jpeg/cifar10_test_decoded.npz"}
 _CIFAR10_TARS = {
-    "train": ("cifar10_jpeg/CIFAR-10-images_train_jpg.tar.gz", "cifar10_jpeg/CIFAR-10-images_train_jpg.tar",
-              "CIFAR-10-images_train_jpg.tar.gz", "CIFAR-10-images_train.tar.gz"),
-    "test": ("cifar10_jpeg/CIFAR-10-images_test_jpg.tar.gz", "cifar10_jpeg/CIFAR-10-images_test_jpg.tar",
-             "CIFAR-10-images_test_jpg.tar.gz", "CIFAR-10-images_test.tar.gz"),
+    "train": (
+        "cifar10_jpeg/CIFAR-10-images_train_jpg.tar.gz",
+        "cifar10_jpeg/CIFAR-10-images_train_jpg.tar",
+        "CIFAR-10-images_train_jpg.tar.gz",
+        "CIFAR-10-images_train.tar.gz",
+    ),
+    "test": (
+        "cifar10_jpeg/CIFAR-10-images_test_jpg.tar.gz",
+        "cifar10_jpeg/CIFAR-10-images_test_jpg.tar",
+        "CIFAR-10-images_test_jpg.tar.gz",
+        "CIFAR-10-images_test.tar.gz",
+    ),
 }
 _CIFAR10_FOLDER_ROOTS = ("CIFAR-10-images", "cifar10_jpeg/CIFAR-10-images", "cifar10_images", "cifar10")
 _IMAGENET16_FILES = {"train": [f"train_data_batch_{i}" for i in range(1, 11)], "val": ["val_data"]}
@@ -90,10 +107,16 @@ def _folder_split_dir(path: Path, split: str) -> Path:
     return path / split if (path / split).is_dir() else path
 
 
-def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: str = "auto",
-                 path: str | os.PathLike | None = None, limit: int | None = None,
-                 classes: Iterable[str | int] | None = None,
-                 allow_subset: bool = True, select: Selector | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_cifar10(
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    source: str = "auto",
+    path: str | os.PathLike | None = None,
+    limit: int | None = None,
+    classes: Iterable[str | int] | None = None,
+    allow_subset: bool = True,
+    select: Selector | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Load CIFAR-10 images and labels.
 
     Sources (``source='auto'`` tries them in this order inside the data directory):
@@ -173,10 +196,14 @@ def load_cifar10(split: str, data_dir: str | os.PathLike | None = None, source: 
     if source in ("auto", "batches") and paths.download_enabled():  # fetch the official batches
         paths.data_files(batches, data_dir)
         return _load_cifar10_from("batches", root / "cifar-10-batches-py", split, limit, classes, select)
-    wanted = {"npz": _CIFAR10_NPZ[split], "tar": _CIFAR10_TARS[split][0],
-              "folder": f"{_CIFAR10_FOLDER_ROOTS[0]}/{split}"}.get(source, "cifar-10-batches-py")
-    raise paths.missing_error(wanted, data_dir, lead=(
-        f"no CIFAR-10 {split} data found (source={source!r}); searched: {'; '.join(searched)}"))
+    wanted = {
+        "npz": _CIFAR10_NPZ[split],
+        "tar": _CIFAR10_TARS[split][0],
+        "folder": f"{_CIFAR10_FOLDER_ROOTS[0]}/{split}",
+    }.get(source, "cifar-10-batches-py")
+    raise paths.missing_error(
+        wanted, data_dir, lead=(f"no CIFAR-10 {split} data found (source={source!r}); searched: {'; '.join(searched)}")
+    )
 
 
 def _load_cifar10_from(src: str, p: Path, split: str, limit, classes, select) -> tuple[np.ndarray, np.ndarray]:
@@ -197,8 +224,12 @@ def _load_cifar10_from(src: str, p: Path, split: str, limit, classes, select) ->
 
 
 # --------------------------------------------------------------------------- CIFAR-100
-def load_cifar100(split: str, data_dir: str | os.PathLike | None = None, path: str | os.PathLike | None = None,
-                  limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_cifar100(
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    path: str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Load CIFAR-100 from the official python version ``cifar-100-python/{train,test}``.
 
     Each file is a pickled dict with ``b'data'`` (N, 3072) uint8 flattened CHW and
@@ -224,14 +255,18 @@ def load_cifar100(split: str, data_dir: str | os.PathLike | None = None, path: s
         directory = paths.data_file(f"cifar-100-python/{split}", data_dir).parent
     else:
         directory = Path(path).expanduser()
-    x, y = _read_batches(directory, [split], "fine_labels", 32, "bytes",
-                         f"{CIFAR_URL} (cifar-100-python.tar.gz)")
+    x, y = _read_batches(directory, [split], "fine_labels", 32, "bytes", f"{CIFAR_URL} (cifar-100-python.tar.gz)")
     return _apply_limit(x, y, limit)
 
 
 # --------------------------------------------------------------------------- ImageNet16
-def load_imagenet16(split: str, data_dir: str | os.PathLike | None = None, num_classes: int | None = 120,
-                    path: str | os.PathLike | None = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_imagenet16(
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    num_classes: int | None = 120,
+    path: str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Load NB201's ImageNet16 (16×16 downsampled ImageNet), e.g. ImageNet16-120.
 
     Mirrors ``ImageNet16`` of NAS-Bench-201 (``xautodl/datasets/DownsampledImageNet.py``): the
@@ -259,8 +294,9 @@ def load_imagenet16(split: str, data_dir: str | os.PathLike | None = None, num_c
     """
     _check_split(split, ("train", "val", "valid", "test"))
     split = "train" if split == "train" else "val"
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-                                    or not 1 <= num_classes <= 1000):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 1 <= num_classes <= 1000
+    ):
         raise ValueError(f"num_classes must be an int in 1..1000 or None, got {num_classes!r}")
     _check_limit(limit)
     if path is None:  # not fetchable: the message says how to obtain the folder
@@ -269,9 +305,7 @@ def load_imagenet16(split: str, data_dir: str | os.PathLike | None = None, num_c
         directory = Path(path).expanduser()
     x, y = _read_batches(directory, _IMAGENET16_FILES[split], "labels", 16, "latin1", IMAGENET16_SOURCE)
     if y.size and (y.min() < 1 or y.max() > 1000):
-        raise ValueError(
-            f"corrupt ImageNet16 data in {directory}: labels must be in 1..1000, got {y.min()}..{y.max()}"
-        )
+        raise ValueError(f"corrupt ImageNet16 data in {directory}: labels must be in 1..1000, got {y.min()}..{y.max()}")
     if num_classes is not None:
         keep = y <= num_classes
         x, y = x[keep], y[keep]
@@ -287,15 +321,23 @@ def canonical_dataset_name(name: str) -> str:
     """
     if isinstance(name, str):
         key = name.strip().lower().replace("_", "-")
-        aliases = {"cifar10": "cifar10", "cifar-10": "cifar10", "cifar100": "cifar100", "cifar-100": "cifar100",
-                   "imagenet16-120": "ImageNet16-120", "imagenet16": "ImageNet16-120", "imagenet": "ImageNet16-120"}
+        aliases = {
+            "cifar10": "cifar10",
+            "cifar-10": "cifar10",
+            "cifar100": "cifar100",
+            "cifar-100": "cifar100",
+            "imagenet16-120": "ImageNet16-120",
+            "imagenet16": "ImageNet16-120",
+            "imagenet": "ImageNet16-120",
+        }
         if key in aliases:
             return aliases[key]
     raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)}")
 
 
-def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None,
-                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_dataset(
+    name: str, split: str, data_dir: str | os.PathLike | None = None, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Load ``name`` ∈ {'cifar10', 'cifar100', 'ImageNet16-120'} with each loader's default source.
 
     CIFAR-10 uses :func:`load_cifar10` with ``source='auto'`` (so on the shared data bundle the
@@ -357,8 +399,9 @@ def balanced_indices(y: np.ndarray, batch_size: int, seed: int = 0) -> np.ndarra
     return rng.permutation(idx).astype(np.int64)
 
 
-def fixed_batch(name: str, batch_size: int, seed: int = 0, data_dir: str | os.PathLike | None = None,
-                split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def fixed_batch(
+    name: str, batch_size: int, seed: int = 0, data_dir: str | os.PathLike | None = None, split: str = "train"
+) -> tuple[np.ndarray, np.ndarray]:
     """The fixed input batch used for NTK scoring (the same batch for every architecture).
 
     Loads ``name``/``split`` with :func:`load_dataset` and draws a deterministic class-balanced
@@ -385,9 +428,7 @@ def fixed_batch(name: str, batch_size: int, seed: int = 0, data_dir: str | os.Pa
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     x, y = load_dataset(name, split, data_dir)
     if batch_size > len(y):
-        raise ValueError(
-            f"batch_size {batch_size} exceeds the {len(y)} images available in {name} {split!r}"
-        )
+        raise ValueError(f"batch_size {batch_size} exceeds the {len(y)} images available in {name} {split!r}")
     idx = balanced_indices(y, batch_size, seed)
     return x[idx].astype(np.float32) / np.float32(255.0), y[idx].astype(np.int32)
 
@@ -419,8 +460,9 @@ def balanced_subset(y: np.ndarray, limit: int | None, seed: int = 0) -> np.ndarr
     return np.sort(perm[order[:limit]])
 
 
-def load_split(dataset: str, split: str, data_dir: str | os.PathLike | None = None, limit: int | None = None,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    dataset: str, split: str, data_dir: str | os.PathLike | None = None, limit: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A split with :func:`load_dataset`'s sources, reduced to the class-balanced deterministic
     subset of ``limit`` images (:func:`balanced_subset` with ``seed``) — the data of
     ``robntk train --train-limit`` and ``robntk evaluate --limit``.

@@ -50,8 +50,8 @@ from pathlib import Path
 from robntk._version import __version__
 from robntk.core import paths
 from robntk.data import sources
-from robntk.data.sources import HASH_LIMIT, Download, Entry, Target
 from robntk.data.convert import CHUNK, check_file, convert
+from robntk.data.sources import HASH_LIMIT, Download, Entry, Target
 
 MIRROR_ENV = "ROBNTK_DATA_MIRROR"
 DOWNLOADS = ".downloads"
@@ -134,13 +134,18 @@ def check_target(root: Path, target: Target, verify: bool = False) -> FileStatus
 def entry_status(root: Path, entry: Entry, verify: bool = False) -> EntryStatus:
     """:class:`EntryStatus` of ``entry`` in the data directory ``root``."""
     root = Path(root)
-    partial = sum(p.stat().st_size for d in entry.downloads
-                  if (p := root / DOWNLOADS / (d.filename + ".part")).is_file())
+    partial = sum(
+        p.stat().st_size for d in entry.downloads if (p := root / DOWNLOADS / (d.filename + ".part")).is_file()
+    )
     return EntryStatus(entry, tuple(check_target(root, t, verify) for t in entry.files), partial)
 
 
-def status(data_dir: str | os.PathLike | None = None, names: Iterable[str] = (), verify: bool = False,
-           registry: Iterable[Entry] | None = None) -> list[EntryStatus]:
+def status(
+    data_dir: str | os.PathLike | None = None,
+    names: Iterable[str] = (),
+    verify: bool = False,
+    registry: Iterable[Entry] | None = None,
+) -> list[EntryStatus]:
     """Status of the registry entries (``names``: entry names or file paths; empty: all).
 
     Raises:
@@ -168,8 +173,10 @@ def _transfer(url: str, part: Path, have: int, size: int, timeout: float, bar) -
         if exc.code == 416 and have:  # our partial file is not a prefix of theirs: start over
             part.unlink(missing_ok=True)
             raise _Dropped("HTTP 416, restarting") from None
-        raise OSError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; check the URL, or use another "
-                      f"source: --mirror URL (or ${MIRROR_ENV})") from None
+        raise OSError(
+            f"cannot download {url}: HTTP {exc.code} {exc.reason}; check the URL, or use another "
+            f"source: --mirror URL (or ${MIRROR_ENV})"
+        ) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise OSError(f"cannot reach {url}: {reason}; {MIRROR_HINT}") from None
@@ -194,14 +201,24 @@ def _transfer(url: str, part: Path, have: int, size: int, timeout: float, bar) -
                 if have > size:
                     fh.close()
                     part.unlink(missing_ok=True)
-                    raise ValueError(f"corrupt download from {url}: more than the {size:,} bytes expected; "
-                                     "the partial file was deleted")
+                    raise ValueError(
+                        f"corrupt download from {url}: more than the {size:,} bytes expected; "
+                        "the partial file was deleted"
+                    )
                 fh.write(chunk)
                 bar.update(len(chunk))
 
 
-def download(url: str, dest: str | os.PathLike, spec: Download, *, timeout: float = 60.0, retries: int = 3,
-             progress: bool = True, backoff: float = 1.0) -> Path:
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    spec: Download,
+    *,
+    timeout: float = 60.0,
+    retries: int = 3,
+    progress: bool = True,
+    backoff: float = 1.0,
+) -> Path:
     """Download ``url`` to ``dest``, resuming a partial download, and verify it against ``spec``.
 
     The bytes go to ``dest.part``; an existing ``dest.part`` is resumed with ``Range:
@@ -232,8 +249,15 @@ def download(url: str, dest: str | os.PathLike, spec: Download, *, timeout: floa
         return dest
     part = dest.with_name(dest.name + ".part")
     drops = 0
-    with tqdm(total=spec.size, unit="B", unit_scale=True, unit_divisor=1024, desc=spec.filename,
-              disable=None if progress else True, leave=False) as bar:
+    with tqdm(
+        total=spec.size,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=spec.filename,
+        disable=None if progress else True,
+        leave=False,
+    ) as bar:
         while True:
             have = part.stat().st_size if part.is_file() else 0
             if have > spec.size:
@@ -250,14 +274,15 @@ def download(url: str, dest: str | os.PathLike, spec: Download, *, timeout: floa
                 drops += 1
                 if drops > retries:
                     kept = part.stat().st_size if part.is_file() else 0
-                    raise OSError(f"download of {url} interrupted ({exc}); {kept:,} of {spec.size:,} bytes "
-                                  f"kept in {part}, rerun to resume") from None
+                    raise OSError(
+                        f"download of {url} interrupted ({exc}); {kept:,} of {spec.size:,} bytes "
+                        f"kept in {part}, rerun to resume"
+                    ) from None
                 time.sleep(min(backoff * 2 ** (drops - 1), 10.0))
     why = check_file(part, spec)
     if why:
         part.unlink(missing_ok=True)
-        raise ValueError(f"corrupt download from {url}: {why}; the file was deleted and nothing was written "
-                         f"to {dest}")
+        raise ValueError(f"corrupt download from {url}: {why}; the file was deleted and nothing was written to {dest}")
     os.replace(part, dest)
     return dest
 
@@ -291,10 +316,20 @@ def select(names: Iterable[str], registry: Iterable[Entry] | None = None) -> lis
     return list(dict.fromkeys(out))
 
 
-def fetch(names: Iterable[str] = (), data_dir: str | os.PathLike | None = None, *, mirror: str | None = None,
-          force: bool = False, keep_downloads: bool = False, timeout: float = 60.0, retries: int = 3,
-          progress: bool = True, backoff: float = 1.0, log: Callable[[str], None] = print,
-          registry: Iterable[Entry] | None = None) -> list[FetchResult]:
+def fetch(
+    names: Iterable[str] = (),
+    data_dir: str | os.PathLike | None = None,
+    *,
+    mirror: str | None = None,
+    force: bool = False,
+    keep_downloads: bool = False,
+    timeout: float = 60.0,
+    retries: int = 3,
+    progress: bool = True,
+    backoff: float = 1.0,
+    log: Callable[[str], None] = print,
+    registry: Iterable[Entry] | None = None,
+) -> list[FetchResult]:
     """Download, verify and convert registry entries into the data directory.
 
     An entry whose files are all present and pass :func:`check_target` is skipped (unless
@@ -341,8 +376,17 @@ def fetch(names: Iterable[str] = (), data_dir: str | os.PathLike | None = None, 
         for d in e.downloads:
             url = source_url(d, mirror)
             log(f"{e.name}: downloading {url} ({d.size:,} bytes)")
-            got.append(download(url, root / DOWNLOADS / d.filename, d, timeout=timeout, retries=retries,
-                                progress=progress, backoff=backoff))
+            got.append(
+                download(
+                    url,
+                    root / DOWNLOADS / d.filename,
+                    d,
+                    timeout=timeout,
+                    retries=retries,
+                    progress=progress,
+                    backoff=backoff,
+                )
+            )
         convert(e, root, got)
         if not keep_downloads:
             for p in got:
@@ -368,15 +412,22 @@ def _rmdir_if_empty(path: Path) -> None:
         path.rmdir()
 
 
-
 # --------------------------------------------------------------------------- on demand (--download)
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def fetch_missing(relpaths: Sequence[str], data_dir: str | os.PathLike, *, mirror: str | None = None,
-                  log: Callable[[str], None] = _stderr, progress: bool = True, timeout: float = 60.0,
-                  retries: int = 3, registry: Iterable[Entry] | None = None) -> list[FetchResult]:
+def fetch_missing(
+    relpaths: Sequence[str],
+    data_dir: str | os.PathLike,
+    *,
+    mirror: str | None = None,
+    log: Callable[[str], None] = _stderr,
+    progress: bool = True,
+    timeout: float = 60.0,
+    retries: int = 3,
+    registry: Iterable[Entry] | None = None,
+) -> list[FetchResult]:
     """Fetch the registry entries that hold the missing files ``relpaths`` into ``data_dir``.
 
     The fetcher of :func:`robntk.core.paths.data_files` while ``--download`` is on. Paths that no
@@ -406,8 +457,7 @@ def fetch_missing(relpaths: Sequence[str], data_dir: str | os.PathLike, *, mirro
         return []
     root = Path(data_dir)
     log(f"--download: {', '.join(relpaths)} missing in {root}; fetching {', '.join(names)}")
-    return fetch(names, root, mirror=mirror, timeout=timeout, retries=retries, progress=progress, log=log,
-                 registry=reg)
+    return fetch(names, root, mirror=mirror, timeout=timeout, retries=retries, progress=progress, log=log, registry=reg)
 
 
 @contextlib.contextmanager

@@ -4,15 +4,17 @@ accuracy at ε = 1/255 and the mean accuracy under common corruptions, per NB201
 """
 
 from __future__ import annotations
+
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+
 import numpy as np
 import pandas as pd
+
 from robntk.core import paths
 from robntk.data.benchmark import DATASETS, read_js_json
 from robntk.nb201.searchspace import NUM_ARCHS
-
 
 JUNG_CSV = "jung_robustness_nb201_summary/jung_acc_summary_15625.csv"
 JUNG_JSON = "jung_robustness_nb201_summary/acc.json"
@@ -50,8 +52,11 @@ def load_jung_robustness(data_dir: str | os.PathLike | None = None) -> pd.DataFr
         return _jung_from_csv(root / JUNG_CSV)
     if (root / JUNG_JSON).is_file() or paths.download_enabled():
         return _jung_from_json(paths.data_file(JUNG_JSON, data_dir))
-    raise paths.missing_error(JUNG_JSON, data_dir, lead=(
-        f"Jung et al. robustness data not found: neither {root / JUNG_CSV} nor {root / JUNG_JSON} exists"))
+    raise paths.missing_error(
+        JUNG_JSON,
+        data_dir,
+        lead=(f"Jung et al. robustness data not found: neither {root / JUNG_CSV} nor {root / JUNG_JSON} exists"),
+    )
 
 
 def _jung_columns(labels: Iterable[str]) -> list[str]:
@@ -79,7 +84,7 @@ def _jung_from_csv(path: Path) -> pd.DataFrame:
 def _jung_col(csv_col: str) -> str:
     for ds in DATASETS:
         if csv_col.startswith(ds + "_"):
-            return f"{ds}_jung_{csv_col[len(ds) + 1:]}"
+            return f"{ds}_jung_{csv_col[len(ds) + 1 :]}"
     return csv_col
 
 

@@ -7,20 +7,30 @@ Every reader returns ``(x, y)``: x uint8 (n, side, side, 3) RGB, y int64 (n,), a
 """
 
 from __future__ import annotations
+
 import io
 import os
 import pickle
 import re
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
-import numpy as np
 
+import numpy as np
 
 #: Standard CIFAR-10 label order (label id = position).
 CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 IMAGE_EXTS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
@@ -75,8 +85,7 @@ def _batch_arrays(path: Path, label_key: str, side: int, encoding: str) -> tuple
     n_feat = 3 * side * side
     if data.ndim != 2 or data.shape[1] != n_feat or data.dtype != np.uint8:
         raise ValueError(
-            f"corrupt batch file {path}: 'data' must be uint8 of shape (N, {n_feat}), "
-            f"got {data.dtype} {data.shape}"
+            f"corrupt batch file {path}: 'data' must be uint8 of shape (N, {n_feat}), got {data.dtype} {data.shape}"
         )
     if labels.ndim != 1 or labels.shape[0] != data.shape[0] or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(
@@ -87,8 +96,9 @@ def _batch_arrays(path: Path, label_key: str, side: int, encoding: str) -> tuple
     return np.ascontiguousarray(x), labels.astype(np.int64)
 
 
-def _read_batches(directory: Path, files: Sequence[str], label_key: str, side: int, encoding: str,
-                  source_hint: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_batches(
+    directory: Path, files: Sequence[str], label_key: str, side: int, encoding: str, source_hint: str
+) -> tuple[np.ndarray, np.ndarray]:
     if not directory.is_dir():
         raise FileNotFoundError(f"dataset directory not found: {directory}. Obtain it from {source_hint}.")
     missing = [f for f in files if not (directory / f).is_file()]
@@ -131,16 +141,15 @@ def _class_selection(classes: Iterable[str | int] | None) -> list[int]:
     return sorted(ids)
 
 
-def _select_members(entries: Iterable[tuple[str, str, str]], class_ids: list[int], limit: int | None,
-                    where: str) -> list[tuple[int, str, str]]:
+def _select_members(
+    entries: Iterable[tuple[str, str, str]], class_ids: list[int], limit: int | None, where: str
+) -> list[tuple[int, str, str]]:
     """(key, class_name, file_name) triples → the selected ones as (label, file_name, key),
     ordered by label then file name, truncated to ``limit``."""
     chosen = []
     for key, cls, fname in entries:
         if cls not in CIFAR10_CLASSES:
-            raise ValueError(
-                f"unknown CIFAR-10 class folder {cls!r} in {where}; allowed: {', '.join(CIFAR10_CLASSES)}"
-            )
+            raise ValueError(f"unknown CIFAR-10 class folder {cls!r} in {where}; allowed: {', '.join(CIFAR10_CLASSES)}")
         label = CIFAR10_CLASSES.index(cls)
         if label in class_ids:
             chosen.append((label, fname, key))
@@ -165,9 +174,13 @@ def _stack(images: list[np.ndarray], labels: list[int], side: int) -> tuple[np.n
 
 
 # --------------------------------------------------------------------------- folder / tar readers
-def read_image_folder(split_dir: str | os.PathLike, classes: Iterable[str | int] | None = None,
-                      limit: int | None = None, side: int = 32,
-                      select: Selector | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_image_folder(
+    split_dir: str | os.PathLike,
+    classes: Iterable[str | int] | None = None,
+    limit: int | None = None,
+    side: int = 32,
+    select: Selector | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Read a CIFAR-10 image folder ``split_dir/<class_name>/*.png|jpg|jpeg``.
 
     Class ids follow :data:`CIFAR10_CLASSES` (standard CIFAR-10 order, not alphabetical); images
@@ -211,9 +224,14 @@ def read_image_folder(split_dir: str | os.PathLike, classes: Iterable[str | int]
 _TAR_MEMBER = re.compile(r"^(?:.*/)?(?P<split>[^/]+)/(?P<cls>[^/]+)/(?P<file>[^/]+)$")
 
 
-def read_image_tar(archive: str | os.PathLike, split: str, classes: Iterable[str | int] | None = None,
-                   limit: int | None = None, side: int = 32,
-                   select: Selector | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_image_tar(
+    archive: str | os.PathLike,
+    split: str,
+    classes: Iterable[str | int] | None = None,
+    limit: int | None = None,
+    side: int = 32,
+    select: Selector | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Read CIFAR-10 images from a tar / tar.gz archive with members ``[prefix/]<split>/<class>/<file>``.
 
     Same ordering and labels as :func:`read_image_folder` (class id, then file name). The archive
@@ -249,7 +267,9 @@ def read_image_tar(archive: str | os.PathLike, split: str, classes: Iterable[str
     except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"cannot read tar archive {archive}: {type(exc).__name__}: {exc}") from None
     if not entries:
-        raise ValueError(f"no images of split {split!r} in {archive} (expected members [prefix/]{split}/<class>/<file>)")
+        raise ValueError(
+            f"no images of split {split!r} in {archive} (expected members [prefix/]{split}/<class>/<file>)"
+        )
     chosen = _apply_select(_select_members(entries, class_ids, limit, str(archive)), select)
     want = {key: i for i, (_, _, key) in enumerate(chosen)}
     images: list[np.ndarray | None] = [None] * len(chosen)

@@ -36,8 +36,19 @@ from robntk.core import paths
 SUITE_ZERO_FILE = "nasbench_suite_zero_nb201/zc_nb201_proxies.csv"
 #: The 13 NASLib proxies of the file (NASLib names).
 PROXIES: tuple[str, ...] = (
-    "epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm", "nwot", "params", "plain",
-    "snip", "synflow", "zen",
+    "epe_nas",
+    "fisher",
+    "flops",
+    "grad_norm",
+    "grasp",
+    "jacov",
+    "l2_norm",
+    "nwot",
+    "params",
+    "plain",
+    "snip",
+    "synflow",
+    "zen",
 )
 #: Datasets the proxies were computed on.
 SUITE_ZERO_DATASETS: tuple[str, ...] = ("cifar10", "ImageNet16-120")
@@ -47,8 +58,9 @@ N_CELLS = 9445
 N_CLASSES = 6285
 
 
-def load_suite_zero(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
-                    per_class: str | None = None) -> pd.DataFrame:
+def load_suite_zero(
+    dataset: str = "cifar10", data_dir: str | os.PathLike | None = None, per_class: str | None = None
+) -> pd.DataFrame:
     """Read the NAS-Bench-Suite-Zero NB201 proxy scores of one dataset.
 
     Args:
@@ -92,8 +104,10 @@ def load_suite_zero(dataset: str = "cifar10", data_dir: str | os.PathLike | None
     except (KeyError, ValueError, TypeError) as exc:
         raise ValueError(f"corrupt NAS-Bench-Suite-Zero file {path}: {type(exc).__name__}: {exc}") from None
     if len(df) != N_CELLS or len(np.unique(cells)) != N_CELLS:
-        raise ValueError(f"corrupt NAS-Bench-Suite-Zero file {path}: {len(df)} rows for {dataset} "
-                         f"({len(np.unique(cells))} distinct cells), expected {N_CELLS}")
+        raise ValueError(
+            f"corrupt NAS-Bench-Suite-Zero file {path}: {len(df)} rows for {dataset} "
+            f"({len(np.unique(cells))} distinct cells), expected {N_CELLS}"
+        )
     out = vals.copy()
     out.insert(0, "arch_str", df["arch_str"].to_numpy())
     if per_class is None:

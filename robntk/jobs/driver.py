@@ -19,9 +19,10 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 #: Default seconds between flushes of buffered rows to the store.
 FLUSH_SECONDS = 30.0
@@ -109,11 +110,22 @@ class JobReport:
     out: Path | None = None
 
 
-def run_job(keys: Sequence[int], compute: Callable[[list[int]], list[dict]], sink: Sink | None, *,
-            block: int | Callable[[], int] = 1, shard: tuple[int, int] | None = None, keep_order: bool = True,
-            time_budget_s: float | None = None, flush_s: float = FLUSH_SECONDS, flush_rows: int = FLUSH_ROWS,
-            desc: str = "job", unit: str = "arch", progress: bool = True,
-            postfix: Callable[[], Mapping[str, Any]] | None = None) -> JobReport:
+def run_job(
+    keys: Sequence[int],
+    compute: Callable[[list[int]], list[dict]],
+    sink: Sink | None,
+    *,
+    block: int | Callable[[], int] = 1,
+    shard: tuple[int, int] | None = None,
+    keep_order: bool = True,
+    time_budget_s: float | None = None,
+    flush_s: float = FLUSH_SECONDS,
+    flush_rows: int = FLUSH_ROWS,
+    desc: str = "job",
+    unit: str = "arch",
+    progress: bool = True,
+    postfix: Callable[[], Mapping[str, Any]] | None = None,
+) -> JobReport:
     """Run ``compute`` over the keys that ``sink`` does not hold yet, block by block.
 
     Args:
@@ -162,7 +174,7 @@ def run_job(keys: Sequence[int], compute: Callable[[list[int]], list[dict]], sin
             size = block() if callable(block) else block
             if not (isinstance(size, int) and size >= 1):
                 raise ValueError(f"block must be an integer >= 1, got {size!r}")
-            blk = todo[n:n + size]
+            blk = todo[n : n + size]
             rows = compute(blk)
             buf += rows
             n += len(blk)

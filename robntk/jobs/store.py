@@ -39,9 +39,10 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from robntk.core.paths import atomic_write
 from robntk.core.tables import write_table
@@ -128,7 +129,8 @@ class ReadReport:
         if diff is not None:
             raise StoreConflictError(
                 f"conflicting results for nb201_index {idx}: {diff} (in {self.sources[idx]} and {where}); "
-                "the runs used different code or hardware, or a store was edited — remove one of them")
+                "the runs used different code or hardware, or a store was edited — remove one of them"
+            )
         self.n_duplicates += 1
 
 
@@ -148,8 +150,14 @@ class ResultStore:
 
     # ------------------------------------------------------------------ open / create
     @classmethod
-    def open(cls, path: str | os.PathLike, store_key: str | None = None, header: Mapping[str, Any] | None = None,
-             create: bool = True, rtol: float = 0.0) -> "ResultStore":
+    def open(
+        cls,
+        path: str | os.PathLike,
+        store_key: str | None = None,
+        header: Mapping[str, Any] | None = None,
+        create: bool = True,
+        rtol: float = 0.0,
+    ) -> ResultStore:
         """Open a store, creating it (with ``header``) if it does not exist.
 
         Creation is atomic: the store is built in a hidden temporary sibling directory and renamed
@@ -182,13 +190,22 @@ class ResultStore:
             if path.exists() and not path.is_dir():
                 raise StoreError(f"{path} is a file, not a robntk result store; refusing to write into it")
             if path.exists() and any(p.name != ROWS_DIR for p in path.iterdir()):
-                raise StoreError(f"{path} exists but is not a robntk result store (no {HEADER}); refusing to write into it")
+                raise StoreError(
+                    f"{path} exists but is not a robntk result store (no {HEADER}); refusing to write into it"
+                )
             if path.exists() and (path / ROWS_DIR).is_dir() and any((path / ROWS_DIR).iterdir()):
-                raise StoreError(f"{path} has row files but no {HEADER}: corrupt store; restore the header or start anew")
+                raise StoreError(
+                    f"{path} has row files but no {HEADER}: corrupt store; restore the header or start anew"
+                )
             if not create or store_key is None:
                 raise StoreError(f"no robntk result store at {path}")
-            h = {"format": FORMAT, "version": VERSION, "store_key": store_key, "created": time.time(),
-                 **dict(header or {})}
+            h = {
+                "format": FORMAT,
+                "version": VERSION,
+                "store_key": store_key,
+                "created": time.time(),
+                **dict(header or {}),
+            }
             if _create(path, h):
                 return cls(path, h, rtol)
             # another process put its store in place first: open that one (its key is checked)
@@ -316,8 +333,10 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise StoreError(f"corrupt store header {hp}: {exc}") from None
     if not isinstance(h, dict) or h.get("format") != FORMAT:
-        raise StoreError(f"{hp} is not a robntk result-store header (format {h.get('format') if isinstance(h, dict) else None!r}, "
-                         f"expected {FORMAT!r})")
+        raise StoreError(
+            f"{hp} is not a robntk result-store header (format {h.get('format') if isinstance(h, dict) else None!r}, "
+            f"expected {FORMAT!r})"
+        )
     if h.get("version") != VERSION:
         raise StoreError(f"store {path} has version {h.get('version')!r}; this robntk reads version {VERSION}")
     if not isinstance(h.get("store_key"), str):
@@ -377,14 +396,15 @@ KEY_PARTS: dict[str, str] = {
 
 def _short(v: Any, width: int = 80) -> str:
     text = "absent" if v is _ABSENT else json.dumps(v, sort_keys=True, default=str)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 _ABSENT = object()
 
 
-def key_differences(stored: Mapping[str, Any], new: Mapping[str, Any],
-                    names: tuple[str, str] = ("stored", "now")) -> list[str]:
+def key_differences(
+    stored: Mapping[str, Any], new: Mapping[str, Any], names: tuple[str, str] = ("stored", "now")
+) -> list[str]:
     """The parts of two store headers that differ, as ``'<part>: stored X, now Y'`` (``names``
     label the two sides): the key parts of :data:`KEY_PARTS` (config digest, batch hash,
     parameter definition), then every field of ``config`` (a config's batch hash is named as
@@ -404,16 +424,16 @@ def key_differences(stored: Mapping[str, Any], new: Mapping[str, Any],
     return out
 
 
-def mismatch_message(path: Path, stored: Mapping[str, Any], store_key: str,
-                     header: Mapping[str, Any] | None) -> str:
+def mismatch_message(path: Path, stored: Mapping[str, Any], store_key: str, header: Mapping[str, Any] | None) -> str:
     """The message of :class:`StoreMismatchError` when ``path`` (header ``stored``) holds another
     key than ``store_key``: which parts differ (:func:`key_differences` against the caller's
     ``header``), else the stored configuration."""
     diffs = key_differences(stored, header) if header else []
-    what = ("; ".join(diffs) if diffs
-            else f"its config: {json.dumps(stored.get('config'), sort_keys=True, default=str)}")
-    return (f"store {path} was written with a different configuration: {what} (store key {stored['store_key']} "
-            f"!= {store_key}); use another store directory, or the same configuration to resume")
+    what = "; ".join(diffs) if diffs else f"its config: {json.dumps(stored.get('config'), sort_keys=True, default=str)}"
+    return (
+        f"store {path} was written with a different configuration: {what} (store key {stored['store_key']} "
+        f"!= {store_key}); use another store directory, or the same configuration to resume"
+    )
 
 
 @dataclass
@@ -453,15 +473,22 @@ def merge_stores(sources: Sequence[str | os.PathLike], out: str | os.PathLike, r
     for st in stores[1:]:
         if st.header["store_key"] != key:
             diffs = key_differences(stores[0].header, st.header, names=(str(stores[0].path), str(st.path)))
-            what = ("; ".join(diffs) if diffs else f"{json.dumps(st.header.get('config'), sort_keys=True)} vs "
-                                                   f"{json.dumps(stores[0].header.get('config'), sort_keys=True)}")
+            what = (
+                "; ".join(diffs)
+                if diffs
+                else f"{json.dumps(st.header.get('config'), sort_keys=True)} vs "
+                f"{json.dumps(stores[0].header.get('config'), sort_keys=True)}"
+            )
             raise StoreMismatchError(
                 f"cannot merge {st.path} (store key {st.header['store_key']}) with {stores[0].path} "
-                f"(store key {key}): they were scored with different configurations ({what})")
+                f"(store key {key}): they were scored with different configurations ({what})"
+            )
     rep = ReadReport()
     for st in stores:
         st.read(rep)
-    header = {k: v for k, v in stores[0].header.items() if k not in ("format", "version", "store_key", "created", "shard")}
+    header = {
+        k: v for k, v in stores[0].header.items() if k not in ("format", "version", "store_key", "created", "shard")
+    }
     selection: list[int] = []
     for st in stores:
         selection += list(st.header.get("selection") or [])
@@ -482,8 +509,7 @@ def merge_stores(sources: Sequence[str | os.PathLike], out: str | os.PathLike, r
 def _dump_header(h: Mapping[str, Any]) -> str:
     """Header as indented JSON with the (long) ``selection`` list on one line."""
     mark = "\u0000SELECTION\u0000"
-    body = json.dumps({**h, "selection": mark} if "selection" in h else dict(h), indent=1, sort_keys=True,
-                      default=str)
+    body = json.dumps({**h, "selection": mark} if "selection" in h else dict(h), indent=1, sort_keys=True, default=str)
     if "selection" in h:
         body = body.replace(json.dumps(mark), json.dumps(h["selection"], separators=(",", ":")))
     return body + "\n"

@@ -85,26 +85,40 @@ class SubmitOptions:
             without ``--executor``, a count or size out of range (names the flag).
     """
 
-    executor: str | None = field(default=None, metadata=flag(
-        "run the selection as --shards N tasks through submitit — 'slurm': one job array, 'local': processes on "
-        "this machine — then resubmit incomplete shards, merge the shard stores and export --out",
-        choices=EXECUTORS))
+    executor: str | None = field(
+        default=None,
+        metadata=flag(
+            "run the selection as --shards N tasks through submitit — 'slurm': one job array, 'local': processes on "
+            "this machine — then resubmit incomplete shards, merge the shard stores and export --out",
+            choices=EXECUTORS,
+        ),
+    )
     shards: int | None = field(default=None, metadata=flag("number of shards (tasks) of --executor", metavar="N"))
-    max_retries: int = field(default=2, metadata=flag(
-        "resubmissions of a shard whose store is still incomplete (killed, failed, timed out); each resumes"))
+    max_retries: int = field(
+        default=2,
+        metadata=flag(
+            "resubmissions of a shard whose store is still incomplete (killed, failed, timed out); each resumes"
+        ),
+    )
     slurm_partition: str | None = field(default=None, metadata=flag("SLURM partition (default: the cluster's)"))
     slurm_account: str | None = field(default=None, metadata=flag("SLURM account (default: the cluster's)"))
-    slurm_time: int = field(default=240, metadata=flag(
-        "wall time of one task in minutes (also the local executor's limit)", metavar="MIN"))
+    slurm_time: int = field(
+        default=240, metadata=flag("wall time of one task in minutes (also the local executor's limit)", metavar="MIN")
+    )
     slurm_cpus: int = field(default=8, metadata=flag("CPUs per task"))
     slurm_mem_gb: float | None = field(default=32.0, metadata=flag("memory per task in GB", metavar="GB"))
     slurm_gpus: int = field(default=0, metadata=flag("GPUs per task (local executor: the first G GPUs)"))
-    slurm_array_parallelism: int | None = field(default=None, metadata=flag(
-        "tasks running at once (default: all)", metavar="P"))
-    slurm_log_dir: str | None = field(default=None, metadata=flag(
-        "submitit folder: sbatch scripts, pickles, one log per task (default: STORE.shards/logs)"))
-    slurm_setup: tuple[str, ...] = field(default=(), metadata=flag(
-        "shell line run before each task, e.g. 'module load cuda' (repeatable)", action="append"))
+    slurm_array_parallelism: int | None = field(
+        default=None, metadata=flag("tasks running at once (default: all)", metavar="P")
+    )
+    slurm_log_dir: str | None = field(
+        default=None,
+        metadata=flag("submitit folder: sbatch scripts, pickles, one log per task (default: STORE.shards/logs)"),
+    )
+    slurm_setup: tuple[str, ...] = field(
+        default=(),
+        metadata=flag("shell line run before each task, e.g. 'module load cuda' (repeatable)", action="append"),
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "slurm_setup", tuple(str(s) for s in (self.slurm_setup or ())))
@@ -122,16 +136,23 @@ class SubmitOptions:
         _check_int(self.slurm_gpus, "--slurm-gpus", 0)
         if self.slurm_array_parallelism is not None:
             _check_int(self.slurm_array_parallelism, "--slurm-array-parallelism", 1)
-        if self.slurm_mem_gb is not None and not (isinstance(self.slurm_mem_gb, (int, float))
-                                                  and not isinstance(self.slurm_mem_gb, bool)
-                                                  and 0 < self.slurm_mem_gb < float("inf")):
+        if self.slurm_mem_gb is not None and not (
+            isinstance(self.slurm_mem_gb, (int, float))
+            and not isinstance(self.slurm_mem_gb, bool)
+            and 0 < self.slurm_mem_gb < float("inf")
+        ):
             raise ValueError(f"--slurm-mem-gb must be a positive number of GB, got {self.slurm_mem_gb!r}")
 
     def executor_parameters(self, name: str = "robntk") -> dict[str, Any]:
         """The parameters of ``submitit.AutoExecutor.update_parameters`` (generic names and
         ``slurm_`` / ``local_`` prefixed ones; submitit ignores the other executor's)."""
-        p: dict[str, Any] = {"name": name, "timeout_min": self.slurm_time, "nodes": 1, "tasks_per_node": 1,
-                             "cpus_per_task": self.slurm_cpus}
+        p: dict[str, Any] = {
+            "name": name,
+            "timeout_min": self.slurm_time,
+            "nodes": 1,
+            "tasks_per_node": 1,
+            "cpus_per_task": self.slurm_cpus,
+        }
         if self.slurm_mem_gb is not None:
             p["mem_gb"] = float(self.slurm_mem_gb)
         if self.slurm_gpus:
@@ -211,8 +232,10 @@ def make_executor(options: SubmitOptions, folder: str | os.PathLike, name: str =
     try:
         import submitit
     except ModuleNotFoundError:
-        raise ModuleNotFoundError("--executor needs the optional dependency submitit: "
-                                  "pip install 'robntk[slurm]' (or pip install 'submitit>=1.5')") from None
+        raise ModuleNotFoundError(
+            "--executor needs the optional dependency submitit: "
+            "pip install 'robntk[slurm]' (or pip install 'submitit>=1.5')"
+        ) from None
     ex = submitit.AutoExecutor(folder=str(folder), cluster=options.executor)
     ex.update_parameters(**options.executor_parameters(name))
     return ex
@@ -256,8 +279,17 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, old)
 
 
-def _run_round(ex, executor: str, work: Callable, todo: list[int], n: int, root: Path,
-               parallelism: int | None, poll_s: float, log: Callable[[str], Any]) -> dict[int, Any]:
+def _run_round(
+    ex,
+    executor: str,
+    work: Callable,
+    todo: list[int],
+    n: int,
+    root: Path,
+    parallelism: int | None,
+    poll_s: float,
+    log: Callable[[str], Any],
+) -> dict[int, Any]:
     """Submit the shards ``todo`` (SLURM: one job array; local: at most ``parallelism``
     processes at once) and wait for all of them. Returns shard → its finished job. A
     ``KeyboardInterrupt``, SIGTERM or error while waiting cancels the jobs not yet finished, so
@@ -274,7 +306,9 @@ def _run_round(ex, executor: str, work: Callable, todo: list[int], n: int, root:
             jobs = [ex.submit(work, k, n, str(shard_store(root, k, n))) for k in ks]
         for k, j in zip(ks, jobs):
             running[k] = j
-        log(f"submitted shard(s) {', '.join(f'{k}/{n}' for k in ks)} as job(s) {', '.join(str(j.job_id) for j in jobs)}")
+        log(
+            f"submitted shard(s) {', '.join(f'{k}/{n}' for k in ks)} as job(s) {', '.join(str(j.job_id) for j in jobs)}"
+        )
 
     try:
         if executor == "slurm":  # the scheduler applies --array=...%P
@@ -283,7 +317,7 @@ def _run_round(ex, executor: str, work: Callable, todo: list[int], n: int, root:
         while queue or running:
             window = parallelism or len(queue) + len(running)
             if queue and len(running) < window:
-                take, queue = queue[:window - len(running)], queue[window - len(running):]
+                take, queue = queue[: window - len(running)], queue[window - len(running) :]
                 submit(take)
             for k, j in list(running.items()):
                 if j.done():
@@ -296,15 +330,26 @@ def _run_round(ex, executor: str, work: Callable, todo: list[int], n: int, root:
                 j.cancel(check=False)
             except Exception:  # the job may have ended meanwhile
                 pass
-        log(f"interrupted: cancelled job(s) {', '.join(str(j.job_id) for j in running.values()) or 'none'}; "
-            "rerunning the same command resumes")
+        log(
+            f"interrupted: cancelled job(s) {', '.join(str(j.job_id) for j in running.values()) or 'none'}; "
+            "rerunning the same command resumes"
+        )
         raise
     return finished
 
 
-def run_sharded(keys: Sequence[int], work: Callable[[int, int, str], Any], store: str | os.PathLike,
-                options: SubmitOptions, *, substores: Sequence[str] = ("",), name: str = "robntk",
-                log: Callable[[str], Any] = print, poll_s: float | None = None, executor=None) -> ShardedReport:
+def run_sharded(
+    keys: Sequence[int],
+    work: Callable[[int, int, str], Any],
+    store: str | os.PathLike,
+    options: SubmitOptions,
+    *,
+    substores: Sequence[str] = ("",),
+    name: str = "robntk",
+    log: Callable[[str], Any] = print,
+    poll_s: float | None = None,
+    executor=None,
+) -> ShardedReport:
     """Compute ``keys`` as ``options.shards`` tasks through submitit, resubmitting incomplete
     shards, and merge the shard stores into ``store``.
 
@@ -354,8 +399,7 @@ def run_sharded(keys: Sequence[int], work: Callable[[int, int, str], Any], store
         poll = POLL_SECONDS[options.executor] if poll_s is None else poll_s
     while todo:
         with _sigterm_raises():
-            finished = _run_round(ex, options.executor, work, todo, n, root, options.slurm_array_parallelism, poll,
-                                  log)
+            finished = _run_round(ex, options.executor, work, todo, n, root, options.slurm_array_parallelism, poll, log)
         again = []
         for k in todo:
             job = finished[k]
@@ -365,8 +409,10 @@ def run_sharded(keys: Sequence[int], work: Callable[[int, int, str], Any], store
             left = missing(k)
             if not left:
                 continue
-            what = (f"shard {k}/{n}: {len(left)} of {len(owned[k])} keys missing after attempt {rep.attempts[k]} "
-                    f"(job {job.job_id}: {rep.outcomes[k]})")
+            what = (
+                f"shard {k}/{n}: {len(left)} of {len(owned[k])} keys missing after attempt {rep.attempts[k]} "
+                f"(job {job.job_id}: {rep.outcomes[k]})"
+            )
             if rep.attempts[k] <= options.max_retries:
                 log(what + "; resubmitting (resumes from its store)")
                 again.append(k)
@@ -375,14 +421,18 @@ def run_sharded(keys: Sequence[int], work: Callable[[int, int, str], Any], store
                 rep.failed.append(k)
         todo = again
     for sub in substores:
-        sources = [shard_store(root, k, n) / sub for k in range(n) if (shard_store(root, k, n) / sub / HEADER).is_file()]
+        sources = [
+            shard_store(root, k, n) / sub for k in range(n) if (shard_store(root, k, n) / sub / HEADER).is_file()
+        ]
         if sources:
             rep.merged.append(merge_stores(sources, Path(store) / sub if sub else Path(store)))
     if rep.failed:
         raise ShardsFailedError(
             f"shard(s) {', '.join(map(str, rep.failed))} of {n} still incomplete after {1 + options.max_retries} "
-            f"task(s) each — " + "; ".join(f"shard {k}: {rep.outcomes[k]}" for k in rep.failed)
+            f"task(s) each — "
+            + "; ".join(f"shard {k}: {rep.outcomes[k]}" for k in rep.failed)
             + f". Their rows so far are merged into {store}; rerun the same command to resume them "
-              f"(shard stores in {root})")
+            f"(shard stores in {root})"
+        )
     log(f"{n} shard(s) complete; merged {len(rep.merged)} store(s) into {store}")
     return rep

@@ -30,8 +30,8 @@ import functools
 import itertools
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -83,9 +83,7 @@ def parse_arch_str(arch_str: str) -> Arch:
         for j, entry in enumerate(entries):
             op, sep, src = entry.rpartition("~")
             if not sep or src != str(j):
-                raise ValueError(
-                    f"malformed arch_str {arch_str!r}: entry {entry!r} of node {node} must be 'op~{j}'"
-                )
+                raise ValueError(f"malformed arch_str {arch_str!r}: entry {entry!r} of node {node} must be 'op~{j}'")
             if op not in OP_ID:
                 raise ValueError(f"unknown op {op!r} in arch_str {arch_str!r}; allowed ops: {', '.join(OPS)}")
             ops.append(op)
@@ -218,7 +216,7 @@ class SearchSpace:
     isomorph: tuple[int, ...]
 
     @classmethod
-    def load(cls, data_dir: str | os.PathLike | None = None) -> "SearchSpace":
+    def load(cls, data_dir: str | os.PathLike | None = None) -> SearchSpace:
         """Read ``nb201_archs/meta.json`` (layout ``{"ids": {"i": {"nb201-string", "isomorph"}}}``).
 
         Raises:
@@ -286,13 +284,17 @@ class SearchSpace:
         if isinstance(arch, str):
             a = arch.strip()
             if not a:
-                raise ValueError("empty architecture: give an NB201 index (0..15624) or an arch string like "
-                                 "'|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|'")
+                raise ValueError(
+                    "empty architecture: give an NB201 index (0..15624) or an arch string like "
+                    "'|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|'"
+                )
             if a.lstrip("-").isdigit():
                 return self.check_index(int(a))
             if "|" not in a and "~" not in a:
-                raise ValueError(f"{arch!r} is neither an NB201 index (0..{NUM_ARCHS - 1}) nor an arch string "
-                                 "(|op~0|+|op~0|op~1|+|op~0|op~1|op~2|)")
+                raise ValueError(
+                    f"{arch!r} is neither an NB201 index (0..{NUM_ARCHS - 1}) nor an arch string "
+                    "(|op~0|+|op~0|op~1|+|op~0|op~1|op~2|)"
+                )
             return self.index_of(a)
         if isinstance(arch, (tuple, list)):
             return self.index_of(arch)
@@ -334,8 +336,10 @@ def _load_space(path: str) -> SearchSpace:
     bad = [(i, r) for i, r in enumerate(iso) if not 0 <= r < NUM_ARCHS or iso[r] != r or r > i]
     if bad:
         i, r = bad[0]
-        raise ValueError(f"corrupt NB201 meta file {path}: cell {i} has isomorph {r}, which is not the index of a "
-                         f"class representative in 0..{NUM_ARCHS - 1} (smallest index of its class)")
+        raise ValueError(
+            f"corrupt NB201 meta file {path}: cell {i} has isomorph {r}, which is not the index of a "
+            f"class representative in 0..{NUM_ARCHS - 1} (smallest index of its class)"
+        )
     return SearchSpace(strs, iso)
 
 

@@ -32,7 +32,19 @@ from robntk.ntk.ntk_fn import empirical_ntk_fn, resolve_implementation
 from robntk.ntk.spectra import Spectrum, spectrum
 
 __all__ = [
-    "GENERIC_IMPLEMENTATIONS", "IMPLEMENTATIONS", "KernelFamily", "NT_IMPLEMENTATION_CODES", "OUTPUT_MODES",
-    "Spectrum", "empirical_ntk", "empirical_ntk_fn", "finite_difference_ntk", "kernel_families", "kernel_family",
-    "mixed_kernel", "resolve_implementation", "spectrum", "stacked_gram",
+    "GENERIC_IMPLEMENTATIONS",
+    "IMPLEMENTATIONS",
+    "KernelFamily",
+    "NT_IMPLEMENTATION_CODES",
+    "OUTPUT_MODES",
+    "Spectrum",
+    "empirical_ntk",
+    "empirical_ntk_fn",
+    "finite_difference_ntk",
+    "kernel_families",
+    "kernel_family",
+    "mixed_kernel",
+    "resolve_implementation",
+    "spectrum",
+    "stacked_gram",
 ]

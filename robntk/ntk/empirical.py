@@ -114,8 +114,10 @@ def batch_size(x: Any) -> int:
     leaves = jax.tree_util.tree_leaves(x)
     sizes = {np.shape(a)[0] if np.ndim(a) else None for a in leaves}
     if not leaves or None in sizes or len(sizes) != 1:
-        raise ValueError(f"inputs must be an array or a pytree of arrays with one common leading (batch) size, "
-                         f"got leaf shapes {[np.shape(a) for a in leaves]}")
+        raise ValueError(
+            f"inputs must be an array or a pytree of arrays with one common leading (batch) size, "
+            f"got leaf shapes {[np.shape(a) for a in leaves]}"
+        )
     return sizes.pop()
 
 
@@ -251,8 +253,10 @@ def empirical_ntk(
         ValueError: unknown output mode or implementation, missing labels.
     """
     if implementation not in GENERIC_IMPLEMENTATIONS:
-        raise ValueError(f"unknown implementation {implementation!r} for a generic f; allowed: "
-                         f"{', '.join(GENERIC_IMPLEMENTATIONS)} (for 'layerwise' use robntk.ntk.empirical_ntk_fn)")
+        raise ValueError(
+            f"unknown implementation {implementation!r} for a generic f; allowed: "
+            f"{', '.join(GENERIC_IMPLEMENTATIONS)} (for 'layerwise' use robntk.ntk.empirical_ntk_fn)"
+        )
     same = x2 is None
     if same:
         x2, labels2 = x1, labels1
@@ -296,4 +300,3 @@ def finite_difference_ntk(
     if output_mode == "full":
         return np.einsum("iap,jbp->ijab", j1, j2)
     return np.einsum("iap,jap->ij", j1, j2)
-

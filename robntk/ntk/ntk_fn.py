@@ -101,17 +101,23 @@ def resolve_implementation(f: Callable, implementation: str | int) -> str:
     if isinstance(implementation, (int, np.integer)) and not isinstance(implementation, bool):
         name = ntk.NT_IMPLEMENTATION_CODES.get(int(implementation))
         if name is None:
-            raise ValueError(f"unknown implementation code {implementation!r}; allowed: "
-                             f"{', '.join(f'{k} ({v})' for k, v in ntk.NT_IMPLEMENTATION_CODES.items())}")
+            raise ValueError(
+                f"unknown implementation code {implementation!r}; allowed: "
+                f"{', '.join(f'{k} ({v})' for k, v in ntk.NT_IMPLEMENTATION_CODES.items())}"
+            )
     elif implementation not in ntk.IMPLEMENTATIONS:
-        raise ValueError(f"unknown implementation {implementation!r}; allowed: {', '.join(ntk.IMPLEMENTATIONS)} "
-                         f"or neural-tangents' codes {sorted(ntk.NT_IMPLEMENTATION_CODES)}")
+        raise ValueError(
+            f"unknown implementation {implementation!r}; allowed: {', '.join(ntk.IMPLEMENTATIONS)} "
+            f"or neural-tangents' codes {sorted(ntk.NT_IMPLEMENTATION_CODES)}"
+        )
     if name == "auto":
         return "layerwise" if isinstance(f, NetworkFn) else "jacobian"
     if name == "layerwise" and not isinstance(f, NetworkFn):
-        raise ValueError(f"implementation {implementation!r} (robntk 'layerwise', the structured per-layer NTK) "
-                         "needs a robntk.nb201.network.NetworkFn (TinyNetwork.make_apply); for any other f use "
-                         "1 / 'jacobian' or 2 / 'ntvp'")
+        raise ValueError(
+            f"implementation {implementation!r} (robntk 'layerwise', the structured per-layer NTK) "
+            "needs a robntk.nb201.network.NetworkFn (TinyNetwork.make_apply); for any other f use "
+            "1 / 'jacobian' or 2 / 'ntvp'"
+        )
     return name
 
 
@@ -137,11 +143,19 @@ def _vmap_triple(vmap_axes) -> tuple[int | None, int | None, dict[str, int]]:
         i, o, kw = vmap_axes
         kw = {} if kw is None else kw
         ok = lambda a: a is None or (isinstance(a, (int, np.integer)) and not isinstance(a, bool))
-        if ok(i) and ok(o) and (i is None) == (o is None) and isinstance(kw, dict) and all(
-                isinstance(v, (int, np.integer)) for v in kw.values()) and (i is not None or not kw):
+        if (
+            ok(i)
+            and ok(o)
+            and (i is None) == (o is None)
+            and isinstance(kw, dict)
+            and all(isinstance(v, (int, np.integer)) for v in kw.values())
+            and (i is not None or not kw)
+        ):
             return (None if i is None else int(i)), (None if o is None else int(o)), {k: int(v) for k, v in kw.items()}
-    raise ValueError(f"vmap_axes must be None, an int, or a triple (in_axes: int, out_axes: int, kwargs_axes: "
-                     f"dict of ints) with both axes None or both ints, got {vmap_axes!r}")
+    raise ValueError(
+        f"vmap_axes must be None, an int, or a triple (in_axes: int, out_axes: int, kwargs_axes: "
+        f"dict of ints) with both axes None or both ints, got {vmap_axes!r}"
+    )
 
 
 def _canon(axes: tuple[int, ...], ndim: int, what: str) -> tuple[int, ...]:
@@ -155,8 +169,15 @@ def _canon(axes: tuple[int, ...], ndim: int, what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def contract_output_axes(K: jax.Array, shape1: tuple[int, ...], shape2: tuple[int, ...], row: int,
-                         trace: tuple[int, ...], diagonal: tuple[int, ...], full: bool) -> jax.Array:
+def contract_output_axes(
+    K: jax.Array,
+    shape1: tuple[int, ...],
+    shape2: tuple[int, ...],
+    row: int,
+    trace: tuple[int, ...],
+    diagonal: tuple[int, ...],
+    full: bool,
+) -> jax.Array:
     """The NT layout of a row-major kernel: traces (means), diagonals, zipped pairs.
 
     Args:
@@ -176,8 +197,9 @@ def contract_output_axes(K: jax.Array, shape1: tuple[int, ...], shape2: tuple[in
     n = len(shape1)
     for a in trace + diagonal:
         if shape1[a] != shape2[a]:
-            raise ValueError(f"output axis {a} is in trace_axes/diagonal_axes but has size {shape1[a]} for x1 and "
-                             f"{shape2[a]} for x2")
+            raise ValueError(
+                f"output axis {a} is in trace_axes/diagonal_axes but has size {shape1[a]} for x1 and {shape2[a]} for x2"
+            )
     letters = iter(string.ascii_letters)
     p = [next(letters) for _ in range(n)]
     q = [p[a] if a in trace or a in diagonal else next(letters) for a in range(n)]
@@ -193,8 +215,15 @@ def contract_output_axes(K: jax.Array, shape1: tuple[int, ...], shape2: tuple[in
     return K / size if size != 1 else K
 
 
-def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes = (), vmap_axes=None,
-                     implementation: str | int = "auto", *, chunk_size: int | None = None) -> Callable:
+def empirical_ntk_fn(
+    f: Callable,
+    trace_axes: Axes = (-1,),
+    diagonal_axes: Axes = (),
+    vmap_axes=None,
+    implementation: str | int = "auto",
+    *,
+    chunk_size: int | None = None,
+) -> Callable:
     """neural-tangents' ``empirical_ntk_fn`` on robntk's implementations (module docstring).
 
     Args:
@@ -232,8 +261,10 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
     if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     if isinstance(f, NetworkFn) and f.train and out_ax is not None:
-        raise ValueError(f"vmap_axes={vmap_axes!r} certifies independent examples, but this NetworkFn normalises "
-                         "with batch statistics (train-mode BN): pass vmap_axes=None")
+        raise ValueError(
+            f"vmap_axes={vmap_axes!r} certifies independent examples, but this NetworkFn normalises "
+            "with batch statistics (train-mode BN): pass vmap_axes=None"
+        )
     if impl == "layerwise" and not (in_ax in (None, 0) and out_ax in (None, 0) and not kw_axes):
         raise ValueError(f"implementation 'layerwise' takes vmap_axes None or 0 (batch axis 0), got {vmap_axes!r}")
 
@@ -241,8 +272,10 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
         """Empirical NTK of ``f`` between x1 and x2 (x2=None: x1) at ``params``; see
         :func:`empirical_ntk_fn`."""
         if "rng" in apply_fn_kwargs:
-            raise ValueError("an 'rng' keyword argument is not supported (neural-tangents splits it between x1 and "
-                             "x2); close over the key or pass it under another name")
+            raise ValueError(
+                "an 'rng' keyword argument is not supported (neural-tangents splits it between x1 and "
+                "x2); close over the key or pass it under another name"
+            )
         same = x2 is None
         shape1 = _out_shape(f, params, x1, apply_fn_kwargs)
         shape2 = shape1 if same else _out_shape(f, params, x2, apply_fn_kwargs)
@@ -266,8 +299,16 @@ def empirical_ntk_fn(f: Callable, trace_axes: Axes = (-1,), diagonal_axes: Axes 
         else:
             g, b1 = _row_function(f, x1, row, scalar, in_ax, kw_axes, apply_fn_kwargs)
             b2 = None if same else _row_function(f, x2, row, scalar, in_ax, kw_axes, apply_fn_kwargs)[1]
-            K = ntk.empirical_ntk(g, params, b1, b2, output_mode=mode, independent_rows=in_ax is not None,
-                                  implementation=impl, chunk_size=chunk_size)
+            K = ntk.empirical_ntk(
+                g,
+                params,
+                b1,
+                b2,
+                output_mode=mode,
+                independent_rows=in_ax is not None,
+                implementation=impl,
+                chunk_size=chunk_size,
+            )
         return contract_output_axes(K, shape1, shape2, row, trace, diag, full)
 
     return ntk_fn
@@ -289,8 +330,11 @@ def _row_function(f, x, row, scalar, in_ax, kw_axes, kwargs):
     missing = set(kw_axes) - set(kwargs)
     if missing:
         raise ValueError(f"vmap_axes names keyword arguments {sorted(missing)} that were not passed")
-    move = (lambda t, src, dst: t) if in_ax is None else (
-        lambda t, src, dst: jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, src, dst), t))
+    move = (
+        (lambda t, src, dst: t)
+        if in_ax is None
+        else (lambda t, src, dst: jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, src, dst), t))
+    )
     bundle = (move(x, in_ax, 0), {k: move(v, kw_axes[k], 0) for k, v in batched.items()})
 
     def g(params, b):
@@ -314,7 +358,7 @@ def _layerwise(f: NetworkFn, params, x1, x2, mode: str, chunk_size, kwargs) -> j
     x1 = jnp.asarray(x1, dtype)
     if x2 is None:
         return layer_ntk.empirical_ntk(net, params, stats, cell, x1, None, mode, f.train, chunk_size)
-    rows = lambda x: layer_ntk.jacobian_rows(net, params, stats, cell, jnp.asarray(x, dtype), None, mode, f.train,
-                                             chunk_size)
+    rows = lambda x: layer_ntk.jacobian_rows(
+        net, params, stats, cell, jnp.asarray(x, dtype), None, mode, f.train, chunk_size
+    )
     return ntk.gram(rows(x1), rows(x2), mode)
-

@@ -3,10 +3,13 @@ network, the cross-entropy and the prunable weight leaves of a cell (NASLib's "e
 """
 
 from __future__ import annotations
+
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
+
 from robntk.nb201.network import CONV1, CONV3, NONE, TinyNetwork, op_ids
 from robntk.nb201.searchspace import EDGES, NUM_EDGES
 

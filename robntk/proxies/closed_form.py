@@ -3,8 +3,10 @@ forward pass; NAS-Bench-Suite-Zero's units, millions).
 """
 
 from __future__ import annotations
+
 import jax
 import jax.numpy as jnp
+
 from robntk.nb201.network import CONV1, CONV3, POOL, TinyNetwork
 from robntk.proxies._common import _count_dtype, _ids
 
@@ -38,7 +40,7 @@ def param_count(net: TinyNetwork, cell) -> jax.Array:
     const = 27 * C + 2 * C
     per1 = per3 = 0
     for s in range(3):
-        w = C * 2 ** s
+        w = C * 2**s
         per1 += N * (w * w + 2 * w)
         per3 += N * (9 * w * w + 2 * w)
         if s:
@@ -92,7 +94,7 @@ def flop_count(net: TinyNetwork, cell, x=None) -> jax.Array:
     macs = 27 * C * H * H + 4 * C * K
     e1 = e3 = ep = 0
     for s in range(3):
-        w, h = C * 2 ** s, H // 2 ** s
+        w, h = C * 2**s, H // 2**s
         el = N * w * h * h
         e1 += el * (w + 3)
         e3 += el * (9 * w + 3)
@@ -111,7 +113,7 @@ def _flops_overhead(C: int, H: int) -> int:
     tot = 2 * C * H * H  # stem BN
     h = H
     for s in (1, 2):
-        cin, w, h2 = C * 2 ** (s - 1), C * 2 ** s, h // 2
+        cin, w, h2 = C * 2 ** (s - 1), C * 2**s, h // 2
         tot += cin * h * h + 2 * w * h2 * h2 + w * h2 * h2 + 2 * w * h2 * h2 + 4 * cin * h2 * h2
         h = h2
     W = 4 * C

@@ -3,8 +3,10 @@
 """
 
 from __future__ import annotations
+
 import jax
 import jax.numpy as jnp
+
 from robntk.nb201.layers import BN_EPS, conv, normalize
 from robntk.nb201.network import CONV1, CONV3
 from robntk.nb201.searchspace import NUM_EDGES
@@ -32,6 +34,7 @@ def _loss_backward(net, variables, cell, x, y):
 
 def _fisher_sum(net, p, ids, rec, gt, gl, logits):
     """The :func:`fisher` sum from the records and tap cotangents of :func:`_loss_backward`."""
+
     def term(a, g, m):
         g_nk = jnp.sum(a * g, axis=tuple(range(1, a.ndim - 1))) if a.ndim > 2 else a * g
         return m * jnp.sum(0.5 * jnp.mean(jnp.square(g_nk), axis=0))
@@ -137,6 +140,7 @@ def synflow(net, variables, cell, x, y=None, key=None, log: bool = True) -> jax.
         return tree
 
     params_ = fix_bn(params_)
+
     def stat_fix(tree):
         if "mean" in tree and "var" in tree:
             return {"mean": jnp.zeros_like(tree["mean"]), "var": jnp.full_like(tree["var"], 1.0 - BN_EPS)}
@@ -169,8 +173,12 @@ def _kernel_mask(tree):
     """1.0 for Conv/Linear weight leaves (``kernel``), 0.0 for BN scale/bias and biases."""
     flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
     return jax.tree_util.tree_unflatten(
-        treedef, [jnp.ones((), l.dtype) if jax.tree_util.keystr(p).endswith("['kernel']") else jnp.zeros((), l.dtype)
-                  for p, l in flat])
+        treedef,
+        [
+            jnp.ones((), l.dtype) if jax.tree_util.keystr(p).endswith("['kernel']") else jnp.zeros((), l.dtype)
+            for p, l in flat
+        ],
+    )
 
 
 def grasp(net, variables, cell, x, y, key=None) -> jax.Array:

@@ -3,13 +3,15 @@ features, parameters and gradients between clean and perturbed inputs.
 """
 
 from __future__ import annotations
+
 import jax
 import jax.numpy as jnp
+
 from robntk.attacks import iterative as attacks
 from robntk.nb201.layers import batch_norm, conv
 from robntk.nb201.network import TinyNetwork
-from robntk.proxies.gradient import _kernel_mask
 from robntk.proxies._common import _ce, _ids, _nan_unless_connected, _weight_leaves
+from robntk.proxies.gradient import _kernel_mask
 
 
 # --------------------------------------------------------------------------- robustness-aware
@@ -114,8 +116,11 @@ def croze(net, variables, cell, x, y, key=None, weight_step: float = 2.0, eps: f
     z_r = _stage_features(net, theta_r, net.forward(theta_r, None, x_adv, cell, True, taps=taps)[1])
     tot = 0.0
     for (path, w, a), (_, wr, _), (_, gg, _), (_, gr, _) in zip(
-            _weight_leaves(net, theta, ids), _weight_leaves(net, theta_r, ids),
-            _weight_leaves(net, g, ids), _weight_leaves(net, g_r, ids)):
+        _weight_leaves(net, theta, ids),
+        _weight_leaves(net, theta_r, ids),
+        _weight_leaves(net, g, ids),
+        _weight_leaves(net, g_r, ids),
+    ):
         i = _feature_index(net, path)
         w_sim = jnp.sum(1 + _cos(wr, w, -1))
         g_sim = jnp.sum(jnp.abs(_cos(gr, gg, -1)))

@@ -3,30 +3,45 @@ archs, one compile per proxy, resumable through :mod:`robntk.jobs`.
 """
 
 from __future__ import annotations
+
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from robntk.nb201.network import TinyNetwork, check_op_ids, op_ids
-from robntk.nb201.searchspace import is_connected
+
 from robntk.jobs.driver import config_key, run_job
 from robntk.jobs.store import KEY, ResultStore
-from robntk.proxies.zen_zico_tenas import tenas_ntk_cond, zen, zico
-from robntk.proxies.robust import croze
+from robntk.nb201.network import TinyNetwork, check_op_ids, op_ids
+from robntk.nb201.searchspace import is_connected
 from robntk.proxies._common import Proxy
-from robntk.proxies.gradient import fisher, grad_norm, grasp, l2_norm, loss_gradient_proxies, plain, snip, synflow
-from robntk.proxies.closed_form import flop_count, flops, param_count, params
 from robntk.proxies.activation import epe_nas, input_jacobian_proxies, jacov, linear_regions, nwot
-
+from robntk.proxies.closed_form import flop_count, flops, param_count, params
+from robntk.proxies.gradient import fisher, grad_norm, grasp, l2_norm, loss_gradient_proxies, plain, snip, synflow
+from robntk.proxies.robust import croze
+from robntk.proxies.zen_zico_tenas import tenas_ntk_cond, zen, zico
 
 #: Proxy name → function (NASLib names).
 PROXIES: dict[str, Proxy] = {
-    "params": params, "flops": flops, "synflow": synflow, "grad_norm": grad_norm, "snip": snip,
-    "plain": plain, "l2_norm": l2_norm, "fisher": fisher, "grasp": grasp, "nwot": nwot, "jacov": jacov,
-    "epe_nas": epe_nas, "zen": zen, "zico": zico, "tenas_ntk_cond": tenas_ntk_cond, "linear_regions": linear_regions,
+    "params": params,
+    "flops": flops,
+    "synflow": synflow,
+    "grad_norm": grad_norm,
+    "snip": snip,
+    "plain": plain,
+    "l2_norm": l2_norm,
+    "fisher": fisher,
+    "grasp": grasp,
+    "nwot": nwot,
+    "jacov": jacov,
+    "epe_nas": epe_nas,
+    "zen": zen,
+    "zico": zico,
+    "tenas_ntk_cond": tenas_ntk_cond,
+    "linear_regions": linear_regions,
     "croze": croze,
 }
 #: Proxies that need no forward pass (closed form in the cell): their integer counts, which
@@ -67,10 +82,21 @@ def check_proxy_names(names: Sequence[str]) -> list[str]:
     return names
 
 
-def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetwork, variables,
-                x: jax.Array, y: jax.Array, space, key: jax.Array | None = None,
-                progress: bool = True, store=None, store_config: Mapping | None = None,
-                time_budget_s: float | None = None, flush_s: float = 30.0) -> pd.DataFrame:
+def proxy_table(
+    names: Sequence[str],
+    arch_indices: Sequence[int],
+    net: TinyNetwork,
+    variables,
+    x: jax.Array,
+    y: jax.Array,
+    space,
+    key: jax.Array | None = None,
+    progress: bool = True,
+    store=None,
+    store_config: Mapping | None = None,
+    time_budget_s: float | None = None,
+    flush_s: float = 30.0,
+) -> pd.DataFrame:
     """Several proxies for many archs, one compile per proxy (the cell as data), optionally
     resumable through :class:`robntk.jobs.store.ResultStore`. Requested members of a :data:`GROUPS`
     group share one call (one forward/backward pass per arch for all of them).
@@ -121,9 +147,15 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
     # members of the group) or the proxy alone; one jit per unit.
     unit_of = {n: next((g for g, ms in GROUPS.items() if n in ms), PROXIES[n]) for n in names}
     members = {u: [n for n in names if unit_of[n] is u] for u in dict.fromkeys(unit_of.values())}
-    fns = {u: jax.jit(lambda v, c, xx, yy, kk, fn=u, ms=tuple(ms): (
-               fn(net, v, c, xx, yy, kk) if fn in GROUPS else {ms[0]: fn(net, v, c, xx, yy, kk)}))
-           for u, ms in members.items() if ms[0] not in CLOSED_FORM}
+    fns = {
+        u: jax.jit(
+            lambda v, c, xx, yy, kk, fn=u, ms=tuple(ms): (
+                fn(net, v, c, xx, yy, kk) if fn in GROUPS else {ms[0]: fn(net, v, c, xx, yy, kk)}
+            )
+        )
+        for u, ms in members.items()
+        if ms[0] not in CLOSED_FORM
+    }
     counts = {n: jax.jit(lambda c, fn=CLOSED_FORM[n]: fn(net, c, x)) for n in names if n in CLOSED_FORM}
     if any(n in FLOAT64_PROXIES for n in names):
         with jax.enable_x64(True):  # the float64 copies of FLOAT64_PROXIES (the same weights and batch)
@@ -157,8 +189,15 @@ def proxy_table(names: Sequence[str], arch_indices: Sequence[int], net: TinyNetw
             rows.append(row)
         return rows
 
-    run_job(idx, compute, _ProxyStores(stores, have, names) if stores else None, time_budget_s=time_budget_s,
-            flush_s=flush_s, desc="proxies", progress=progress)
+    run_job(
+        idx,
+        compute,
+        _ProxyStores(stores, have, names) if stores else None,
+        time_budget_s=time_budget_s,
+        flush_s=flush_s,
+        desc="proxies",
+        progress=progress,
+    )
     done = [i for i in idx if all(i in have[n] for n in names)]
     out = pd.DataFrame(index=pd.Index(done, name="nb201_index"))
     out["arch_str"] = [space.arch_str(i) for i in done]

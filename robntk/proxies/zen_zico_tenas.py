@@ -3,14 +3,16 @@ condition number (``tenas_ntk_cond``, Chen et al. ICLR 2021).
 """
 
 from __future__ import annotations
+
 import jax
 import jax.numpy as jnp
-from robntk.ntk import layerwise as layer_ntk
+
 from robntk.nb201.layers import BN_MOMENTUM, batch_norm
 from robntk.nb201.network import CONV1, CONV3, TinyNetwork
 from robntk.nb201.searchspace import NUM_EDGES
-from robntk.proxies.gradient import _loss_backward
+from robntk.ntk import layerwise as layer_ntk
 from robntk.proxies._common import _ids, _nan_unless_connected, _plain_net, _weight_leaves
+from robntk.proxies.gradient import _loss_backward
 
 
 # --------------------------------------------------------------------------- zen, TE-NAS, ZiCo
@@ -34,8 +36,13 @@ def _bn_layers(net: TinyNetwork, variables, cell, rec) -> list[tuple[jax.Array, 
         for e in range(NUM_EDGES):
             if f"{n}/e{e}/conv_out" in rec:
                 r1, r3 = st[n][f"e{e}_nor_conv_1x1"]["bn"]["var"], st[n][f"e{e}_nor_conv_3x3"]["bn"]["var"]
-                out.append((rec[f"{n}/e{e}/conv_out"], jnp.where(ids[e] == CONV3, r3, r1),
-                            ((ids[e] == CONV1) | (ids[e] == CONV3)).astype(r1.dtype)))
+                out.append(
+                    (
+                        rec[f"{n}/e{e}/conv_out"],
+                        jnp.where(ids[e] == CONV3, r3, r1),
+                        ((ids[e] == CONV1) | (ids[e] == CONV3)).astype(r1.dtype),
+                    )
+                )
     out.append((rec["lastact/conv_out"], st["lastact_bn"]["var"], one))
     return out
 
@@ -59,7 +66,7 @@ def _gaussian_params(params, key: jax.Array):
     leaves, o = [], 0
     for (path, leaf), k in zip(flat, is_k):
         if k:
-            leaves.append(z[o:o + leaf.size].reshape(leaf.shape))
+            leaves.append(z[o : o + leaf.size].reshape(leaf.shape))
             o += leaf.size
         elif jax.tree_util.keystr(path).endswith("['scale']"):
             leaves.append(jnp.ones_like(leaf))
@@ -81,8 +88,17 @@ def _zen_draws(net, variables, x, key, gaussian_init: bool, mixup_gamma: float):
     return p, x1, x1 + mixup_gamma * x2
 
 
-def zen(net, variables, cell, x, y=None, key=None, mixup_gamma: float = 1e-2, gaussian_init: bool = True,
-        bn_var: str = "running") -> jax.Array:
+def zen(
+    net,
+    variables,
+    cell,
+    x,
+    y=None,
+    key=None,
+    mixup_gamma: float = 1e-2,
+    gaussian_init: bool = True,
+    bn_var: str = "running",
+) -> jax.Array:
     """``zen``: Zen-score (Lin et al., "Zen-NAS: A Zero-Shot NAS for High-Performance Image
     Recognition", ICCV 2021; NASLib ``measures/zen.py``, from idstcv/ZenNAS
     ``ZeroShotProxy/compute_zen_score.py``).
@@ -162,8 +178,16 @@ def tenas_ntk_cond(net, variables, cell, x, y=None, key=None, chunk_size: int | 
     Returns: scalar −κ ≤ −1 (params dtype); NaN when λ_min ≤ 0 (K numerically singular, κ
         undefined; TE-NAS returns −1 for a NaN κ) or for a cell without an input→output path.
     """
-    K = layer_ntk.empirical_ntk(net, variables["params"], variables["batch_stats"], cell, x,
-                                output_mode="sum", train=True, chunk_size=chunk_size)
+    K = layer_ntk.empirical_ntk(
+        net,
+        variables["params"],
+        variables["batch_stats"],
+        cell,
+        x,
+        output_mode="sum",
+        train=True,
+        chunk_size=chunk_size,
+    )
     v = jnp.linalg.eigvalsh(K)
     return _nan_unless_connected(jnp.where(v[0] > 0, -v[-1] / v[0], jnp.nan), cell)
 
@@ -192,8 +216,12 @@ def zico(net, variables, cell, x, y, key=None, splits: int = 2) -> jax.Array:
     if not isinstance(splits, int) or splits < 2 or B % splits:
         raise ValueError(f"zico needs an integer splits >= 2 dividing the batch size {B}, got {splits!r}")
     ids, b = _ids(cell), B // splits
-    G = [_weight_leaves(net, _loss_backward(net, variables, cell, x[m * b:(m + 1) * b], y[m * b:(m + 1) * b])[1], ids)
-         for m in range(splits)]
+    G = [
+        _weight_leaves(
+            net, _loss_backward(net, variables, cell, x[m * b : (m + 1) * b], y[m * b : (m + 1) * b])[1], ids
+        )
+        for m in range(splits)
+    ]
     tot = 0.0
     for layer in zip(*G):
         g = jnp.stack([gg for _, gg, _ in layer])  # (M, ...)

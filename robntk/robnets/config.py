@@ -37,8 +37,10 @@ EVAL_ATTACKS = ("clean", "fgsm", "pgd20", "pgd100", "mifgsm", "deepfool")
 
 def optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """A flag parser that reads ``none`` as None and anything else with ``parse``."""
+
     def conv(text):
         return None if isinstance(text, str) and text.strip().lower() == "none" else parse(text)
+
     conv.__name__ = getattr(parse, "__name__", "value")
     return conv
 
@@ -52,8 +54,9 @@ def _check_ints(cfg, names, low: int = 1, optional_: tuple[str, ...] = ()) -> No
             continue
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             flag_ = "--" + name.replace("_", "-")
-            raise ValueError(f"{name} ({flag_}) must be an integer >= {low}{' or none' if name in optional_ else ''}, "
-                             f"got {v!r}")
+            raise ValueError(
+                f"{name} ({flag_}) must be an integer >= {low}{' or none' if name in optional_ else ''}, got {v!r}"
+            )
 
 
 def _check_positive(cfg, names) -> None:
@@ -72,8 +75,9 @@ def _check_eps(cfg, names, allow_none: tuple[str, ...] = ()) -> None:
             object.__setattr__(cfg, name, parse_eps(v))
             v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-            raise ValueError(f"{name} (--{name.replace('_', '-')}) must be in [0, 1] pixel units (e.g. 8/255), "
-                             f"got {v!r}")
+            raise ValueError(
+                f"{name} (--{name.replace('_', '-')}) must be in [0, 1] pixel units (e.g. 8/255), got {v!r}"
+            )
 
 
 class _Config:
@@ -127,20 +131,25 @@ class OneShotConfig(_Config):
 
     C: int = field(default=16, metadata=flag("supernet width (NB201: 16)"))
     N: int = field(default=5, metadata=flag("cells per stage (NB201: 5)"))
-    image_size: int = field(default=32, metadata=flag("image side: 32, or 16 (2x2 average-pooled CIFAR-10)",
-                                                      choices=(16, 32)))
-    train_limit: int | None = field(default=None, metadata=flag(
-        "class-balanced training subset ('none': the whole split)", parse=optional(int)))
+    image_size: int = field(
+        default=32, metadata=flag("image side: 32, or 16 (2x2 average-pooled CIFAR-10)", choices=(16, 32))
+    )
+    train_limit: int | None = field(
+        default=None, metadata=flag("class-balanced training subset ('none': the whole split)", parse=optional(int))
+    )
     batch_size: int = field(default=64, metadata=flag("training and fine-tuning batch"))
     train_steps: int = field(default=30000, metadata=flag("supernet optimizer steps"))
     lr: float = field(default=0.05, metadata=flag("supernet lr (cosine decay to 0)"))
     momentum: float = field(default=0.9, metadata=flag("SGD momentum"))
     weight_decay: float = field(default=5e-4, metadata=flag("coupled L2 weight decay"))
-    eps: float = field(default=8 / 255, metadata=flag("L-inf radius in [0, 1] pixel units, e.g. 8/255",
-                                                      parse=parse_eps))
+    eps: float = field(
+        default=8 / 255, metadata=flag("L-inf radius in [0, 1] pixel units, e.g. 8/255", parse=parse_eps)
+    )
     train_pgd_steps: int = field(default=7, metadata=flag("PGD steps of training and fine-tuning"))
-    train_step_size: float | None = field(default=2 / 255, metadata=flag(
-        "PGD step of training in pixel units ('none': 2.5*eps/steps)", parse=optional(parse_eps)))
+    train_step_size: float | None = field(
+        default=2 / 255,
+        metadata=flag("PGD step of training in pixel units ('none': 2.5*eps/steps)", parse=optional(parse_eps)),
+    )
     num_archs: int = field(default=1000, metadata=flag("candidates evaluated (RobNets: 1,000)"))
     finetune_steps: int = field(default=50, metadata=flag("PGD fine-tune steps per candidate"))
     finetune_lr: float = field(default=0.01, metadata=flag("fine-tune lr (constant)"))
@@ -155,8 +164,21 @@ class OneShotConfig(_Config):
 
     def validate(self) -> None:
         """Check the values (see the class docstring)."""
-        _check_ints(self, ("C", "N", "batch_size", "train_steps", "train_pgd_steps", "num_archs", "eval_images",
-                           "eval_batch", "eval_pgd_steps", "ckpt_every"))
+        _check_ints(
+            self,
+            (
+                "C",
+                "N",
+                "batch_size",
+                "train_steps",
+                "train_pgd_steps",
+                "num_archs",
+                "eval_images",
+                "eval_batch",
+                "eval_pgd_steps",
+                "ckpt_every",
+            ),
+        )
         _check_ints(self, ("finetune_steps",), low=0)
         check_seed(self.seed, "seed (--seed)")
         _check_ints(self, ("train_limit",), optional_=("train_limit",))
@@ -179,9 +201,24 @@ class OneShotConfig(_Config):
 #: The reduced configuration that runs on 2 CPU cores in well under an hour (stated as reduced):
 #: C=8, N=1, 16×16 images, 10k training images, 1,200 steps of PGD-3 training, 1,000 candidates
 #: with 1 fine-tune step, evaluated with PGD-3 on 128 test images.
-REDUCED = OneShotConfig(C=8, N=1, image_size=16, train_limit=10000, batch_size=64, train_steps=1200, lr=0.1,
-                        train_pgd_steps=3, train_step_size=None, num_archs=1000, finetune_steps=1,
-                        finetune_lr=0.01, eval_images=128, eval_batch=128, eval_pgd_steps=3, ckpt_every=100)
+REDUCED = OneShotConfig(
+    C=8,
+    N=1,
+    image_size=16,
+    train_limit=10000,
+    batch_size=64,
+    train_steps=1200,
+    lr=0.1,
+    train_pgd_steps=3,
+    train_step_size=None,
+    num_archs=1000,
+    finetune_steps=1,
+    finetune_lr=0.01,
+    eval_images=128,
+    eval_batch=128,
+    eval_pgd_steps=3,
+    ckpt_every=100,
+)
 #: The full configuration (needs a GPU; command in experiments/robnets/README.md).
 FULL = OneShotConfig()
 
@@ -214,8 +251,7 @@ class FSPConfig(_Config):
     num_archs: int = field(default=60, metadata=flag(f"architectures (1..{NUM_CONNECTED})"))
     C: int = field(default=8, metadata=flag("supernet width"))
     N: int = field(default=2, metadata=flag("cells per stage"))
-    image_size: int = field(default=16, metadata=flag("image side: 16 (2x2-pooled CIFAR-10) or 32",
-                                                      choices=(16, 32)))
+    image_size: int = field(default=16, metadata=flag("image side: 16 (2x2-pooled CIFAR-10) or 32", choices=(16, 32)))
     pool_images: int = field(default=2000, metadata=flag("class-balanced training images drawn"))
     batch_size: int = field(default=64, metadata=flag("FSP and fine-tune batch"))
     finetune_steps: int = field(default=10, metadata=flag("PGD-AT fine-tune steps (0: init only)"))
@@ -223,24 +259,29 @@ class FSPConfig(_Config):
     train_pgd_steps: int = field(default=3, metadata=flag("PGD steps of the fine-tune"))
     lr: float = field(default=0.05, metadata=flag("fine-tune lr (constant)"))
     momentum: float = field(default=0.9, metadata=flag("fine-tune SGD momentum"))
-    eps: float = field(default=8 / 255, metadata=flag("L-inf radius in [0, 1] pixel units, e.g. 8/255",
-                                                      parse=parse_eps))
+    eps: float = field(
+        default=8 / 255, metadata=flag("L-inf radius in [0, 1] pixel units, e.g. 8/255", parse=parse_eps)
+    )
     seed: int = field(default=0, metadata=flag("seed of init, data, batches, attacks and the sample"))
     n_boot: int = field(default=1000, metadata=flag("bootstrap resamples of the tau CIs"))
 
     def __post_init__(self):
-        _check_ints(self, ("num_archs", "C", "N", "pool_images", "batch_size", "attack_steps", "train_pgd_steps",
-                           "n_boot"))
+        _check_ints(
+            self, ("num_archs", "C", "N", "pool_images", "batch_size", "attack_steps", "train_pgd_steps", "n_boot")
+        )
         _check_ints(self, ("finetune_steps",), low=0)
         check_seed(self.seed, "seed (--seed)")
         if self.num_archs > NUM_CONNECTED:
-            raise ValueError(f"num_archs (--num-archs) must be in 1..{NUM_CONNECTED} (connected representatives), "
-                             f"got {self.num_archs}")
+            raise ValueError(
+                f"num_archs (--num-archs) must be in 1..{NUM_CONNECTED} (connected representatives), "
+                f"got {self.num_archs}"
+            )
         if self.image_size not in (16, 32):
             raise ValueError(f"image_size (--image-size) must be 16 or 32, got {self.image_size!r}")
         if self.batch_size > self.pool_images:
-            raise ValueError(f"batch_size (--batch-size) must be <= pool_images ({self.pool_images}), "
-                             f"got {self.batch_size}")
+            raise ValueError(
+                f"batch_size (--batch-size) must be <= pool_images ({self.pool_images}), got {self.batch_size}"
+            )
         _check_positive(self, ("lr",))
         if isinstance(self.momentum, bool) or not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum (--momentum) must be in [0, 1), got {self.momentum!r}")
@@ -285,12 +326,15 @@ class DirectEdgesConfig(_Config):
         ValueError: edges outside 0..5, an empty set or all six edges, n_boot < 1, unknown dataset.
     """
 
-    direct: tuple[int, ...] = field(default=(3,), metadata=flag(
-        "edge ids (0..5) treated as direct, e.g. 3 (edge 0->3) or 0 2 5 (the chain 0->1->2->3)"))
+    direct: tuple[int, ...] = field(
+        default=(3,),
+        metadata=flag("edge ids (0..5) treated as direct, e.g. 3 (edge 0->3) or 0 2 5 (the chain 0->1->2->3)"),
+    )
     n_boot: int = field(default=2000, metadata=flag("bootstrap resamples of the mean-delta CIs"))
     seed: int = field(default=0, metadata=flag("bootstrap seed"))
-    dataset: str = field(default="cifar10", metadata=flag("benchmark dataset",
-                                                          choices=("cifar10", "cifar100", "ImageNet16-120")))
+    dataset: str = field(
+        default="cifar10", metadata=flag("benchmark dataset", choices=("cifar10", "cifar100", "ImageNet16-120"))
+    )
 
     def __post_init__(self):
         d = tuple(sorted(set(int(e) for e in self.direct))) if isinstance(self.direct, (tuple, list)) else None
@@ -328,32 +372,33 @@ class RobNetTrainConfig(_Config):
     """
 
     model: str = field(default="robnet_large_v1", metadata=flag("released RobNet", choices=MODELS))
-    C: int | None = field(default=None, metadata=flag("override the model's C (small copies)",
-                                                      parse=optional(int)))
-    layers: int | None = field(default=None, metadata=flag("override the model's number of cells",
-                                                           parse=optional(int)))
+    C: int | None = field(default=None, metadata=flag("override the model's C (small copies)", parse=optional(int)))
+    layers: int | None = field(default=None, metadata=flag("override the model's number of cells", parse=optional(int)))
     epochs: float = field(default=150.0, metadata=flag("training epochs (reference: 150)"))
-    max_steps: int | None = field(default=None, metadata=flag("stop after this many steps (smoke runs)",
-                                                              parse=optional(int)))
+    max_steps: int | None = field(
+        default=None, metadata=flag("stop after this many steps (smoke runs)", parse=optional(int))
+    )
     batch_size: int = field(default=128, metadata=flag("images per step"))
     lr: float = field(default=0.1, metadata=flag("initial lr (cosine decay to 0)"))
     momentum: float = field(default=0.9, metadata=flag("SGD momentum"))
     weight_decay: float = field(default=1e-4, metadata=flag("coupled L2 weight decay (reference: 1e-4)"))
-    train_limit: int | None = field(default=None, metadata=flag("class-balanced training subset",
-                                                                parse=optional(int)))
-    eps: float = field(default=8 / 255, metadata=flag("training-attack radius in [0, 1] pixel units, e.g. 8/255",
-                                                      parse=parse_eps))
+    train_limit: int | None = field(default=None, metadata=flag("class-balanced training subset", parse=optional(int)))
+    eps: float = field(
+        default=8 / 255, metadata=flag("training-attack radius in [0, 1] pixel units, e.g. 8/255", parse=parse_eps)
+    )
     pgd_steps: int = field(default=7, metadata=flag("training PGD steps (reference: 7)"))
-    pgd_step_size: float = field(default=2 / 255, metadata=flag("training PGD step in pixel units (reference: 2/255)",
-                                                                parse=parse_eps))
+    pgd_step_size: float = field(
+        default=2 / 255, metadata=flag("training PGD step in pixel units (reference: 2/255)", parse=parse_eps)
+    )
     ckpt_every: int = field(default=1000, metadata=flag("checkpoint interval (steps)"))
     seed: int = field(default=10, metadata=flag("seed of init, data order and attacks"))
 
     def __post_init__(self):
         if self.model not in MODELS:
             raise ValueError(f"unknown RobNet {self.model!r}; allowed: {', '.join(MODELS)}")
-        _check_ints(self, ("C", "layers", "max_steps", "train_limit"),
-                    optional_=("C", "layers", "max_steps", "train_limit"))
+        _check_ints(
+            self, ("C", "layers", "max_steps", "train_limit"), optional_=("C", "layers", "max_steps", "train_limit")
+        )
         _check_ints(self, ("batch_size", "pgd_steps", "ckpt_every"))
         check_seed(self.seed, "seed (--seed)")
         _check_positive(self, ("epochs", "lr"))
@@ -388,10 +433,12 @@ class RobNetEvalConfig(_Config):
 
     limit: int = field(default=1000, metadata=flag("class-balanced test images"))
     batch_size: int = field(default=100, metadata=flag("evaluation batch"))
-    attacks: str = field(default=",".join(EVAL_ATTACKS), metadata=flag(
-        f"comma-separated attacks: {', '.join(EVAL_ATTACKS)}"))
-    eps: float = field(default=8 / 255, metadata=flag("L-inf radius in [0, 1] pixel units, e.g. 8/255",
-                                                      parse=parse_eps))
+    attacks: str = field(
+        default=",".join(EVAL_ATTACKS), metadata=flag(f"comma-separated attacks: {', '.join(EVAL_ATTACKS)}")
+    )
+    eps: float = field(
+        default=8 / 255, metadata=flag("L-inf radius in [0, 1] pixel units, e.g. 8/255", parse=parse_eps)
+    )
     step_size: float = field(default=2 / 255, metadata=flag("PGD and MI-FGSM step in pixel units", parse=parse_eps))
 
     def __post_init__(self):

@@ -72,9 +72,16 @@ def density_table(bench, datasets: Sequence[str] = ("cifar10",)) -> pd.DataFrame
     rows = []
     for r in reps:
         a = space.arch_str(r)
-        rows.append({"nb201_index": r, "arch_str": a, "density_connected": nb201_density(a, "connected"),
-                     "density_param": nb201_density(a, "param"), "cell_params": num_cell_params(a, 16),
-                     "connected": is_connected(a)})
+        rows.append(
+            {
+                "nb201_index": r,
+                "arch_str": a,
+                "density_connected": nb201_density(a, "connected"),
+                "density_param": nb201_density(a, "param"),
+                "cell_params": num_cell_params(a, 16),
+                "connected": is_connected(a),
+            }
+        )
     df = pd.DataFrame(rows)
     for ds in datasets:
         for m in METRICS:
@@ -82,16 +89,24 @@ def density_table(bench, datasets: Sequence[str] = ("cifar10",)) -> pd.DataFrame
     return df
 
 
-def tau_table(df: pd.DataFrame, scores: Sequence[str], targets: Sequence[str], n_boot: int = 1000,
-              seed: int = 0) -> pd.DataFrame:
+def tau_table(
+    df: pd.DataFrame, scores: Sequence[str], targets: Sequence[str], n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """Kendall τ-b with a 95% percentile-bootstrap CI of every score column vs every target column."""
     rows = []
     for s in scores:
         for t in targets:
             lo, hi = bootstrap_ci(df[s].to_numpy(float), df[t].to_numpy(float), n_boot=n_boot, seed=seed)
-            rows.append({"score": s, "target": t, "n": int(df[[s, t]].dropna().shape[0]),
-                         "kendall_tau": kendall_tau(df[s].to_numpy(float), df[t].to_numpy(float)),
-                         "ci_low": lo, "ci_high": hi})
+            rows.append(
+                {
+                    "score": s,
+                    "target": t,
+                    "n": int(df[[s, t]].dropna().shape[0]),
+                    "kendall_tau": kendall_tau(df[s].to_numpy(float), df[t].to_numpy(float)),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -101,13 +116,16 @@ def density_figure(df: pd.DataFrame, path: str | Path, dataset: str = "cifar10")
 
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    for ax, kind, title in zip(axes, ("density_connected", "density_param"),
-                               ("connected edges (not none)", "parametrised edges (conv)")):
-        for (m, label), color, dx in zip(((f"{dataset}_val_acc", "clean"), (f"{dataset}_val_pgd_8.0_acc", "PGD-8")),
-                                          PALETTE, (-0.008, 0.008)):
+    for ax, kind, title in zip(
+        axes, ("density_connected", "density_param"), ("connected edges (not none)", "parametrised edges (conv)")
+    ):
+        for (m, label), color, dx in zip(
+            ((f"{dataset}_val_acc", "clean"), (f"{dataset}_val_pgd_8.0_acc", "PGD-8")), PALETTE, (-0.008, 0.008)
+        ):
             g = df.groupby(kind)[m].agg(["mean", "std", "count"]).reset_index()
-            ax.errorbar(g[kind] + dx, g["mean"] * 100, yerr=g["std"] * 100, marker="o", capsize=3, color=color,
-                        label=label)
+            ax.errorbar(
+                g[kind] + dx, g["mean"] * 100, yerr=g["std"] * 100, marker="o", capsize=3, color=color, label=label
+            )
         ax.set_xlabel(f"density: share of {title}")
         ax.set_title(f"NAS-RobBench-201 {dataset}, 6,466 cells", fontsize=9)
         ax.grid(alpha=0.3)
@@ -119,8 +137,12 @@ def density_figure(df: pd.DataFrame, path: str | Path, dataset: str = "cifar10")
 
 
 # --------------------------------------------------------------------------- finding 2: direct edges
-def direct_edge_pairs(bench, direct: Sequence[int] = (DIRECT_EDGE,), dataset: str = "cifar10",
-                      metrics: Sequence[str] = ("val_acc", "val_pgd_8.0_acc")) -> pd.DataFrame:
+def direct_edge_pairs(
+    bench,
+    direct: Sequence[int] = (DIRECT_EDGE,),
+    dataset: str = "cifar10",
+    metrics: Sequence[str] = ("val_acc", "val_pgd_8.0_acc"),
+) -> pd.DataFrame:
     """All equal-parameter pairs that differ only in where one conv sits.
 
     For every cell A (all 15,625) with a conv on a ``direct`` edge d and a non-conv op on a
@@ -158,15 +180,28 @@ def direct_edge_pairs(bench, direct: Sequence[int] = (DIRECT_EDGE,), dataset: st
                 if ra == rb or (ra, rb) in seen:
                     continue
                 seen.add((ra, rb))
-                rows.append({"a": ra, "b": rb, "a_cell": ia, "b_cell": ib, "budget": sum(o in CONV for o in ops), "conv": ops[d],
-                             "moved_to_edge": e, "other_op": ops[e], "cell_params": num_cell_params(ops, 16)})
+                rows.append(
+                    {
+                        "a": ra,
+                        "b": rb,
+                        "a_cell": ia,
+                        "b_cell": ib,
+                        "budget": sum(o in CONV for o in ops),
+                        "conv": ops[d],
+                        "moved_to_edge": e,
+                        "other_op": ops[e],
+                        "cell_params": num_cell_params(ops, 16),
+                    }
+                )
     df = pd.DataFrame(rows)
     for m in metrics:
         df[f"delta_{m}"] = bench.values(df["a"].to_numpy(), dataset, m) - bench.values(df["b"].to_numpy(), dataset, m)
     return df
 
 
-def summarize_pairs(df: pd.DataFrame, metric: str = "val_pgd_8.0_acc", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def summarize_pairs(
+    df: pd.DataFrame, metric: str = "val_pgd_8.0_acc", n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """Per budget (conv edges): pairs, mean Δ (percentage points) with a bootstrap 95% CI, and the
     share of pairs where the direct placement wins (Δ > 0)."""
     rng = np.random.default_rng(seed)
@@ -174,9 +209,17 @@ def summarize_pairs(df: pd.DataFrame, metric: str = "val_pgd_8.0_acc", n_boot: i
     for budget, g in df.groupby("budget"):
         d = g[f"delta_{metric}"].dropna().to_numpy() * 100
         boot = rng.choice(d, size=(n_boot, len(d)), replace=True).mean(axis=1) if len(d) > 1 else np.array([np.nan])
-        out.append({"budget": int(budget), "pairs": len(d), "mean_delta_pp": float(d.mean()),
-                    "ci_low": float(np.quantile(boot, 0.025)), "ci_high": float(np.quantile(boot, 0.975)),
-                    "direct_wins": float(np.mean(d > 0)), "median_delta_pp": float(np.median(d))})
+        out.append(
+            {
+                "budget": int(budget),
+                "pairs": len(d),
+                "mean_delta_pp": float(d.mean()),
+                "ci_low": float(np.quantile(boot, 0.025)),
+                "ci_high": float(np.quantile(boot, 0.975)),
+                "direct_wins": float(np.mean(d > 0)),
+                "median_delta_pp": float(np.median(d)),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -185,8 +228,10 @@ def summarize_pairs(df: pd.DataFrame, metric: str = "val_pgd_8.0_acc", n_boot: i
 DENSITY_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 #: Score columns of finding 1's τ table.
 DENSITY_SCORES = ("density_connected", "density_param", "cell_params")
-DENSITY_DEFINITIONS = {"density_connected": "share of the 6 edges that are not none",
-                       "density_param": "share of the 6 edges holding nor_conv_1x1 or nor_conv_3x3"}
+DENSITY_DEFINITIONS = {
+    "density_connected": "share of the 6 edges that are not none",
+    "density_param": "share of the 6 edges holding nor_conv_1x1 or nor_conv_3x3",
+}
 
 
 def run_density(cfg: DensityConfig, out_dir: str | Path, bench) -> pd.DataFrame:
@@ -215,8 +260,16 @@ def run_density(cfg: DensityConfig, out_dir: str | Path, bench) -> pd.DataFrame:
         levels = df.groupby(f"density_{kind}")[cols].agg(["mean", "std", "count"])
         write_table(levels, out / f"density_levels_{kind}.csv", index=True)
     density_figure(df, out / "density.png")
-    write_json({"command": "robntk robnets density", "config": cfg.to_dict(), "n_boot": cfg.n_boot,
-                "n_archs": len(df), "definitions": DENSITY_DEFINITIONS}, out / "density_config.json")
+    write_json(
+        {
+            "command": "robntk robnets density",
+            "config": cfg.to_dict(),
+            "n_boot": cfg.n_boot,
+            "n_archs": len(df),
+            "definitions": DENSITY_DEFINITIONS,
+        },
+        out / "density_config.json",
+    )
     return tab
 
 
@@ -243,7 +296,14 @@ def run_direct_edges(cfg: DirectEdgesConfig, out_dir: str | Path, bench) -> dict
     by_conv = pairs.groupby(["budget", "conv"])["delta_val_pgd_8.0_acc"].agg(["count", "mean"]).reset_index()
     by_conv["mean"] *= 100
     write_table(by_conv, out / f"direct_edges_{tag}_by_conv.csv")
-    write_json({"command": "robntk robnets direct-edges --direct " + " ".join(map(str, cfg.direct)),
-                "config": cfg.to_dict(), "direct_edges": list(cfg.direct), "pairs": len(pairs),
-                "dataset": cfg.dataset}, out / f"direct_edges_{tag}_config.json")
+    write_json(
+        {
+            "command": "robntk robnets direct-edges --direct " + " ".join(map(str, cfg.direct)),
+            "config": cfg.to_dict(),
+            "direct_edges": list(cfg.direct),
+            "pairs": len(pairs),
+            "dataset": cfg.dataset,
+        },
+        out / f"direct_edges_{tag}_config.json",
+    )
     return {"pairs": len(pairs), "summaries": res, "by_conv": by_conv}

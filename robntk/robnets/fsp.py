@@ -78,14 +78,18 @@ def cell_io(net: TinyNetwork, params, stats, x, ids, train: bool) -> list[tuple[
     for i, (k, kind, _) in enumerate(pos):
         if kind != "cell":
             continue
-        nxt = "lastact/conv_out" if i + 1 == len(pos) else (
-            f"cells_{k + 1}/e0/in" if pos[i + 1][1] == "cell" else f"cells_{k + 1}/conv_a/in")
+        nxt = (
+            "lastact/conv_out"
+            if i + 1 == len(pos)
+            else (f"cells_{k + 1}/e0/in" if pos[i + 1][1] == "cell" else f"cells_{k + 1}/conv_a/in")
+        )
         out.append((rec[f"cells_{k}/e0/in"], rec[nxt]))
     return out
 
 
-def fsp_losses(net: TinyNetwork, params, stats, x, y, ids, key, *, eps: float, steps: int,
-               train: bool = True) -> jax.Array:
+def fsp_losses(
+    net: TinyNetwork, params, stats, x, y, ids, key, *, eps: float, steps: int, train: bool = True
+) -> jax.Array:
     """Per normal cell l: L_l = (1/N) Σ_x ‖G_l(x) − G_l(x')‖²_F, x' = PGD-``steps`` example of x
     (L∞ radius ``eps`` in pixel units, step 2.5·eps/steps, uniform random start from ``key``).
 
@@ -100,8 +104,9 @@ def fsp_losses(net: TinyNetwork, params, stats, x, y, ids, key, *, eps: float, s
     xa = pgd(f, params, x, y, eps, steps=steps, key=key)
     clean = cell_io(net, params, stats, x, ids, train)
     adv = cell_io(net, params, stats, xa, ids, train)
-    return jnp.stack([jnp.mean(jnp.sum((fsp_matrix(*c) - fsp_matrix(*a)) ** 2, axis=(1, 2)))
-                      for c, a in zip(clean, adv)])
+    return jnp.stack(
+        [jnp.mean(jnp.sum((fsp_matrix(*c) - fsp_matrix(*a)) ** 2, axis=(1, 2))) for c, a in zip(clean, adv)]
+    )
 
 
 def fsp_columns(N: int) -> list[str]:
@@ -131,21 +136,41 @@ def _compiled(cfg: FSPConfig, x: np.ndarray, y: np.ndarray) -> tuple:
         net = TinyNetwork(C=cfg.C, N=cfg.N, num_classes=10, dataset="cifar10")
         params0 = net.init(jax.random.PRNGKey(cfg.seed))["params"]
         tx = sgd(cfg.lr, cfg.momentum, weight_decay=0.0)
-        spec = StepSpec(method="pgd", eps=cfg.eps, attack_steps=cfg.train_pgd_steps, attack_step_size=None,
-                        augment=True, crop_pad=cfg.image_size // 8, attack_bn="train", running_stats=False,
-                        attack_loop="fori")
-        xb, yb = jnp.asarray(x[:cfg.batch_size]), jnp.asarray(y[:cfg.batch_size])
-        fsp = jax.jit(lambda p, ids: fsp_losses(net, p, None, xb, yb, ids, jax.random.PRNGKey(cfg.seed + 5),
-                                                eps=cfg.eps, steps=cfg.attack_steps))
+        spec = StepSpec(
+            method="pgd",
+            eps=cfg.eps,
+            attack_steps=cfg.train_pgd_steps,
+            attack_step_size=None,
+            augment=True,
+            crop_pad=cfg.image_size // 8,
+            attack_bn="train",
+            running_stats=False,
+            attack_loop="fori",
+        )
+        xb, yb = jnp.asarray(x[: cfg.batch_size]), jnp.asarray(y[: cfg.batch_size])
+        fsp = jax.jit(
+            lambda p, ids: fsp_losses(
+                net, p, None, xb, yb, ids, jax.random.PRNGKey(cfg.seed + 5), eps=cfg.eps, steps=cfg.attack_steps
+            )
+        )
         while len(_COMPILED) >= 4:
             _COMPILED.pop(next(iter(_COMPILED)))
         _COMPILED[key] = (net, params0, tx, make_step(net, tx, spec), fsp)
     return _COMPILED[key]
 
 
-def fsp_experiment(cfg: FSPConfig, indices: Sequence[int], space, x: np.ndarray, y: np.ndarray,
-                   store: str | Path | None = None, *, progress: bool = True, time_budget_s: float | None = None,
-                   flush_s: float = 30.0) -> pd.DataFrame:
+def fsp_experiment(
+    cfg: FSPConfig,
+    indices: Sequence[int],
+    space,
+    x: np.ndarray,
+    y: np.ndarray,
+    store: str | Path | None = None,
+    *,
+    progress: bool = True,
+    time_budget_s: float | None = None,
+    flush_s: float = 30.0,
+) -> pd.DataFrame:
     """FSP loss per cell depth for each arch at initialisation and after a short PGD fine-tune
     from the same start (module docstring), resumable through a result store.
 
@@ -167,10 +192,11 @@ def fsp_experiment(cfg: FSPConfig, indices: Sequence[int], space, x: np.ndarray,
         ValueError: images not (P ≥ batch_size, S, S, 3) with S = ``cfg.image_size``, or labels of
             another length. StoreMismatchError: ``store`` holds another configuration's rows.
     """
-    if x.ndim != 4 or x.shape[1:] != (cfg.image_size, cfg.image_size, 3) or len(x) != len(y) \
-            or len(y) < cfg.batch_size:
-        raise ValueError(f"need (P >= {cfg.batch_size}, {cfg.image_size}, {cfg.image_size}, 3) images and P labels, "
-                         f"got {x.shape} and {len(y)} labels")
+    if x.ndim != 4 or x.shape[1:] != (cfg.image_size, cfg.image_size, 3) or len(x) != len(y) or len(y) < cfg.batch_size:
+        raise ValueError(
+            f"need (P >= {cfg.batch_size}, {cfg.image_size}, {cfg.image_size}, 3) images and P labels, "
+            f"got {x.shape} and {len(y)} labels"
+        )
     net, params0, tx, step, fsp = _compiled(cfg, x, y)
     data = (jnp.asarray(x), jnp.asarray(y))
 
@@ -179,16 +205,25 @@ def fsp_experiment(cfg: FSPConfig, indices: Sequence[int], space, x: np.ndarray,
         out: dict[str, Any] = {"nb201_index": int(idx)}
         out.update({f"init_l{k + 1}": float(v) for k, v in enumerate(fsp(params0, ids))})
         state, _ = run_steps(
-            step, initial_state(params0, tx), data, start=0, stop=cfg.finetune_steps,
+            step,
+            initial_state(params0, tx),
+            data,
+            start=0,
+            stop=cfg.finetune_steps,
             batch_fn=lambda s: np.random.default_rng([cfg.seed, 17, s]).choice(len(y), cfg.batch_size, replace=False),
-            key_fn=lambda s: jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 9), s), cell_fn=lambda s: ids)
+            key_fn=lambda s: jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 9), s),
+            cell_fn=lambda s: ids,
+        )
         out.update({f"ft_l{k + 1}": float(v) for k, v in enumerate(fsp(state["params"], ids))})
         return out
 
     sink = None
     if store is not None:
-        sink = ResultStore.open(store, store_key(cfg, x, y), {"config": cfg.row_config(), "params": PARAM_DEFINITION,
-                                                             "selection": sorted(int(i) for i in indices)})
+        sink = ResultStore.open(
+            store,
+            store_key(cfg, x, y),
+            {"config": cfg.row_config(), "params": PARAM_DEFINITION, "selection": sorted(int(i) for i in indices)},
+        )
     computed: dict[int, dict] = {}
 
     def compute(blk: list[int]) -> list[dict]:
@@ -246,8 +281,9 @@ def load_fsp_data(cfg: FSPConfig, data_dir=None) -> tuple[np.ndarray, np.ndarray
     return prepare_images(x[i], cfg.image_size), y[i].astype(np.int32)
 
 
-def run_fsp(cfg: FSPConfig, out_dir: str | Path, data_dir=None, progress: bool = True,
-            time_budget_s: float | None = None) -> dict[str, Any]:
+def run_fsp(
+    cfg: FSPConfig, out_dir: str | Path, data_dir=None, progress: bool = True, time_budget_s: float | None = None
+) -> dict[str, Any]:
     """The whole study (``robntk robnets fsp``): sample ``cfg.num_archs`` archs, compute their
     rows into ``out_dir/fsp.store`` (resumable), export ``fsp.csv`` (+ sidecar), the τ table
     ``fsp_tau.csv`` and ``fsp_config.json``.
@@ -267,10 +303,14 @@ def run_fsp(cfg: FSPConfig, out_dir: str | Path, data_dir=None, progress: bool =
     x, y = load_fsp_data(cfg, data_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(cfg.to_dict(), out / "fsp_config.json")
-    df = fsp_experiment(cfg, idx, bench.space, x, y, out / "fsp.store", progress=progress,
-                        time_budget_s=time_budget_s)
-    meta = {"config": cfg.to_dict(), "store": str(out / "fsp.store"), "store_key": store_key(cfg, x, y),
-            "n_rows": len(df), "n_selected": len(idx)}
+    df = fsp_experiment(cfg, idx, bench.space, x, y, out / "fsp.store", progress=progress, time_budget_s=time_budget_s)
+    meta = {
+        "config": cfg.to_dict(),
+        "store": str(out / "fsp.store"),
+        "store_key": store_key(cfg, x, y),
+        "n_rows": len(df),
+        "n_selected": len(idx),
+    }
     write_table(df, out / "fsp.csv", meta)
     tab = fsp_taus(df, bench, n_boot=cfg.n_boot) if len(df) > 1 else pd.DataFrame()
     if len(tab):

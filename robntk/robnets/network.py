@@ -48,13 +48,27 @@ def torch_uniform_init(fan_in_axes: Sequence[int]) -> Callable:
 
 
 def _conv(features: int, k: int, stride: int = 1, pad: int = 0, groups: int = 1, name: str | None = None) -> nn.Conv:
-    return nn.Conv(features, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                   feature_group_count=groups, use_bias=False, kernel_init=torch_uniform_init((0, 1, 2)), name=name)
+    return nn.Conv(
+        features,
+        (k, k),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        feature_group_count=groups,
+        use_bias=False,
+        kernel_init=torch_uniform_init((0, 1, 2)),
+        name=name,
+    )
 
 
 def _bn(train: bool, affine: bool = False, name: str | None = None) -> nn.BatchNorm:
-    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
-                        use_scale=affine, use_bias=affine, name=name)
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPS,
+        use_scale=affine,
+        use_bias=affine,
+        name=name,
+    )
 
 
 class ReLUConvBN(nn.Module):
@@ -111,8 +125,9 @@ class Cell(nn.Module):
 
     @nn.compact
     def __call__(self, s0, s1, train: bool):
-        s0 = (FactorizedReduce(self.C, name="pre0") if self.reduction_prev
-              else ReLUConvBN(self.C, name="pre0"))(s0, train)
+        s0 = (FactorizedReduce(self.C, name="pre0") if self.reduction_prev else ReLUConvBN(self.C, name="pre0"))(
+            s0, train
+        )
         s1 = ReLUConvBN(self.C, name="pre1")(s1, train)
         states = [s0, s1]
         edges = cell_edges(self.steps)
@@ -123,7 +138,7 @@ class Cell(nn.Module):
                     continue
                 acc = acc + self._edge(k, self.code[k], states[src], src < 2 and self.reduction, train)
             states.append(acc)
-        return jnp.concatenate(states[-self.multiplier:], axis=-1)
+        return jnp.concatenate(states[-self.multiplier :], axis=-1)
 
     def _edge(self, k: int, code: str, h, stride2: bool, train: bool):
         stride = 2 if stride2 else 1
@@ -171,10 +186,13 @@ class RobNet(nn.Module):
             red_prev = red
         out = _adaptive_avg_pool(s1, cfg.ad_pool_size)
         fan_in = out.shape[-1]
-        bound = 1.0 / fan_in ** 0.5
-        dense = nn.Dense(cfg.num_classes, kernel_init=torch_uniform_init((0,)),
-                         bias_init=lambda k, sh, dt=jnp.float32: jax.random.uniform(k, sh, dt, -bound, bound),
-                         name="classifier")
+        bound = 1.0 / fan_in**0.5
+        dense = nn.Dense(
+            cfg.num_classes,
+            kernel_init=torch_uniform_init((0,)),
+            bias_init=lambda k, sh, dt=jnp.float32: jax.random.uniform(k, sh, dt, -bound, bound),
+            name="classifier",
+        )
         return dense(out)
 
 

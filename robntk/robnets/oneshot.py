@@ -79,8 +79,12 @@ def load_data(cfg: OneShotConfig, data_dir=None) -> tuple[np.ndarray, np.ndarray
         xtr, ytr = xtr[idx], ytr[idx]
     xte, yte = load_dataset("cifar10", "test", data_dir)
     idx = balanced_indices(yte, cfg.eval_images, seed=cfg.seed + 1)
-    return (prepare_images(xtr, cfg.image_size), ytr.astype(np.int32),
-            prepare_images(xte[idx], cfg.image_size), yte[idx].astype(np.int32))
+    return (
+        prepare_images(xtr, cfg.image_size),
+        ytr.astype(np.int32),
+        prepare_images(xte[idx], cfg.image_size),
+        yte[idx].astype(np.int32),
+    )
 
 
 def sample_path(seed: int, step: int) -> np.ndarray:
@@ -108,9 +112,17 @@ def step_spec(cfg: OneShotConfig) -> StepSpec:
     """The supernet's (and the fine-tunes') PGD-AT step: PGD-``train_pgd_steps`` at ``eps``, step
     ``train_step_size`` (None: 2.5·eps/steps), crafted with batch statistics, no running
     statistics, RandomCrop(pad S/8) + flip, the attack loop rolled."""
-    return StepSpec(method="pgd", eps=cfg.eps, attack_steps=cfg.train_pgd_steps, attack_step_size=cfg.train_step_size,
-                    augment=True, crop_pad=cfg.image_size // 8, attack_bn="train", running_stats=False,
-                    attack_loop="fori")
+    return StepSpec(
+        method="pgd",
+        eps=cfg.eps,
+        attack_steps=cfg.train_pgd_steps,
+        attack_step_size=cfg.train_step_size,
+        augment=True,
+        crop_pad=cfg.image_size // 8,
+        attack_bn="train",
+        running_stats=False,
+        attack_loop="fori",
+    )
 
 
 def make_optimizer(cfg: OneShotConfig, total_steps: int, lr: float | None = None, schedule: bool = True):
@@ -152,8 +164,9 @@ def compiled_steps(cfg: OneShotConfig) -> tuple:
 
 
 # --------------------------------------------------------------------------- training
-def train_supernet(cfg: OneShotConfig, x: np.ndarray, y: np.ndarray, out_dir: str | Path | None = None,
-                   progress: bool = True) -> dict:
+def train_supernet(
+    cfg: OneShotConfig, x: np.ndarray, y: np.ndarray, out_dir: str | Path | None = None, progress: bool = True
+) -> dict:
     """Train the supernet with single-path PGD adversarial training (resumable).
 
     Step t trains the cell :func:`sample_path` ``(seed, t)`` on the batch
@@ -175,8 +188,10 @@ def train_supernet(cfg: OneShotConfig, x: np.ndarray, y: np.ndarray, out_dir: st
             trained on another number of images.
     """
     if x.shape[1:] != (cfg.image_size, cfg.image_size, 3) or len(x) != len(y) or len(y) < cfg.batch_size:
-        raise ValueError(f"need (N >= {cfg.batch_size}, {cfg.image_size}, {cfg.image_size}, 3) images with N labels, "
-                         f"got {x.shape} and {len(y)} labels")
+        raise ValueError(
+            f"need (N >= {cfg.batch_size}, {cfg.image_size}, {cfg.image_size}, 3) images with N labels, "
+            f"got {x.shape} and {len(y)} labels"
+        )
     net, tx, step, *_ = compiled_steps(cfg)
     state = initial_state(net.init(jax.random.PRNGKey(cfg.seed))["params"], tx)
     start = 0
@@ -184,15 +199,30 @@ def train_supernet(cfg: OneShotConfig, x: np.ndarray, y: np.ndarray, out_dir: st
         state, start = resume_steps(out_dir, state, len(y), "supernet")
     else:  # committed to the default device, as a restored state: both hit the same compiled step
         state = jax.device_put(state, jax.devices()[0])
-    meta = {"n_train": len(y), "seed": cfg.seed, "what": "one-shot supernet",
-            "data_order": "robntk.train.step.epoch_batch(seed, step, n_train, batch_size)",
-            "step_key": "fold_in(PRNGKey(seed + 1), step)", "path": "sample_path(seed, step)"}
+    meta = {
+        "n_train": len(y),
+        "seed": cfg.seed,
+        "what": "one-shot supernet",
+        "data_order": "robntk.train.step.epoch_batch(seed, step, n_train, batch_size)",
+        "step_key": "fold_in(PRNGKey(seed + 1), step)",
+        "path": "sample_path(seed, step)",
+    }
     state, _ = run_steps(
-        step, state, (jnp.asarray(x), jnp.asarray(y)), start=start,
-        stop=cfg.train_steps, batch_fn=lambda t: epoch_batch(cfg.seed, t, len(y), cfg.batch_size),
+        step,
+        state,
+        (jnp.asarray(x), jnp.asarray(y)),
+        start=start,
+        stop=cfg.train_steps,
+        batch_fn=lambda t: epoch_batch(cfg.seed, t, len(y), cfg.batch_size),
         key_fn=lambda t: jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 1), t),
-        cell_fn=lambda t: sample_path(cfg.seed, t), run_dir=out_dir, ckpt_every=cfg.ckpt_every, meta=meta,
-        log_every=LOG_EVERY, progress=progress, desc="supernet PGD-AT")
+        cell_fn=lambda t: sample_path(cfg.seed, t),
+        run_dir=out_dir,
+        ckpt_every=cfg.ckpt_every,
+        meta=meta,
+        log_every=LOG_EVERY,
+        progress=progress,
+        desc="supernet PGD-AT",
+    )
     return state["params"]
 
 
@@ -214,13 +244,30 @@ def store_key(cfg: OneShotConfig, params, xtr, ytr, xte, yte) -> str:
     ``num_archs``, which only selects), the trained supernet's :func:`params_digest` and the
     digests of the fine-tune and evaluation data."""
     c = {k: v for k, v in cfg.to_dict().items() if k != "num_archs"}
-    return config_key({"oneshot": c, "supernet": params_digest(params), "train_data": batch_digest(xtr, ytr),
-                       "eval_data": batch_digest(xte, yte)})
+    return config_key(
+        {
+            "oneshot": c,
+            "supernet": params_digest(params),
+            "train_data": batch_digest(xtr, ytr),
+            "eval_data": batch_digest(xte, yte),
+        }
+    )
 
 
-def evaluate_candidates(cfg: OneShotConfig, params, indices, space, xtr, ytr, xte, yte,
-                        store: str | Path | None = None, progress: bool = True, time_budget_s: float | None = None,
-                        flush_s: float = 30.0) -> pd.DataFrame:
+def evaluate_candidates(
+    cfg: OneShotConfig,
+    params,
+    indices,
+    space,
+    xtr,
+    ytr,
+    xte,
+    yte,
+    store: str | Path | None = None,
+    progress: bool = True,
+    time_budget_s: float | None = None,
+    flush_s: float = 30.0,
+) -> pd.DataFrame:
     """Fine-tune (``cfg.finetune_steps``) and evaluate each candidate with the inherited weights.
 
     Candidate i's fine-tune step s uses the batch ``default_rng([seed, 13, i, s]).choice(N,
@@ -250,21 +297,31 @@ def evaluate_candidates(cfg: OneShotConfig, params, indices, space, xtr, ytr, xt
     def row(idx: int) -> dict[str, Any]:
         ids = op_ids(space.arch_str(idx))
         state, _ = run_steps(
-            ft, initial_state(params, tx), data, start=0, stop=cfg.finetune_steps,
-            batch_fn=lambda s: np.random.default_rng([cfg.seed, 13, idx, s]).choice(len(ytr), cfg.batch_size,
-                                                                                     replace=False),
-            key_fn=lambda s: jax.random.PRNGKey(idx * 1000 + s), cell_fn=lambda s: ids)
+            ft,
+            initial_state(params, tx),
+            data,
+            start=0,
+            stop=cfg.finetune_steps,
+            batch_fn=lambda s: np.random.default_rng([cfg.seed, 13, idx, s]).choice(
+                len(ytr), cfg.batch_size, replace=False
+            ),
+            key_fn=lambda s: jax.random.PRNGKey(idx * 1000 + s),
+            cell_fn=lambda s: ids,
+        )
         clean = adv = 0
         for b0 in range(0, n_eval, cfg.eval_batch):
             key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 2), b0)  # same attack start for all archs
-            cb, ab = ev(state["params"], xte[b0:b0 + cfg.eval_batch], yte[b0:b0 + cfg.eval_batch], ids, key)
+            cb, ab = ev(state["params"], xte[b0 : b0 + cfg.eval_batch], yte[b0 : b0 + cfg.eval_batch], ids, key)
             clean, adv = clean + int(cb), adv + int(ab)
         return {"nb201_index": int(idx), "oneshot_clean": clean / n_eval, "oneshot_pgd": adv / n_eval}
 
     sink = None
     if store is not None:
-        sink = ResultStore.open(store, store_key(cfg, params, xtr, ytr, xte, yte), {
-            "config": cfg.to_dict(), "supernet": params_digest(params), "selection": sorted(int(i) for i in indices)})
+        sink = ResultStore.open(
+            store,
+            store_key(cfg, params, xtr, ytr, xte, yte),
+            {"config": cfg.to_dict(), "supernet": params_digest(params), "selection": sorted(int(i) for i in indices)},
+        )
     computed: dict[int, dict] = {}
 
     def compute(blk: list[int]) -> list[dict]:
@@ -272,8 +329,7 @@ def evaluate_candidates(cfg: OneShotConfig, params, indices, space, xtr, ytr, xt
         computed.update((r["nb201_index"], r) for r in rows)
         return rows
 
-    run_job(indices, compute, sink, time_budget_s=time_budget_s, flush_s=flush_s, desc="candidates",
-            progress=progress)
+    run_job(indices, compute, sink, time_budget_s=time_budget_s, flush_s=flush_s, desc="candidates", progress=progress)
     have = sink.read().rows if sink is not None else computed
     keep = sorted(i for i in set(int(i) for i in indices) if i in have)
     return pd.DataFrame([have[i] for i in keep], columns=COLUMNS)
@@ -324,8 +380,9 @@ def summarize(results: pd.DataFrame, bench, n_boot: int = 1000, seed: int = 0) -
     return {k: (round(v, 6) if isinstance(v, float) and not math.isnan(v) else v) for k, v in out.items()}
 
 
-def run_search(cfg: OneShotConfig, out_dir: str | Path, data_dir=None, progress: bool = True,
-               time_budget_s: float | None = None) -> dict[str, Any]:
+def run_search(
+    cfg: OneShotConfig, out_dir: str | Path, data_dir=None, progress: bool = True, time_budget_s: float | None = None
+) -> dict[str, Any]:
     """The whole search: train (or resume) the supernet, evaluate the candidates (resumable),
     write ``config.json``, ``candidates.csv`` (+ sidecar) and ``summary.json`` into the run
     directory ``out_dir`` (module docstring).
@@ -347,19 +404,39 @@ def run_search(cfg: OneShotConfig, out_dir: str | Path, data_dir=None, progress:
     try:
         rundir.check_config(out, cfg.to_dict())
     except ValueError as exc:
-        raise ValueError(f"{out} holds a one-shot run with another configuration; use a new directory ({exc})") \
-            from None
+        raise ValueError(
+            f"{out} holds a one-shot run with another configuration; use a new directory ({exc})"
+        ) from None
     bench = RobBench.load(data_dir)
     space = bench.space
     xtr, ytr, xte, yte = load_data(cfg, data_dir)
     rundir.init_config(out, cfg.to_dict())
     params = train_supernet(cfg, xtr, ytr, out, progress)
     cands = sample_candidates(bench, cfg.num_archs, cfg.seed)
-    res = evaluate_candidates(cfg, params, cands, space, xtr, ytr, xte, yte, out / "candidates.store",
-                              progress=progress, time_budget_s=time_budget_s)
-    write_table(res, out / "candidates.csv", {"config": cfg.to_dict(), "supernet": params_digest(params),
-                                              "store": str(out / "candidates.store"), "n_rows": len(res),
-                                              "n_selected": len(cands)})
+    res = evaluate_candidates(
+        cfg,
+        params,
+        cands,
+        space,
+        xtr,
+        ytr,
+        xte,
+        yte,
+        out / "candidates.store",
+        progress=progress,
+        time_budget_s=time_budget_s,
+    )
+    write_table(
+        res,
+        out / "candidates.csv",
+        {
+            "config": cfg.to_dict(),
+            "supernet": params_digest(params),
+            "store": str(out / "candidates.store"),
+            "n_rows": len(res),
+            "n_selected": len(cands),
+        },
+    )
     summary = summarize(res, bench)
     summary["pick_arch_str"] = space.arch_str(summary["pick"])
     summary["n_remaining"] = len(cands) - len(res)

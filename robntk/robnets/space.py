@@ -236,7 +236,7 @@ def num_params(genotypes: Sequence[Sequence[str]], cfg: RobNetConfig) -> int:
                 total += factorized_reduce_params(c, c)
         red_prev = red
         cpp, cp = cp, cfg.multiplier * c
-    total += cp * cfg.ad_pool_size ** 2 * cfg.num_classes + cfg.num_classes
+    total += cp * cfg.ad_pool_size**2 * cfg.num_classes + cfg.num_classes
     return int(total)
 
 

@@ -76,8 +76,17 @@ def build_robnet(cfg: RobNetTrainConfig):
 def step_spec(cfg: RobNetTrainConfig) -> StepSpec:
     """RobNets' training step: PGD-``pgd_steps`` at ``eps``, step ``pgd_step_size``, crafted with
     batch statistics, running statistics updated by the loss forward, crop pad 4 + flip."""
-    return StepSpec(method="pgd", eps=cfg.eps, attack_steps=cfg.pgd_steps, attack_step_size=cfg.pgd_step_size,
-                    augment=True, crop_pad=CROP_PAD, attack_bn="train", running_stats=True, attack_loop="fori")
+    return StepSpec(
+        method="pgd",
+        eps=cfg.eps,
+        attack_steps=cfg.pgd_steps,
+        attack_step_size=cfg.pgd_step_size,
+        augment=True,
+        crop_pad=CROP_PAD,
+        attack_bn="train",
+        running_stats=True,
+        attack_loop="fori",
+    )
 
 
 def total_steps(cfg: RobNetTrainConfig, n: int) -> int:
@@ -110,8 +119,13 @@ def load_train_data(cfg: RobNetTrainConfig, data_dir=None) -> tuple[np.ndarray, 
     return np.asarray(x, np.uint8), np.asarray(y, np.int32)
 
 
-def train_robnet(cfg: RobNetTrainConfig, out_dir: str | Path, data_dir=None, progress: bool = True,
-                 data: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+def train_robnet(
+    cfg: RobNetTrainConfig,
+    out_dir: str | Path,
+    data_dir=None,
+    progress: bool = True,
+    data: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """PGD adversarial training of a RobNet into the run directory ``out_dir`` (module docstring).
 
     Step t uses the batch :func:`robntk.train.step.epoch_batch` ``(seed, t, n, batch_size)`` and
@@ -142,24 +156,48 @@ def train_robnet(cfg: RobNetTrainConfig, out_dir: str | Path, data_dir=None, pro
     model = build_robnet(cfg)
     tx = sgd(cosine_lr(cfg.lr, total), cfg.momentum, cfg.weight_decay)
     v = jax.jit(lambda k: model.init(k, jnp.zeros((1,) + x.shape[1:], jnp.float32), train=False))(
-        jax.random.PRNGKey(cfg.seed))
+        jax.random.PRNGKey(cfg.seed)
+    )
     rundir.init_config(out, cfg.to_dict())
     state, start = resume_steps(out, initial_state(v["params"], tx, v["batch_stats"]), len(y), "RobNet")
-    meta = {"n_train": len(y), "seed": cfg.seed, "model": cfg.model, "overrides": cfg.overrides(),
-            "total_steps": total, "data_order": "robntk.train.step.epoch_batch(seed, step, n_train, batch_size)",
-            "step_key": "fold_in(PRNGKey(seed), step)"}
+    meta = {
+        "n_train": len(y),
+        "seed": cfg.seed,
+        "model": cfg.model,
+        "overrides": cfg.overrides(),
+        "total_steps": total,
+        "data_order": "robntk.train.step.epoch_batch(seed, step, n_train, batch_size)",
+        "step_key": "fold_in(PRNGKey(seed), step)",
+    }
     # scaled on the host (true division, as before the move to the train stack): the on-device
     # x / 255 of a uint8 batch is compiled differently and can differ in the last bit
     xf = x.astype(np.float32) / np.float32(255.0)
     state, _ = run_steps(
-        make_step(RobNetModel(model), tx, step_spec(cfg), cell=cfg.model), state, (jnp.asarray(xf), jnp.asarray(y)),
-        start=start, stop=total, batch_fn=lambda t: epoch_batch(cfg.seed, t, len(y), cfg.batch_size),
-        key_fn=lambda t: jax.random.fold_in(jax.random.PRNGKey(cfg.seed), t), run_dir=out,
-        ckpt_every=cfg.ckpt_every, meta=meta, log_every=LOG_EVERY, progress=progress, desc=f"PGD-AT {cfg.model}")
+        make_step(RobNetModel(model), tx, step_spec(cfg), cell=cfg.model),
+        state,
+        (jnp.asarray(xf), jnp.asarray(y)),
+        start=start,
+        stop=total,
+        batch_fn=lambda t: epoch_batch(cfg.seed, t, len(y), cfg.batch_size),
+        key_fn=lambda t: jax.random.fold_in(jax.random.PRNGKey(cfg.seed), t),
+        run_dir=out,
+        ckpt_every=cfg.ckpt_every,
+        meta=meta,
+        log_every=LOG_EVERY,
+        progress=progress,
+        desc=f"PGD-AT {cfg.model}",
+    )
     logged = rundir.read_metrics(out, key="step")
-    summary = {"model": cfg.model, "overrides": cfg.overrides(), "total_steps": total, "steps_done": int(state["step"]),
-               "resumed_from_step": start, "n_train": len(y),
-               "last_logged": logged[-1] if logged else None, "run_dir": str(out)}
+    summary = {
+        "model": cfg.model,
+        "overrides": cfg.overrides(),
+        "total_steps": total,
+        "steps_done": int(state["step"]),
+        "resumed_from_step": start,
+        "n_train": len(y),
+        "last_logged": logged[-1] if logged else None,
+        "run_dir": str(out),
+    }
     rundir.write_summary(out, summary)
     return summary
 
@@ -176,16 +214,16 @@ def load_robnet(run_dir: str | Path) -> tuple[RobNetTrainConfig, Any, dict, dict
     try:
         cfg = RobNetTrainConfig.from_dict(d)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{Path(run_dir) / rundir.CONFIG_FILE}: not a RobNet training configuration ({exc})") \
-            from None
+        raise ValueError(f"{Path(run_dir) / rundir.CONFIG_FILE}: not a RobNet training configuration ({exc})") from None
     state, meta = rundir.restore_checkpoint(run_dir)
     if not isinstance(state, dict) or "params" not in state or "batch_stats" not in state:
         raise ValueError(f"checkpoint in {rundir.checkpoint_dir(run_dir)} holds no params/batch_stats")
     return cfg, build_robnet(cfg), {"params": state["params"], "batch_stats": state["batch_stats"]}, meta
 
 
-def evaluate_robnet(cfg: RobNetEvalConfig, run_dir: str | Path, out: str | Path | None = None, data_dir=None,
-                    progress: bool = True) -> dict[str, Any]:
+def evaluate_robnet(
+    cfg: RobNetEvalConfig, run_dir: str | Path, out: str | Path | None = None, data_dir=None, progress: bool = True
+) -> dict[str, Any]:
     """Clean and white-box accuracies of a trained RobNet (module docstring), written to ``out``
     (default ``run_dir/eval.json``).
 
@@ -217,21 +255,29 @@ def evaluate_robnet(cfg: RobNetEvalConfig, run_dir: str | Path, out: str | Path 
         "pgd20": jax.jit(lambda xb, yb, k: pgd(f, params, xb, yb, eps, steps=20, alpha=a, key=k)),
         "pgd100": jax.jit(lambda xb, yb, k: pgd(f, params, xb, yb, eps, steps=100, alpha=a, key=k)),
         "mifgsm": jax.jit(lambda xb, yb, k: mifgsm(f, params, xb, yb, eps, steps=20, alpha=a)),
-        "deepfool": jax.jit(lambda xb, yb, k: deepfool(f, params, xb, yb, num_classes=10, steps=50, norm="linf",
-                                                       eps=eps)),
+        "deepfool": jax.jit(
+            lambda xb, yb, k: deepfool(f, params, xb, yb, num_classes=10, steps=50, norm="linf", eps=eps)
+        ),
     }
     res = {}
     for name in tqdm(cfg.attack_list, desc="attacks", disable=not progress):
         correct = 0
         for b0 in range(0, len(y), cfg.batch_size):
-            xb, yb = jnp.asarray(x[b0:b0 + cfg.batch_size]), jnp.asarray(y[b0:b0 + cfg.batch_size])
+            xb, yb = jnp.asarray(x[b0 : b0 + cfg.batch_size]), jnp.asarray(y[b0 : b0 + cfg.batch_size])
             xa = fns[name](xb, yb, jax.random.PRNGKey(b0))
             correct += int(jnp.sum(jnp.argmax(f(params, xa), -1) == yb))
         res[name] = correct / len(y)
     e, s = format_eps(eps), format_eps(a)
-    record = {"run": str(run_dir), "n": len(y), "eps": eps, "accuracy": res, "checkpoint_step": meta.get("step"),
-              "eval_config": cfg.to_dict(), "model": tcfg.model,
-              "protocol": f"L-inf eps {e}; PGD-20/100 step {s} random start; MI-FGSM 20 steps step {s} decay 1; "
-                          "DeepFool L-inf 50 steps overshoot 0.02 projected onto the eps-ball; eval-mode BN"}
+    record = {
+        "run": str(run_dir),
+        "n": len(y),
+        "eps": eps,
+        "accuracy": res,
+        "checkpoint_step": meta.get("step"),
+        "eval_config": cfg.to_dict(),
+        "model": tcfg.model,
+        "protocol": f"L-inf eps {e}; PGD-20/100 step {s} random start; MI-FGSM 20 steps step {s} decay 1; "
+        "DeepFool L-inf 50 steps overshoot 0.02 projected onto the eps-ball; eval-mode BN",
+    }
     write_json(record, Path(out) if out is not None else Path(run_dir) / "eval.json")
     return record

@@ -23,12 +23,15 @@ from robntk.scoring.config import ScoreConfig
 #: Columns of positive spectral quantities, aggregated over draws by their geometric mean.
 GEOMETRIC_PREFIXES: tuple[str, ...] = ("lambda_min_", "lambda_max_", "cond_", "trace_")
 #: How :func:`aggregate_draws` aggregates (written into the aggregate table's sidecar).
-AGGREGATE_NOTE = ("geometric mean over draws of lambda_min_*/lambda_max_*/cond_*/trace_* (NaN if a draw is <= 0), "
-                  "arithmetic mean of logdet_clean, degenerate if any draw is, run_s summed")
+AGGREGATE_NOTE = (
+    "geometric mean over draws of lambda_min_*/lambda_max_*/cond_*/trace_* (NaN if a draw is <= 0), "
+    "arithmetic mean of logdet_clean, degenerate if any draw is, run_s summed"
+)
 
 
-def draw_configs(cfg: ScoreConfig, init_seeds: Sequence[int] | None = None,
-                 attack_seeds: Sequence[int | None] | None = None) -> list[tuple[str, ScoreConfig]]:
+def draw_configs(
+    cfg: ScoreConfig, init_seeds: Sequence[int] | None = None, attack_seeds: Sequence[int | None] | None = None
+) -> list[tuple[str, ScoreConfig]]:
     """The draws of ``cfg``: one configuration per (init seed, attack seed) pair, in
     ``itertools.product`` order.
 

@@ -25,7 +25,8 @@ satisfies ‖x̃̃ − x‖ ≤ 2ρ.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -133,8 +133,16 @@ def _offdiag_max(A):
     return A.reshape(A.shape[0], -1).max(axis=1)
 
 
-def gram_lower_bounds(arch: Arch, Xa=None, Xb=None, beta=0.0, *, method: str = "separation",
-                      order: int = DEFAULT_ORDER, grams: PairGrams | None = None) -> np.ndarray:
+def gram_lower_bounds(
+    arch: Arch,
+    Xa=None,
+    Xb=None,
+    beta=0.0,
+    *,
+    method: str = "separation",
+    order: int = DEFAULT_ORDER,
+    grams: PairGrams | None = None,
+) -> np.ndarray:
     """Lower bounds g_r ≤ λ_min(M_r(β)), r = 0..R (float64, all ≥ 0).
 
     Args:
@@ -194,9 +202,18 @@ def _combine(c, g) -> Bound:
     return Bound(value, terms, best, c, g)
 
 
-def lambda_min_bound(arch: Arch, Xa=None, Xb=None, beta=0.0, *, coefficients: str = "series",
-                     method: str = "separation", order: int = DEFAULT_ORDER, coeffs=None,
-                     grams: PairGrams | None = None) -> Bound:
+def lambda_min_bound(
+    arch: Arch,
+    Xa=None,
+    Xb=None,
+    beta=0.0,
+    *,
+    coefficients: str = "series",
+    method: str = "separation",
+    order: int = DEFAULT_ORDER,
+    coeffs=None,
+    grams: PairGrams | None = None,
+) -> Bound:
     """Lower bound on λ_min of the infinite-width mixed kernel (1−β)²Θ(Xa,Xa) + β(1−β)(Θ(Xa,Xb) +
     Θ(Xb,Xa)) + β²Θ(Xb,Xb): K_all(β) for (Xa, Xb) = (X, X̃), K̃_all(β) for (X̃, X̃̃), Θ(X, X) for
     ``Xb=None`` or β = 0.
@@ -233,11 +250,21 @@ def _low_power(c, r):
     r = np.asarray(r)
     if c >= 0:
         return c**r
-    return np.where(r % 2 == 0, 0.0, c ** r)
+    return np.where(r % 2 == 0, 0.0, c**r)
 
 
-def apriori_bound(arch: ResFCN, delta: float, n_points: int, rho, beta=0.0, *, kernel: str = "K_all",
-                  coefficients: str = "series", order: int = DEFAULT_ORDER, coeffs=None) -> Bound:
+def apriori_bound(
+    arch: ResFCN,
+    delta: float,
+    n_points: int,
+    rho,
+    beta=0.0,
+    *,
+    kernel: str = "K_all",
+    coefficients: str = "series",
+    order: int = DEFAULT_ORDER,
+    coeffs=None,
+) -> Bound:
     """Worst-case bound over *every* adversary of chordal radius ρ (FCN, separation form).
 
     Only the clean separation δ = max_{i≠j}|⟨x_i, x_j⟩| and N are used. With φ = arccos δ,
@@ -277,8 +304,18 @@ def apriori_bound(arch: ResFCN, delta: float, n_points: int, rho, beta=0.0, *, k
     return _combine(c, g)
 
 
-def kernel_bounds(arch: Arch, x, x_adv, x_adv2, beta, *, coefficients: str = "series",
-                  method: str = "separation", order: int = DEFAULT_ORDER, coeffs=None) -> dict[str, Bound]:
+def kernel_bounds(
+    arch: Arch,
+    x,
+    x_adv,
+    x_adv2,
+    beta,
+    *,
+    coefficients: str = "series",
+    method: str = "separation",
+    order: int = DEFAULT_ORDER,
+    coeffs=None,
+) -> dict[str, Bound]:
     """``{'K_all': Bound, 'K_tilde_all': Bound}`` at one β (pairs (X, X̃) and (X̃, X̃̃))."""
     kw = dict(coefficients=coefficients, method=method, order=order, coeffs=coeffs)
     return {

@@ -165,7 +165,9 @@ def _check_value(v: Any, template: Any, name: str) -> None:
     elif not (v is None and name.split(".")[-1] in NULLABLE):
         want, got = _kind(template), _kind(v)
         if got != want and not (want == "number" and got == "int"):
-            raise ValueError(f"config key {name!r} must be {'an' if want[0] in 'aeiou' else 'a'} {want}, got {got} {v!r}")
+            raise ValueError(
+                f"config key {name!r} must be {'an' if want[0] in 'aeiou' else 'a'} {want}, got {got} {v!r}"
+            )
 
 
 def check_override(override: Any, template: dict | None = None) -> dict:
@@ -243,8 +245,13 @@ def build_archs(cfg: dict) -> list:
     for act in cn["activations"]:
         for pattern in cn["skips"]:
             for k in cn["filter_sizes"]:
-                arch = ResCNN((act,) * depth, skip_pattern(pattern, depth), filter_sizes=k,
-                              in_channels=cn["in_channels"], length=cn["length"])
+                arch = ResCNN(
+                    (act,) * depth,
+                    skip_pattern(pattern, depth),
+                    filter_sizes=k,
+                    in_channels=cn["in_channels"],
+                    length=cn["length"],
+                )
                 out.append((arch, pattern))
     return out
 
@@ -351,14 +358,28 @@ def _points(cfg, seed, params_for_attack, arrays, kind):
     pts = []
     for i, rho in enumerate(cfg["rhos"]):
         key = jax.random.PRNGKey(10_000 * seed + 17 * i + 1)
-        xa, xaa = _attack(params_for_attack, arrays, jnp.asarray(X), jnp.asarray(y), jnp.asarray(rho, jnp.float64),
-                          key, kind, cfg["attack_steps"])
+        xa, xaa = _attack(
+            params_for_attack,
+            arrays,
+            jnp.asarray(X),
+            jnp.asarray(y),
+            jnp.asarray(rho, jnp.float64),
+            key,
+            kind,
+            cfg["attack_steps"],
+        )
         pts.append((np.asarray(xa), np.asarray(xaa)))
     return X, y, pts
 
 
-def run_experiment(config: dict | None = None, out_dir: str | Path | None = None, *, quick: bool = False,
-                   plots: bool = True, progress: bool = False) -> pd.DataFrame:
+def run_experiment(
+    config: dict | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    quick: bool = False,
+    plots: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Run the bound check over the grid and (optionally) write results.
 
     Args:
@@ -409,23 +430,47 @@ def run_experiment(config: dict | None = None, out_dir: str | Path | None = None
                                 lam_e, deg_e = _lam(Ke)
                                 lam_a, deg_a = _lam(Ka)
                                 Xa_, Xb_ = sets[kname]
-                                b = lambda co, me: lambda_min_bound(arch, beta=beta, method=me, coeffs=coeffs[co],
-                                                                    grams=grams[kname])
+                                b = lambda co, me: lambda_min_bound(
+                                    arch, beta=beta, method=me, coeffs=coeffs[co], grams=grams[kname]
+                                )
                                 bh = b(head, "separation")
-                                row = dict(_arch_row(arch, pattern), width=width, seed=seed, rho=rho, beta=beta,
-                                           kernel=kname, kernel_impl=impl, n_points=len(X),
-                                           delta_clean=separation(X), delta_a=separation(Xa_), delta_b=separation(Xb_),
-                                           delta_ab=separation(Xa_, Xb_),
-                                           lam_emp=lam_e, lam_emp_degenerate=deg_e, lam_ana=lam_a,
-                                           lam_ana_degenerate=deg_a,
-                                           bound=bh.value, bound_best_r=bh.best_r,
-                                           bound_gershgorin=b(head, "gershgorin").value,
-                                           bound_eig=b(head, "eig").value,
-                                           bound_path=b("path", "separation").value,
-                                           bound_apriori=(apriori_bound(arch, separation(X), len(X), rho, beta,
-                                                                        kernel=kname, coeffs=coeffs["series"]).value
-                                                          if kind == "fcn" else np.nan),
-                                           rel_err_emp=float(np.linalg.norm(Ke - Ka) / np.linalg.norm(Ka)))
+                                row = dict(
+                                    _arch_row(arch, pattern),
+                                    width=width,
+                                    seed=seed,
+                                    rho=rho,
+                                    beta=beta,
+                                    kernel=kname,
+                                    kernel_impl=impl,
+                                    n_points=len(X),
+                                    delta_clean=separation(X),
+                                    delta_a=separation(Xa_),
+                                    delta_b=separation(Xb_),
+                                    delta_ab=separation(Xa_, Xb_),
+                                    lam_emp=lam_e,
+                                    lam_emp_degenerate=deg_e,
+                                    lam_ana=lam_a,
+                                    lam_ana_degenerate=deg_a,
+                                    bound=bh.value,
+                                    bound_best_r=bh.best_r,
+                                    bound_gershgorin=b(head, "gershgorin").value,
+                                    bound_eig=b(head, "eig").value,
+                                    bound_path=b("path", "separation").value,
+                                    bound_apriori=(
+                                        apriori_bound(
+                                            arch,
+                                            separation(X),
+                                            len(X),
+                                            rho,
+                                            beta,
+                                            kernel=kname,
+                                            coeffs=coeffs["series"],
+                                        ).value
+                                        if kind == "fcn"
+                                        else np.nan
+                                    ),
+                                    rel_err_emp=float(np.linalg.norm(Ke - Ka) / np.linalg.norm(Ka)),
+                                )
                                 rows.append(row)
             if progress:
                 print(f"[bound] {arch.name:40s} {time.time() - ta:6.1f}s", flush=True)
@@ -447,7 +492,7 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
     for col in ("bound", "bound_gershgorin", "bound_eig", "bound_path", "bound_apriori"):
-        suffix = col[len("bound"):]
+        suffix = col[len("bound") :]
         df[f"holds_ana{suffix}"] = holds(df[col], df["lam_ana"])
         df[f"holds_emp{suffix}"] = holds(df[col], df["lam_emp"])
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -477,14 +522,20 @@ def summarise(df: pd.DataFrame) -> dict[str, Any]:
             "vacuous": int((sub["bound"] <= 0).sum()),
         }
         for col in ("bound_gershgorin", "bound_eig", "bound_path", "bound_apriori"):
-            s = col[len("bound"):]
+            s = col[len("bound") :]
             out[f"held_analytic{s}"] = int(sub[f"holds_ana{s}"].sum())
             out[f"held_empirical{s}"] = int(sub[f"holds_emp{s}"].sum())
         if len(nz):
             r = nz["ratio_ana"]
             re = nz["ratio_emp"]
-            out.update(ratio_ana_median=float(r.median()), ratio_ana_min=float(r.min()), ratio_ana_max=float(r.max()),
-                       ratio_emp_median=float(re.median()), ratio_emp_min=float(re.min()), ratio_emp_max=float(re.max()))
+            out.update(
+                ratio_ana_median=float(r.median()),
+                ratio_ana_min=float(r.min()),
+                ratio_ana_max=float(r.max()),
+                ratio_emp_median=float(re.median()),
+                ratio_emp_min=float(re.min()),
+                ratio_emp_max=float(re.max()),
+            )
             ze = nz[nz["bound_eig"] > 0]["ratio_ana_eig"]
             if len(ze):
                 out.update(ratio_ana_eig_median=float(ze.median()), ratio_ana_eig_max=float(ze.max()))
@@ -496,31 +547,43 @@ def summarise(df: pd.DataFrame) -> dict[str, Any]:
     worst = df[df["bound"] > 0].sort_values("ratio_ana").head(1)
     if len(worst):
         w = worst.iloc[0]
-        res["tightest_row"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in
-                               w[["arch", "width", "seed", "rho", "beta", "kernel", "lam_ana", "bound", "ratio_ana"]].items()}
-    res["median_rel_err_emp"] = {f"{f}/m={int(w)}": float(v) for (f, w), v in
-                                 df.groupby(["family", "width"])["rel_err_emp"].median().items()}
-    res["median_rel_bias_lam_emp"] = {f"{f}/m={int(w)}": float(v) for (f, w), v in
-                                      ((df["lam_emp"] - df["lam_ana"]) / df["lam_ana"]).groupby(
-                                          [df["family"], df["width"]]).median().items()}
+        res["tightest_row"] = {
+            k: (v.item() if hasattr(v, "item") else v)
+            for k, v in w[["arch", "width", "seed", "rho", "beta", "kernel", "lam_ana", "bound", "ratio_ana"]].items()
+        }
+    res["median_rel_err_emp"] = {
+        f"{f}/m={int(w)}": float(v) for (f, w), v in df.groupby(["family", "width"])["rel_err_emp"].median().items()
+    }
+    res["median_rel_bias_lam_emp"] = {
+        f"{f}/m={int(w)}": float(v)
+        for (f, w), v in ((df["lam_emp"] - df["lam_ana"]) / df["lam_ana"])
+        .groupby([df["family"], df["width"]])
+        .median()
+        .items()
+    }
     fc = df[df["family"] == "fcn"]
     if len(fc):
-        res["apriori_vacuous_fraction_by_rho"] = {float(k): float(v) for k, v in
-                                                  (fc["bound_apriori"] <= 0).groupby(fc["rho"]).mean().items()}
+        res["apriori_vacuous_fraction_by_rho"] = {
+            float(k): float(v) for k, v in (fc["bound_apriori"] <= 0).groupby(fc["rho"]).mean().items()
+        }
     return res
 
 
 def summary_markdown(summary: dict) -> str:
     """A short human-readable table of :func:`summarise`'s output."""
-    lines = ["| subset | rows | held (analytic) | held (empirical) | vacuous | median λ/bound | min | max |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| subset | rows | held (analytic) | held (empirical) | vacuous | median λ/bound | min | max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for k in ("all", "fcn", "cnn"):
         if k not in summary:
             continue
         s = summary[k]
         f = lambda key: f"{s[key]:.3g}" if key in s else "-"
-        lines.append(f"| {k} | {s['rows']} | {s['held_analytic']} | {s['held_empirical']} | {s['vacuous']} | "
-                     f"{f('ratio_ana_median')} | {f('ratio_ana_min')} | {f('ratio_ana_max')} |")
+        lines.append(
+            f"| {k} | {s['rows']} | {s['held_analytic']} | {s['held_empirical']} | {s['vacuous']} | "
+            f"{f('ratio_ana_median')} | {f('ratio_ana_min')} | {f('ratio_ana_max')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -538,8 +601,12 @@ def write_results(df: pd.DataFrame, cfg: dict, out_dir, *, elapsed: float | None
         "config": cfg,
         "summary": summary,
         "elapsed_s": elapsed,
-        "environment": {"python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
-                        "platform": platform.platform()},
+        "environment": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "platform": platform.platform(),
+        },
         "columns": list(df.columns),
     }
     written["config"] = write_json(meta, out / "config.json")
@@ -553,8 +620,17 @@ def write_results(df: pd.DataFrame, cfg: dict, out_dir, *, elapsed: float | None
     return written
 
 
-def check_one(arch=None, *, n_points: int = 12, width: int = 1024, rho: float = 0.3,
-              betas=(0.0, 0.5, 1.0), seed: int = 0, attack_steps: int = 10, order: int = 64) -> pd.DataFrame:
+def check_one(
+    arch=None,
+    *,
+    n_points: int = 12,
+    width: int = 1024,
+    rho: float = 0.3,
+    betas=(0.0, 0.5, 1.0),
+    seed: int = 0,
+    attack_steps: int = 10,
+    order: int = 64,
+) -> pd.DataFrame:
     """One bound check, end to end (the walk-through of notebooks/bound_check.ipynb).
 
     Draws N unit inputs, a width-m network of ``arch`` (default: ReLU→tanh→GELU FCN with skips),
@@ -581,8 +657,16 @@ def check_one(arch=None, *, n_points: int = 12, width: int = 1024, rho: float = 
         X, y = sphere_points(n_points, shape, seed=seed)
         params = init_params(arch, seed, width, jnp.float64)
         arrays = arch_arrays(arch, width, jnp.float64)
-        xa, xaa = _attack(params, arrays, jnp.asarray(X), jnp.asarray(y), jnp.asarray(rho, jnp.float64),
-                          jax.random.PRNGKey(seed), kind, attack_steps)
+        xa, xaa = _attack(
+            params,
+            arrays,
+            jnp.asarray(X),
+            jnp.asarray(y),
+            jnp.asarray(rho, jnp.float64),
+            jax.random.PRNGKey(seed),
+            kind,
+            attack_steps,
+        )
         xa, xaa = np.asarray(xa), np.asarray(xaa)
         (fam_e,), impl = empirical_families(arch, params, width, X, [(xa, xaa)])
     fam_a = analytic_family(arch, X, xa, xaa)
@@ -594,8 +678,19 @@ def check_one(arch=None, *, n_points: int = 12, width: int = 1024, rho: float = 
             b = lambda_min_bound(arch, beta=beta, coeffs=coeffs, grams=grams[kname])
             be = lambda_min_bound(arch, beta=beta, coeffs=coeffs, grams=grams[kname], method="eig")
             lam_e, lam_a = _lam(Ke)[0], _lam(Ka)[0]
-            rows.append(dict(beta=beta, kernel=kname, lam_emp=lam_e, lam_ana=lam_a, bound=b.value, best_r=b.best_r,
-                             bound_eig=be.value, ratio_ana=lam_a / b.value if b.value > 0 else np.inf,
-                             holds_ana=bool(holds(b.value, lam_a)), holds_emp=bool(holds(b.value, lam_e)),
-                             kernel_impl=impl))
+            rows.append(
+                dict(
+                    beta=beta,
+                    kernel=kname,
+                    lam_emp=lam_e,
+                    lam_ana=lam_a,
+                    bound=b.value,
+                    best_r=b.best_r,
+                    bound_eig=be.value,
+                    ratio_ana=lam_a / b.value if b.value > 0 else np.inf,
+                    holds_ana=bool(holds(b.value, lam_a)),
+                    holds_emp=bool(holds(b.value, lam_e)),
+                    kernel_impl=impl,
+                )
+            )
     return pd.DataFrame(rows)

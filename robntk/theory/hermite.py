@@ -62,7 +62,7 @@ def _check_order(order) -> int:
     return int(order)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gh_rule(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and *probability* weights (sum 1) of the n-point rule for N(0, 1)."""
     z, w = special.roots_hermitenorm(n)  # stable for large n (numpy's hermegauss overflows)
@@ -231,7 +231,7 @@ def dual_derivative(activation: str, rho, method: str = "series", n_nodes: int =
     return _gh2(f, f, rho, n_nodes)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gaussian_moments(activation: str) -> tuple[float, float]:
     """(E σ(z), E σ(z)²) for z ~ N(0, 1): μ₀ and σ̂(1), used by the layer constants.
 

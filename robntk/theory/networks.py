@@ -21,7 +21,8 @@ Float64: pass ``dtype=jnp.float64`` to :func:`init_params` inside ``jax.enable_x
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

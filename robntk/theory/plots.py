@@ -46,7 +46,12 @@ def _grid(n):
 
 def _plot_subset(df, cfg):
     depth, pattern = cfg["plot_structure"]
-    sub = df[(df["family"] == "fcn") & (df["depth"] == depth) & (df["skip_pattern"] == pattern) & (df["activation"] != "mixed")]
+    sub = df[
+        (df["family"] == "fcn")
+        & (df["depth"] == depth)
+        & (df["skip_pattern"] == pattern)
+        & (df["activation"] != "mixed")
+    ]
     if sub.empty:
         sub = df[df["family"] == "fcn"]
     return sub, f"FCN depth {depth}, skips '{pattern}'"
@@ -66,7 +71,9 @@ def make_figures(df: pd.DataFrame, cfg: dict, out_dir) -> dict[str, Path]:
             s = s[s["rho"] == s["rho"].min()]
             g = s.groupby("width")
             w = np.array(sorted(g.groups))
-            ax.errorbar(w, g["lam_emp"].mean().loc[w], yerr=g["lam_emp"].std().fillna(0).loc[w], fmt="o-", label="empirical")
+            ax.errorbar(
+                w, g["lam_emp"].mean().loc[w], yerr=g["lam_emp"].std().fillna(0).loc[w], fmt="o-", label="empirical"
+            )
             ax.plot(w, g["lam_ana"].mean().loc[w], "k--", label="infinite width")
             ax.plot(w, g["bound_eig"].mean().loc[w], "g:", label="bound (eig)")
             ax.plot(w, g["bound"].mean().loc[w], "r-.", label="bound (separation)")

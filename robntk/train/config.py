@@ -6,19 +6,21 @@ train`` generates its flags from the fields (:func:`robntk.core.config.flag` met
 """
 
 from __future__ import annotations
+
 import dataclasses
 import math
 import os
 from dataclasses import field
 from pathlib import Path
 from typing import Any
+
 import numpy as np
-from robntk.train import rundir
-from robntk.nb201.network import INIT_SCHEMES, to_ops
+
 from robntk.core.config import flag as _flag
 from robntk.core.registry import DATASETS, NUM_CLASSES, parse_eps
+from robntk.nb201.network import INIT_SCHEMES, to_ops
 from robntk.nb201.searchspace import format_arch_str
-
+from robntk.train import rundir
 
 METHODS = ("pgd", "fgsm", "trades", "clean")
 #: Default (steps, step size) of the training attack per method; eps defaults to 8/255.
@@ -76,8 +78,7 @@ class TrainConfig:
     """
 
     arch: str
-    dataset: str = field(default="cifar10", metadata=_flag("training set (and normalisation)",
-                                                            choices=tuple(DATASETS)))
+    dataset: str = field(default="cifar10", metadata=_flag("training set (and normalisation)", choices=tuple(DATASETS)))
     method: str = field(default="pgd", metadata=_flag(f"training method: {', '.join(METHODS)}"))
     epochs: int = field(default=50, metadata=_flag("training epochs"))
     batch_size: int = field(default=256, metadata=_flag("images per step"))
@@ -85,13 +86,19 @@ class TrainConfig:
     C: int = field(default=16, metadata=_flag("TinyNetwork width (NB201: 16)"))
     N: int = field(default=5, metadata=_flag("cells per stage (NB201: 5)"))
     init_scheme: str = field(default="pytorch", metadata=_flag("weight init", choices=INIT_SCHEMES))
-    eps: float = field(default=8.0 / 255.0, metadata=_flag("training-attack radius in [0, 1] pixel units, e.g. 8/255",
-                                                            parse=parse_eps))
-    attack_steps: int | None = field(default=None, metadata=_flag(
-        "training-attack steps (default: PGD 7, FGSM 1, TRADES 10)"))
-    attack_step_size: float | None = field(default=None, metadata=_flag(
-        "training-attack step in pixel units, e.g. 2/255 (default: PGD 2/255, FGSM 1.25*eps, TRADES 0.007)",
-        parse=parse_eps))
+    eps: float = field(
+        default=8.0 / 255.0, metadata=_flag("training-attack radius in [0, 1] pixel units, e.g. 8/255", parse=parse_eps)
+    )
+    attack_steps: int | None = field(
+        default=None, metadata=_flag("training-attack steps (default: PGD 7, FGSM 1, TRADES 10)")
+    )
+    attack_step_size: float | None = field(
+        default=None,
+        metadata=_flag(
+            "training-attack step in pixel units, e.g. 2/255 (default: PGD 2/255, FGSM 1.25*eps, TRADES 0.007)",
+            parse=parse_eps,
+        ),
+    )
     trades_beta: float = field(default=6.0, metadata=_flag("TRADES beta"))
     max_lr: float = field(default=0.1, metadata=_flag("OneCycle max lr", flag="--lr"))
     pct_start: float = field(default=0.3, metadata=_flag("OneCycle warm-up fraction"))
@@ -101,8 +108,9 @@ class TrainConfig:
     max_momentum: float = field(default=0.95, metadata=_flag("OneCycle highest momentum"))
     weight_decay: float = field(default=5e-4, metadata=_flag("coupled L2 weight decay (all parameters)"))
     augment: bool = field(default=True, metadata=_flag("RandomCrop + horizontal flip"))
-    train_limit: int | None = field(default=None, metadata=_flag(
-        "train on a class-balanced deterministic subset of this many images"))
+    train_limit: int | None = field(
+        default=None, metadata=_flag("train on a class-balanced deterministic subset of this many images")
+    )
     arch_index: int | None = None
 
     def __post_init__(self):
@@ -149,8 +157,11 @@ class TrainConfig:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.init_scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init_scheme {self.init_scheme!r}; allowed: {', '.join(INIT_SCHEMES)}")
-        if not (isinstance(self.eps, (int, float)) and not isinstance(self.eps, bool)) or math.isnan(self.eps) \
-                or not 0.0 <= self.eps <= 1.0:
+        if (
+            not (isinstance(self.eps, (int, float)) and not isinstance(self.eps, bool))
+            or math.isnan(self.eps)
+            or not 0.0 <= self.eps <= 1.0
+        ):
             raise ValueError(f"eps must be in [0, 1] pixel units (e.g. 8/255), got {self.eps!r}")
         if self.method != "clean" and self.eps == 0.0:
             raise ValueError(f"eps must be > 0 for adversarial training method {self.method!r}")
@@ -187,7 +198,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict` (unknown/derived keys are ignored).
 
         Raises:

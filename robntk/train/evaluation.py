@@ -130,12 +130,17 @@ class EvalConfig:
             8/255?"), steps/queries/batch < 1, negative seed.
     """
 
-    attacks: tuple[str, ...] = field(default=DEFAULT_ATTACKS, metadata=_flag(
-        f"attacks: any of {', '.join(ATTACKS)} (comma- or space-separated), or 'all'"))
-    eps: tuple[float, ...] = field(default=(3.0 / 255.0, 8.0 / 255.0), metadata=_flag(
-        "FGSM/PGD radii in [0, 1] pixel units, e.g. 8/255", parse=parse_eps))
-    aa_eps: tuple[float, ...] = field(default=(8.0 / 255.0,), metadata=_flag(
-        "APGD/Square/ensemble radii in [0, 1] pixel units", parse=parse_eps))
+    attacks: tuple[str, ...] = field(
+        default=DEFAULT_ATTACKS,
+        metadata=_flag(f"attacks: any of {', '.join(ATTACKS)} (comma- or space-separated), or 'all'"),
+    )
+    eps: tuple[float, ...] = field(
+        default=(3.0 / 255.0, 8.0 / 255.0),
+        metadata=_flag("FGSM/PGD radii in [0, 1] pixel units, e.g. 8/255", parse=parse_eps),
+    )
+    aa_eps: tuple[float, ...] = field(
+        default=(8.0 / 255.0,), metadata=_flag("APGD/Square/ensemble radii in [0, 1] pixel units", parse=parse_eps)
+    )
     pgd_steps: int = field(default=20, metadata=_flag("PGD iterations"))
     pgd_step_factor: float = field(default=2.5, metadata=_flag("PGD step = factor * eps / steps"))
     aa_version: str = field(default="torchattacks", metadata=_flag("AutoAttack preset", choices=tuple(AA_VERSIONS)))
@@ -198,10 +203,16 @@ class EvalConfig:
         if num_classes < 4 and ({"apgd-t", "autoattack"} & set(self.attacks)):
             raise ValueError(f"APGD-T (and the ensemble) need >= 4 classes, the model has {num_classes}")
         d = dataclasses.asdict(self)
-        d.update(apgd_steps=steps, apgd_targets=targets, square_queries=self.square_queries or pre["square_queries"],
-                 num_classes=num_classes, eps_255=[eps_255(e) for e in self.eps],
-                 aa_eps_255=[eps_255(e) for e in self.aa_eps], bn_mode="eval",
-                 ensemble="apgd-ce -> apgd-t -> square (FAB-T not implemented)")
+        d.update(
+            apgd_steps=steps,
+            apgd_targets=targets,
+            square_queries=self.square_queries or pre["square_queries"],
+            num_classes=num_classes,
+            eps_255=[eps_255(e) for e in self.eps],
+            aa_eps_255=[eps_255(e) for e in self.aa_eps],
+            bn_mode="eval",
+            ensemble="apgd-ce -> apgd-t -> square (FAB-T not implemented)",
+        )
         d["attacks"] = list(self.attacks)
         return d
 
@@ -287,8 +298,9 @@ class RobustnessEvaluator:
         k = jax.random.fold_in(jax.random.key(self.cfg.seed), _ATTACK_IDS[kind])
         return jax.random.fold_in(k, int(round(eps * 255 * 1000)))
 
-    def _attack_batch(self, kind: str, xb: np.ndarray, yb: np.ndarray, idx: np.ndarray, key, eps: float,
-                      rank: int) -> np.ndarray:
+    def _attack_batch(
+        self, kind: str, xb: np.ndarray, yb: np.ndarray, idx: np.ndarray, key, eps: float, rank: int
+    ) -> np.ndarray:
         """Correct-after-attack flags of one padded batch: the attack run by
         :func:`robntk.attacks.run_attack` on the host, its points re-checked by one shared jitted
         forward pass (:meth:`_correct`), as AutoAttack does. Square stops once every point is
@@ -298,14 +310,30 @@ class RobustnessEvaluator:
         y = jnp.asarray(yb, jnp.int32)
         if kind != "clean":
             keys = self._example_keys(key, jnp.asarray(idx, jnp.int32))
-            x_adv = attacks.run_attack(self._jitted(kind, rank), self.params, x, y, jnp.asarray(eps, jnp.float32),
-                                       keys, loop="host", check_every=25)
+            x_adv = attacks.run_attack(
+                self._jitted(kind, rank),
+                self.params,
+                x,
+                y,
+                jnp.asarray(eps, jnp.float32),
+                keys,
+                loop="host",
+                check_every=25,
+            )
         else:
             x_adv = x
         return np.asarray(self._correct(self.params, x_adv, y))
 
-    def _run(self, kind: str, eps: float, x: np.ndarray, y: np.ndarray, idx: np.ndarray, rank: int = 0,
-             desc: str | None = None) -> np.ndarray:
+    def _run(
+        self,
+        kind: str,
+        eps: float,
+        x: np.ndarray,
+        y: np.ndarray,
+        idx: np.ndarray,
+        rank: int = 0,
+        desc: str | None = None,
+    ) -> np.ndarray:
         """Correct-after-attack flags for the examples ``idx`` (global indices)."""
         from tqdm.auto import tqdm
 
@@ -314,14 +342,20 @@ class RobustnessEvaluator:
             return out
         key, bs = self._key(kind, eps), self.cfg.batch_size
         starts = range(0, len(idx), bs)
-        bar = tqdm(starts, desc=desc or f"{kind} eps={format_eps(eps)}", disable=not self.progress, leave=False,
-                   file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(
+            starts,
+            desc=desc or f"{kind} eps={format_eps(eps)}",
+            disable=not self.progress,
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
         for start in bar:
-            chunk = idx[start:start + bs]
+            chunk = idx[start : start + bs]
             size = _bucket(len(chunk), bs, self.cfg.min_batch)
             padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk))])
             ok = self._attack_batch(kind, x[padded], y[padded], padded, key, eps, rank)
-            out[start:start + len(chunk)] = ok[: len(chunk)]
+            out[start : start + len(chunk)] = ok[: len(chunk)]
         bar.close()
         return out
 
@@ -388,8 +422,17 @@ class RobustnessEvaluator:
                             idx = np.flatnonzero(alive)
                             if not len(idx):
                                 break
-                            ok = timed(comp, self._run, comp, e, x, y, idx, rank=rank,
-                                       desc=f"apgd-t eps={format_eps(e)} target {rank - 1}")
+                            ok = timed(
+                                comp,
+                                self._run,
+                                comp,
+                                e,
+                                x,
+                                y,
+                                idx,
+                                rank=rank,
+                                desc=f"apgd-t eps={format_eps(e)} target {rank - 1}",
+                            )
                             alive[idx[~ok]] = False
                         res[comp][todo] = alive[todo]
                     else:
@@ -424,8 +467,13 @@ class RobustnessEvaluator:
         for e, w in worst.items():
             per[metric_name("worst", e)] = w
             metrics[metric_name("worst", e)] = float(w.mean())
-        return {"metrics": metrics, "per_example": per, "timing_s": dict(self.timing),
-                "ensemble_trace": trace, "warnings": sanity_checks(metrics, n)}
+        return {
+            "metrics": metrics,
+            "per_example": per,
+            "timing_s": dict(self.timing),
+            "ensemble_trace": trace,
+            "warnings": sanity_checks(metrics, n),
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,7 +521,9 @@ def sanity_checks(metrics: dict[str, float], n: int | None = None) -> list[str]:
         es = sorted(by_eps)
         for lo, hi in zip(es, es[1:]):
             if by_eps[hi] > by_eps[lo] + tol + 1e-12:
-                warns.append(f"{atk}: accuracy grows with eps ({lo}/255: {by_eps[lo]:.4f} < {hi}/255: {by_eps[hi]:.4f})")
+                warns.append(
+                    f"{atk}: accuracy grows with eps ({lo}/255: {by_eps[lo]:.4f} < {hi}/255: {by_eps[hi]:.4f})"
+                )
     for e, acc in p.get("pgd", {}).items():
         fg = p.get("fgsm", {}).get(e)
         if fg is not None and acc > fg + tol + 1e-12:
@@ -486,8 +536,10 @@ def sanity_checks(metrics: dict[str, float], n: int | None = None) -> list[str]:
     for e, sq in p.get("square", {}).items():
         wb = [p[a][e] for a in ("pgd", "apgd-ce", "apgd-t") if e in p.get(a, {})]
         if wb and sq < min(wb) - 0.01:
-            warns.append(f"black-box Square ({sq:.4f}) beats the best white-box attack ({min(wb):.4f}) at eps "
-                         f"{e}/255 by > 1 point: possible gradient masking")
+            warns.append(
+                f"black-box Square ({sq:.4f}) beats the best white-box attack ({min(wb):.4f}) at eps "
+                f"{e}/255 by > 1 point: possible gradient masking"
+            )
     return warns
 
 
@@ -495,8 +547,14 @@ def sanity_checks(metrics: dict[str, float], n: int | None = None) -> list[str]:
 # checkpoint evaluation
 
 
-def evaluate_run(run_dir: str | os.PathLike, x: np.ndarray, y: np.ndarray, cfg: EvalConfig,
-                 progress: bool = False, trained: tuple | None = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: EvalConfig,
+    progress: bool = False,
+    trained: tuple | None = None,
+) -> dict[str, Any]:
     """Evaluate the latest checkpoint of a training run (BN in eval mode).
 
     Args:
@@ -530,8 +588,12 @@ def evaluate_run(run_dir: str | os.PathLike, x: np.ndarray, y: np.ndarray, cfg: 
         "n_examples": int(len(y)),
         "train_config": tcfg.to_dict(),
         "eval_config": ev.settings,
-        "checkpoint": {"run_dir": str(run_dir), "epoch": meta.get("epoch"), "step": meta.get("step"),
-                       "complete": meta.get("epoch") == tcfg.epochs},
+        "checkpoint": {
+            "run_dir": str(run_dir),
+            "epoch": meta.get("epoch"),
+            "step": meta.get("step"),
+            "complete": meta.get("epoch") == tcfg.epochs,
+        },
         "timing_s": {**res["timing_s"], "total": wall},
         "ensemble_trace": res["ensemble_trace"],
         "warnings": res["warnings"],

@@ -82,16 +82,24 @@ def build_model(cfg: TrainConfig) -> TinyNetwork:
 
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     """The run's SGD under OneCycle (:func:`robntk.train.optim.sgd_onecycle` with the config's values)."""
-    return sgd_onecycle(total_steps, max_lr=cfg.max_lr, pct_start=cfg.pct_start, div_factor=cfg.div_factor,
-                        final_div_factor=cfg.final_div_factor, base_momentum=cfg.base_momentum,
-                        max_momentum=cfg.max_momentum, weight_decay=cfg.weight_decay)
+    return sgd_onecycle(
+        total_steps,
+        max_lr=cfg.max_lr,
+        pct_start=cfg.pct_start,
+        div_factor=cfg.div_factor,
+        final_div_factor=cfg.final_div_factor,
+        base_momentum=cfg.base_momentum,
+        max_momentum=cfg.max_momentum,
+        weight_decay=cfg.weight_decay,
+    )
 
 
 def lr_curve(cfg: TrainConfig, steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """``(epoch position (T,), lr (T,))`` of the run's whole OneCycle schedule (for the figure)."""
     total = cfg.epochs * steps_per_epoch
-    lr_fn, _ = onecycle_schedules(total, cfg.max_lr, cfg.pct_start, cfg.div_factor, cfg.final_div_factor,
-                                  cfg.base_momentum, cfg.max_momentum)
+    lr_fn, _ = onecycle_schedules(
+        total, cfg.max_lr, cfg.pct_start, cfg.div_factor, cfg.final_div_factor, cfg.base_momentum, cfg.max_momentum
+    )
     t = np.arange(total)
     return t / steps_per_epoch, np.asarray(lr_fn(t))
 
@@ -101,8 +109,12 @@ def init_state(model: TinyNetwork, tx: optax.GradientTransformation, cfg: TrainC
     ``cfg.arch`` for "init seed s" = ``cfg.seed`` (``model.init(PRNGKey(seed), arch=cfg.arch)``)."""
     variables = model.init(jax.random.PRNGKey(cfg.seed), arch=cfg.arch)
     params = variables["params"]
-    return {"params": params, "batch_stats": variables["batch_stats"], "opt_state": tx.init(params),
-            "step": jnp.asarray(0, jnp.int32)}
+    return {
+        "params": params,
+        "batch_stats": variables["batch_stats"],
+        "opt_state": tx.init(params),
+        "step": jnp.asarray(0, jnp.int32),
+    }
 
 
 def step_key(seed: int, epoch: int, step: int) -> jax.Array:
@@ -158,8 +170,9 @@ def network_meta(cfg: TrainConfig) -> dict[str, Any]:
     return {"arch": cfg.arch, "C": cfg.C, "N": cfg.N, "dataset": cfg.dataset, "num_classes": cfg.num_classes}
 
 
-def check_network(model: TinyNetwork, params, cfg: TrainConfig, where: str | os.PathLike,
-                  meta: dict[str, Any] | None = None) -> None:
+def check_network(
+    model: TinyNetwork, params, cfg: TrainConfig, where: str | os.PathLike, meta: dict[str, Any] | None = None
+) -> None:
     """Raise ValueError unless checkpoint ``params`` (and its ``meta``) belong to ``cfg``'s network.
 
     Compares the network recorded in ``meta`` (:func:`network_meta`) with ``cfg`` and every
@@ -175,7 +188,8 @@ def check_network(model: TinyNetwork, params, cfg: TrainConfig, where: str | os.
     stored = {k: (meta or {}).get(k) for k in mine if k in (meta or {})}
     diff = {k: (mine[k], v) for k, v in stored.items() if v != mine[k]}
     spec_leaves = jax.tree_util.tree_flatten_with_path(
-        model.param_spec(cfg.arch), is_leaf=lambda t: isinstance(t, tuple) and len(t) == 3)[0]
+        model.param_spec(cfg.arch), is_leaf=lambda t: isinstance(t, tuple) and len(t) == 3
+    )[0]
     want = {jax.tree_util.keystr(p): tuple(v[0]) for p, v in spec_leaves}
     got = {jax.tree_util.keystr(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
     if not diff and got == want:
@@ -183,11 +197,15 @@ def check_network(model: TinyNetwork, params, cfg: TrainConfig, where: str | os.
     conv = sorted({k.split("'")[3] for k in got if k.startswith("['cells_") and "_nor_conv_" in k})
     parts = [f"{k}: config {a!r}, checkpoint {b!r}" for k, (a, b) in diff.items()]
     if got != want:
-        parts.append(f"missing {sorted(set(want) - set(got))[:3]}, unexpected {sorted(set(got) - set(want))[:3]}, "
-                     f"shape mismatch at {sorted(k for k in set(want) & set(got) if want[k] != got[k])[:3]}; "
-                     f"the checkpoint's parametric edges are {conv}")
-    raise ValueError(f"the run configuration names arch {cfg.arch!r} (C={cfg.C}, N={cfg.N}, {cfg.dataset}), but "
-                     f"checkpoint {where} holds another network: " + "; ".join(parts))
+        parts.append(
+            f"missing {sorted(set(want) - set(got))[:3]}, unexpected {sorted(set(got) - set(want))[:3]}, "
+            f"shape mismatch at {sorted(k for k in set(want) & set(got) if want[k] != got[k])[:3]}; "
+            f"the checkpoint's parametric edges are {conv}"
+        )
+    raise ValueError(
+        f"the run configuration names arch {cfg.arch!r} (C={cfg.C}, N={cfg.N}, {cfg.dataset}), but "
+        f"checkpoint {where} holds another network: " + "; ".join(parts)
+    )
 
 
 def load_trained(run_dir: str | os.PathLike) -> tuple[TrainConfig, TinyNetwork, dict, dict]:
@@ -212,8 +230,9 @@ def load_trained(run_dir: str | os.PathLike) -> tuple[TrainConfig, TinyNetwork, 
 # the training loop: resume/init, one epoch, finish
 
 
-def resume_or_init(cfg: TrainConfig, run_dir: Path, n: int, steps_per_epoch: int, total_steps: int,
-                   progress: bool) -> tuple[dict, int]:
+def resume_or_init(
+    cfg: TrainConfig, run_dir: Path, n: int, steps_per_epoch: int, total_steps: int, progress: bool
+) -> tuple[dict, int]:
     """The state to continue from and its epoch: the latest checkpoint (checked against the
     data size and the network) or the initial state. The metrics log is cut back to it.
 
@@ -250,8 +269,19 @@ class EpochTiming:
     steady_images: int = 0
 
 
-def run_epoch(step_fn: Callable, state: dict, data: tuple, cfg: TrainConfig, epoch: int, steps_per_epoch: int,
-              timing: EpochTiming, *, run_dir: Path, progress: bool, log_every: int) -> tuple[dict, dict]:
+def run_epoch(
+    step_fn: Callable,
+    state: dict,
+    data: tuple,
+    cfg: TrainConfig,
+    epoch: int,
+    steps_per_epoch: int,
+    timing: EpochTiming,
+    *,
+    run_dir: Path,
+    progress: bool,
+    log_every: int,
+) -> tuple[dict, dict]:
     """One epoch of ``step_fn`` over the epoch's data order. Returns ``(state, record)`` with the
     epoch's mean loss/accuracy, last lr/momentum and timings; updates ``timing``.
 
@@ -264,11 +294,17 @@ def run_epoch(step_fn: Callable, state: dict, data: tuple, cfg: TrainConfig, epo
     perm = epoch_permutation(cfg.seed, epoch, len(x_dev))
     t_ep = time.perf_counter()
     sum_loss = sum_acc = jnp.zeros((), jnp.float32)
-    bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-               leave=False, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        range(steps_per_epoch),
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=not progress,
+        leave=False,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     t_steady = None
     for s in bar:
-        idx = jnp.asarray(perm[s * cfg.batch_size:(s + 1) * cfg.batch_size], jnp.int32)
+        idx = jnp.asarray(perm[s * cfg.batch_size : (s + 1) * cfg.batch_size], jnp.int32)
         state, m = step_fn(state, x_dev, y_dev, idx, step_key(cfg.seed, epoch, s))
         sum_loss, sum_acc = sum_loss + m["loss"], sum_acc + m["acc"]
         if s == 0:
@@ -282,22 +318,36 @@ def run_epoch(step_fn: Callable, state: dict, data: tuple, cfg: TrainConfig, epo
                 raise NonFiniteLossError(
                     f"non-finite training loss {loss_now} at epoch {epoch + 1}, step {s + 1} "
                     f"(global step {epoch * steps_per_epoch + s + 1}); stopping. Last good "
-                    f"checkpoint: epoch {rundir.latest_checkpoint_epoch(run_dir)} in {run_dir}")
-            bar.set_postfix(loss=f"{float(sum_loss) / (s + 1):.4f}", acc=f"{float(sum_acc) / (s + 1):.3f}",
-                            lr=f"{float(m['lr']):.4f}")
+                    f"checkpoint: epoch {rundir.latest_checkpoint_epoch(run_dir)} in {run_dir}"
+                )
+            bar.set_postfix(
+                loss=f"{float(sum_loss) / (s + 1):.4f}",
+                acc=f"{float(sum_acc) / (s + 1):.3f}",
+                lr=f"{float(m['lr']):.4f}",
+            )
     bar.close()
     mean_loss, mean_acc = float(sum_loss) / steps_per_epoch, float(sum_acc) / steps_per_epoch
     if not math.isfinite(mean_loss):
-        raise NonFiniteLossError(f"non-finite mean training loss {mean_loss} in epoch {epoch + 1}; stopping. Last "
-                                 f"good checkpoint: epoch {rundir.latest_checkpoint_epoch(run_dir)} in {run_dir}")
+        raise NonFiniteLossError(
+            f"non-finite mean training loss {mean_loss} in epoch {epoch + 1}; stopping. Last "
+            f"good checkpoint: epoch {rundir.latest_checkpoint_epoch(run_dir)} in {run_dir}"
+        )
     t_end = time.perf_counter()
     if steps_per_epoch > 1:
         timing.steady_s += t_end - t_steady
         timing.steady_images += (steps_per_epoch - 1) * cfg.batch_size
     ep_time = t_end - t_ep
-    record = {"epoch": epoch + 1, "step": int(state["step"]), "train_loss": mean_loss, "train_acc": mean_acc,
-              "lr_last": float(m["lr"]), "momentum_last": float(m["momentum"]), "epoch_time_s": ep_time,
-              "images_per_s": steps_per_epoch * cfg.batch_size / ep_time, "method": cfg.method}
+    record = {
+        "epoch": epoch + 1,
+        "step": int(state["step"]),
+        "train_loss": mean_loss,
+        "train_acc": mean_acc,
+        "lr_last": float(m["lr"]),
+        "momentum_last": float(m["momentum"]),
+        "epoch_time_s": ep_time,
+        "images_per_s": steps_per_epoch * cfg.batch_size / ep_time,
+        "method": cfg.method,
+    }
     return state, record
 
 
@@ -305,11 +355,16 @@ def end_epoch(run_dir: Path, cfg: TrainConfig, state: dict, record: dict, n: int
     """Log the epoch's record, then checkpoint: a kill in between leaves a log line past the
     last checkpoint, which the resume truncates (the epoch is then redone identically)."""
     meta = {
-        "epoch": record["epoch"], "step": record["step"], "seed": cfg.seed, "n_train": n,
-        "steps_per_epoch": steps_per_epoch, "total_steps": cfg.epochs * steps_per_epoch,
+        "epoch": record["epoch"],
+        "step": record["step"],
+        "seed": cfg.seed,
+        "n_train": n,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": cfg.epochs * steps_per_epoch,
         "data_order": "numpy.random.default_rng([seed, epoch]).permutation(n_train)",
         "step_key": "fold_in(fold_in(fold_in(key(seed), 1), epoch), step)",
-        "jax_version": jax.__version__, **network_meta(cfg),
+        "jax_version": jax.__version__,
+        **network_meta(cfg),
     }
     rundir.append_metrics(run_dir, record)
     rundir.save_checkpoint(run_dir, record["epoch"], state, meta)
@@ -380,14 +435,31 @@ def train(
     step_fn = compiled_train_step(cfg, total_steps)
     t_call, timing, record = time.perf_counter(), EpochTiming(), {}
     for epoch in range(start_epoch, end):
-        state, record = run_epoch(step_fn, state, data, cfg, epoch, steps_per_epoch, timing, run_dir=run_dir,
-                                  progress=progress, log_every=log_every)
+        state, record = run_epoch(
+            step_fn,
+            state,
+            data,
+            cfg,
+            epoch,
+            steps_per_epoch,
+            timing,
+            run_dir=run_dir,
+            progress=progress,
+            log_every=log_every,
+        )
         end_epoch(run_dir, cfg, state, record, n, steps_per_epoch)
         if progress:
-            print(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f} acc {record['train_acc']:.4f} "
-                  f"({record['epoch_time_s']:.1f} s, {record['images_per_s']:.1f} img/s)", file=sys.stderr)
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f} acc {record['train_acc']:.4f} "
+                f"({record['epoch_time_s']:.1f} s, {record['images_per_s']:.1f} img/s)",
+                file=sys.stderr,
+            )
     summary.update(
-        epochs_done=end, complete=end >= cfg.epochs, wall_s=time.perf_counter() - t_call, compile_s=timing.compile_s,
-        train_images_per_s=timing.steady_images / timing.steady_s if timing.steady_s > 0 else None, final=record,
+        epochs_done=end,
+        complete=end >= cfg.epochs,
+        wall_s=time.perf_counter() - t_call,
+        compile_s=timing.compile_s,
+        train_images_per_s=timing.steady_images / timing.steady_s if timing.steady_s > 0 else None,
+        final=record,
     )
     return finish(run_dir, cfg, summary) if summary["complete"] else summary

@@ -87,8 +87,9 @@ def onecycle_schedules(
     return lr_fn, momentum_fn
 
 
-def sgd(learning_rate: float | Callable, momentum: float | Callable | None = 0.9,
-        weight_decay: float = 0.0) -> optax.GradientTransformation:
+def sgd(
+    learning_rate: float | Callable, momentum: float | Callable | None = 0.9, weight_decay: float = 0.0
+) -> optax.GradientTransformation:
     """SGD as ``torch.optim.SGD(lr, momentum, weight_decay)``: the one optimiser of every robntk
     training (NAS-RobBench-201's run, the RobNets supernet and fine-tunes, the FSP study, RobNet
     training).
@@ -131,9 +132,17 @@ def cosine_lr(lr: float, total_steps: int) -> Callable:
     return optax.cosine_decay_schedule(lr, max(int(total_steps), 1))
 
 
-def sgd_onecycle(total_steps: int, *, max_lr: float = 0.1, pct_start: float = 0.3, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4, base_momentum: float = 0.85, max_momentum: float = 0.95,
-                 weight_decay: float = 5e-4) -> optax.GradientTransformation:
+def sgd_onecycle(
+    total_steps: int,
+    *,
+    max_lr: float = 0.1,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+    weight_decay: float = 5e-4,
+) -> optax.GradientTransformation:
     """SGD as ``torch.optim.SGD(lr, momentum, weight_decay)`` under ``OneCycleLR``: :func:`sgd`
     with the lr and momentum schedules of :func:`onecycle_schedules`.
 
@@ -144,6 +153,7 @@ def sgd_onecycle(total_steps: int, *, max_lr: float = 0.1, pct_start: float = 0.
     Raises:
         ValueError: total_steps < 1.
     """
-    lr_fn, mom_fn = onecycle_schedules(total_steps, max_lr, pct_start, div_factor, final_div_factor,
-                                       base_momentum, max_momentum)
+    lr_fn, mom_fn = onecycle_schedules(
+        total_steps, max_lr, pct_start, div_factor, final_div_factor, base_momentum, max_momentum
+    )
     return sgd(lr_fn, mom_fn, weight_decay)

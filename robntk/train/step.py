@@ -115,9 +115,15 @@ class StepSpec:
         crafted with BN in eval mode, running statistics updated, attack steps unrolled."""
         from robntk.core.registry import DATASETS
 
-        return cls(method=cfg.method, eps=cfg.eps, attack_steps=cfg.steps_resolved,
-                   attack_step_size=cfg.step_size_resolved, trades_beta=cfg.trades_beta, augment=cfg.augment,
-                   crop_pad=DATASETS[cfg.dataset].crop_pad if cfg.augment else 0)
+        return cls(
+            method=cfg.method,
+            eps=cfg.eps,
+            attack_steps=cfg.steps_resolved,
+            attack_step_size=cfg.step_size_resolved,
+            trades_beta=cfg.trades_beta,
+            augment=cfg.augment,
+            crop_pad=DATASETS[cfg.dataset].crop_pad if cfg.augment else 0,
+        )
 
 
 def training_attack(spec: StepSpec, f: Callable) -> Callable:
@@ -132,10 +138,24 @@ def training_attack(spec: StepSpec, f: Callable) -> Callable:
     if spec.method in ("pgd", "fgsm"):
         return lambda p, x, y, k: attacks.pgd(f, p, x, y, eps, steps=steps, alpha=alpha, key=k, loop=loop)
     if spec.method == "trades":
+
         def trades(p, x, y, k):
             p_nat = jax.nn.softmax(f(p, x))
-            return attacks.pgd(f, p, x, p_nat, eps, steps=steps, alpha=alpha, key=k, loop=loop,
-                               start="normal", sigma=TRADES_SIGMA, loss_fn=attacks.kl_divergence)
+            return attacks.pgd(
+                f,
+                p,
+                x,
+                p_nat,
+                eps,
+                steps=steps,
+                alpha=alpha,
+                key=k,
+                loop=loop,
+                start="normal",
+                sigma=TRADES_SIGMA,
+                loss_fn=attacks.kl_divergence,
+            )
+
         return trades
     return lambda p, x, y, k: x
 
@@ -229,7 +249,7 @@ def epoch_batch(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
     n)`` — the data order of NAS-RobBench-201's loop, as a function of the global step."""
     per_epoch = max(n // batch_size, 1)
     e, j = divmod(int(step), per_epoch)
-    return _perm(int(seed), e, int(n))[j * batch_size:(j + 1) * batch_size]
+    return _perm(int(seed), e, int(n))[j * batch_size : (j + 1) * batch_size]
 
 
 def resume_steps(run_dir: str | Path, state: dict, n_train: int, what: str = "run") -> tuple[dict, int]:
@@ -246,19 +266,33 @@ def resume_steps(run_dir: str | Path, state: dict, n_train: int, what: str = "ru
     if last is not None:
         state, meta = rundir.restore_checkpoint(run_dir, target=state, epoch=last)
         if meta.get("n_train") != n_train:
-            raise ValueError(f"{what} checkpoint {rundir.checkpoint_dir(run_dir) / str(last)} was trained on "
-                             f"{meta.get('n_train')} images, now given {n_train}; use a new directory")
+            raise ValueError(
+                f"{what} checkpoint {rundir.checkpoint_dir(run_dir) / str(last)} was trained on "
+                f"{meta.get('n_train')} images, now given {n_train}; use a new directory"
+            )
         start = int(meta["step"])
     if (run_dir / rundir.METRICS_FILE).is_file():
         rundir.truncate_metrics(run_dir, start, key="step")
     return jax.device_put(state, jax.devices()[0]), start
 
 
-def run_steps(step_fn: Callable, state: dict, data: tuple, *, start: int, stop: int,
-              batch_fn: Callable[[int], np.ndarray], key_fn: Callable[[int], jax.Array],
-              cell_fn: Callable[[int], np.ndarray] | None = None, run_dir: str | Path | None = None,
-              ckpt_every: int | None = None, meta: dict | None = None, log_every: int = 0,
-              progress: bool = False, desc: str = "train") -> tuple[dict, list[dict]]:
+def run_steps(
+    step_fn: Callable,
+    state: dict,
+    data: tuple,
+    *,
+    start: int,
+    stop: int,
+    batch_fn: Callable[[int], np.ndarray],
+    key_fn: Callable[[int], jax.Array],
+    cell_fn: Callable[[int], np.ndarray] | None = None,
+    run_dir: str | Path | None = None,
+    ckpt_every: int | None = None,
+    meta: dict | None = None,
+    log_every: int = 0,
+    progress: bool = False,
+    desc: str = "train",
+) -> tuple[dict, list[dict]]:
     """Run optimizer steps ``start .. stop−1`` of ``step_fn`` (:func:`make_step`).
 
     Args:
@@ -284,16 +318,25 @@ def run_steps(step_fn: Callable, state: dict, data: tuple, *, start: int, stop: 
     x_all, y_all = data
     records: list[dict] = []
     pending: list[dict] = []
-    bar = tqdm(range(start, stop), initial=start, total=stop, desc=desc, disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(
+        range(start, stop),
+        initial=start,
+        total=stop,
+        desc=desc,
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     for t in bar:
         args = (state, x_all, y_all, jnp.asarray(batch_fn(t), jnp.int32), key_fn(t))
         state, m = step_fn(*args) if cell_fn is None else step_fn(*args, cell_fn(t))
         if log_every and (t + 1) % log_every == 0:
             rec = {"step": t + 1, "loss": float(m["loss"]), "acc": float(m["acc"]), "lr": float(m["lr"])}
             if not math.isfinite(rec["loss"]):
-                raise NonFiniteLossError(f"non-finite training loss {rec['loss']} at step {t + 1} ({desc}); stopping"
-                                         + ("" if run_dir is None else f"; last good checkpoint in {run_dir}"))
+                raise NonFiniteLossError(
+                    f"non-finite training loss {rec['loss']} at step {t + 1} ({desc}); stopping"
+                    + ("" if run_dir is None else f"; last good checkpoint in {run_dir}")
+                )
             pending.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
         if run_dir is not None and ckpt_every and ((t + 1) % ckpt_every == 0 or t + 1 == stop):

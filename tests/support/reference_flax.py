@@ -35,14 +35,15 @@ initialisation; examples are coupled through the batch), ``train=False`` uses ru
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from robntk.nb201.network import check_config  # input validation only (not arithmetic)
 from robntk.core.registry import DATASETS
+from robntk.nb201.network import check_config  # input validation only (not arithmetic)
 from robntk.nb201.searchspace import EDGES, check_ops, parse_arch_str
 
 #: Per-channel normalisation (pixel units / 255) of NAS-RobBench-201 (the facts are robntk's registry).
@@ -70,8 +71,13 @@ def torch_uniform_init(fan_in_axes: Sequence[int]) -> Callable:
 def _conv(features: int, k: int, stride: int, pad: int, init: str, name: str | None = None) -> nn.Conv:
     kinit = torch_uniform_init((0, 1, 2)) if init == "pytorch" else nn.initializers.lecun_normal()
     return nn.Conv(
-        features, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-        use_bias=False, kernel_init=kinit, name=name,
+        features,
+        (k, k),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=False,
+        kernel_init=kinit,
+        name=name,
     )
 
 
@@ -281,10 +287,12 @@ def make_apply(model: nn.Module, variables: dict[str, Any], bn_mode: str = "trai
     rest = {k: v for k, v in variables.items() if k != "params"}
 
     if bn_mode == "train":
+
         def f(params, x):
             out, _ = model.apply({"params": params, **rest}, x, train=True, mutable=["batch_stats"])
             return out
     else:
+
         def f(params, x):
             return model.apply({"params": params, **rest}, x, train=False)
 
