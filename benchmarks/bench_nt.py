@@ -4,7 +4,7 @@ Runs in the SEPARATE neural-tangents environment (``benchmarks/NT_ENV.md``: NT 0
 jax/jaxlib 0.4.23), so it must not import robntk (which needs jax>=0.10). Its inputs come from
 ``benchmarks/export_nt_inputs.py`` (main environment): the dedicated TinyNetwork's weights of
 arch 2581 (``TinyNetwork(16, 5).init(PRNGKey(0))`` → ``extract``), the fixed CIFAR-10 batch, and
-robntk's reference kernels (:func:`robntk.ntk.layerwise.empirical_ntk`, eval-mode BN, float32) and
+robntk's reference kernels (:func:`robntk.ntk.layerwise.layerwise_ntk`, eval-mode BN, float32) and
 robntk's kernels from THE SAME CALL, ``robntk.ntk.empirical_ntk_fn(g, **CALLS[mode], vmap_axes=0,
 implementation=impl)(inputs, None, params)`` with the same ``g`` (:func:`make_call`, imported by the
 export script) — robntk's entry point has neural-tangents' signature and semantics, so the two
@@ -296,7 +296,7 @@ def run_case(a) -> dict:
             rec["max_rel_diff_vs_robntk_same_call"] = float(np.max(np.abs(K - rk)) / np.max(np.abs(rk)))
         if key + "/time" in d.files:
             rec["robntk_compile_s"], rec["robntk_run_s"] = (float(v) for v in d[key + "/time"])
-    if f"ref/{mode}/{B}" in d.files:  # legacy reference: robntk.ntk.layerwise.empirical_ntk (trace = SUM)
+    if f"ref/{mode}/{B}" in d.files:  # legacy reference: robntk.ntk.layerwise.layerwise_ntk (trace = SUM)
         ref = np.asarray(d[f"ref/{mode}/{B}"], np.float64)
         if mode == "trace":
             K = K * O  # NT returns the mean over the traced logit axis; the legacy reference the sum

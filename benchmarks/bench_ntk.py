@@ -4,7 +4,7 @@ Contenders (all on the same TinyNetwork weights and the same CIFAR-10 batch, flo
 ``--bn-mode``: ``train`` = batch statistics, rows coupled — robntk's default protocol — or
 ``eval`` = running statistics, independent rows):
 
-* ``robntk-layerwise``: :func:`robntk.ntk.layerwise.empirical_ntk` on the cell as data (what the
+* ``robntk-layerwise``: :func:`robntk.ntk.layerwise.layerwise_ntk` on the cell as data (what the
   engine runs; compiled once for all archs — compile time reported separately).
 * ``robntk-layerwise-fixed``: the same function with the cell fixed at trace time (only the
   cell's layers are traced, no ``lax.switch``; one compile per cell — what a user scoring one
@@ -391,14 +391,14 @@ def main(argv=None) -> int:
         """(call, compile seconds) of one contender on this batch."""
         if who == "robntk-layerwise":
             return jax_call(
-                lambda P_, S_, xx, yy, ii: layer_ntk.empirical_ntk(
+                lambda P_, S_, xx, yy, ii: layer_ntk.layerwise_ntk(
                     net, P_, S_, ii, xx, yy, mode, train, args.chunk_size
                 ),
                 (v["params"], v["batch_stats"], x, y, ids),
             )
         if who == "robntk-layerwise-fixed":
             return jax_call(
-                lambda P_, S_, xx, yy: layer_ntk.empirical_ntk(net, P_, S_, ops, xx, yy, mode, train, args.chunk_size),
+                lambda P_, S_, xx, yy: layer_ntk.layerwise_ntk(net, P_, S_, ops, xx, yy, mode, train, args.chunk_size),
                 (v["params"], v["batch_stats"], x, y),
             )
         if who == "robntk-jacobian":

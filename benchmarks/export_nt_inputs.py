@@ -13,7 +13,7 @@ exactly the network / weights / batch of ``bench_ntk.py`` —
 * ``norm_mean``, ``norm_std``: per-channel pixel statistics (units of 1/255,
   :data:`robntk.core.registry.DATASETS`);
 * ``logits``: robntk's dedicated eval-mode forward on ``x``;
-* ``ref/<mode>/<B>``: robntk's legacy reference kernels, :func:`robntk.ntk.layerwise.empirical_ntk`
+* ``ref/<mode>/<B>``: robntk's legacy reference kernels, :func:`robntk.ntk.layerwise.layerwise_ntk`
   (eval BN, float32, robntk output modes: ``trace`` is the SUM over logits) for modes
   sum/label/trace at ``--batch`` sizes and full at ``--full-batch``;
 * ``robntk/<mode>/<B>/<impl>``: robntk's kernel of THE SAME CALL that ``bench_nt.py`` makes through
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     data.update(flatten(ded["batch_stats"], "stat"))
 
     ntk_fn = jax.jit(
-        lambda P_, S_, ii, xx, yy, mode: layer_ntk.empirical_ntk(net, P_, S_, ii, xx, yy, mode, False), static_argnums=5
+        lambda P_, S_, ii, xx, yy, mode: layer_ntk.layerwise_ntk(net, P_, S_, ii, xx, yy, mode, False), static_argnums=5
     )
     for mode in (m for m in args.modes if m in LEGACY_MODES):
         for B in [args.full_batch] if mode == "full" else args.batch:

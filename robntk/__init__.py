@@ -18,7 +18,7 @@ import importlib
 
 from robntk._version import __version__
 
-#: public name → the module that defines it
+#: public name → the module that defines it (``module:attr`` where the face name differs)
 _FACE: dict[str, str] = {
     # search space and network
     "SearchSpace": "robntk.nb201.searchspace",
@@ -67,6 +67,8 @@ _FACE: dict[str, str] = {
     "SearchConfig": "robntk.analysis.search",
     # training and evaluation
     "TrainConfig": "robntk.train.config",
+    "adversarial_train": "robntk.train.loop:train",  # robntk.train is the subpackage
+    "load_trained": "robntk.train.loop",
     "EvalConfig": "robntk.train.evaluation",
     "evaluate_run": "robntk.train.evaluation",
 }
@@ -79,7 +81,8 @@ def __getattr__(name: str):
     module = _FACE.get(name)
     if module is None:
         raise AttributeError(f"module 'robntk' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attr = module.partition(":")
+    value = getattr(importlib.import_module(module), attr or name)
     globals()[name] = value
     return value
 

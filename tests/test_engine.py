@@ -22,17 +22,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk.ntk import kernels
-from robntk.scoring import config as scoring
 from robntk import cli
 from robntk.jobs.driver import parse_shard, shard_indices
-from robntk.scoring.engine import Engine, EngineOptions, run_engine, store_key
-from robntk.nb201.network import TinyNetwork
-from robntk.scoring.config import ScoreConfig
-from robntk.nb201.searchspace import all_archs_lexicographic, format_arch_str
 from robntk.jobs.store import ResultStore, StoreConflictError, StoreError, StoreMismatchError, merge_stores, rows_equal
+from robntk.nb201.network import TinyNetwork
+from robntk.nb201.searchspace import all_archs_lexicographic, format_arch_str
+from robntk.ntk import kernels
+from robntk.scoring import config as scoring
+from robntk.scoring.config import ScoreConfig
+from robntk.scoring.engine import Engine, EngineOptions, run_engine, store_key
 
 REPO = Path(__file__).resolve().parents[1]
+# no test writes into the user's compilation cache (robntk.core.compile_cache); subprocesses get a tmp one
+os.environ.setdefault("ROBNTK_COMPILE_CACHE", "off")
 #: the fast fixture is eval-mode BN (independent rows); the default protocol (train mode) has its own tests
 TINY = dict(batch_size=4, C=2, N=1, pgd_steps=1, eps=(8 / 255,), betas=(0.5,), dtype="float64", bn_mode="eval")
 #: lexicographic positions used as "indices" (no data files needed); 0 = all-none (disconnected)
@@ -47,18 +49,12 @@ def tiny_batch(hw: int = 8):
 
 
 @pytest.fixture(scope="module")
-def x64_module():
-    with jax.enable_x64(True):
-        yield
-
-
-@pytest.fixture(scope="module")
 def cfg():
     return ScoreConfig(**TINY)
 
 
 @pytest.fixture(scope="module")
-def engine(x64_module, cfg):
+def engine(x64, cfg):
     eng = Engine(cfg, EngineOptions(implementation="layerwise"))
     eng.set_batch(*tiny_batch())
     return eng
@@ -71,9 +67,20 @@ def _row_for_dedicated(cfg, arch_str, x, y):
     sub = net.init(jax.random.PRNGKey(cfg.seed), jnp.float64, arch=arch_str)
     f, p = net.make_apply(sub, arch_str, cfg.bn_mode)
     key = jax.random.PRNGKey(cfg.seed + 1)
-    fams = jax.jit(lambda p, xx, yy, k: kernels.kernel_families(
-        f, p, xx, yy, cfg.eps, key=k, steps=cfg.pgd_steps, output_mode=cfg.output_mode, implementation="jacobian",
-        attack_f=f.with_bn_mode(cfg.attack_mode)))(p, jnp.asarray(x), jnp.asarray(y), key)
+    fams = jax.jit(
+        lambda p, xx, yy, k: kernels.kernel_families(
+            f,
+            p,
+            xx,
+            yy,
+            cfg.eps,
+            key=k,
+            steps=cfg.pgd_steps,
+            output_mode=cfg.output_mode,
+            implementation="jacobian",
+            attack_f=f.with_bn_mode(cfg.attack_mode),
+        )
+    )(p, jnp.asarray(x), jnp.asarray(y), key)
     return scoring.spectra_row(kernels.named_kernels(fams, cfg.eps, cfg.betas), cfg)
 
 
@@ -101,8 +108,18 @@ def test_engine_rows_equal_dedicated_path(engine, cfg):
 def test_one_compile_for_all_archs(engine, cfg, tmp_path):
     x, y = tiny_batch()
     before = engine.trace_count
-    rep = run_engine(INDICES, cfg, tmp_path / "st", x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS,
-                     engine=engine, options=EngineOptions(flush_seconds=0), progress=False)
+    rep = run_engine(
+        INDICES,
+        cfg,
+        tmp_path / "st",
+        x=x,
+        y=y,
+        batch_digest="tiny",
+        arch_strs=ARCH_STRS,
+        engine=engine,
+        options=EngineOptions(flush_seconds=0),
+        progress=False,
+    )
     assert rep.n_scored == len(INDICES) and rep.n_skipped == 0
     assert engine.trace_count == before == 1  # the fixture's single trace served every arch
     assert len(engine._compiled) == 1
@@ -111,8 +128,9 @@ def test_one_compile_for_all_archs(engine, cfg, tmp_path):
     rep2 = st.read()
     assert sorted(rep2.rows) == sorted(INDICES) and rep2.n_duplicates == 0
     # resume: nothing left to do, nothing duplicated
-    rep3 = run_engine(INDICES, cfg, tmp_path / "st", x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS,
-                      engine=engine, progress=False)
+    rep3 = run_engine(
+        INDICES, cfg, tmp_path / "st", x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS, engine=engine, progress=False
+    )
     assert rep3.n_scored == 0 and rep3.n_skipped == len(INDICES)
     assert engine.trace_count == 1
     out = st.export(tmp_path / "scores.csv")
@@ -124,7 +142,7 @@ def test_one_compile_for_all_archs(engine, cfg, tmp_path):
     assert side["config_digest"] == cfg.digest() and side["param_definition"].startswith("supernet")
 
 
-def test_train_mode_bn_engine_equals_fixed_cell_path(x64_module):
+def test_train_mode_bn_engine_equals_fixed_cell_path(x64):
     """The default protocol: batch-statistics BN for the kernel and the attack."""
     cfg = ScoreConfig(**{k: v for k, v in TINY.items() if k != "bn_mode"})
     assert cfg.bn_mode == "train" and cfg.attack_mode == "train"
@@ -145,6 +163,24 @@ def test_fresh_compile_reruns_bit_identically(engine, cfg):
     a, b = (e.score_block([i], [ARCH_STRS[i]])[0] for e in (engine, eng))
     num = lambda r: {k: v for k, v in r.items() if isinstance(v, float) and not k.endswith("_s")}
     assert num(a) == num(b) and len(num(a)) > 10
+
+
+def test_rolled_and_unrolled_pgd_run_the_same_iterations(x64, cfg):
+    """The rolled PGD loop and the default ``pgd_unroll=True`` (the program of the committed
+    stores) run the same iterations: the same kernels up to float rounding (float64, 3 PGD steps)."""
+    assert EngineOptions().pgd_unroll is True
+    import dataclasses
+
+    c3 = dataclasses.replace(cfg, pgd_steps=3)
+    ids = np.array([[3, 2, 4, 1, 3, 0], [1, 3, 3, 2, 4, 3]], np.int32)
+    out = {}
+    for unroll in (False, True):
+        e = Engine(c3, EngineOptions(implementation="layerwise", pgd_unroll=unroll))
+        e.set_batch(*tiny_batch())
+        out[unroll] = e.kernels(ids)
+    for n in out[False]:
+        assert float(np.max(np.abs(out[False][n] - out[True][n]))) <= 1e-10 * float(np.max(np.abs(out[True][n]))), n
+    assert float(np.max(np.abs(out[False]["robust_eps8"] - out[False]["clean"]))) > 0  # the attack moved the batch
 
 
 def test_vmap_batching_equals_map(engine, cfg):
@@ -176,8 +212,13 @@ def test_archs_per_call_from_memory_budget(cfg, monkeypatch):
     assert eng.choose_archs_per_call() == 1
     eng.archs_per_call, eng.batching = None, "map"
     assert eng.choose_archs_per_call() == 1
-    for bad in (dict(implementation="x"), dict(batching="pmap"), dict(archs_per_call=0), dict(memory_budget=-1),
-                dict(flush_seconds=-1)):
+    for bad in (
+        dict(implementation="x"),
+        dict(batching="pmap"),
+        dict(archs_per_call=0),
+        dict(memory_budget=-1),
+        dict(flush_seconds=-1),
+    ):
         with pytest.raises(ValueError):
             EngineOptions(**bad)
 
@@ -223,8 +264,14 @@ def test_out_of_memory_degrades_to_smaller_calls(cfg, monkeypatch):
 
 # --------------------------------------------------------------------------- store
 def _row(i, v=1.0, t=0.1):
-    return {"nb201_index": i, "arch_str": ARCH_STRS[i], "lambda_min_clean": v, "cond_clean": float("inf"),
-            "degenerate": False, "run_s": t}
+    return {
+        "nb201_index": i,
+        "arch_str": ARCH_STRS[i],
+        "lambda_min_clean": v,
+        "cond_clean": float("inf"),
+        "degenerate": False,
+        "run_s": t,
+    }
 
 
 def test_store_roundtrip_dedup_temp_files_and_errors(tmp_path):
@@ -309,8 +356,12 @@ def test_merge_cli(tmp_path, capsys):
     ResultStore.open(tmp_path / "s0", "K", hdr).append([_row(1), _row(2)])
     ResultStore.open(tmp_path / "s1", "K", hdr).append([_row(2), _row(3)])
     out = tmp_path / "all.csv"
-    assert cli.main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--into", str(tmp_path / "m"),
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            ["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--into", str(tmp_path / "m"), "--out", str(out)]
+        )
+        == 0
+    )
     assert "3 rows, 1 duplicate" in capsys.readouterr().out
     assert out.is_file() and (tmp_path / "all.csv.json").is_file()
     assert cli.main(["merge", str(tmp_path / "s0"), "--into", str(tmp_path / "m2")]) == 1  # 3 missing
@@ -352,27 +403,50 @@ SCRIPT = textwrap.dedent("""
                          options=EngineOptions(implementation="layerwise", flush_seconds=0), progress=False)
         print(json.dumps({"scored": rep.n_scored, "skipped": rep.n_skipped}))
     elif mode == "devices":
+        import dataclasses
         devs = jax.devices()
-        e2 = Engine(cfg, EngineOptions(implementation="layerwise"))
-        e1 = Engine(cfg, EngineOptions(implementation="layerwise"), devices=devs[:1])
-        for e in (e1, e2):
+        # 5 archs (incl. the disconnected all-none cell): padded to 8 on 4 devices
+        ids = np.array([[3, 2, 4, 1, 3, 0], [1, 3, 3, 2, 4, 3], [0, 0, 0, 0, 0, 0], [4, 1, 3, 3, 2, 1],
+                        [3, 3, 3, 3, 3, 3]], np.int32)
+        out = {"n_devices": len(devs)}
+        rel = lambda a, b: max(float(np.max(np.abs(a[n] - b[n])) / max(np.max(np.abs(a[n])), 1e-300)) for n in a)
+        for dtype in ("float64", "float32"):
+            c = dataclasses.replace(cfg, dtype=dtype)
+            e1 = Engine(c, EngineOptions(implementation="layerwise"), devices=devs[:1])
+            eD = Engine(c, EngineOptions(implementation="layerwise"))
+            for e in (e1, eD):
+                e.set_batch(x, y)
+            k1, kD = e1.kernels(ids), eD.kernels(ids)
+            out[dtype] = {"diff": rel(k1, kD), "bits": all(np.array_equal(k1[n], kD[n]) for n in k1),
+                          "traces": eD.trace_count}
+            if dtype == "float64":
+                ref, e64 = k1, eD
+        # vmap batching: archs per device chosen from XLA's memory analysis and the budget
+        big = Engine(cfg, EngineOptions(implementation="layerwise", batching="vmap", max_archs_per_call=2,
+                                        memory_budget=1e12))
+        small = Engine(cfg, EngineOptions(implementation="layerwise", batching="vmap", memory_budget=1.0))
+        for e in (big, small):
             e.set_batch(x, y)
-        ids = np.array([[3, 2, 4, 1, 3, 0], [1, 3, 3, 2, 4, 3]], np.int32)
-        k1, k2 = e1.kernels(ids), e2.kernels(ids)
-        diff = max(float(np.max(np.abs(k1[n] - k2[n])) / np.max(np.abs(k1[n]))) for n in k1)
-        rep = run_engine(INDICES[:3], cfg, sys.argv[2], x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS,
-                         engine=e2, progress=False)
-        sharding = str(e2._args(ids)[-1].sharding)
-        print(json.dumps({"n_devices": len(e2.devices), "diff": diff, "traces2": e2.trace_count,
-                          "scored": rep.n_scored, "sharding": sharding}))
+        out["vmap"] = {"apc_big": big.choose_archs_per_call(), "apc_small": small.choose_archs_per_call()}
+        out["vmap"]["diff"] = rel(ref, big.kernels(ids))
+        rep = run_engine(INDICES[:5], cfg, sys.argv[2], x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS,
+                         engine=e64, progress=False)
+        out.update(scored=rep.n_scored, sharding=str(e64._args(ids[:4])[-1].sharding))
+        print(json.dumps(out))
 """)
 
 
 def _env(tmp_path_factory, extra=None):
     env = dict(os.environ)
-    env.update(JAX_ENABLE_X64="1", TESTS_DIR=str(REPO / "tests"), PYTHONPATH=str(REPO),
-               JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "jax_cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.update(
+        JAX_ENABLE_X64="1",
+        TESTS_DIR=str(REPO / "tests"),
+        PYTHONPATH=str(REPO),
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "jax_cache"),
+        ROBNTK_COMPILE_CACHE=str(tmp_path_factory.getbasetemp() / "jax_cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
     env.update(extra or {})
     return env
 
@@ -383,13 +457,26 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(engine, cfg, t
     st_dir = tmp_path / "store"
     # reference: the same job, uninterrupted, in this process
     x, y = tiny_batch()
-    run_engine(INDICES, cfg, tmp_path / "ref", x=x, y=y, batch_digest="tiny", arch_strs=ARCH_STRS, engine=engine,
-               progress=False)
+    run_engine(
+        INDICES,
+        cfg,
+        tmp_path / "ref",
+        x=x,
+        y=y,
+        batch_digest="tiny",
+        arch_strs=ARCH_STRS,
+        engine=engine,
+        progress=False,
+    )
     ref = ResultStore.open(tmp_path / "ref").read().rows
 
-    proc = subprocess.Popen([sys.executable, str(script), "score", str(st_dir)], cwd=tmp_path,
-                            env=_env(tmp_path_factory, {"SLOW_APPEND": "0.5"}),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "score", str(st_dir)],
+        cwd=tmp_path,
+        env=_env(tmp_path_factory, {"SLOW_APPEND": "0.5"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     rows_dir = st_dir / "rows"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -405,8 +492,13 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(engine, cfg, t
     # a half-written chunk as a kill during a write leaves it (temporary name): must be ignored
     (rows_dir / ".part-killed.jsonl.x1y2.tmp").write_text('{"nb201_index": 600, "lambda_min_cl')
 
-    res = subprocess.run([sys.executable, str(script), "score", str(st_dir)], cwd=tmp_path,
-                         env=_env(tmp_path_factory), capture_output=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, str(script), "score", str(st_dir)],
+        cwd=tmp_path,
+        env=_env(tmp_path_factory),
+        capture_output=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     out = json.loads(res.stdout.decode().strip().splitlines()[-1])
     assert out["skipped"] == len(partial.rows) and out["scored"] == len(INDICES) - len(partial.rows)
@@ -414,46 +506,78 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(engine, cfg, t
     assert final.n_rows == len(INDICES) and final.n_duplicates == 0 and final.n_tmp_ignored == 1
     assert sorted(final.rows) == sorted(ref)
     for i in ref:
-        assert rows_equal(final.rows[i], ref[i], rtol=1e-9) is None, i  # XLA:CPU reductions may differ in the last bit between processes
+        assert rows_equal(final.rows[i], ref[i], rtol=1e-9) is None, (
+            i
+        )  # XLA:CPU reductions may differ in the last bit between processes
 
 
-def test_two_local_devices_shard_archs(tmp_path, tmp_path_factory):
+def test_four_local_devices_equal_one(tmp_path, tmp_path_factory):
+    """The engine's sharded path (``shard_map`` over 4 forced host devices) gives the rows of one
+    device: float64 to 1e-12 relative (XLA:CPU may split a reduction differently per program),
+    float32 to 1e-5; with ``vmap`` batching the archs per device come from XLA's memory analysis
+    and the budget (a 1-byte budget gives 1, a large one the cap)."""
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    res = subprocess.run([sys.executable, str(script), "devices", str(tmp_path / "st")], cwd=tmp_path,
-                         env=_env(tmp_path_factory, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}),
-                         capture_output=True, timeout=400)
+    res = subprocess.run(
+        [sys.executable, str(script), "devices", str(tmp_path / "st")],
+        cwd=tmp_path,
+        env=_env(tmp_path_factory, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}),
+        capture_output=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr.decode()[-3000:]
     out = json.loads(res.stdout.decode().strip().splitlines()[-1])
-    assert out["n_devices"] == 2 and out["diff"] <= 1e-12 and out["scored"] == 3
-    assert out["traces2"] == 1  # 2 archs per call on 2 devices; the 3-arch run pads its last call
-    assert "archs" in out["sharding"]
+    assert out["n_devices"] == 4 and out["scored"] == 5 and "archs" in out["sharding"]
+    print(out)
+    assert out["float64"]["diff"] <= 1e-12 and out["float32"]["diff"] <= 1e-5, out
+    assert out["float64"]["traces"] == 1  # 5 archs: 2 calls of 4 archs (padded), one program
+    assert out["vmap"] == {"apc_big": 2, "apc_small": 1, "diff": out["vmap"]["diff"]} and out["vmap"]["diff"] <= 1e-12
 
 
 def test_cli_flags_are_generated_from_the_config_dataclasses():
     """Every documented field of ScoreConfig / EngineOptions is a flag whose default is the
     dataclass's; only flags the command line sets override it."""
     from robntk.cli import build_parser
-    from robntk.commands.common import score_config
-    from robntk.commands.score import engine_options
+    from robntk.commands._common import engine_options, score_config
 
-    a = build_parser().parse_args(["score", "--all", "--out", "o.csv", "--shard", "1/4", "--store", "s",
-                                   "--implementation", "jacobian", "--time-budget", "60", "--no-pgd-unroll",
-                                   "--eps", "2/255", "8/255", "--beta", "0.25", "0.75", "--bn-mode", "train",
-                                   "--attack-bn-mode", "eval"])
+    a = build_parser().parse_args(
+        [
+            "score",
+            "--all",
+            "--out",
+            "o.csv",
+            "--shard",
+            "1/4",
+            "--store",
+            "s",
+            "--implementation",
+            "jacobian",
+            "--time-budget",
+            "60",
+            "--pgd-unroll",
+            "--eps",
+            "2/255",
+            "8/255",
+            "--beta",
+            "0.25",
+            "0.75",
+            "--bn-mode",
+            "train",
+            "--attack-bn-mode",
+            "eval",
+        ]
+    )
     assert (a.shard, a.store, a.time_budget) == ("1/4", "s", 60.0)
     o = engine_options(a)
-    assert o.implementation == "jacobian" and o.pgd_unroll is False and o.batching == EngineOptions().batching
+    assert o.implementation == "jacobian" and o.pgd_unroll is True and o.batching == EngineOptions().batching
     c = score_config(a)
     assert c.eps == (2 / 255, 8 / 255) and c.betas == (0.25, 0.75) and c.bn_mode == "train"
     assert c.attack_bn_mode == "eval" and c.batch_size == ScoreConfig().batch_size
     d = build_parser().parse_args(["score", "--arch", "1", "--out", "o.csv"])
     assert score_config(d) == ScoreConfig() and engine_options(d) == EngineOptions()
     r = build_parser().parse_args(["reproduce"])
-    from robntk.commands.reproduce import DEFAULTS
-
-    assert score_config(r, DEFAULTS) == DEFAULTS
-    assert score_config(build_parser().parse_args(["reproduce", "--batch-size", "8"]), DEFAULTS).batch_size == 8
+    assert score_config(r) == ScoreConfig()  # one default protocol: reproduce = score
+    assert score_config(build_parser().parse_args(["reproduce", "--batch-size", "8"])).batch_size == 8
 
 
 def test_slurm_example_commands_parse():
@@ -482,3 +606,31 @@ def test_slurm_example_commands_parse():
                 assert args.all and args.shard == "3/16" and args.store == "runs/x/shard_3.store"
                 assert args.time_budget == 4 * 3600 - 600
     assert seen == ["score", "merge", "correlate"]
+
+
+def test_memory_budget_chooses_the_jacobian_chunk(x64, cfg):
+    """Memory without flags: with no ``chunk_size`` and a budget below XLA's estimate of the
+    unchunked program, the engine recompiles with a smaller chunk, says so, records it, and the
+    kernels are those of the unchunked program (float64, train-mode BN: coupled rows)."""
+    import dataclasses
+
+    from robntk.scoring.engine import _program_bytes
+
+    c = dataclasses.replace(cfg, bn_mode="train")
+    ids = np.array([[3, 2, 4, 1, 3, 0], [1, 3, 3, 2, 4, 3]], np.int32)
+    full = Engine(c, EngineOptions(implementation="layerwise"))
+    full.set_batch(*tiny_batch())
+    k_full = full.kernels(ids)
+    need = _program_bytes(full._function(1))
+    assert need > 0 and full.chunk_size is None and "at once" in full.chunk_note
+    assert full.cotangents_per_batch() == c.batch_size
+    with pytest.warns(RuntimeWarning, match="chunk_size="):
+        e = Engine(c, EngineOptions(implementation="layerwise", memory_budget=0.6 * need))
+        e.set_batch(*tiny_batch())
+        k = e.kernels(ids)
+    assert 1 <= e.chunk_size < c.batch_size and f"chunk_size={e.chunk_size}" in e.compile_report()["chunk_note"]
+    assert _program_bytes(e._function(1)) < need  # the chunked program is smaller
+    for n in k_full:
+        np.testing.assert_allclose(k[n], k_full[n], rtol=1e-12, err_msg=n)
+    ev = Engine(dataclasses.replace(cfg, bn_mode="eval"), EngineOptions(implementation="layerwise"))
+    assert ev.cotangents_per_batch() is None  # eval-mode BN, sum read-out: one backward pass, nothing to chunk

@@ -5,17 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk.ntk import kernels
-from robntk.ntk import empirical as ntk
-from robntk.ntk import spectra
 from robntk.nb201 import network as nw
+from robntk.ntk import empirical as ntk
+from robntk.ntk import kernels, spectra
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _x64():
-    """float64 for this module only (a global config update would leak into every test module)."""
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 for this module (tests/conftest.py)
 
 
 A = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -34,8 +28,9 @@ def setup():
 @pytest.mark.parametrize("mode", ["sum", "full"])
 def test_blockwise_formula_equals_mixed_jacobian_identity(setup, mode):
     f, p, x, y = setup
-    fam = jax.jit(lambda q: kernels.kernel_family(f, q, x, y, 8 / 255, key=jax.random.PRNGKey(3), steps=3,
-                                                  output_mode=mode))(p)
+    fam = jax.jit(
+        lambda q: kernels.kernel_family(f, q, x, y, 8 / 255, key=jax.random.PRNGKey(3), steps=3, output_mode=mode)
+    )(p)
     jac = jax.jit(lambda q, z: ntk.jacobian(f, q, z, output_mode=mode, labels=y))
     J, Jt, Jtt = (jac(p, z) for z in (x, fam.x_adv, fam.x_adv2))
     for beta in (0.0, 0.3, 0.5, 1.0):
@@ -62,8 +57,12 @@ def test_every_provider_gives_the_same_family(setup, bn_mode):
     impls = ("layerwise", "jacobian") + (("ntvp",) if bn_mode == "eval" else ())  # ntvp train: ntk tests
     eps = (3 / 255, 8 / 255)
     key = jax.random.PRNGKey(7)
-    fams = {impl: jax.jit(lambda q, impl=impl: kernels.kernel_families(
-        f, q, x, y, eps, key=key, steps=3, implementation=impl))(p) for impl in impls}
+    fams = {
+        impl: jax.jit(
+            lambda q, impl=impl: kernels.kernel_families(f, q, x, y, eps, key=key, steps=3, implementation=impl)
+        )(p)
+        for impl in impls
+    }
     for impl in impls[1:]:
         for a, b in zip(fams[impl], fams["layerwise"]):
             for name in ("clean", "robust", "cross", "twice", "twice_cross"):

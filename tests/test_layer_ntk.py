@@ -9,18 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robntk.ntk import layerwise as layer_ntk
-from robntk.ntk import empirical as ntk
 from robntk.nb201 import network as nw
+from robntk.ntk import empirical as ntk
+from robntk.ntk import layerwise as layer_ntk
 
 ARCHS = [(3, 2, 4, 1, 3, 0), (1, 3, 3, 2, 4, 3), (0, 0, 0, 0, 0, 0)]
 MODES = ("sum", "label", "trace", "full")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 for this module (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +46,16 @@ def test_layerwise_equals_jacobian_contraction(env, bn_mode):
     net, v, x, y = env
     train = bn_mode == "train"
     chunk = {m: (6 if m == "trace" else None) if train else 2 for m in MODES}
-    data = jax.jit(lambda p, s, i: {m: layer_ntk.empirical_ntk(net, p, s, i, x, y, m, train, chunk[m]) for m in MODES})
+    data = jax.jit(lambda p, s, i: {m: layer_ntk.layerwise_ntk(net, p, s, i, x, y, m, train, chunk[m]) for m in MODES})
     for ids in (ARCHS[0], ARCHS[2]):  # every op kind; the all-none cell (constant kernel)
         ops, sub = nw.ids_to_ops(ids), net.extract(v, ids)
         f, p = net.make_apply(sub, ops, bn_mode)
-        want, fixed = jax.jit(lambda q: (
-            {m: ntk.empirical_ntk(f, q, x, output_mode=m, labels1=y, independent_rows=not train) for m in MODES},
-            {m: layer_ntk.empirical_ntk(net, q, sub["batch_stats"], ops, x, y, m, train) for m in MODES}))(p)
+        want, fixed = jax.jit(
+            lambda q: (
+                {m: ntk.empirical_ntk(f, q, x, output_mode=m, labels1=y, independent_rows=not train) for m in MODES},
+                {m: layer_ntk.layerwise_ntk(net, q, sub["batch_stats"], ops, x, y, m, train) for m in MODES},
+            )
+        )(p)
         got = data(v["params"], v["batch_stats"], jnp.asarray(ids))
         for m in MODES:
             assert got[m].shape == fixed[m].shape == want[m].shape
@@ -70,7 +70,7 @@ def test_layerwise_equals_finite_differences(env, bn_mode):
     ops = nw.ids_to_ops(ARCHS[0])
     sub = net.extract(v, ARCHS[0])
     f, p = net.make_apply(sub, ops, bn_mode)
-    K = jax.jit(lambda q: layer_ntk.empirical_ntk(net, q, sub["batch_stats"], ops, x, y, "full", bn_mode == "train"))(p)
+    K = jax.jit(lambda q: layer_ntk.layerwise_ntk(net, q, sub["batch_stats"], ops, x, y, "full", bn_mode == "train"))(p)
     Kfd = ntk.finite_difference_ntk(f, p, x, output_mode="full", labels1=y, h=1e-5)
     assert _rel(K, Kfd) <= 1e-7
 
@@ -83,11 +83,11 @@ def test_train_mode_is_the_batch_function_ntk(env):
     sub = net.extract(v, ops)
 
     def run(p, s):
-        K = layer_ntk.empirical_ntk(net, p, s, ops, x, y, "sum", True)
-        Kind = layer_ntk.empirical_ntk(net, p, s, ops, x, y, "sum", False)
-        K2 = layer_ntk.empirical_ntk(net, p, s, ops, x[:2], y[:2], "sum", True)
+        K = layer_ntk.layerwise_ntk(net, p, s, ops, x, y, "sum", True)
+        Kind = layer_ntk.layerwise_ntk(net, p, s, ops, x, y, "sum", False)
+        K2 = layer_ntk.layerwise_ntk(net, p, s, ops, x[:2], y[:2], "sum", True)
         J = layer_ntk.jacobian_rows(net, p, s, ops, x, y, "trace", True, chunk_size=5)
-        return K, Kind, K2, J, layer_ntk.empirical_ntk(net, p, s, ops, x, y, "trace", True)
+        return K, Kind, K2, J, layer_ntk.layerwise_ntk(net, p, s, ops, x, y, "trace", True)
 
     K, Kind, K2, J, Kt = jax.jit(run)(sub["params"], sub["batch_stats"])
     assert _rel(Kind, K) > 0.05 and _rel(K2, K[:2, :2]) > 1e-3
@@ -111,8 +111,8 @@ def test_patches_and_conv_grad(env):
 def test_bad_arguments(env):
     net, v, x, y = env
     with pytest.raises(ValueError, match="labels"):
-        layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], jnp.asarray(ARCHS[0]), x, None, "label")
+        layer_ntk.layerwise_ntk(net, v["params"], v["batch_stats"], jnp.asarray(ARCHS[0]), x, None, "label")
     with pytest.raises(ValueError, match="output_mode"):
-        layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], jnp.asarray(ARCHS[0]), x, y, "diag")
+        layer_ntk.layerwise_ntk(net, v["params"], v["batch_stats"], jnp.asarray(ARCHS[0]), x, y, "diag")
     with pytest.raises(ValueError, match="chunk_size"):
-        layer_ntk.empirical_ntk(net, v["params"], v["batch_stats"], jnp.asarray(ARCHS[0]), x, y, "sum", True, 0)
+        layer_ntk.layerwise_ntk(net, v["params"], v["batch_stats"], jnp.asarray(ARCHS[0]), x, y, "sum", True, 0)

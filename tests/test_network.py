@@ -14,28 +14,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import reference_flax as ref
 
-from robntk.ntk import empirical as ntk
-from robntk.ntk import spectra
 from robntk.nb201 import network as nw
 from robntk.nb201 import searchspace as ss
-from support import reference_flax as ref
+from robntk.ntk import empirical as ntk
+from robntk.ntk import spectra
 
 A2581 = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 ARCHS = [(3, 2, 4, 1, 3, 0), (0, 0, 0, 0, 0, 0), (1, 3, 3, 2, 4, 3), (4, 1, 0, 2, 1, 4), (3, 3, 3, 3, 3, 3)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 for this module (tests/conftest.py)
 
 
 def _jiggle(tree, rng, scale=0.3, positive=False):
     """Random perturbation so that eval-mode BN is not the identity (statistics ≠ 0/1)."""
+
     def f(a):
         d = scale * rng.uniform(size=a.shape)
         return a + d if positive else a + d - scale / 2
+
     return jax.tree_util.tree_map(f, tree)
 
 
@@ -68,12 +67,22 @@ def test_op_ids_parsing_and_validation():
     s = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
     assert nw.op_ids(s).tolist() == [3, 2, 4, 1, 3, 0]
     assert nw.op_ids(("nor_conv_3x3", "none", "none", "none", "none", "none")).tolist() == [3, 0, 0, 0, 0, 0]
-    assert nw.ids_to_ops([3, 2, 4, 1, 3, 0]) == ("nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3", "skip_connect",
-                                               "nor_conv_3x3", "none")
+    assert nw.ids_to_ops([3, 2, 4, 1, 3, 0]) == (
+        "nor_conv_3x3",
+        "nor_conv_1x1",
+        "avg_pool_3x3",
+        "skip_connect",
+        "nor_conv_3x3",
+        "none",
+    )
     assert nw.check_op_ids(np.zeros((7, 6))).dtype == np.int32
     assert nw.static_cell(s) == nw.ids_to_ops([3, 2, 4, 1, 3, 0]) and nw.static_cell(jnp.zeros(6, int)) is None
-    for bad, msg in (([1, 2, 3], "shape"), ([0, 1, 2, 3, 4, 5], "0..4"), ([0, -1, 2, 3, 4, 1], "0..4"),
-                     ([0.5, 1, 2, 3, 4, 1], "integers")):
+    for bad, msg in (
+        ([1, 2, 3], "shape"),
+        ([0, 1, 2, 3, 4, 5], "0..4"),
+        ([0, -1, 2, 3, 4, 1], "0..4"),
+        ([0.5, 1, 2, 3, 4, 1], "integers"),
+    ):
         with pytest.raises(ValueError, match=msg):
             nw.check_op_ids(bad)
     with pytest.raises(ValueError):
@@ -107,14 +116,17 @@ def test_param_counts_all_15625_cells():
     for C, N, k in [(4, 1, 100), (8, 2, 120)]:
         assert nw.TinyNetwork(C=C, N=N, num_classes=k).num_params(A2581) == ref.num_params_closed_form(A2581, C, N, k)
     assert net.num_params(A2581) == 1_073_466  # measured with the PyTorch reference (ecosystem.md)
-    assert net.num_params() == net.num_params(("nor_conv_3x3",) * 6) + sum(5 * 6 * (c * c + 2 * c) for c in (16, 32, 64))
+    assert net.num_params() == net.num_params(("nor_conv_3x3",) * 6) + sum(
+        5 * 6 * (c * c + 2 * c) for c in (16, 32, 64)
+    )
 
 
 def test_init_definition_and_bounds():
     net = nw.TinyNetwork(C=2, N=1)
     v = net.init(jax.random.PRNGKey(7))
-    assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), v,
-                                                         net.init(jax.random.PRNGKey(7))))
+    assert jax.tree_util.tree_all(
+        jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), v, net.init(jax.random.PRNGKey(7)))
+    )
     k = v["params"]["cells_0"]["e2_nor_conv_3x3"]["conv"]["kernel"]
     # the documented definition: fold_in(key, crc32(path)), U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     key = jax.random.fold_in(jax.random.PRNGKey(7), zlib.crc32(b"cells_0/e2_nor_conv_3x3/conv/kernel"))
@@ -124,7 +136,9 @@ def test_init_definition_and_bounds():
     assert float(jnp.max(jnp.abs(v["params"]["classifier"]["bias"]))) <= 1 / math.sqrt(8)
     assert bool(jnp.all(v["params"]["stem_bn"]["scale"] == 1)) and bool(jnp.all(v["params"]["stem_bn"]["bias"] == 0))
     assert bool(jnp.all(v["batch_stats"]["cells_0"]["e5_nor_conv_1x1"]["bn"]["var"] == 1))
-    assert not bool(jnp.all(net.init(jax.random.PRNGKey(8))["params"]["cells_0"]["e2_nor_conv_3x3"]["conv"]["kernel"] == k))
+    assert not bool(
+        jnp.all(net.init(jax.random.PRNGKey(8))["params"]["cells_0"]["e2_nor_conv_3x3"]["conv"]["kernel"] == k)
+    )
     # float64 is the same network: the same float32 draws, scaled in float64 (≤ 1 float32 ulp apart)
     with jax.enable_x64(True):
         v64 = net.init(jax.random.PRNGKey(7), jnp.float64)
@@ -142,8 +156,11 @@ def test_init_definition_and_bounds():
     big = nw.TinyNetwork(C=16, N=1, init_scheme="flax").init(jax.random.PRNGKey(0), arch=A2581)["params"]["cells_4"]
     w = np.asarray(big["e0_nor_conv_3x3"]["conv"]["kernel"])  # 9*64*64 values, fan_in 576
     assert abs(w.std() * math.sqrt(576) - 1) < 0.03 and np.abs(w).max() <= 2 / 0.87962566 / math.sqrt(576) + 1e-7
-    u = np.asarray(nw.TinyNetwork(C=16, N=1).init(jax.random.PRNGKey(0), arch=A2581)["params"]["cells_4"]
-                   ["e0_nor_conv_3x3"]["conv"]["kernel"])
+    u = np.asarray(
+        nw.TinyNetwork(C=16, N=1).init(jax.random.PRNGKey(0), arch=A2581)["params"]["cells_4"]["e0_nor_conv_3x3"][
+            "conv"
+        ]["kernel"]
+    )
     assert abs(u.std() * math.sqrt(3 * 576) - 1) < 0.03  # U(-b, b) has std b/sqrt(3)
     kv = nw.TinyNetwork(C=16, N=1, init_scheme="kaiming").init(jax.random.PRNGKey(0), arch=A2581)["params"]
     kw = np.asarray(kv["cells_4"]["e0_nor_conv_3x3"]["conv"]["kernel"])
@@ -159,8 +176,10 @@ def test_extract_embed_roundtrip(env):
         back = net.extract(full, ids)
         assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), back, sub))
         for e in (e for e, o in enumerate(ids) if o != 3):  # values outside the sub-tree are untouched
-            np.testing.assert_array_equal(full["params"]["cells_0"][f"e{e}_nor_conv_3x3"]["conv"]["kernel"],
-                                          v["params"]["cells_0"][f"e{e}_nor_conv_3x3"]["conv"]["kernel"])
+            np.testing.assert_array_equal(
+                full["params"]["cells_0"][f"e{e}_nor_conv_3x3"]["conv"]["kernel"],
+                v["params"]["cells_0"][f"e{e}_nor_conv_3x3"]["conv"]["kernel"],
+            )
     with pytest.raises(ValueError, match="do not match"):
         net.embed(v, net.extract(v, ARCHS[0]), ARCHS[2])
     with pytest.raises(ValueError, match="do not match"):
@@ -215,8 +234,13 @@ def test_bn_train_mode_updates_running_statistics_like_flax(env):
         out, upd = ref.TinyNetwork(ops, C=2, N=1).apply(sub, x, train=True, mutable=["batch_stats"])
         logits, new = net.apply_train(sub, x, ops)
         assert jax.tree_util.tree_structure(new) == jax.tree_util.tree_structure(upd["batch_stats"])
-        assert max(_rel(a, b) for a, b in zip(jax.tree_util.tree_leaves(new),
-                                              jax.tree_util.tree_leaves(upd["batch_stats"]))) <= 1e-12
+        assert (
+            max(
+                _rel(a, b)
+                for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(upd["batch_stats"]))
+            )
+            <= 1e-12
+        )
         assert _rel(logits, out) <= 1e-12
         # cell as data: the chosen modules are updated, the others keep their statistics
         _, new_full = jax.jit(lambda vv, i: net.apply_train(vv, x, i))(v, jnp.asarray(ids))
@@ -224,8 +248,10 @@ def test_bn_train_mode_updates_running_statistics_like_flax(env):
         assert max(_rel(a, b) for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(new))) <= 1e-10
         for e in (e for e, o in enumerate(ids) if o != 3):
             assert new_full["cells_0"][f"e{e}_nor_conv_3x3"] is not None
-            np.testing.assert_array_equal(new_full["cells_0"][f"e{e}_nor_conv_3x3"]["bn"]["mean"],
-                                          v["batch_stats"]["cells_0"][f"e{e}_nor_conv_3x3"]["bn"]["mean"])
+            np.testing.assert_array_equal(
+                new_full["cells_0"][f"e{e}_nor_conv_3x3"]["bn"]["mean"],
+                v["batch_stats"]["cells_0"][f"e{e}_nor_conv_3x3"]["bn"]["mean"],
+            )
 
 
 def test_bn_modes_and_normalisation(env):
@@ -237,8 +263,9 @@ def test_bn_modes_and_normalisation(env):
     assert not np.allclose(ft(p, x)[:2], ft(p, x[:2]), atol=1e-4)
     z = nw.normalize(jnp.full((1, 1, 1, 3), 0.5), "cifar10")
     info = nw.DATASETS["cifar10"]
-    np.testing.assert_allclose(np.asarray(z).ravel(), (0.5 - np.array(info.mean) / 255) / (np.array(info.std) / 255),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        np.asarray(z).ravel(), (0.5 - np.array(info.mean) / 255) / (np.array(info.std) / 255), rtol=1e-10
+    )
 
 
 def test_vmap_over_archs_and_one_compile(env, data_fn):
@@ -294,8 +321,10 @@ def test_unused_parameters_get_exactly_zero_gradient(env, batched):
     else:
         grads = [grad(v["params"], jnp.asarray(ids)) for ids in ARCHS]
     for ids, g in zip(ARCHS, grads):
-        used = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(
-            net.extract({"params": g}, ids)["params"])[0]}
+        used = {
+            jax.tree_util.keystr(p)
+            for p, _ in jax.tree_util.tree_flatten_with_path(net.extract({"params": g}, ids)["params"])[0]
+        }
         for path, leaf in jax.tree_util.tree_flatten_with_path(g)[0]:
             if jax.tree_util.keystr(path) not in used:
                 assert bool(jnp.all(leaf == 0.0)), (ids, path)
@@ -305,8 +334,14 @@ def test_unused_parameters_get_exactly_zero_gradient(env, batched):
         fs, ps = net.make_apply(sub, nw.ids_to_ops(ids), "eval")
         gd = jax.grad(lambda p: jnp.sum(fs(p, x) ** 2))(ps)
         gs = net.extract({"params": g}, ids)["params"]
-        assert max(_rel(a, b) for a, b in zip(jax.tree_util.tree_leaves(gs), jax.tree_util.tree_leaves(gd))
-                   if float(jnp.max(jnp.abs(b))) > 0) <= 1e-10
+        assert (
+            max(
+                _rel(a, b)
+                for a, b in zip(jax.tree_util.tree_leaves(gs), jax.tree_util.tree_leaves(gd))
+                if float(jnp.max(jnp.abs(b))) > 0
+            )
+            <= 1e-10
+        )
 
 
 def test_cell_conv_vjp_equals_autodiff():
@@ -329,10 +364,16 @@ def test_float32_network_under_x64():
     assert logits.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("kw, msg", [
-    (dict(C=0), "C must be"), (dict(N=-1), "N must be"), (dict(num_classes=0), "num_classes"),
-    (dict(dataset="mnist"), "unknown dataset"), (dict(init_scheme="xavier"), "unknown init"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(C=0), "C must be"),
+        (dict(N=-1), "N must be"),
+        (dict(num_classes=0), "num_classes"),
+        (dict(dataset="mnist"), "unknown dataset"),
+        (dict(init_scheme="xavier"), "unknown init"),
+    ],
+)
 def test_bad_config(kw, msg):
     with pytest.raises(ValueError, match=msg):
         nw.TinyNetwork(**kw)

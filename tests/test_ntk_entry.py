@@ -4,7 +4,7 @@ Every kernel is checked against an independent reference written here — the ex
 ``jax.jacobian`` of the whole output, contracted over the parameters, then traced / diagonalised
 by enumerating the result's indices one by one (neural-tangents 0.6.5 semantics: a traced axis is
 averaged, a diagonal axis kept once, other axes kept as adjacent pairs) — and against robntk's
-existing entry points (robntk.ntk.empirical.empirical_ntk, robntk.ntk.layerwise.empirical_ntk).
+existing entry points (robntk.ntk.empirical.empirical_ntk, robntk.ntk.layerwise.layerwise_ntk).
 """
 
 import itertools
@@ -231,7 +231,7 @@ def test_nb201_network_both_bn_modes(nb201, bn):
         got[impl, trace_axes, diagonal_axes, y2] = K
     # the existing entry points: output_mode 'trace' (the SUM over logits) = O × NT's mean
     train = bn == "train"
-    K_lw = layer_ntk.empirical_ntk(net, p, v["batch_stats"], A, x, None, "trace", train)
+    K_lw = layer_ntk.layerwise_ntk(net, p, v["batch_stats"], A, x, None, "trace", train)
     np.testing.assert_allclose(got[3, (-1,), (), None] * 3, K_lw, rtol=1e-10)
 
 

@@ -3,19 +3,34 @@ and seed give the same row alone or inside a larger selection; resume and export
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from robntk.core import paths
-from robntk.core import registry
-from robntk.scoring import config as scoring
-from robntk.core import tables
 from robntk import cli
+from robntk.core import paths, registry, tables
+from robntk.scoring import config as scoring
 
-TINY = ["--C", "2", "--N", "1", "--batch-size", "4", "--eps", "8/255", "--beta", "0.5", "--pgd-steps", "1",
-        "--no-pgd-unroll", "--no-progress"]
+# no test writes into the user's compilation cache (robntk.core.compile_cache)
+os.environ.setdefault("ROBNTK_COMPILE_CACHE", "off")
+
+TINY = [
+    "--C",
+    "2",
+    "--N",
+    "1",
+    "--batch-size",
+    "4",
+    "--eps",
+    "8/255",
+    "--beta",
+    "0.5",
+    "--pgd-steps",
+    "1",
+    "--no-progress",
+]
 
 
 def test_parse_eps_and_tags():
@@ -32,20 +47,37 @@ def test_parse_eps_and_tags():
 
 
 def test_config_validation():
-    for kw, msg in ((dict(betas=(1.5,)), "beta must be in"), (dict(pgd_steps=0), "pgd_steps"),
-                    (dict(bn_mode="test"), "bn_mode"), (dict(dataset="mnist"), "unknown dataset"),
-                    (dict(seed=-1), "seed"), (dict(eps=()), "at least one"), (dict(eps=("8",)), "8/255"),
-                    (dict(attack_bn_mode="x"), "attack_bn_mode")):
+    for kw, msg in (
+        (dict(betas=(1.5,)), "beta must be in"),
+        (dict(pgd_steps=0), "pgd_steps"),
+        (dict(bn_mode="test"), "bn_mode"),
+        (dict(dataset="mnist"), "unknown dataset"),
+        (dict(seed=-1), "seed"),
+        (dict(eps=()), "at least one"),
+        (dict(eps=("8",)), "8/255"),
+        (dict(attack_bn_mode="x"), "attack_bn_mode"),
+    ):
         with pytest.raises(ValueError, match=msg):
             scoring.ScoreConfig(**kw)
     cfg = scoring.ScoreConfig(C=2, N=1, batch_size=4, eps=("8/255",), betas=(0.5,))
-    assert cfg.kernel_names() == ["clean", "robust_eps8", "twice_eps8", "all_eps8_beta0.5",
-                                  "robust_all_eps8_beta0.5"]
+    assert cfg.kernel_names() == ["clean", "robust_eps8", "twice_eps8", "all_eps8_beta0.5", "robust_all_eps8_beta0.5"]
     assert cfg.digest() == scoring.ScoreConfig(C=2, N=1, batch_size=4, eps=(8 / 255,)).digest()
     assert cfg.digest() != scoring.ScoreConfig(C=2, N=1, batch_size=4, eps=(8 / 255,), seed=1).digest()
     assert cfg.attack_mode == cfg.bn_mode and scoring.ScoreConfig(attack_bn_mode="eval").attack_mode == "eval"
     # the default protocol: batch-statistics BN for the kernel and the attack, with the reason in the sidecar
     assert scoring.ScoreConfig().bn_mode == "train" and scoring.ScoreConfig().attack_mode == "train"
+    # ... at the protocol study's base level: B=16, ε=8/255, β=0.5, PGD-5, sum read-out, C=16, N=5
+    d = scoring.ScoreConfig()
+    assert (d.batch_size, d.eps, d.betas, d.pgd_steps, d.output_mode, d.C, d.N) == (
+        16,
+        (8 / 255,),
+        (0.5,),
+        5,
+        "sum",
+        16,
+        5,
+    )
+    assert d.kernel_names() == ["clean", "robust_eps8", "twice_eps8", "all_eps8_beta0.5", "robust_all_eps8_beta0.5"]
     # the attack seed: unset (or equal to seed) keeps the config and digest of before it existed
     assert "attack_seed" not in cfg.as_dict() and scoring.ScoreConfig(seed=2, attack_seed=2).attack_seed is None
     other = dataclasses.replace(cfg, attack_seed=1)
@@ -55,14 +87,19 @@ def test_config_validation():
     prov = scoring.provenance(cfg, "0" * 16)
     assert prov["config"]["bn_mode"] == "train" and "TE-NAS" in prov["bn_mode_note"]
     assert {"jaxlib_version", "jax_enable_x64", "jax_default_matmul_precision", "xla_flags"} <= set(prov)
+    assert {"enabled", "dir", "hits", "writes", "used"} <= set(prov["compile_cache"])
 
 
 def test_check_batch():
     x = np.random.default_rng(0).uniform(size=(4, 8, 8, 3))
     scoring.check_batch(x, np.array([0, 1, 2, 9]), 10)
-    for xx, yy, msg in ((x, np.array([0, 1, 2, 10]), r"\[0, 10\)"), (x, np.array([0, -1, 2, 3]), r"\[0, 10\)"),
-                        (x, np.array([0, 1, 2]), "shape|got"), (x * 2, np.array([0, 1, 2, 3]), r"\[0, 1\]"),
-                        (x, np.array([0.5, 1, 2, 3]), "integers")):
+    for xx, yy, msg in (
+        (x, np.array([0, 1, 2, 10]), r"\[0, 10\)"),
+        (x, np.array([0, -1, 2, 3]), r"\[0, 10\)"),
+        (x, np.array([0, 1, 2]), "shape|got"),
+        (x * 2, np.array([0, 1, 2, 3]), r"\[0, 1\]"),
+        (x, np.array([0.5, 1, 2, 3]), "integers"),
+    ):
         with pytest.raises(ValueError, match=msg):
             scoring.check_batch(xx, yy, 10)
 
@@ -84,6 +121,8 @@ def test_one_driver_same_row_alone_or_in_a_selection(tmp_path, data_dir, capsys)
     assert disc["disconnected"] and disc["degenerate"] and disc["lambda_min_clean"] == 0.0
     side = json.loads(tables.sidecar_path(b).read_text())
     assert side["config"]["batch_size"] == 4 and side["param_definition"].startswith("supernet")
+    cc = side["compile_cache"]  # this run's program: traced once (compiled, or loaded from JAX's cache)
+    assert cc["traces"] == 1 and cc["compile_s"] > 0 and "dir" in side["provenance"]["compile_cache"]
     # a rerun with a smaller selection resumes (nothing to compute) and still exports every stored row
     capsys.readouterr()
     assert cli.main([*base, "--arch", "10", "--out", str(b)]) == 0
@@ -101,8 +140,26 @@ def test_several_draws_aggregate(tmp_path, data_dir):
     aggregate: the clean kernel is the same in both draws, the robust one is not, and the
     aggregate is the geometric mean of the draws' spectra."""
     out = tmp_path / "s.csv"
-    assert cli.main(["score", "--data-dir", str(data_dir), *TINY, "--arch", "2581", "--arch", "10",
-                     "--attack-seeds", "0", "1", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "score",
+                "--data-dir",
+                str(data_dir),
+                *TINY,
+                "--arch",
+                "2581",
+                "--arch",
+                "10",
+                "--attack-seeds",
+                "0",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     agg = pd.read_csv(out).set_index("nb201_index")
     d0, d1 = (pd.read_csv(tmp_path / f"s.s0_a{a}.csv").set_index("nb201_index") for a in (0, 1))
     assert sorted(agg.index) == [10, 2581] and (agg["n_draws"] == 2).all()
@@ -116,19 +173,22 @@ def test_several_draws_aggregate(tmp_path, data_dir):
     assert [d["attack_seed"] for d in side["draws"]] == [0, 1] and side["draws"][1]["config"]["attack_seed"] == 1
 
 
-@pytest.mark.parametrize("argv, msg", [
-    (["--arch", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "unknown op"),
-    (["--arch", "15625"], "out of range"),
-    (["--arch", ""], "empty architecture"),
-    (["--arch", "nor_conv_3x3"], "is neither an NB201 index"),
-    (["--arch", "1", "--beta", "1.5"], "beta must be in"),
-    (["--arch", "1", "--eps", "8"], "did you mean 8/255"),
-    (["--arch", "1", "--batch-size", "20000"], "20000"),
-    (["--arch", "1", "--seed", "-1"], "seed must be an integer >= 0"),
-    (["--arch", "1", "--sample", "3"], "exactly one of"),
-    (["--arch", "1", "--time-budget", "-5"], "--time-budget"),
-    (["--arch", "1", "--shard", "4/4"], "0 <= K < N"),
-])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["--arch", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "unknown op"),
+        (["--arch", "15625"], "out of range"),
+        (["--arch", ""], "empty architecture"),
+        (["--arch", "nor_conv_3x3"], "is neither an NB201 index"),
+        (["--arch", "1", "--beta", "1.5"], "beta must be in"),
+        (["--arch", "1", "--eps", "8"], "did you mean 8/255"),
+        (["--arch", "1", "--batch-size", "20000"], "20000"),
+        (["--arch", "1", "--seed", "-1"], "seed must be an integer >= 0"),
+        (["--arch", "1", "--sample", "3"], "exactly one of"),
+        (["--arch", "1", "--time-budget", "-5"], "--time-budget"),
+        (["--arch", "1", "--shard", "4/4"], "0 <= K < N"),
+    ],
+)
 def test_cli_bad_input(argv, msg, tmp_path, data_dir, capsys):
     code = cli.main(["score", "--data-dir", str(data_dir), "--out", str(tmp_path / "o.csv"), *argv])
     assert code == 2
@@ -173,11 +233,13 @@ def test_cli_dtype_float64_enables_x64():
     import subprocess
     import sys
 
-    code = ("import jax; from robntk.cli import build_parser; from robntk.commands._common import score_config;"
-            "a = build_parser().parse_args(['score', '--arch', '3', '--out', 'x.csv', '--dtype', 'float64']);"
-            "assert not jax.config.jax_enable_x64; c = score_config(a);"
-            "assert c.dtype == 'float64' and jax.config.jax_enable_x64;"
-            "b = build_parser().parse_args(['score', '--arch', '3', '--out', 'x.csv']);"
-            "assert score_config(b).dtype == 'float32'; print('ok')")
+    code = (
+        "import jax; from robntk.cli import build_parser; from robntk.commands._common import score_config;"
+        "a = build_parser().parse_args(['score', '--arch', '3', '--out', 'x.csv', '--dtype', 'float64']);"
+        "assert not jax.config.jax_enable_x64; c = score_config(a);"
+        "assert c.dtype == 'float64' and jax.config.jax_enable_x64;"
+        "b = build_parser().parse_args(['score', '--arch', '3', '--out', 'x.csv']);"
+        "assert score_config(b).dtype == 'float32'; print('ok')"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]

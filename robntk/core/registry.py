@@ -4,7 +4,7 @@ Everything here is a constant or a tiny pure function with no robntk imports, so
 the pipeline (search space → network → attacks → kernels → spectra → engine → commands) can use
 it without creating an import cycle.
 
-Datasets (NAS-RobBench-201 / NB201, ``../shared/docs/nasrobbench201.md`` §2, reference
+Datasets (NAS-RobBench-201 / NB201, reference TT2408/nasrobbench201
 ``utils_data.py``): classes, image side, RandomCrop padding, per-channel normalisation (pixel
 units / 255; applied inside the network, so images are in [0, 1]).
 

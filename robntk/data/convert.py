@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from robntk.data.sources import Download, Entry, Target
+from robntk.data.suite_zero import PROXIES as _PROXIES
 from robntk.nb201.searchspace import NUM_ARCHS
 
 #: Bytes per read when hashing or copying.
@@ -169,23 +170,6 @@ def _jung_csv(root: Path, downloads: list[Path]) -> bytes:
     cols = [label.replace("#", "_") for label in acc[""]]
     rows = ([i, strs[i], u, *map(repr, acc[str(u)])] for i in range(NUM_ARCHS) for u in [_expanded(acc, i)])
     return _csv(["nb201_index", "arch_str", "uid", *cols], rows)
-
-
-_PROXIES = (
-    "epe_nas",
-    "fisher",
-    "flops",
-    "grad_norm",
-    "grasp",
-    "jacov",
-    "l2_norm",
-    "nwot",
-    "params",
-    "plain",
-    "snip",
-    "synflow",
-    "zen",
-)
 
 
 def _suite_zero_csv(root: Path, downloads: list[Path]) -> bytes:

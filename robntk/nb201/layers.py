@@ -42,7 +42,8 @@ def conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
     k = kernel.shape[0]
     p = (k - 1) // 2
     return jax.lax.conv_general_dilated(
-        x, kernel, (stride, stride), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x, kernel, (stride, stride), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 @jax.custom_vjp
@@ -52,9 +53,9 @@ def cell_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Values are those of :func:`conv`. The VJP computes the input gradient as a forward
     convolution with the flipped, in/out-swapped kernel and the kernel gradient as k² shifted
     ``einsum`` contractions. Reason: XLA:CPU runs the convolutions that autodiff emits for the
-    transposed conditional (input-gradient and filter-gradient convolutions) 10–30× slower than
-    the same ops outside a conditional (measured: backward of the NB201 supernet 3.3 s vs
-    0.33 s for the dedicated net, B=32); forward-style convolutions and dots are unaffected.
+    transposed conditional (input-gradient and filter-gradient convolutions) much slower than
+    the same ops outside a conditional (measured in ``benchmarks/RESULTS.md`` §5); forward-style
+    convolutions and dots are unaffected.
     x (B, H, W, I), kernel (k, k, I, O) → (B, H, W, O).
     """
     return conv(x, kernel)
@@ -71,16 +72,21 @@ def _cell_conv_bwd(res, g):
     p = (k - 1) // 2
     _, H, W, _ = x.shape
     xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
-    dk = jnp.stack([jnp.stack([jnp.einsum("nhwc,nhwd->cd", xp[:, i:i + H, j:j + W, :], g)
-                               for j in range(k)]) for i in range(k)])
+    dk = jnp.stack(
+        [
+            jnp.stack([jnp.einsum("nhwc,nhwd->cd", xp[:, i : i + H, j : j + W, :], g) for j in range(k)])
+            for i in range(k)
+        ]
+    )
     return dx, dk.astype(kernel.dtype)
 
 
 cell_conv.defvjp(_cell_conv_fwd, _cell_conv_bwd)
 
 
-def batch_norm(x: jax.Array, p: Params, s: Params | None, train: bool,
-               momentum: float | None = None) -> tuple[jax.Array, Params | None]:
+def batch_norm(
+    x: jax.Array, p: Params, s: Params | None, train: bool, momentum: float | None = None
+) -> tuple[jax.Array, Params | None]:
     """BatchNorm over (B, H, W) as flax ``nn.BatchNorm`` / PyTorch ``BatchNorm2d`` (eps 1e-5).
 
     Args:
@@ -98,8 +104,10 @@ def batch_norm(x: jax.Array, p: Params, s: Params | None, train: bool,
         mean = jnp.mean(x, axis=(0, 1, 2))
         var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean))
         if momentum is not None:
-            new = {"mean": momentum * s["mean"] + (1 - momentum) * mean,
-                   "var": momentum * s["var"] + (1 - momentum) * var}
+            new = {
+                "mean": momentum * s["mean"] + (1 - momentum) * mean,
+                "var": momentum * s["var"] + (1 - momentum) * var,
+            }
     else:
         mean, var = s["mean"], s["var"]
     return (x - mean) * (jax.lax.rsqrt(var + BN_EPS) * p["scale"]) + p["bias"], new

@@ -21,7 +21,7 @@ order), so a fixed cell's parameters are a *sub-tree* of the full tree (:meth:`T
 
 Reference: D-X-Y/AutoDL-Projects ``xautodl/models/cell_operations.py`` (ops),
 ``cell_infers/cells.py`` (``InferCell``), ``cell_infers/tiny_network.py`` (``TinyNetwork``), as
-copied into the NAS-RobBench-201 code (``../shared/docs/nb201-network.md``). The benchmark wraps
+copied into the NAS-RobBench-201 code (TT2408/nasrobbench201). The benchmark wraps
 the network as ``Sequential(Normalize(mean, std), TinyNetwork)``; here the normalisation is
 inside, so inputs are NHWC images in [0, 1]::
 
@@ -66,18 +66,32 @@ float64, and both equal an independent flax-module port of the reference
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from robntk.core.registry import DATASETS, NUM_CLASSES, check_bn_mode
+from robntk.nb201.layers import (
+    _TRUNC_STD,
+    BN_MOMENTUM,
+    Params,
+    _draw,
+    _Run,
+    avg_pool_2x2,
+    avg_pool_3x3,
+    batch_norm,
+    cell_conv,
+    conv,
+    normalize,
+)
 from robntk.nb201.searchspace import EDGES, NUM_EDGES, OPS, check_ops, ops_to_ids, parse_arch_str
-from robntk.nb201.layers import BN_MOMENTUM, Params, normalize, conv, cell_conv, batch_norm, avg_pool_3x3, avg_pool_2x2, _Run, _TRUNC_STD, _draw
 
 #: Op ids (index into :data:`robntk.nb201.searchspace.OPS`).
 NONE, SKIP, CONV1, CONV3, POOL = range(5)
@@ -177,8 +191,6 @@ def check_config(C: int, N: int, num_classes: int, dataset: str | None, init: st
         raise ValueError(f"unknown init scheme {init!r}; allowed: {', '.join(INIT_SCHEMES)}")
 
 
-
-
 @dataclass(frozen=True)
 class TinyNetwork:
     """NAS-Bench-201 TinyNetwork for a fixed cell or a cell given as data (module docstring).
@@ -207,7 +219,7 @@ class TinyNetwork:
         check_config(self.C, self.N, self.num_classes, self.dataset, self.init_scheme)
 
     @classmethod
-    def for_dataset(cls, dataset: str, C: int = 16, N: int = 5, init_scheme: str = "pytorch") -> "TinyNetwork":
+    def for_dataset(cls, dataset: str, C: int = 16, N: int = 5, init_scheme: str = "pytorch") -> TinyNetwork:
         """The network of ``dataset`` (its class count and normalisation).
 
         Raises:
@@ -235,20 +247,30 @@ class TinyNetwork:
         ``'dense'``, ``'dense_bias'``, ``'ones'``, ``'zeros'``): the full tree (every op of every
         edge; ``arch=None``) or the sub-tree of ``arch`` (cells without parametric ops omitted)."""
         C = self.C
-        keep = None if arch is None else {edge_module_name(e, op) for e, op in enumerate(_cell_ops(arch))
-                                          if op in CONV_OPS}
+        keep = (
+            None
+            if arch is None
+            else {edge_module_name(e, op) for e, op in enumerate(_cell_ops(arch)) if op in CONV_OPS}
+        )
 
         def rcb(cin, cout, k):
-            return {"conv": {"kernel": ((k, k, cin, cout), "conv", k * k * cin)},
-                    "bn": {"scale": ((cout,), "ones", 0), "bias": ((cout,), "zeros", 0)}}
+            return {
+                "conv": {"kernel": ((k, k, cin, cout), "conv", k * k * cin)},
+                "bn": {"scale": ((cout,), "ones", 0), "bias": ((cout,), "zeros", 0)},
+            }
 
-        spec: dict[str, Any] = {"stem_conv": {"kernel": ((3, 3, 3, C), "conv", 27)},
-                                "stem_bn": {"scale": ((C,), "ones", 0), "bias": ((C,), "zeros", 0)}}
+        spec: dict[str, Any] = {
+            "stem_conv": {"kernel": ((3, 3, 3, C), "conv", 27)},
+            "stem_bn": {"scale": ((C,), "ones", 0), "bias": ((C,), "zeros", 0)},
+        }
         for k, kind, w in self.cell_positions():
             if kind == "reduce":
                 cin = w // 2
-                spec[f"cells_{k}"] = {"conv_a": rcb(cin, w, 3), "conv_b": rcb(w, w, 3),
-                                      "downsample": {"kernel": ((1, 1, cin, w), "conv", cin)}}
+                spec[f"cells_{k}"] = {
+                    "conv_a": rcb(cin, w, 3),
+                    "conv_b": rcb(w, w, 3),
+                    "downsample": {"kernel": ((1, 1, cin, w), "conv", cin)},
+                }
                 continue
             mods = {edge_module_name(e, op): rcb(w, w, ks) for e in range(NUM_EDGES) for op, ks in CONV_OPS.items()}
             mods = {m: v for m, v in mods.items() if keep is None or m in keep}
@@ -256,8 +278,10 @@ class TinyNetwork:
                 spec[f"cells_{k}"] = mods
         W = 4 * C
         spec["lastact_bn"] = {"scale": ((W,), "ones", 0), "bias": ((W,), "zeros", 0)}
-        spec["classifier"] = {"kernel": ((W, self.num_classes), "dense", W),
-                              "bias": ((self.num_classes,), "dense_bias", W)}
+        spec["classifier"] = {
+            "kernel": ((W, self.num_classes), "dense", W),
+            "bias": ((self.num_classes,), "dense_bias", W),
+        }
         return spec
 
     def init(self, key: jax.Array, dtype=jnp.float32, arch=None) -> dict[str, Params]:
@@ -316,8 +340,9 @@ class TinyNetwork:
         """
         return self.forward(variables["params"], variables.get("batch_stats"), x, cell, train)[0]
 
-    def apply_train(self, variables: dict[str, Params], x: jax.Array, cell,
-                    momentum: float = BN_MOMENTUM) -> tuple[jax.Array, Params]:
+    def apply_train(
+        self, variables: dict[str, Params], x: jax.Array, cell, momentum: float = BN_MOMENTUM
+    ) -> tuple[jax.Array, Params]:
         """Train-mode forward that also updates the running statistics (a training step).
 
         Returns:
@@ -327,7 +352,7 @@ class TinyNetwork:
         logits, aux = self.forward(variables["params"], variables["batch_stats"], x, cell, True, momentum=momentum)
         return logits, aux["batch_stats"]
 
-    def make_apply(self, variables: dict[str, Params], cell, bn_mode: str) -> tuple["NetworkFn", Params]:
+    def make_apply(self, variables: dict[str, Params], cell, bn_mode: str) -> tuple[NetworkFn, Params]:
         """Pure ``f(params, x) -> logits`` of ``cell`` for the NTK and the attacks, and the params.
 
         Args:
@@ -344,9 +369,16 @@ class TinyNetwork:
         train = check_bn_mode(bn_mode) == "train"
         return NetworkFn(self, cell, variables.get("batch_stats"), train), variables["params"]
 
-    def forward(self, params: Params, stats: Params | None, x: jax.Array, cell, train: bool,
-                taps: dict[str, jax.Array] | None = None,
-                momentum: float | None = None) -> tuple[jax.Array, dict[str, Any]]:
+    def forward(
+        self,
+        params: Params,
+        stats: Params | None,
+        x: jax.Array,
+        cell,
+        train: bool,
+        taps: dict[str, jax.Array] | None = None,
+        momentum: float | None = None,
+    ) -> tuple[jax.Array, dict[str, Any]]:
         """Forward pass with optional taps, records and running-statistic updates.
 
         Args:
@@ -513,7 +545,7 @@ class NetworkFn:
         """Logits (B, num_classes) of x (B, H, W, 3) in [0, 1]."""
         return self.net.forward(params, self.stats, x, self.cell, self.train)[0]
 
-    def with_bn_mode(self, bn_mode: str) -> "NetworkFn":
+    def with_bn_mode(self, bn_mode: str) -> NetworkFn:
         """The same network function in another BN mode (``'train'`` / ``'eval'``)."""
         return NetworkFn(self.net, self.cell, self.stats, check_bn_mode(bn_mode) == "train")
 
@@ -533,29 +565,16 @@ def _static_edge(run: _Run, p, name, e, h, op):
 
 
 def _data_edge(run: _Run, p, name, e, h, op_id):
-    """One edge of a cell as data: ``lax.switch`` over the 5 ops. Every branch returns the same
-    structure: output, [conv output for the record], [running stats of both conv modules]."""
+    """One edge of a cell as data: ``lax.switch`` over the 5 ops, whose shared branches
+    (:func:`_edge_branches`) take every array as an operand, so JAX traces them once per shape,
+    not once per edge (its trace caches key on the function)."""
     want, upd = run.rec is not None, run.new_stats is not None
     mods = (edge_module_name(e, "nor_conv_1x1"), edge_module_name(e, "nor_conv_3x3"))
-    old = [run.s((name, m, "bn")) for m in mods] if upd else []
     pre = run.taps[f"{name}/e{e}/pre"] if want else jnp.zeros((), h.dtype)
-
-    def conv_branch(mod):
-        def br(h, pre):
-            y = cell_conv(jax.nn.relu(h), p[mod]["conv"]["kernel"])
-            out, new = batch_norm(y + pre, p[mod]["bn"], run.s((name, mod, "bn")), run.train, run.momentum)
-            stats = [new if m == mod else o for m, o in zip(mods, old)] if upd else []
-            return (out, *([y] if want else []), *stats)
-        return br
-
-    def plain(fn):
-        def br(h, pre):
-            return (fn(h), *([jnp.zeros_like(h)] if want else []), *old)
-        return br
-
-    branches = [plain(jnp.zeros_like), plain(lambda h: h), conv_branch(mods[0]), conv_branch(mods[1]),
-                plain(avg_pool_3x3)]
-    res = jax.lax.switch(op_id, branches, h, pre)
+    kernels = [p[m]["conv"]["kernel"] for m in mods]
+    bns = [p[m]["bn"] for m in mods]
+    stats = [run.s((name, m, "bn")) for m in mods] if (upd or not run.train) else [None, None]
+    res = jax.lax.switch(op_id, _edge_branches(want, upd, run.train, run.momentum), h, pre, kernels, bns, stats)
     if want:
         run.record(f"{name}/e{e}/in", h)
         run.record(f"{name}/e{e}/conv_out", res[1])
@@ -563,6 +582,30 @@ def _data_edge(run: _Run, p, name, e, h, op_id):
         for m, st in zip(mods, res[-2:]):
             run.put((name, m, "bn"), st)
     return res[0]
+
+
+@functools.cache
+def _edge_branches(want: bool, upd: bool, train: bool, momentum):
+    """The 5 branches of :func:`_data_edge` (:data:`OPS` order) for one static setting: each maps
+    ``(h, pre, kernels, bns, stats)`` (both conv modules' kernels, BN parameters, running
+    statistics) to (output, [conv output for the record], [new statistics of both modules])."""
+
+    def conv_branch(which):
+        def br(h, pre, kernels, bns, stats):
+            y = cell_conv(jax.nn.relu(h), kernels[which])
+            out, new = batch_norm(y + pre, bns[which], stats[which], train, momentum)
+            st = [new if m == which else o for m, o in enumerate(stats)] if upd else []
+            return (out, *([y] if want else []), *st)
+
+        return br
+
+    def plain(fn):
+        def br(h, pre, kernels, bns, stats):
+            return (fn(h), *([jnp.zeros_like(h)] if want else []), *(stats if upd else []))
+
+        return br
+
+    return (plain(jnp.zeros_like), plain(lambda h: h), conv_branch(0), conv_branch(1), plain(avg_pool_3x3))
 
 
 def _stats_like(params: Params, dtype) -> Params:
@@ -583,12 +626,14 @@ def _stats_like(params: Params, dtype) -> Params:
 def _check_shapes(params: Params, spec: dict, what: str) -> None:
     """Raise ValueError if ``params`` does not have the leaves and shapes of ``spec``."""
     is_leaf = lambda t: isinstance(t, tuple) and len(t) == 3 and isinstance(t[1], str)
-    want = {jax.tree_util.keystr(p): tuple(v[0]) for p, v in
-            jax.tree_util.tree_flatten_with_path(spec, is_leaf=is_leaf)[0]}
+    want = {
+        jax.tree_util.keystr(p): tuple(v[0]) for p, v in jax.tree_util.tree_flatten_with_path(spec, is_leaf=is_leaf)[0]
+    }
     got = {jax.tree_util.keystr(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
     if got != want:
         missing = sorted(set(want) - set(got))[:5]
         extra = sorted(set(got) - set(want))[:5]
         bad = sorted(k for k in set(want) & set(got) if want[k] != got[k])[:5]
-        raise ValueError(f"{what} params do not match the network: missing {missing}, unexpected {extra}, "
-                         f"shape mismatch at {bad}")
+        raise ValueError(
+            f"{what} params do not match the network: missing {missing}, unexpected {extra}, shape mismatch at {bad}"
+        )

@@ -192,11 +192,24 @@ def is_connected(arch: str | Sequence[str]) -> bool:
     return 3 in reach
 
 
+def edge_params(op: str, C: int) -> int:
+    """Trainable parameters of one cell edge of width ``C``: ``nor_conv_k×k`` is ReLU → conv
+    (k²C², no bias) → BN (2C), so 9C²+2C and C²+2C; ``none``, ``skip_connect`` and
+    ``avg_pool_3x3`` have none (AutoDL ``cell_operations.py`` ``ReLUConvBN``).
+
+    Raises:
+        ValueError: ``op`` not one of :data:`OPS`.
+    """
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; allowed: {', '.join(OPS)}")
+    k = {"nor_conv_3x3": 3, "nor_conv_1x1": 1}.get(op)
+    return 0 if k is None else k * k * C * C + 2 * C
+
+
 def num_cell_params(arch: str | Sequence[str], C: int) -> int:
-    """Trainable parameters of one cell of width ``C`` (3×3 edge 9C²+2C, 1×1 edge C²+2C)."""
+    """Trainable parameters of one cell of width ``C`` (the sum of :func:`edge_params`)."""
     ops = parse_arch_str(arch) if isinstance(arch, str) else check_ops(arch)
-    per = {"nor_conv_3x3": 9 * C * C + 2 * C, "nor_conv_1x1": C * C + 2 * C}
-    return sum(per.get(op, 0) for op in ops)
+    return sum(edge_params(op, C) for op in ops)
 
 
 # --------------------------------------------------------------------------- official order

@@ -33,20 +33,20 @@ Providers (``implementation``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from robntk.attacks import iterative as attacks
-from robntk.ntk import layerwise as layer_ntk
-from robntk.ntk import empirical as ntk
-from robntk.nb201.network import NetworkFn
 from robntk.core.registry import beta_tag, eps_tag
-
-IMPLEMENTATIONS = ("auto", "layerwise", "jacobian", "ntvp")
+from robntk.nb201.network import NetworkFn
+from robntk.ntk import empirical as ntk
+from robntk.ntk import layerwise as layer_ntk
+from robntk.ntk.ntk_fn import resolve_implementation
 
 
 def check_beta(beta) -> float:
@@ -90,8 +90,11 @@ def mixed_jacobian(jac_a: Any, jac_b: Any, beta) -> Any:
     return jax.tree_util.tree_map(lambda a, c: (1 - b) * a + b * c, jac_a, jac_b)
 
 
-@partial(jax.tree_util.register_dataclass, data_fields=["clean", "robust", "cross", "twice", "twice_cross",
-                                                        "x_adv", "x_adv2"], meta_fields=[])
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["clean", "robust", "cross", "twice", "twice_cross", "x_adv", "x_adv2"],
+    meta_fields=[],
+)
 @dataclass
 class KernelFamily:
     """All kernels for one batch and one ε (a pytree: it can leave a jitted function).
@@ -131,7 +134,9 @@ def kernel_names(eps: Sequence[float], betas: Sequence[float]) -> list[str]:
     return names
 
 
-def named_kernels(families: Sequence[KernelFamily], eps: Sequence[float], betas: Sequence[float]) -> dict[str, jax.Array]:
+def named_kernels(
+    families: Sequence[KernelFamily], eps: Sequence[float], betas: Sequence[float]
+) -> dict[str, jax.Array]:
     """dict name (:func:`kernel_names`) → kernel, from one :class:`KernelFamily` per ε."""
     out = {"clean": families[0].clean}
     for fam, e in zip(families, eps):
@@ -152,16 +157,37 @@ def families_from_gram(G: jax.Array, batch_size: int, n_eps: int, x_adv=None, x_
         batch_size: B. n_eps: E. x_adv, x_adv2: optional (E, B, ...) perturbed batches.
     """
     B, E = batch_size, n_eps
-    blk = lambda a, b: G[a * B:(a + 1) * B, b * B:(b + 1) * B]
-    return [KernelFamily(blk(0, 0), blk(1 + k, 1 + k), blk(0, 1 + k), blk(1 + E + k, 1 + E + k), blk(1 + k, 1 + E + k),
-                         None if x_adv is None else x_adv[k], None if x_adv2 is None else x_adv2[k])
-            for k in range(E)]
+    blk = lambda a, b: G[a * B : (a + 1) * B, b * B : (b + 1) * B]
+    return [
+        KernelFamily(
+            blk(0, 0),
+            blk(1 + k, 1 + k),
+            blk(0, 1 + k),
+            blk(1 + E + k, 1 + E + k),
+            blk(1 + k, 1 + E + k),
+            None if x_adv is None else x_adv[k],
+            None if x_adv2 is None else x_adv2[k],
+        )
+        for k in range(E)
+    ]
 
 
-def perturbed_batches(attack_f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, eps: Sequence[float], *,
-                      key: jax.Array, steps: int = 10, alpha_factor: float = 2.5, norm: str = "linf",
-                      random_init: bool = True, unroll: int | bool = 1) -> tuple[jax.Array, jax.Array]:
-    """(X̃, X̃̃) for every ε, each (E, B, H, W, C), with one compiled PGD loop for all ε.
+def perturbed_batches(
+    attack_f: ntk.Fn,
+    params: Any,
+    x: jax.Array,
+    y: jax.Array,
+    eps: Sequence[float],
+    *,
+    key: jax.Array,
+    steps: int = 10,
+    alpha_factor: float = 2.5,
+    norm: str = "linf",
+    random_init: bool = True,
+    unroll: int | bool = 1,
+) -> tuple[jax.Array, jax.Array]:
+    """(X̃, X̃̃) for every ε, each (E, B, H, W, C), in one program for all ε (vmapped over ε;
+    one ε is computed without the vmap, the same arithmetic with less to trace).
 
     X̃ = PGD-``steps`` from x (step ``alpha_factor·ε/steps``, random start, CE on ``y``) and
     X̃̃ = PGD again from X̃ in the ε-ball around X̃ (:func:`robntk.attacks.iterative.twice_perturbed`).
@@ -182,27 +208,22 @@ def perturbed_batches(attack_f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array,
         xa = attacks.pgd(attack_f, params, x, y, e, key=k1, **kw)
         return xa, attacks.twice_perturbed(attack_f, params, xa, y, e, key=k2, **kw)
 
-    return jax.vmap(one)((eps_a, keys))  # one loop-free program for all ε (no while loop: see ntk.unrolled_map)
+    if len(eps) == 1:  # no vmap of size 1: the same arithmetic, traced and compiled without a batch axis
+        return jax.tree_util.tree_map(lambda a: a[None], one((eps_a[0], keys[0])))
+    return jax.vmap(one)((eps_a, keys))  # one program for all ε
 
 
-def resolve_implementation(f, implementation: str) -> str:
-    """``'auto'`` → ``'layerwise'`` for a :class:`~robntk.nb201.network.NetworkFn`, else ``'jacobian'``.
-
-    Raises:
-        ValueError: unknown implementation, or ``'layerwise'`` for a plain callable.
-    """
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown implementation {implementation!r}; allowed: {', '.join(IMPLEMENTATIONS)}")
-    if implementation == "auto":
-        return "layerwise" if isinstance(f, NetworkFn) else "jacobian"
-    if implementation == "layerwise" and not isinstance(f, NetworkFn):
-        raise ValueError("implementation='layerwise' needs a robntk.nb201.network.NetworkFn (TinyNetwork.make_apply)")
-    return implementation
-
-
-def stacked_gram(f: ntk.Fn, params: Any, batches: jax.Array, labels: jax.Array | None, *, output_mode: str = "sum",
-                 implementation: str = "auto", chunk_size: int | None = None,
-                 independent_rows: bool | None = None) -> jax.Array:
+def stacked_gram(
+    f: ntk.Fn,
+    params: Any,
+    batches: jax.Array,
+    labels: jax.Array | None,
+    *,
+    output_mode: str = "sum",
+    implementation: str = "auto",
+    chunk_size: int | None = None,
+    independent_rows: bool | None = None,
+) -> jax.Array:
     """Gram matrix of the Jacobians of S stacked batches (the one NTK entry point of the pipeline).
 
     Each batch is its own call of ``f`` (in train-mode BN normalised with its own statistics;
@@ -235,19 +256,37 @@ def stacked_gram(f: ntk.Fn, params: Any, batches: jax.Array, labels: jax.Array |
     flat = batches.reshape((S * B,) + batches.shape[2:])
     if impl == "layerwise":
         if indep:
-            return layer_ntk.empirical_ntk(f.net, params, f.stats, f.cell, flat, tiled, output_mode, False, chunk_size)
-        J = jax.vmap(lambda b: layer_ntk.jacobian_rows(f.net, params, f.stats, f.cell, b, labels, output_mode,
-                                                       True, chunk_size))(batches)
+            return layer_ntk.layerwise_ntk(f.net, params, f.stats, f.cell, flat, tiled, output_mode, False, chunk_size)
+        J = jax.vmap(
+            lambda b: layer_ntk.jacobian_rows(f.net, params, f.stats, f.cell, b, labels, output_mode, True, chunk_size)
+        )(batches)
         J = J.reshape((S * B,) + J.shape[2:])
         return ntk.gram(J, J, output_mode)
     if impl == "ntvp":
         if indep:
-            return ntk.empirical_ntk(f, params, flat, output_mode=output_mode, labels1=tiled,
-                                     implementation="ntvp", chunk_size=chunk_size)
-        rows = [jnp.concatenate([ntk.empirical_ntk(f, params, batches[a], batches[b], output_mode=output_mode,
-                                                   labels1=labels, labels2=labels, implementation="ntvp",
-                                                   chunk_size=chunk_size) for b in range(S)], axis=1)
-                for a in range(S)]
+            return ntk.empirical_ntk(
+                f, params, flat, output_mode=output_mode, labels1=tiled, implementation="ntvp", chunk_size=chunk_size
+            )
+        rows = [
+            jnp.concatenate(
+                [
+                    ntk.empirical_ntk(
+                        f,
+                        params,
+                        batches[a],
+                        batches[b],
+                        output_mode=output_mode,
+                        labels1=labels,
+                        labels2=labels,
+                        implementation="ntvp",
+                        chunk_size=chunk_size,
+                    )
+                    for b in range(S)
+                ],
+                axis=1,
+            )
+            for a in range(S)
+        ]
         return jnp.concatenate(rows, axis=0)
     jk = dict(output_mode=output_mode, chunk_size=chunk_size)
     if indep:
@@ -258,10 +297,24 @@ def stacked_gram(f: ntk.Fn, params: Any, batches: jax.Array, labels: jax.Array |
     return ntk.gram(J, J, output_mode)
 
 
-def kernel_families(f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, eps: Sequence[float], *, key: jax.Array,
-                    steps: int = 10, alpha_factor: float = 2.5, norm: str = "linf", output_mode: str = "sum",
-                    implementation: str = "auto", chunk_size: int | None = None, attack_f: ntk.Fn | None = None,
-                    independent_rows: bool | None = None, unroll: int | bool = 1) -> list[KernelFamily]:
+def kernel_families(
+    f: ntk.Fn,
+    params: Any,
+    x: jax.Array,
+    y: jax.Array,
+    eps: Sequence[float],
+    *,
+    key: jax.Array,
+    steps: int = 10,
+    alpha_factor: float = 2.5,
+    norm: str = "linf",
+    output_mode: str = "sum",
+    implementation: str = "auto",
+    chunk_size: int | None = None,
+    attack_f: ntk.Fn | None = None,
+    independent_rows: bool | None = None,
+    unroll: int | bool = 1,
+) -> list[KernelFamily]:
     """K, K̃_ε, K̄_ε, K̃_2ε, K̄_2ε for every ε, from ONE Gram of the stacked batches (jittable).
 
     Args:
@@ -274,7 +327,9 @@ def kernel_families(f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, eps: Seq
         output_mode, implementation, chunk_size, independent_rows: :func:`stacked_gram`.
         attack_f: the function the attacks differentiate (default ``f``), e.g. ``f`` in
             another BN mode (:meth:`robntk.nb201.network.NetworkFn.with_bn_mode`).
-        unroll: PGD loop unrolling (:func:`robntk.attacks.iterative.pgd`; compilation only).
+        unroll: PGD loop unrolling (:func:`robntk.attacks.iterative.pgd`): the same iterations,
+            compiled ``steps`` times instead of once; the rounding of the two programs can
+            differ, which PGD's ``sign`` can turn into other perturbed batches.
 
     Returns:
         list of :class:`KernelFamily`, one per ε, with the perturbed batches attached.
@@ -283,15 +338,25 @@ def kernel_families(f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, eps: Seq
         ValueError: bad eps/steps/output mode/labels/implementation.
     """
     attack_f = f if attack_f is None else attack_f
-    xa, xaa = perturbed_batches(attack_f, params, x, y, eps, key=key, steps=steps, alpha_factor=alpha_factor,
-                                norm=norm, unroll=unroll)
-    G = stacked_gram(f, params, jnp.concatenate([x[None], xa, xaa]), y, output_mode=output_mode,
-                     implementation=implementation, chunk_size=chunk_size, independent_rows=independent_rows)
+    xa, xaa = perturbed_batches(
+        attack_f, params, x, y, eps, key=key, steps=steps, alpha_factor=alpha_factor, norm=norm, unroll=unroll
+    )
+    G = stacked_gram(
+        f,
+        params,
+        jnp.concatenate([x[None], xa, xaa]),
+        y,
+        output_mode=output_mode,
+        implementation=implementation,
+        chunk_size=chunk_size,
+        independent_rows=independent_rows,
+    )
     return families_from_gram(G, x.shape[0], len(eps), xa, xaa)
 
 
-def kernel_family(f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, eps: float, *, key: jax.Array,
-                  **kwargs) -> KernelFamily:
+def kernel_family(
+    f: ntk.Fn, params: Any, x: jax.Array, y: jax.Array, eps: float, *, key: jax.Array, **kwargs
+) -> KernelFamily:
     """The :class:`KernelFamily` of one ε: ``kernel_families(..., (eps,), ...)[0]`` (same
     arguments, same attack keys as the first ε of :func:`kernel_families`)."""
     return kernel_families(f, params, x, y, (eps,), key=key, **kwargs)[0]

@@ -38,13 +38,15 @@ differences.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
-from robntk.ntk import empirical as ntk
 from robntk.nb201.layers import BN_EPS
 from robntk.nb201.network import CONV1, CONV3, TinyNetwork, edge_module_name, static_cell
 from robntk.nb201.searchspace import NUM_EDGES
+from robntk.ntk import empirical as ntk
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -59,8 +61,11 @@ def patches(a: jax.Array, k: int, stride: int) -> jax.Array:
     n, H, W, C = a.shape
     Ho, Wo = (H + 2 * p - k) // stride + 1, (W + 2 * p - k) // stride + 1
     ap = jnp.pad(a, ((0, 0), (p, p), (p, p), (0, 0)))
-    cols = [ap[:, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride, :]
-            for i in range(k) for j in range(k)]
+    cols = [
+        ap[:, i : i + stride * (Ho - 1) + 1 : stride, j : j + stride * (Wo - 1) + 1 : stride, :]
+        for i in range(k)
+        for j in range(k)
+    ]
     return jnp.concatenate(cols, axis=-1)
 
 
@@ -75,9 +80,16 @@ def _conv_grad(a, delta, k, stride, coupled):
     p = (k - 1) // 2
     Ho, Wo = delta.shape[2], delta.shape[3]
     ap = jnp.pad(a, ((0, 0), (p, p), (p, p), (0, 0)))
-    blocks = [jnp.einsum(spec, ap[:, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride, :],
-                         delta, precision=HIGHEST)
-              for i in range(k) for j in range(k)]
+    blocks = [
+        jnp.einsum(
+            spec,
+            ap[:, i : i + stride * (Ho - 1) + 1 : stride, j : j + stride * (Wo - 1) + 1 : stride, :],
+            delta,
+            precision=HIGHEST,
+        )
+        for i in range(k)
+        for j in range(k)
+    ]
     return jnp.stack(blocks, axis=len(lead)).reshape(lead + (-1,))
 
 
@@ -123,9 +135,11 @@ def _backward(net: TinyNetwork, params, stats, cell, x, labels, output_mode, tra
 
 def _layers(net: TinyNetwork, stats, cell, rec, d, train, coupled):
     """Per-layer gradient parts. Yields ``('fixed', parts)`` for layers present for every cell
-    and ``('edge', (op_id, parts1, parts3))`` for the conv modules of a cell-as-data edge, where
-    each ``parts*`` is a function returning that module's gradient arrays (to be called inside a
-    ``lax.switch`` branch)."""
+    and ``('edge', (op_id, operands))`` for the conv modules of a cell-as-data edge, where
+    ``operands`` = (edge input (pre-ReLU), conv output, cotangent after BN, cotangent before BN,
+    running statistics of the 1×1 module, of the 3×3 module) are the arguments of the shared
+    ``lax.switch`` branches (:func:`_edge_parts`, :func:`_edge_row_branches`,
+    :func:`_edge_gram_branches`)."""
     ops = static_cell(cell)
     get = lambda tree, *path: _get(tree, path)
 
@@ -149,15 +163,84 @@ def _layers(net: TinyNetwork, stats, cell, rec, d, train, coupled):
                     ks = 1 if ops[e] == "nor_conv_1x1" else 3
                     yield "fixed", rcb(pre, get(stats, name, edge_module_name(e, ops[e]), "bn"), ks, 1)
                 continue
-            mk = lambda op, ks, pre=pre, name=name, e=e: (  # bound now, not late-bound
-                lambda: rcb(pre, get(stats, name, edge_module_name(e, op), "bn"), ks, 1))
-            yield "edge", (cell[e], mk("nor_conv_1x1", 1), mk("nor_conv_3x3", 3))
+            sts = (
+                (None, None)
+                if train
+                else tuple(get(stats, name, edge_module_name(e, op), "bn") for op in ("nor_conv_1x1", "nor_conv_3x3"))
+            )
+            yield "edge", (cell[e], (rec[f"{pre}/in"], rec[f"{pre}/conv_out"], d[pre], d[f"{pre}/pre"], *sts))
     gs, gb = _bn_grads(rec["lastact/conv_out"], d["lastact"], get(stats, "lastact_bn"), train, coupled)
     feats, dl = rec["features"], d["logits"]  # (n, F), (C', n, O)
     spec = "nf,onc->ofc" if coupled else "nf,onc->onfc"
     gw = jnp.einsum(spec, feats, dl, precision=HIGHEST)
     gw = gw.reshape(gw.shape[:1] + (-1,)) if coupled else gw.reshape(gw.shape[:2] + (-1,))
     yield "fixed", [gs, gb, gw, jnp.sum(dl, axis=1) if coupled else dl]
+
+
+@functools.cache
+def _edge_parts(k: int, train: bool, coupled: bool):
+    """Gradient parts of an edge's k×k conv module, ``f(h, conv_out, d_post, d_pre, s) ->
+    [conv kernel, BN scale, BN bias]`` (shapes of :func:`_part_shapes`). One shared function per
+    static setting, so that JAX traces it once per shape, not once per edge."""
+
+    def parts(h, conv_out, d_post, d_pre, s):
+        a = jax.nn.relu(h)
+        gs, gb = _bn_grads(conv_out, d_post, s, train, coupled)
+        return [_conv_grad(a, d_pre, k, 1, coupled), gs, gb]
+
+    return parts
+
+
+def _part_shapes(h, d_pre, k: int, coupled: bool) -> list[tuple[int, ...]]:
+    """Shapes of :func:`_edge_parts`' outputs: lead (C',) coupled or (C', n) per example, then
+    k·k·Ci·Co for the kernel and C for each BN vector."""
+    lead = d_pre.shape[:1] if coupled else d_pre.shape[:2]
+    return [lead + (k * k * h.shape[-1] * d_pre.shape[-1],), lead + d_pre.shape[-1:], lead + d_pre.shape[-1:]]
+
+
+@functools.cache
+def _edge_row_branches(train: bool, coupled: bool):
+    """The 5 ``lax.switch`` branches (op order) of an edge's Jacobian rows: each takes the
+    ``operands`` of :func:`_layers` and returns (1×1 parts, 3×3 parts), zeros for the module the
+    op does not use."""
+    p1, p3 = _edge_parts(1, train, coupled), _edge_parts(3, train, coupled)
+
+    def zeros(h, d_pre, k):
+        return [jnp.zeros(s, d_pre.dtype) for s in _part_shapes(h, d_pre, k, coupled)]
+
+    def none(h, conv_out, d_post, d_pre, s1, s3):
+        return zeros(h, d_pre, 1), zeros(h, d_pre, 3)
+
+    def conv1(h, conv_out, d_post, d_pre, s1, s3):
+        return p1(h, conv_out, d_post, d_pre, s1), zeros(h, d_pre, 3)
+
+    def conv3(h, conv_out, d_post, d_pre, s1, s3):
+        return zeros(h, d_pre, 1), p3(h, conv_out, d_post, d_pre, s3)
+
+    branches = [none] * 5
+    branches[CONV1], branches[CONV3] = conv1, conv3
+    return tuple(branches)
+
+
+@functools.cache
+def _edge_gram_branches(full: bool):
+    """The 5 ``lax.switch`` branches of an edge's contribution to the independent-rows NTK
+    (eval-mode BN): (n, n) or (n, n, C', C') from the ``operands`` of :func:`_layers`."""
+    p1, p3 = _edge_parts(1, False, False), _edge_parts(3, False, False)
+
+    def none(h, conv_out, d_post, d_pre, s1, s3):
+        n, c = h.shape[0], d_pre.shape[0]
+        return jnp.zeros((n, n, c, c) if full else (n, n), h.dtype)
+
+    def conv1(h, conv_out, d_post, d_pre, s1, s3):
+        return _gram(p1(h, conv_out, d_post, d_pre, s1), full)
+
+    def conv3(h, conv_out, d_post, d_pre, s1, s3):
+        return _gram(p3(h, conv_out, d_post, d_pre, s3), full)
+
+    branches = [none] * 5
+    branches[CONV1], branches[CONV3] = conv1, conv3
+    return tuple(branches)
 
 
 def _get(tree, path):
@@ -183,17 +266,22 @@ def _independent_ntk(net, params, stats, cell, x, labels, output_mode, cts, full
         if kind == "fixed":
             K = K + _gram(item, full)
             continue
-        op_id, parts1, parts3 = item
-        zero = lambda: jnp.zeros(shape, x.dtype)
-        branches = [zero] * 5
-        branches[CONV1] = lambda: _gram(parts1(), full)
-        branches[CONV3] = lambda: _gram(parts3(), full)
-        K = K + jax.lax.switch(op_id, branches)
+        op_id, operands = item
+        K = K + jax.lax.switch(op_id, _edge_gram_branches(full), *operands)
     return K
 
 
-def jacobian_rows(net: TinyNetwork, params, stats, cell, x: jax.Array, labels: jax.Array | None = None,
-                  output_mode: str = "sum", train: bool = True, chunk_size: int | None = None) -> jax.Array:
+def jacobian_rows(
+    net: TinyNetwork,
+    params,
+    stats,
+    cell,
+    x: jax.Array,
+    labels: jax.Array | None = None,
+    output_mode: str = "sum",
+    train: bool = True,
+    chunk_size: int | None = None,
+) -> jax.Array:
     """The Jacobian of the read-out as one (B, O', P_eff) array of per-layer gradient rows.
 
     For a cell as data, ``P_eff`` includes both conv modules of every edge (zeros for the
@@ -226,20 +314,17 @@ def jacobian_rows(net: TinyNetwork, params, stats, cell, x: jax.Array, labels: j
             if kind == "fixed":
                 out += item
                 continue
-            op_id, parts1, parts3 = item
-            s1 = jax.eval_shape(parts1)
-            s3 = jax.eval_shape(parts3)
-            zeros = lambda s: [jnp.zeros(a.shape, a.dtype) for a in s]
-            branches = [lambda: (zeros(s1), zeros(s3))] * 5
-            branches[CONV1] = lambda: (parts1(), zeros(s3))
-            branches[CONV3] = lambda: (zeros(s1), parts3())
-            r1, r3 = jax.lax.switch(op_id, branches)
+            op_id, operands = item
+            r1, r3 = jax.lax.switch(op_id, _edge_row_branches(train, coupled), *operands)
             out += r1 + r3
         return jnp.concatenate(out, axis=-1)
 
     if not train:
-        cts = jnp.broadcast_to(jnp.eye(Op, dtype=x.dtype)[:, None, :], (Op, n, Op)) if Op > 1 else \
-            jnp.ones((1, n, 1), x.dtype)
+        cts = (
+            jnp.broadcast_to(jnp.eye(Op, dtype=x.dtype)[:, None, :], (Op, n, Op))
+            if Op > 1
+            else jnp.ones((1, n, 1), x.dtype)
+        )
         return jnp.swapaxes(rows(cts, False), 0, 1)  # (n, O', P)
     basis = _basis(n, Op, x.dtype)
     c = basis.shape[0] if chunk_size is None else _check_chunk(chunk_size)
@@ -249,7 +334,7 @@ def jacobian_rows(net: TinyNetwork, params, stats, cell, x: jax.Array, labels: j
         pad = -basis.shape[0] % c
         b = jnp.concatenate([basis, jnp.zeros((pad,) + basis.shape[1:], basis.dtype)]) if pad else basis
         J = ntk.unrolled_map(lambda cc: rows(cc, True), b.reshape((-1, c) + basis.shape[1:]))
-        J = J.reshape((-1,) + J.shape[2:])[:basis.shape[0]]
+        J = J.reshape((-1,) + J.shape[2:])[: basis.shape[0]]
     return J.reshape(n, Op, -1)
 
 
@@ -259,8 +344,17 @@ def _check_chunk(chunk_size) -> int:
     return chunk_size
 
 
-def empirical_ntk(net: TinyNetwork, params, stats, cell, x: jax.Array, labels: jax.Array | None = None,
-                  output_mode: str = "sum", train: bool = False, chunk_size: int | None = None) -> jax.Array:
+def layerwise_ntk(
+    net: TinyNetwork,
+    params,
+    stats,
+    cell,
+    x: jax.Array,
+    labels: jax.Array | None = None,
+    output_mode: str = "sum",
+    train: bool = False,
+    chunk_size: int | None = None,
+) -> jax.Array:
     """Exact empirical NTK K(X, X) of the network with ``cell``.
 
     Args:

@@ -357,7 +357,7 @@ def _layerwise(f: NetworkFn, params, x1, x2, mode: str, chunk_size, kwargs) -> j
     net, stats, cell = f.net, f.stats, f.cell
     x1 = jnp.asarray(x1, dtype)
     if x2 is None:
-        return layer_ntk.empirical_ntk(net, params, stats, cell, x1, None, mode, f.train, chunk_size)
+        return layer_ntk.layerwise_ntk(net, params, stats, cell, x1, None, mode, f.train, chunk_size)
     rows = lambda x: layer_ntk.jacobian_rows(
         net, params, stats, cell, jnp.asarray(x, dtype), None, mode, f.train, chunk_size
     )

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from robntk.nb201.network import CONV1, CONV3, POOL, TinyNetwork
+from robntk.nb201.searchspace import edge_params
 from robntk.proxies._common import _count_dtype, _ids
 
 
@@ -41,8 +42,8 @@ def param_count(net: TinyNetwork, cell) -> jax.Array:
     per1 = per3 = 0
     for s in range(3):
         w = C * 2**s
-        per1 += N * (w * w + 2 * w)
-        per3 += N * (9 * w * w + 2 * w)
+        per1 += N * edge_params("nor_conv_1x1", w)
+        per3 += N * edge_params("nor_conv_3x3", w)
         if s:
             cin = w // 2
             const += 9 * cin * w + 2 * w + 9 * w * w + 2 * w + cin * w

@@ -161,7 +161,7 @@ def tenas_ntk_cond(net, variables, cell, x, y=None, key=None, chunk_size: int | 
     Inspired Perspective" (TE-NAS), ICLR 2021; reference VITA-Group/TENAS
     ``lib/procedures/ntk.py``, ``get_ntk_n`` with ``train_mode=True``).
 
-    K = :func:`robntk.ntk.layerwise.empirical_ntk` ``(..., output_mode='sum', train=True)`` (B, B):
+    K = :func:`robntk.ntk.layerwise.layerwise_ntk` ``(..., output_mode='sum', train=True)`` (B, B):
     the NTK of the sum of each example's logits (TE-NAS back-propagates ``ones`` per example),
     batch-statistics BN, on the normalised input; κ = λ_max(K) / λ_min(K) (``eigvalsh``).
 
@@ -178,7 +178,7 @@ def tenas_ntk_cond(net, variables, cell, x, y=None, key=None, chunk_size: int | 
     Returns: scalar −κ ≤ −1 (params dtype); NaN when λ_min ≤ 0 (K numerically singular, κ
         undefined; TE-NAS returns −1 for a NaN κ) or for a cell without an input→output path.
     """
-    K = layer_ntk.empirical_ntk(
+    K = layer_ntk.layerwise_ntk(
         net,
         variables["params"],
         variables["batch_stats"],

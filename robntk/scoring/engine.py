@@ -32,26 +32,29 @@ A pre-empted or killed task is simply resubmitted: it resumes from its store.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robntk.ntk import kernels
-from robntk.scoring import config as scoring
-from robntk.nb201.network import NetworkFn, TinyNetwork, check_op_ids, op_ids
-from robntk.scoring.config import ScoreConfig
-from robntk.nb201.searchspace import SearchSpace, is_connected
+from robntk.core import compile_cache
 from robntk.jobs.driver import config_key, run_job
 from robntk.jobs.store import ResultStore
+from robntk.nb201.network import NetworkFn, TinyNetwork, check_op_ids, op_ids
+from robntk.nb201.searchspace import SearchSpace, is_connected
+from robntk.ntk import kernels
+from robntk.ntk.empirical import IMPLEMENTATIONS  # the one table of NTK implementations
+from robntk.scoring import config as scoring
+from robntk.scoring.config import ScoreConfig
 
-IMPLEMENTATIONS = kernels.IMPLEMENTATIONS
 BATCHINGS = ("auto", "map", "vmap")
 #: Identifies the parameter definition that goes into the store key (bump when init changes).
 PARAM_DEFINITION = "supernet-foldin-crc32-v1"
@@ -73,18 +76,24 @@ class EngineOptions:
         max_archs_per_call: cap of the automatic choice.
         flush_seconds: write a chunk to the store at least this often (0 = after every call).
         pgd_unroll: unroll the PGD steps in the compiled function (:func:`robntk.attacks.iterative.pgd`):
-            the same iterations, ~1.4× faster attacks on XLA:CPU for a longer one-off compile.
+            the same iterations, faster attacks on XLA:CPU for a longer one-off compile (cached
+            per machine, :mod:`robntk.core.compile_cache`). The rolled program (False) rounds
+            differently, and PGD's ``sign`` of near-zero gradient entries turns that into
+            different perturbed batches: the clean kernel agrees to float32 rounding, the robust
+            kernels only as between machines; the committed stores were scored unrolled.
     """
 
     implementation: str = field(default="auto", metadata={"help": "NTK provider", "choices": IMPLEMENTATIONS})
-    batching: str = field(default="auto", metadata={"help": "archs per call via lax.map or vmap (auto: map on CPU)",
-                                                    "choices": BATCHINGS})
+    batching: str = field(
+        default="auto", metadata={"help": "archs per call via lax.map or vmap (auto: map on CPU)", "choices": BATCHINGS}
+    )
     archs_per_call: int | None = field(default=None, metadata={"help": "archs per device per call (default: auto)"})
     memory_budget: float | None = field(default=None, metadata={"help": "bytes per device for one call"})
     max_archs_per_call: int = field(default=64, metadata={"help": "cap of the automatic archs per call"})
     flush_seconds: float = field(default=30.0, metadata={"help": "store flush interval (s)"})
-    pgd_unroll: bool = field(default=True, metadata={
-        "help": "unroll the PGD steps (faster attacks on CPU for a longer compile)"})
+    pgd_unroll: bool = field(
+        default=True, metadata={"help": "unroll the PGD steps (faster attacks on CPU for a longer, cached compile)"}
+    )
 
     def __post_init__(self):
         if self.implementation not in IMPLEMENTATIONS:
@@ -101,10 +110,21 @@ class EngineOptions:
             raise ValueError(f"flush_seconds must be >= 0, got {self.flush_seconds!r}")
 
 
+def _program_bytes(compiled) -> float:
+    """Temp + output bytes XLA's memory analysis reports for a compiled program (0 where the
+    backend has no analysis)."""
+    try:
+        m = compiled.memory_analysis()
+        return float(m.temp_size_in_bytes + m.output_size_in_bytes)
+    except Exception:  # noqa: BLE001 — backends without memory analysis
+        return 0.0
+
+
 def is_resource_exhausted(exc: BaseException) -> bool:
     """True for XLA out-of-memory errors (``RESOURCE_EXHAUSTED``)."""
     return isinstance(exc, (jax.errors.JaxRuntimeError, RuntimeError, MemoryError)) and (
-        isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc))
+        isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc)
+    )
 
 
 def store_key(cfg: ScoreConfig, batch_digest: str) -> str:
@@ -125,13 +145,21 @@ class Engine:
         net: the :class:`~robntk.nb201.network.TinyNetwork`. variables: its init for ``cfg.seed``.
         implementation, batching: resolved choices. archs_per_call: current archs per device.
         trace_count: how often the kernel function was traced (1 per distinct call shape).
-        compile_s: seconds spent compiling so far.
+        compile_s: seconds spent obtaining compiled programs so far (tracing, lowering and
+            compiling, or loading them from the cache); compile_cpu_s: the process's CPU
+            seconds in the same spans (all threads; steadier than wall time on a shared machine).
+        jax_cache_hits: programs traced and lowered but loaded from JAX's persistent cache.
+
+    The persistent compilation cache is turned on here for the process (once; see
+    :mod:`robntk.core.compile_cache`: ``ROBNTK_COMPILE_CACHE=DIR|off``, default the user cache
+    directory), so a configuration is compiled once per machine.
 
     Raises:
         ValueError: bad options, float64 without x64.
     """
 
     def __init__(self, cfg: ScoreConfig, options: EngineOptions = EngineOptions(), devices=None):
+        compile_cache.enable()  # once per process; a choice made before (CLI flag, enable(...)) is kept
         self.cfg = cfg
         self.options = options
         self.devices = list(devices) if devices is not None else jax.local_devices()
@@ -144,8 +172,12 @@ class Engine:
         platform = self.devices[0].platform
         self.batching = options.batching if options.batching != "auto" else ("map" if platform == "cpu" else "vmap")
         self.archs_per_call = options.archs_per_call
+        self.chunk_size = cfg.chunk_size  # None: all cotangents at once, unless the budget needs a chunk
+        self.chunk_note: str | None = None
         self.trace_count = 0
         self.compile_s = 0.0
+        self.compile_cpu_s = 0.0
+        self.jax_cache_hits = 0
         self._compiled: dict[tuple, Any] = {}
         self._placed = None
         self._mesh = None
@@ -160,9 +192,19 @@ class Engine:
         cfg = self.cfg
         f = NetworkFn(self.net, ids, stats, cfg.bn_mode == "train")
         fams = kernels.kernel_families(
-            f, params, x, y, cfg.eps, key=key, steps=cfg.pgd_steps, output_mode=cfg.output_mode,
-            implementation=self.implementation, chunk_size=cfg.chunk_size, attack_f=f.with_bn_mode(cfg.attack_mode),
-            unroll=True if self.options.pgd_unroll else 1)
+            f,
+            params,
+            x,
+            y,
+            cfg.eps,
+            key=key,
+            steps=cfg.pgd_steps,
+            output_mode=cfg.output_mode,
+            implementation=self.implementation,
+            chunk_size=self.chunk_size,
+            attack_f=f.with_bn_mode(cfg.attack_mode),
+            unroll=True if self.options.pgd_unroll else 1,
+        )
         return kernels.named_kernels(fams, cfg.eps, cfg.betas)
 
     def _batched(self, params, stats, x, y, key, ids):
@@ -171,30 +213,103 @@ class Engine:
         one = lambda i: self._one(params, stats, x, y, key, i)
         if self.batching == "vmap":
             return jax.vmap(one)(ids)
-        if ids.shape[0] == 1:  # no loop at all: XLA:CPU runs gradients ~6x slower inside a while loop
+        if (
+            ids.shape[0] == 1
+        ):  # no loop at all: XLA:CPU runs gradients slower inside a while loop (benchmarks/RESULTS.md §5)
             return jax.tree_util.tree_map(lambda a: a[None], one(ids[0]))
         return jax.lax.map(one, ids)
 
     def _function(self, n_total: int):
-        """Compiled function for ``n_total`` archs per call (all devices together)."""
+        """Compiled function for ``n_total`` archs per call (all devices together); the first
+        compile also fixes the Jacobian chunk (:meth:`_fit_chunk`)."""
         key = (n_total,)
-        if key in self._compiled:
-            return self._compiled[key]
+        if key not in self._compiled:
+            compiled = self._compile(n_total)
+            if self.cfg.chunk_size is None and self.chunk_note is None:
+                compiled = self._fit_chunk(n_total, compiled)
+            self._compiled[key] = compiled
+        return self._compiled[key]
+
+    def _compile(self, n_total: int):
+        """Trace, lower and compile the kernel program for ``n_total`` archs per call."""
         if self._mesh is None:
             fn = jax.jit(self._batched)
         else:
             from jax.sharding import PartitionSpec as P
 
             rep = P()
-            fn = jax.jit(jax.shard_map(self._batched, mesh=self._mesh, in_specs=(rep, rep, rep, rep, rep, P("archs")),
-                                       out_specs=P("archs"), check_vma=False))
+            fn = jax.jit(
+                jax.shard_map(
+                    self._batched,
+                    mesh=self._mesh,
+                    in_specs=(rep, rep, rep, rep, rep, P("archs")),
+                    out_specs=P("archs"),
+                    check_vma=False,
+                )
+            )
         args = self._args(np.zeros((n_total, 6), np.int32))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with jax.default_matmul_precision("highest"):
+            hits = compile_cache.counts()["hits"]
             compiled = fn.lower(*args).compile()
+            self.jax_cache_hits += compile_cache.counts()["hits"] - hits
         self.compile_s += time.perf_counter() - t0
-        self._compiled[key] = compiled
+        self.compile_cpu_s += time.process_time() - c0
         return compiled
+
+    def cotangents_per_batch(self) -> int | None:
+        """Cotangents of one batch's Jacobian that ``chunk_size`` splits (B·O' with train-mode BN,
+        O with eval-mode BN and the ``trace`` read-out), or None where chunking changes nothing
+        (eval-mode BN with ``sum``/``label``/``full``: one backward pass per batch)."""
+        cfg = self.cfg
+        per_row = 1 if cfg.output_mode in ("sum", "label") else self.net.num_classes
+        if cfg.bn_mode == "train":
+            return cfg.batch_size * per_row
+        return self.net.num_classes if cfg.output_mode == "trace" else None
+
+    def _fit_chunk(self, n_total: int, compiled):
+        """Memory without flags: when ``cfg.chunk_size`` is None and XLA's memory analysis of the
+        compiled program (temp + output bytes) exceeds :meth:`memory_budget`, recompile with the
+        largest power-of-two chunk that the linear estimate ``need·chunk/cotangents`` fits in the
+        budget, halving until XLA's analysis agrees (or the chunk is 1). The choice is kept in
+        :attr:`chunk_size`, said in a :class:`RuntimeWarning` and recorded in
+        :meth:`compile_report` (the chunk changes the memory, not the arithmetic of a row)."""
+        total, budget = self.cotangents_per_batch(), self.memory_budget()
+        need = _program_bytes(compiled)
+        self.chunk_note = f"all cotangents at once ({need / 2**30:.2f} GiB, budget {budget / 2**30:.2f} GiB)"
+        if total is None or total <= 1 or need <= budget:
+            return compiled
+        c = 1 << max(0, int(math.floor(math.log2(max(1.0, total * budget / need)))))
+        c = min(c, total // 2) or 1
+        while True:
+            self.chunk_size = c
+            compiled = self._compile(n_total)
+            got = _program_bytes(compiled)
+            if got <= budget or c == 1:
+                break
+            c //= 2
+        self.chunk_note = (
+            f"chunk_size={c} of {total} cotangents: XLA estimates {need / 2**30:.2f} GiB unchunked, "
+            f"{got / 2**30:.2f} GiB chunked, budget {budget / 2**30:.2f} GiB"
+        )
+        warnings.warn(
+            f"memory: {self.chunk_note} (--chunk-size fixes it, --memory-budget sets the budget)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return compiled
+
+    def compile_report(self) -> dict[str, Any]:
+        """How this engine got its programs (JSON-ready): ``compile_s``, ``compile_cpu_s``, ``traces``,
+        ``jax_cache_hits`` (programs loaded from JAX's persistent cache), and the process's
+        :func:`robntk.core.compile_cache.status` (directory, on/off, all hits and writes)."""
+        return {
+            "compile_s": round(self.compile_s, 3),
+            "compile_cpu_s": round(self.compile_cpu_s, 3),
+            "traces": self.trace_count,
+            "jax_cache_hits": self.jax_cache_hits,
+            **compile_cache.status(),
+        }
 
     def _args(self, ids: np.ndarray):
         """Call arguments placed on the device(s): constants (params, stats, batch, key) once per
@@ -202,13 +317,15 @@ class Engine:
         if self._placed is None:
             consts = (self.variables["params"], self.variables.get("batch_stats"), self._x, self._y, self.key)
             if self._mesh is not None:
-                from jax.sharding import NamedSharding, PartitionSpec as P
+                from jax.sharding import NamedSharding
+                from jax.sharding import PartitionSpec as P
 
                 self._placed = jax.device_put(consts, NamedSharding(self._mesh, P()))
             else:
                 self._placed = jax.device_put(consts, self.devices[0])
         if self._mesh is not None:
-            from jax.sharding import NamedSharding, PartitionSpec as P
+            from jax.sharding import NamedSharding
+            from jax.sharding import PartitionSpec as P
 
             placed_ids = jax.device_put(jnp.asarray(ids), NamedSharding(self._mesh, P("archs")))
         else:
@@ -259,12 +376,7 @@ class Engine:
             self.archs_per_call = 1
             return 1
         D = len(self.devices)
-        c = self._function(D)
-        try:
-            m = c.memory_analysis()
-            per = float(m.temp_size_in_bytes + m.output_size_in_bytes)
-        except Exception:  # backends without memory analysis
-            per = 0.0
+        per = _program_bytes(self._function(D))
         a = self.options.max_archs_per_call if per <= 0 else int(self.memory_budget() // per)
         self.archs_per_call = int(max(1, min(self.options.max_archs_per_call, a)))
         return self.archs_per_call
@@ -308,7 +420,7 @@ class Engine:
         pos = 0
         while pos < len(indices):
             a = self.choose_archs_per_call() * D
-            blk_i, blk_s = indices[pos:pos + a], arch_strs[pos:pos + a]
+            blk_i, blk_s = indices[pos : pos + a], arch_strs[pos : pos + a]
             c0 = self.compile_s
             t0 = time.perf_counter()
             try:
@@ -319,10 +431,14 @@ class Engine:
                 if self.archs_per_call <= 1:
                     raise RuntimeError(
                         f"out of memory with one arch per device ({exc.__class__.__name__}: {str(exc)[:200]}); "
-                        "lower --chunk-size (Jacobian chunk) or --batch-size") from exc
+                        "lower --chunk-size (Jacobian chunk) or --batch-size"
+                    ) from exc
                 new = max(1, self.archs_per_call // 2)
-                warnings.warn(f"out of memory with {self.archs_per_call} archs per device per call; retrying with {new}",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"out of memory with {self.archs_per_call} archs per device per call; retrying with {new}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 self.archs_per_call = new
                 continue
             compile_s = self.compile_s - c0
@@ -331,8 +447,7 @@ class Engine:
                 t1 = time.perf_counter()
                 row = {"nb201_index": int(i), "arch_str": s, "disconnected": not is_connected(s)}
                 row.update(scoring.spectra_row({k: v[j] for k, v in mats.items()}, self.cfg))
-                row.update(compile_s=compile_s if j == 0 else 0.0, run_s=run_s,
-                           spectra_s=time.perf_counter() - t1)
+                row.update(compile_s=compile_s if j == 0 else 0.0, run_s=run_s, spectra_s=time.perf_counter() - t1)
                 rows.append(row)
             pos += len(blk_i)
         return rows
@@ -347,7 +462,8 @@ class RunReport:
         n_selected: archs in this (shard's) selection. n_skipped: already in the store.
         n_scored: scored now. compile_s: compile seconds. run_s: wall seconds (incl. compile).
         archs_per_s: n_scored / (run_s − compile_s). store: the store directory. out: exported
-        table or None. n_remaining: left unscored (time budget reached).
+        table or None. n_remaining: left unscored (time budget reached). compile_cache: how the
+        compiled program was obtained (:meth:`Engine.compile_report`; also in the table's sidecar).
     """
 
     n_selected: int
@@ -363,15 +479,30 @@ class RunReport:
     archs_per_call: int = 0
     n_devices: int = 1
     n_remaining: int = 0
+    compile_cache: dict = field(default_factory=dict)
 
 
-def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLike, *, x=None, y=None,
-               batch_digest: str | None = None, data_dir=None, space: SearchSpace | None = None,
-               arch_strs: dict[int, str] | None = None, shard: tuple[int, int] | None = None,
-               options: EngineOptions = EngineOptions(), out: str | os.PathLike | None = None,
-               progress: bool = True, devices=None, extra_provenance: dict | None = None,
-               engine: "Engine | None" = None, keep_order: bool = False,
-               time_budget_s: float | None = None) -> RunReport:
+def run_engine(
+    indices: Sequence[int],
+    cfg: ScoreConfig,
+    store: str | os.PathLike,
+    *,
+    x=None,
+    y=None,
+    batch_digest: str | None = None,
+    data_dir=None,
+    space: SearchSpace | None = None,
+    arch_strs: dict[int, str] | None = None,
+    shard: tuple[int, int] | None = None,
+    options: EngineOptions = EngineOptions(),
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+    devices=None,
+    extra_provenance: dict | None = None,
+    engine: Engine | None = None,
+    keep_order: bool = False,
+    time_budget_s: float | None = None,
+) -> RunReport:
     """Score NB201 indices with one compiled function into a resumable store.
 
     Args:
@@ -417,28 +548,65 @@ def run_engine(indices: Sequence[int], cfg: ScoreConfig, store: str | os.PathLik
         engine = Engine(cfg, options, devices)
     elif engine.cfg != cfg:
         raise ValueError("run_engine: the engine was built for another configuration")
-    prov = scoring.provenance(cfg, batch_digest, {
-        "engine": {"implementation": engine.implementation, "batching": engine.batching,
-                   "pgd_unroll": engine.options.pgd_unroll, "param_definition": PARAM_DEFINITION,
-                   "n_devices": len(engine.devices)},
-        **(extra_provenance or {})})
-    st = ResultStore.open(store, store_key(cfg, batch_digest), {
-        "config": cfg.as_dict(), "config_digest": cfg.digest(), "batch_sha256_16": batch_digest,
-        "param_definition": PARAM_DEFINITION, "provenance": prov, "selection": selection,
-        "shard": None if shard is None else f"{shard[0]}/{shard[1]}"})
+    prov = scoring.provenance(
+        cfg,
+        batch_digest,
+        {
+            "engine": {
+                "implementation": engine.implementation,
+                "batching": engine.batching,
+                "pgd_unroll": engine.options.pgd_unroll,
+                "param_definition": PARAM_DEFINITION,
+                "n_devices": len(engine.devices),
+            },
+            **(extra_provenance or {}),
+        },
+    )
+    st = ResultStore.open(
+        store,
+        store_key(cfg, batch_digest),
+        {
+            "config": cfg.as_dict(),
+            "config_digest": cfg.digest(),
+            "batch_sha256_16": batch_digest,
+            "param_definition": PARAM_DEFINITION,
+            "provenance": prov,
+            "selection": selection,
+            "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+        },
+    )
     engine.set_batch(x, y)
-    job = run_job(indices, lambda blk: engine.score_block(blk, [lookup(i) for i in blk]), st,
-                  block=lambda: engine.choose_archs_per_call() * len(engine.devices), shard=shard,
-                  keep_order=keep_order, time_budget_s=time_budget_s, flush_s=options.flush_seconds,
-                  desc="score[supernet]", progress=progress,
-                  postfix=lambda: {"compile_s": f"{engine.compile_s:.1f}"})
+    job = run_job(
+        indices,
+        lambda blk: engine.score_block(blk, [lookup(i) for i in blk]),
+        st,
+        block=lambda: engine.choose_archs_per_call() * len(engine.devices),
+        shard=shard,
+        keep_order=keep_order,
+        time_budget_s=time_budget_s,
+        flush_s=options.flush_seconds,
+        desc="score[supernet]",
+        progress=progress,
+        postfix=lambda: {"compile_s": f"{engine.compile_s:.1f}"},
+    )
     n, mine = job.n_done, job.keys
-    rep = RunReport(job.n_selected, job.n_skipped, n, engine.compile_s, job.run_s,
-                    n / max(job.run_s - engine.compile_s, 1e-9) if n else 0.0, Path(store),
-                    implementation=engine.implementation, batching=engine.batching,
-                    archs_per_call=engine.archs_per_call or 0, n_devices=len(engine.devices),
-                    n_remaining=job.n_remaining)
+    rep = RunReport(
+        job.n_selected,
+        job.n_skipped,
+        n,
+        engine.compile_s,
+        job.run_s,
+        n / max(job.run_s - engine.compile_s, 1e-9) if n else 0.0,
+        Path(store),
+        implementation=engine.implementation,
+        batching=engine.batching,
+        archs_per_call=engine.archs_per_call or 0,
+        n_devices=len(engine.devices),
+        n_remaining=job.n_remaining,
+        compile_cache=engine.compile_report(),
+    )
     if out is not None:
+        st.header["compile_cache"] = rep.compile_cache  # the sidecar records this run's cache use
         first = mine if keep_order else selection
         rep.out = st.export(out, order=list(first) + sorted(st.done() - set(first)))
     return rep
