@@ -22,16 +22,17 @@ REPO = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------- resolution
 def test_resolve_precedence(tmp_path):
     env = {"HOME": "/home/u"}
-    assert cc.resolve(None, env, jax_dir="") == (Path("/home/u/.cache/robntk/jax-cache"), "home")
+    assert cc.resolve(None, env, jax_dir="", backend="gpu") == (Path("/home/u/.cache/robntk/jax-cache"), "home")
     env["XDG_CACHE_HOME"] = "relative/dir"  # the XDG spec ignores relative paths
-    assert cc.resolve(None, env, jax_dir="") == (Path("/home/u/.cache/robntk/jax-cache"), "home")
+    assert cc.resolve(None, env, jax_dir="", backend="gpu") == (Path("/home/u/.cache/robntk/jax-cache"), "home")
     env["XDG_CACHE_HOME"] = "/xdg"
-    assert cc.resolve(None, env, jax_dir="") == (Path("/xdg/robntk/jax-cache"), "xdg")
+    assert cc.resolve(None, env, jax_dir="", backend="gpu") == (Path("/xdg/robntk/jax-cache"), "xdg")
     assert cc.resolve(None, env, jax_dir="/jaxdir") == (Path("/jaxdir"), "jax")  # JAX's own setting is kept
+    assert cc.resolve(None, env, jax_dir="", backend="cpu") == (None, "cpu")  # off by default on XLA:CPU
     env[cc.ENV_VAR] = str(tmp_path / "env")
     assert cc.resolve(None, env, jax_dir="/jaxdir") == (tmp_path / "env", "env")
     env[cc.ENV_VAR] = " "  # blank = unset
-    assert cc.resolve(None, env, jax_dir="") == (Path("/xdg/robntk/jax-cache"), "xdg")
+    assert cc.resolve(None, env, jax_dir="", backend="gpu") == (Path("/xdg/robntk/jax-cache"), "xdg")
     for off in ("off", "OFF", " Off "):
         env[cc.ENV_VAR] = off
         assert cc.resolve(None, env, jax_dir="/jaxdir") == (None, "env")

@@ -1,12 +1,17 @@
-"""JAX's persistent compilation cache for robntk: compile once per machine, not once per run.
+"""JAX's persistent compilation cache for robntk: compile once per machine, where that pays.
 
 robntk's compiled programs (above all the scoring engine's kernel function,
-:class:`robntk.scoring.engine.Engine`) take minutes to compile on a CPU, and the same program is
+:class:`robntk.scoring.engine.Engine`) take minutes to compile, and the same program is
 compiled again by every run of the same configuration. JAX can store compiled executables on
 disk and load them instead of compiling (the persistent compilation cache,
 https://docs.jax.dev/en/latest/persistent_compilation_cache.html); this module turns it on by
-default, once per process, from the command line (:func:`cli_hook`, called by
+default on accelerators, once per process, from the command line (:func:`cli_hook`, called by
 :func:`robntk.cli.main`) and from the Python API (:func:`enable`, called by ``Engine``).
+
+On the CPU backend it is off unless asked for: XLA:CPU's ``deserialize_executable`` of the
+engine's program cost 2.3× the CPU seconds of compiling it (jax 0.10.2, NB201 C=16 N=5, B=16,
+``robntk score --arch 2581``: 351 s against 154 s, bit-identical scores;
+``benchmarks/RESULTS.md`` §7), while a small program loads faster than it compiles.
 
 Where the cache lives, first match wins (:func:`resolve`):
 
@@ -15,7 +20,8 @@ Where the cache lives, first match wins (:func:`resolve`):
 2. the environment variable ``ROBNTK_COMPILE_CACHE``: a directory, or ``off`` (empty = unset);
 3. a cache directory already given to JAX itself (``JAX_COMPILATION_CACHE_DIR`` or
    ``jax.config.update('jax_compilation_cache_dir', ...)``), left as it is;
-4. ``$XDG_CACHE_HOME/robntk/jax-cache``, else ``~/.cache/robntk/jax-cache``.
+4. off on the CPU backend; else ``$XDG_CACHE_HOME/robntk/jax-cache``, else
+   ``~/.cache/robntk/jax-cache`` (also the directory of ``option=True``).
 
 JAX's cache holds every jitted program of the process that took at least
 :data:`MIN_COMPILE_TIME_S` seconds to compile (``jax_persistent_cache_min_compile_time_secs``).
@@ -91,7 +97,9 @@ def _check_dir(value, what: str) -> Path:
     return path
 
 
-def resolve(option=None, environ: dict[str, str] | None = None, jax_dir: str | None = None) -> tuple[Path | None, str]:
+def resolve(
+    option=None, environ: dict[str, str] | None = None, jax_dir: str | None = None, backend: str | None = None
+) -> tuple[Path | None, str]:
     """Where the cache is, by the precedence of the module docstring (nothing is created).
 
     Args:
@@ -100,10 +108,12 @@ def resolve(option=None, environ: dict[str, str] | None = None, jax_dir: str | N
         environ: the environment (default ``os.environ``), read for :data:`ENV_VAR`,
             ``XDG_CACHE_HOME`` and ``HOME``.
         jax_dir: a directory already configured in JAX (default: ``jax_compilation_cache_dir``).
+        backend: JAX's default backend (default: ``jax.default_backend()``); on ``'cpu'`` the
+            cache is off unless chosen by ``option``, :data:`ENV_VAR` or ``jax_dir``.
 
     Returns:
         (directory or None when disabled, source): source is ``'option'``, ``'env'``, ``'jax'``,
-        ``'xdg'`` or ``'home'``.
+        ``'cpu'`` (off by default on the CPU backend), ``'xdg'`` or ``'home'``.
 
     Raises:
         ValueError: ``option`` or :data:`ENV_VAR` is neither a directory nor ``off`` (e.g. an
@@ -114,7 +124,7 @@ def resolve(option=None, environ: dict[str, str] | None = None, jax_dir: str | N
         if option is False or (isinstance(option, str) and option.strip().lower() == OFF):
             return None, "option"
         if option is True:
-            return resolve(None, env, jax_dir)
+            return _default(env)
         return _check_dir(option, "compile cache"), "option"
     value = env.get(ENV_VAR, "")
     if value.strip():
@@ -127,6 +137,16 @@ def resolve(option=None, environ: dict[str, str] | None = None, jax_dir: str | N
         jax_dir = jax.config.jax_compilation_cache_dir
     if jax_dir:
         return Path(jax_dir), "jax"
+    if backend is None:
+        import jax
+
+        backend = jax.default_backend()
+    if backend == "cpu":  # loading from the cache costs more than compiling on XLA:CPU (module docstring)
+        return None, "cpu"
+    return _default(env)
+
+
+def _default(env) -> tuple[Path, str]:
     xdg = env.get("XDG_CACHE_HOME", "")
     return default_cache_dir(env), "xdg" if xdg and os.path.isabs(xdg) else "home"
 

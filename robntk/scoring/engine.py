@@ -273,40 +273,49 @@ class Engine:
         largest power-of-two chunk that the linear estimate ``need·chunk/cotangents`` fits in the
         budget, halving until XLA's analysis agrees (or the chunk is 1). The choice is kept in
         :attr:`chunk_size`, said in a :class:`RuntimeWarning` and recorded in
-        :meth:`compile_report` (the chunk changes the memory, not the arithmetic of a row)."""
+        :meth:`compile_report` (the chunk changes the memory, not the arithmetic of a row). A
+        chunked program that XLA does not estimate smaller than the unchunked one is not kept
+        (on XLA:CPU the unrolled chunks add buffers, which outweighs the saving for small networks)."""
         total, budget = self.cotangents_per_batch(), self.memory_budget()
         need = _program_bytes(compiled)
         self.chunk_note = f"all cotangents at once ({need / 2**30:.2f} GiB, budget {budget / 2**30:.2f} GiB)"
         if total is None or total <= 1 or need <= budget:
             return compiled
+        tried = {None: (need, compiled)}
         c = 1 << max(0, int(math.floor(math.log2(max(1.0, total * budget / need)))))
         c = min(c, total // 2) or 1
         while True:
             self.chunk_size = c
-            compiled = self._compile(n_total)
-            got = _program_bytes(compiled)
-            if got <= budget or c == 1:
+            program = self._compile(n_total)
+            tried[c] = (_program_bytes(program), program)
+            if tried[c][0] <= budget or c == 1:
                 break
             c //= 2
+        best = min(tried, key=lambda k: tried[k][0])  # a chunk whose program is not smaller is not kept
+        self.chunk_size = best
+        sizes = ", ".join(f"{k or 'none'}: {v[0] / 2**30:.2f}" for k, v in tried.items())
         self.chunk_note = (
-            f"chunk_size={c} of {total} cotangents: XLA estimates {need / 2**30:.2f} GiB unchunked, "
-            f"{got / 2**30:.2f} GiB chunked, budget {budget / 2**30:.2f} GiB"
+            f"chunk_size={best} of {total} cotangents (XLA's estimate in GiB by chunk: {sizes}; "
+            f"budget {budget / 2**30:.2f} GiB)"
         )
         warnings.warn(
             f"memory: {self.chunk_note} (--chunk-size fixes it, --memory-budget sets the budget)",
             RuntimeWarning,
             stacklevel=3,
         )
-        return compiled
+        return tried[best][1]
 
     def compile_report(self) -> dict[str, Any]:
         """How this engine got its programs (JSON-ready): ``compile_s``, ``compile_cpu_s``, ``traces``,
+        ``chunk_size`` and ``chunk_note`` (the Jacobian chunk and why, :meth:`_fit_chunk`),
         ``jax_cache_hits`` (programs loaded from JAX's persistent cache), and the process's
         :func:`robntk.core.compile_cache.status` (directory, on/off, all hits and writes)."""
         return {
             "compile_s": round(self.compile_s, 3),
             "compile_cpu_s": round(self.compile_cpu_s, 3),
             "traces": self.trace_count,
+            "chunk_size": self.chunk_size,
+            "chunk_note": self.chunk_note,
             "jax_cache_hits": self.jax_cache_hits,
             **compile_cache.status(),
         }
