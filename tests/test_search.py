@@ -275,3 +275,70 @@ def test_search_command_writes_results(tmp_path, data_dir, land):
     args.no_figure = True
     cmd.run(args)
     assert (out / "curves.csv").read_bytes() == (tmp_path / "out2" / "curves.csv").read_bytes()
+
+
+# --------------------------------------------------------------------------- predictor-guided search
+def _features(land, noise: float = 0.0, seed: int = 0):
+    """One informative feature (the PGD-8 accuracy, optionally noised) and one random feature."""
+    reps = land.representatives
+    rng = np.random.default_rng(seed)
+    rob = land.metric("robust")[reps]
+    return pd.DataFrame({"f": rob + noise * rng.normal(size=reps.size), "r": rng.random(reps.size)}, index=reps)
+
+
+def test_predictor_search_reaches_a_planted_optimum(land):
+    """Warm start from a useless score (constant), then the predictor learns the planted feature:
+    every seed queries the optimum 2581 within 40 queries (random search: 40/6,466 ≈ 0.6 % of seeds)."""
+    pytest.importorskip("sklearn")
+    const = pd.Series(1.0, index=land.representatives, name="const")
+    cfg = S.SearchConfig(budget=40, n_seeds=3, pred_init=10, pred_batch=10, pred_trees=20)
+    res = S.run_search("predictor", land, "robust", cfg, score=const, features=_features(land), progress=False)
+    assert res.label == "predictor:const"
+    for row in res.queried:
+        assert len(set(row.tolist())) == 40 and 2581 in row[10:].tolist()
+    assert S.queries_to_reach(res, land, 0.478)["fraction"] == 1.0
+    again = S.run_search("predictor", land, "robust", cfg, score=const, features=_features(land), progress=False)
+    assert again.queried.tobytes() == res.queried.tobytes()  # same seed → same bits
+    # warm start = the tf order: an oracle score puts 2581 first
+    oracle = pd.Series(land.metric("robust")[land.representatives], index=land.representatives, name="oracle")
+    res = S.run_search("predictor", land, "robust", cfg, score=oracle, features=_features(land), progress=False)
+    assert (res.queried[:, 0] == 2581).all()
+
+
+def test_predictor_search_batches_and_bad_inputs(land):
+    pytest.importorskip("sklearn")
+    feats = _features(land).iloc[:25]  # only 25 candidates: the run stops early (-1 padding)
+    const = pd.Series(1.0, index=land.representatives, name="const")
+    cfg = S.SearchConfig(budget=30, n_seeds=1, pred_init=5, pred_batch=4, pred_growth=0.0, pred_trees=5)
+    res = S.run_search("predictor", land, "robust", cfg, score=const, features=feats, progress=False)
+    assert sorted(res.queried[0, :25].tolist()) == sorted(feats.index.tolist()) and (res.queried[0, 25:] == -1).all()
+    with pytest.raises(ValueError, match="predictor search needs features="):
+        S.run_search("predictor", land, config=cfg, score=const, progress=False)
+    with pytest.raises(ValueError, match="features= is only used by method 'predictor'"):
+        S.run_search("random", land, config=cfg, features=feats, progress=False)
+    bad = feats.copy()
+    bad.iloc[0, 0] = np.nan
+    with pytest.raises(ValueError, match="features must be finite"):
+        S.run_search("predictor", land, config=cfg, score=const, features=bad, progress=False)
+    with pytest.raises(ValueError, match="pred_growth must be a number in"):
+        S.SearchConfig(pred_growth=-1.0)
+    with pytest.raises(ValueError, match="pred_init must be an int ≥ 1, got 0"):
+        S.SearchConfig(pred_init=0)
+
+
+def test_search_command_runs_the_predictor(tmp_path, data_dir, land):
+    pytest.importorskip("sklearn")
+    reps = land.representatives
+    noise = np.random.default_rng(1).random(reps.size)
+    pd.DataFrame({"nb201_index": reps, "oracle": land.metric("robust")[reps], "noise": noise}).to_csv(
+        tmp_path / "s.csv", index=False
+    )
+    out = tmp_path / "out"
+    argv = ["--data-dir", str(data_dir), "--methods", "predictor", "--criteria", "robust", "--budget", "80"]
+    argv += ["--seeds", "2", "--scores", str(tmp_path / "s.csv"), "--score", "noise", "--features", "oracle"]
+    argv += ["--pred-trees", "10", "--out", str(out), "--no-progress", "--no-figure"]
+    assert cmd.run(_parser().parse_args(argv)) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["warm_start"] == "noise" and cfg["features"][0] == "zc_oracle" and cfg["n_feature_rows"] == 6466
+    reach = pd.read_csv(out / "reach.csv")
+    assert reach["method"].tolist() == ["predictor:noise"] and reach["fraction"].iloc[0] == 1.0

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The one prepared device run of issue 10 ("GPU"): at most TOTAL seconds (default 540) on a lent
-# GPU, in the default protocol of `robntk score` (train-mode BN, B=32, eps 3/255 and 8/255,
-# PGD-10, sum read-out, seed 0), one compile per BN mode (a persistent compilation cache lets
+# GPU, in the default protocol of `robntk score` (train-mode BN, B=16, eps 8/255, PGD-5,
+# beta 0.5, sum read-out, seed 0), one compile per BN mode (a persistent compilation cache lets
 # step 3 reuse step 1's):
 #   1. 200 sampled representatives, train-mode BN, into the store of the full table
 #   2. the same 200, eval-mode BN (its own store)

@@ -24,6 +24,17 @@ CIFAR-10 clean ``val_acc`` or PGD-8 ``val_pgd_8.0_acc``; :data:`CRITERIA`):
   with a finite score (``tf_pool=None``) or, per seed, a uniform random subset of ``tf_pool``
   of them (NASWOT-style: Mellor et al., ICML 2021, N sampled candidates); ties in the
   score are broken by a seeded random key.
+* ``predictor``: predictor-guided search (few-shot, :mod:`robntk.analysis.predictors`) with a
+  zero-shot warm start, in the spirit of BANANAS / NAS with predictors (White, Neiswanger,
+  Savani, AAAI 2021; here a random forest instead of an ensemble of MLPs): query the
+  ``pred_init`` best classes by a training-free score (the ``tf`` order), then repeatedly fit an
+  extra-trees regressor (:func:`robntk.analysis.predictors.make_model`, ``max_features=1.0``,
+  ``min_samples_leaf=1``, ``pred_trees`` trees, seeded; target: percentile rank of the queried
+  criterion values) on every class queried so far and query the unqueried classes it predicts
+  best, ``max(pred_batch, ⌊pred_growth × queried⌋)`` per refit (refits get rarer as labels
+  grow, keeping runs cheap; ties broken by a seeded random key). Features: a table indexed by
+  representative (:func:`robntk.analysis.predictors.feature_table`: proxies + one-hot + GRAF);
+  only classes in it are candidates. The fixed hyper-parameters are not tuned per refit.
 
 Query counting rule: a query is counted per isomorphism class. The first query of any member of
 a class costs one query and records the class representative; querying the same cell or any
@@ -53,7 +64,9 @@ from robntk.core.registry import BENCH_DATASETS, check_seed
 from robntk.data.benchmark import RobBench
 from robntk.nb201.searchspace import EDGES, NUM_ARCHS, NUM_EDGES, NUM_UNIQUE, OP_ID, OPS, parse_arch_str
 
-METHODS: tuple[str, ...] = ("random", "rea", "ls", "tf")
+METHODS: tuple[str, ...] = ("random", "rea", "ls", "tf", "predictor")
+#: Methods run by default by ``robntk search`` (``predictor`` needs a feature table: ask for it).
+DEFAULT_METHODS: tuple[str, ...] = ("random", "rea", "ls", "tf")
 #: Search-criterion aliases → benchmark metric names.
 CRITERIA: dict[str, str] = {"clean": "val_acc", "robust": "val_pgd_8.0_acc"}
 #: Benchmark optimum, CIFAR-10 PGD-8 (NB201 index, accuracy), from NAS-RobBench-201.
@@ -257,11 +270,51 @@ def training_free_search(
         oracle.query(int(c))
 
 
+def predictor_search(
+    land: Landscape,
+    oracle: Oracle,
+    rng: np.random.Generator,
+    cfg: SearchConfig,
+    score: pd.Series,
+    features: pd.DataFrame,
+) -> None:
+    """Predictor-guided search with a zero-shot warm start (module docstring, ``predictor``)."""
+    from robntk.analysis.predictors import make_model
+
+    keys = features.index.to_numpy(np.int64)
+    x = features.to_numpy(np.float64)
+    s = score.reindex(keys).to_numpy(np.float64)
+    s = np.where(np.isfinite(s), s, -np.inf)
+    warm = np.lexsort((rng.random(keys.size), -s))[: cfg.pred_init]
+    asked = np.zeros(keys.size, dtype=bool)
+    pos: list[int] = []
+    vals: list[float] = []
+
+    def ask(i: int) -> None:
+        v = oracle.query(int(keys[i]))
+        asked[i] = True
+        pos.append(int(i))
+        vals.append(v if math.isfinite(v) else -np.inf)
+
+    for i in warm:
+        ask(int(i))
+    while not asked.all():
+        left = np.flatnonzero(~asked)
+        y = pd.Series(vals).rank(method="average", pct=True).to_numpy()
+        params = {"max_features": 1.0, "min_samples_leaf": 1}
+        model = make_model("extra_trees", params, cfg.pred_trees, int(rng.integers(2**31 - 1)))
+        pred = model.fit(x[pos], y).predict(x[left])
+        batch = max(cfg.pred_batch, int(cfg.pred_growth * len(pos)))
+        for j in np.lexsort((rng.random(left.size), -pred))[:batch]:
+            ask(int(left[j]))
+
+
 _METHOD_FN: dict[str, Callable] = {
     "random": random_search,
     "rea": regularized_evolution,
     "ls": local_search,
     "tf": training_free_search,
+    "predictor": predictor_search,
 }
 
 
@@ -285,6 +338,10 @@ class SearchConfig:
         ls_num_init: random architectures before each local-search (re)start.
         ls_full_nbhd: local search queries the whole neighbourhood before moving (else first improvement).
         tf_pool: training-free search pool size per seed (None: every scored class).
+        pred_init: predictor search: warm-start queries taken in training-free score order.
+        pred_batch, pred_growth: predictor search: queries per refit are
+            ``max(pred_batch, ⌊pred_growth × queried⌋)``.
+        pred_trees: predictor search: trees of the extra-trees model.
 
     Raises:
         ValueError (:meth:`validate`): a value outside its range — budget, population,
@@ -311,6 +368,13 @@ class SearchConfig:
     tf_pool: int | None = field(
         default=None, metadata=flag("tf: random pool size per seed (default: all scored archs)")
     )
+
+    pred_init: int = field(default=10, metadata=flag("predictor: warm-start queries in zero-shot score order"))
+    pred_batch: int = field(default=10, metadata=flag("predictor: fewest queries between refits"))
+    pred_growth: float = field(
+        default=0.1, metadata=flag("predictor: queries between refits as a fraction of those made (≥ --pred-batch)")
+    )
+    pred_trees: int = field(default=50, metadata=flag("predictor: trees of the extra-trees model"))
 
     def __post_init__(self):
         self.validate()
@@ -353,6 +417,17 @@ class SearchConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         check_seed(self.seed, "seed")
+        for name in ("pred_init", "pred_batch", "pred_trees"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an int ≥ 1, got {v!r}")
+        if self.pred_init > NUM_UNIQUE:
+            raise ValueError(
+                f"pred_init must be ≤ {NUM_UNIQUE} (the number of distinct architectures), got {self.pred_init}"
+            )
+        g = self.pred_growth
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g <= 10.0:
+            raise ValueError(f"pred_growth must be a number in [0, 10], got {g!r}")
         if self.tf_pool is not None and (
             isinstance(self.tf_pool, bool) or not isinstance(self.tf_pool, (int, np.integer)) or self.tf_pool < 1
         ):
@@ -374,7 +449,7 @@ class SearchResult:
         queried: int64 (n_seeds, budget) representatives in query order; -1 after an early stop.
         seeds: int64 (n_seeds,) the seeds.
         config: the :class:`SearchConfig`.
-        score_name: name of the training-free score (``tf`` only).
+        score_name: name of the training-free score (``tf``; the warm start of ``predictor``).
     """
 
     method: str
@@ -386,8 +461,10 @@ class SearchResult:
 
     @property
     def label(self) -> str:
-        """``method`` (``tf:<score>`` for training-free search)."""
-        return f"tf:{self.score_name}" if self.method == "tf" else self.method
+        """``method`` (``tf:<score>`` for training-free search, ``predictor:<warm-start score>``)."""
+        if self.method in ("tf", "predictor"):
+            return f"{self.method}:{self.score_name}"
+        return self.method
 
 
 def run_search(
@@ -397,6 +474,7 @@ def run_search(
     config: SearchConfig = SearchConfig(),
     score: pd.Series | None = None,
     progress: bool = True,
+    features: pd.DataFrame | None = None,
 ) -> SearchResult:
     """Run one method for ``config.n_seeds`` seeds.
 
@@ -405,15 +483,19 @@ def run_search(
         land: the :class:`Landscape`.
         criterion: metric maximised ('clean', 'robust' or a benchmark metric name).
         config: the settings.
-        score: training-free score (``tf`` only): Series indexed by ``nb201_index`` (deduplicated
-            to representatives by the caller, e.g. :func:`robntk.analysis.combine.score_table`), higher = better.
+        score: training-free score (``tf``, and the warm start of ``predictor``): Series indexed by
+            ``nb201_index`` (deduplicated to representatives by the caller, e.g.
+            :func:`robntk.analysis.combine.score_table`), higher = better.
         progress: tqdm bar over seeds.
+        features: ``predictor`` only: float DataFrame (n_classes, k) indexed by representative
+            ``nb201_index``, finite (e.g. :func:`robntk.analysis.predictors.feature_table`).
 
     Returns:
         A :class:`SearchResult`. Same config → same bits.
 
     Raises:
-        ValueError: unknown method/criterion, bad config, missing/invalid score for ``tf``.
+        ValueError: unknown method/criterion, bad config, missing/invalid score for ``tf`` or
+            ``predictor``, missing/invalid features for ``predictor``, features given to another method.
     """
     from tqdm.auto import tqdm
 
@@ -422,18 +504,23 @@ def run_search(
     config = config.validate()
     values = land.metric(criterion)
     extra = ()
-    if method == "tf":
+    if method in ("tf", "predictor"):
         if not isinstance(score, pd.Series):
-            raise ValueError("training-free search needs score= (a pandas Series keyed by nb201_index)")
-        idx = score.index.to_numpy()
-        if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= NUM_ARCHS:
-            raise ValueError(f"score index must be NB201 indices 0..{NUM_ARCHS - 1}")
-        if (land.rep[idx] != idx).any():
-            bad = idx[land.rep[idx] != idx][:3]
-            raise ValueError(f"score index must hold representatives only (deduplicate first), e.g. {list(bad)}")
+            raise ValueError(f"{method} search needs score= (a pandas Series keyed by nb201_index)")
+        _check_rep_index(score.index, land, "score")
         extra = (score,)
     elif score is not None:
-        raise ValueError(f"score= is only used by method 'tf', not {method!r}")
+        raise ValueError(f"score= is only used by methods 'tf' and 'predictor', not {method!r}")
+    if method == "predictor":
+        if not isinstance(features, pd.DataFrame) or features.empty:
+            raise ValueError("predictor search needs features= (a non-empty DataFrame keyed by nb201_index)")
+        _check_rep_index(features.index, land, "features")
+        x = features.to_numpy()
+        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x.astype(np.float64)).all():
+            raise ValueError("features must be finite numbers (drop rows with missing proxies)")
+        extra = (score, features)
+    elif features is not None:
+        raise ValueError(f"features= is only used by method 'predictor', not {method!r}")
     seeds = config.seed + np.arange(config.n_seeds, dtype=np.int64)
     out = np.full((config.n_seeds, config.budget), -1, dtype=np.int64)
     fn = _METHOD_FN[method]
@@ -446,6 +533,15 @@ def run_search(
         out[s, : len(oracle.history)] = oracle.history
     name = None if score is None else str(score.name)
     return SearchResult(method, criterion, out, seeds, config, name)
+
+
+def _check_rep_index(index: pd.Index, land: Landscape, what: str) -> None:
+    idx = index.to_numpy()
+    if not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= NUM_ARCHS:
+        raise ValueError(f"{what} index must be NB201 indices 0..{NUM_ARCHS - 1}")
+    if (land.rep[idx] != idx).any():
+        bad = idx[land.rep[idx] != idx][:3]
+        raise ValueError(f"{what} index must hold representatives only (deduplicate first), e.g. {list(bad)}")
 
 
 def incumbents(queried: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -17,6 +17,13 @@ architectures by each ``--score`` spec (a column of the ``--scores`` table, e.g.
 :mod:`robntk.analysis.combine` zero-shot spec such as ``'vote(synflow,jacov,snip)'``);
 ``--scores suite_zero`` (default) reads the NAS-Bench-Suite-Zero CIFAR-10 proxies
 (:func:`robntk.data.suite_zero.load_suite_zero`, per class: smallest NB201 index).
+
+Predictor-guided search (``--methods predictor``, not run by default) starts from the
+``--warm-start`` spec's order (default: the first ``--score``) and refits an extra-trees
+predictor on the queried labels (:func:`robntk.analysis.search.predictor_search`); its features
+are the ``--features`` columns of ``--scores`` (default: every proxy column) as percentile ranks,
+plus the one-hot and GRAF encodings (:func:`robntk.analysis.predictors.feature_table`). Only
+classes with every feature are candidates. Never give it a column fitted on benchmark labels.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from robntk.analysis import predictors as P
 from robntk.analysis import search as S
 from robntk.analysis.combine import from_spec
 from robntk.commands._common import load_scores
@@ -51,6 +59,8 @@ class SearchOptions:
         criteria: search criteria: ``clean``, ``robust`` or benchmark metric names.
         scores: training-free scores for ``tf``: a table with ``nb201_index`` or ``'suite_zero[:dataset]'``.
         score_specs: score columns or combination specs for ``tf`` (flag ``--score``).
+        warm_start: score spec whose order starts ``predictor`` (None: the first of ``score_specs``).
+        features: proxy columns of ``scores`` used as ``predictor`` features (None: every one).
         threshold: PGD-8 accuracies for ``reach.csv``, in [0, 1].
         out: output directory. no_figure: skip ``curves.png``. no_progress: hide progress bars.
 
@@ -59,7 +69,7 @@ class SearchOptions:
             twice.
     """
 
-    methods: tuple[str, ...] = field(default=S.METHODS, metadata=flag("search methods", choices=S.METHODS))
+    methods: tuple[str, ...] = field(default=S.DEFAULT_METHODS, metadata=flag("search methods", choices=S.METHODS))
     criteria: tuple[str, ...] = field(
         default=("clean", "robust"), metadata=flag("search criteria: clean, robust, or benchmark metric names")
     )
@@ -72,6 +82,13 @@ class SearchOptions:
         metadata=flag(
             "score columns or combination specs for tf, e.g. params 'vote(synflow,jacov,snip)'", flag="--score"
         ),
+    )
+    warm_start: str | None = field(
+        default=None, metadata=flag("predictor: zero-shot score spec of the warm start (default: the first --score)")
+    )
+    features: tuple[str, ...] | None = field(
+        default=None,
+        metadata=flag("predictor: proxy columns of --scores used as features (default: every proxy column)"),
     )
     threshold: tuple[float, ...] = field(default=(0.478,), metadata=flag("PGD-8 accuracy thresholds for reach.csv"))
     out: str = field(default="search_results", metadata=flag("output directory"))
@@ -89,6 +106,7 @@ class SearchOptions:
             ("--methods", self.methods),
             ("--criteria", self.criteria),
             ("--score", self.score_specs),
+            ("--features", self.features or ()),
             ("--threshold", self.threshold),
         ):
             dup = sorted({v for v in vals if list(vals).count(v) > 1}, key=str)
@@ -116,18 +134,32 @@ def run(args: argparse.Namespace) -> int:
     out = check_writable(Path(opts.out), "--out", kind="dir")
     for name in OUTPUTS[:-1] if opts.no_figure else OUTPUTS:
         check_writable(out / name, "--out", kind="file")
+    if "predictor" in opts.methods:
+        P.require_sklearn()
     bench = RobBench.load(data_dir)
     land = S.Landscape(bench, cfg.dataset)
     for c in opts.criteria:
         land.metric(c)  # validates
-    scores = {}
-    if "tf" in opts.methods:
+    scores, warm, features = {}, None, None
+    if "tf" in opts.methods or "predictor" in opts.methods:
         table = load_scores(opts.scores, bench, data_dir)
-        scores = {s: from_spec(table, s) for s in opts.score_specs}
+        scores = {s: from_spec(table, s) for s in opts.score_specs} if "tf" in opts.methods else {}
+    if "predictor" in opts.methods:
+        warm = from_spec(table, opts.warm_start or opts.score_specs[0])
+        cols = (
+            list(opts.features)
+            if opts.features
+            else P.proxy_columns_of(table.drop(columns=["arch_str"], errors="ignore"))
+        )
+        features = P.feature_table(table.index, [bench.space.arch_strs[i] for i in table.index], table, cols)
     t0 = time.perf_counter()
     results = []
     for m in opts.methods:
         for c in opts.criteria:
+            if m == "predictor":
+                kw = {"score": warm, "features": features}
+                results.append(S.run_search(m, land, c, cfg, progress=not opts.no_progress, **kw))
+                continue
             for sc in scores.values() if m == "tf" else [None]:
                 results.append(S.run_search(m, land, c, cfg, score=sc, progress=not opts.no_progress))
     wall = time.perf_counter() - t0
@@ -143,8 +175,11 @@ def run(args: argparse.Namespace) -> int:
             "config": S.config_dict(cfg),
             "methods": list(opts.methods),
             "criteria": list(opts.criteria),
-            "scores": opts.scores if scores else None,
+            "scores": opts.scores if scores or features is not None else None,
             "score_specs": list(scores),
+            "warm_start": None if warm is None else str(warm.name),
+            "features": None if features is None else list(features.columns),
+            "n_feature_rows": None if features is None else len(features),
             "thresholds": list(opts.threshold),
             "benchmark_source": bench.source,
             "search_wall_s": round(wall, 2),

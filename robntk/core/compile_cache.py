@@ -11,7 +11,7 @@ default on accelerators, once per process, from the command line (:func:`cli_hoo
 On the CPU backend it is off unless asked for: XLA:CPU's ``deserialize_executable`` of the
 engine's program cost 2.3× the CPU seconds of compiling it (jax 0.10.2, NB201 C=16 N=5, B=16,
 ``robntk score --arch 2581``: 351 s against 154 s, bit-identical scores;
-``benchmarks/RESULTS.md`` §7), while a small program loads faster than it compiles.
+``benchmarks/RESULTS.md`` §9), while a small program loads faster than it compiles.
 
 Where the cache lives, first match wins (:func:`resolve`):
 

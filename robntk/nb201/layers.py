@@ -94,7 +94,10 @@ def batch_norm(
             statistics (read when ``train`` is False, updated when ``momentum`` is given).
         train: normalise with batch statistics (fast variance E[x²]−E[x]², clipped at 0).
         momentum: with ``train``, also return running statistics
-            ``momentum·s + (1 − momentum)·batch`` (biased batch variance, flax's convention).
+            ``momentum·s + (1 − momentum)·batch``, the variance unbiased (× n/(n − 1), n = B·H·W)
+            as PyTorch's ``BatchNorm2d`` (the benchmark's) updates it; normalisation uses the
+            biased one. (flax's ``nn.BatchNorm`` keeps the biased variance; the difference was
+            found by the PyTorch parity of :mod:`robntk.parity`.)
 
     Returns:
         (y of x's shape, updated ``{'mean', 'var'}`` or None).
@@ -104,9 +107,10 @@ def batch_norm(
         mean = jnp.mean(x, axis=(0, 1, 2))
         var = jnp.maximum(0.0, jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean))
         if momentum is not None:
+            n = x.shape[0] * x.shape[1] * x.shape[2]
             new = {
                 "mean": momentum * s["mean"] + (1 - momentum) * mean,
-                "var": momentum * s["var"] + (1 - momentum) * var,
+                "var": momentum * s["var"] + (1 - momentum) * var * (n / max(n - 1, 1)),
             }
     else:
         mean, var = s["mean"], s["var"]

@@ -21,6 +21,21 @@ from robntk.proxies._common import Proxy
 from robntk.proxies.activation import epe_nas, input_jacobian_proxies, jacov, linear_regions, nwot
 from robntk.proxies.closed_form import flop_count, flops, param_count, params
 from robntk.proxies.gradient import fisher, grad_norm, grasp, l2_norm, loss_gradient_proxies, plain, snip, synflow
+from robntk.proxies.modern import (
+    az_expressivity,
+    az_nas_pgd_proxies,
+    az_nas_proxies,
+    az_progressivity,
+    az_trainability,
+    meco,
+    meco_pgd,
+    swap,
+    swap_pgd,
+    swap_reg,
+    vkdnw,
+    vkdnw_dim,
+    vkdnw_pgd,
+)
 from robntk.proxies.robust import croze
 from robntk.proxies.zen_zico_tenas import tenas_ntk_cond, zen, zico
 
@@ -43,6 +58,21 @@ PROXIES: dict[str, Proxy] = {
     "tenas_ntk_cond": tenas_ntk_cond,
     "linear_regions": linear_regions,
     "croze": croze,
+    # robntk.proxies.modern: AZ-NAS, VKDNW, MeCo, SWAP and their perturbed-input (PGD) variants
+    "az_expressivity": az_expressivity,
+    "az_progressivity": az_progressivity,
+    "az_trainability": az_trainability,
+    "vkdnw": vkdnw,
+    "vkdnw_dim": vkdnw_dim,
+    "meco": meco,
+    "swap": swap,
+    "swap_reg": swap_reg,
+    "az_expressivity_pgd": lambda *a: az_nas_pgd_proxies(*a)["az_expressivity_pgd"],
+    "az_progressivity_pgd": lambda *a: az_nas_pgd_proxies(*a)["az_progressivity_pgd"],
+    "az_trainability_pgd": lambda *a: az_nas_pgd_proxies(*a)["az_trainability_pgd"],
+    "vkdnw_pgd": vkdnw_pgd,
+    "meco_pgd": meco_pgd,
+    "swap_pgd": swap_pgd,
 }
 #: Proxies that need no forward pass (closed form in the cell): their integer counts, which
 #: :func:`proxy_table` divides by 1e6 on the host (the exact decimal NAS-Bench-Suite-Zero prints).
@@ -55,6 +85,8 @@ FLOAT64_PROXIES = ("synflow",)
 GROUPS: dict[Callable[..., dict], tuple[str, ...]] = {
     loss_gradient_proxies: ("grad_norm", "snip", "plain", "fisher"),
     input_jacobian_proxies: ("jacov", "epe_nas"),
+    az_nas_proxies: ("az_expressivity", "az_progressivity", "az_trainability"),
+    az_nas_pgd_proxies: ("az_expressivity_pgd", "az_progressivity_pgd", "az_trainability_pgd"),
 }
 
 

@@ -16,6 +16,11 @@ import numpy as np
 import optax
 
 
+def _float():
+    """JAX's default float dtype now: float32, float64 under ``jax_enable_x64`` (read at call time)."""
+    return jnp.result_type(float)
+
+
 def onecycle_schedules(
     total_steps: int,
     max_lr: float = 0.1,
@@ -50,7 +55,9 @@ def onecycle_schedules(
         (others): as PyTorch.
 
     Returns:
-        ``(lr_fn, momentum_fn)``, each mapping an int (array) step to a float32 array.
+        ``(lr_fn, momentum_fn)``, each mapping an int (array) step to an array of JAX's default
+        float dtype: float32, or float64 under ``jax_enable_x64`` (PyTorch computes the schedule
+        in double precision; a float32 lr would perturb a float64 run by ~1e-7 relative per step).
 
     Raises:
         ValueError: total_steps < 1.
@@ -71,18 +78,18 @@ def onecycle_schedules(
         return end + (start - end) * jnp.sin(0.5 * jnp.pi * q) ** 2
 
     def _phase(step):
-        t = jnp.minimum(jnp.asarray(step, jnp.float32), e2)
+        t = jnp.minimum(jnp.asarray(step, _float()), e2)
         return t <= e1, (e1 - t) / d1, (e2 - t) / d2
 
     def lr_fn(step):
         first, q1, q2 = _phase(step)
-        return jnp.where(first, _anneal(initial, max_lr, q1), _anneal(max_lr, min_lr, q2)).astype(jnp.float32)
+        return jnp.where(first, _anneal(initial, max_lr, q1), _anneal(max_lr, min_lr, q2)).astype(_float())
 
     def momentum_fn(step):
         first, q1, q2 = _phase(step)
         return jnp.where(
             first, _anneal(max_momentum, base_momentum, q1), _anneal(base_momentum, max_momentum, q2)
-        ).astype(jnp.float32)
+        ).astype(_float())
 
     return lr_fn, momentum_fn
 

@@ -160,7 +160,9 @@ def training_attack(spec: StepSpec, f: Callable) -> Callable:
     return lambda p, x, y, k: x
 
 
-def make_step(model: Any, tx: optax.GradientTransformation, spec: StepSpec, cell: Any = None) -> Callable:
+def make_step(
+    model: Any, tx: optax.GradientTransformation, spec: StepSpec, cell: Any = None, *, internals: bool = False
+) -> Callable:
     """Build the jitted train step ``(state, x_all, y_all, idx, key[, cell]) -> (state, metrics)``.
 
     Args:
@@ -171,6 +173,11 @@ def make_step(model: Any, tx: optax.GradientTransformation, spec: StepSpec, cell
         cell: the fixed cell compiled into the step (arch string / op names; any value for a
             network without a cell argument). None: the step takes the cell, int32 (6,) op ids,
             as its last argument (traced: one compilation serves every cell).
+        internals: also return, in the metrics, ``x_in`` (the batch the loss was computed on: the
+            adversarial examples for pgd/fgsm, shape of the batch) and ``grads`` (the loss
+            gradient w.r.t. the parameters, before weight decay; params' structure) — for the
+            step-by-step parity with the benchmark's PyTorch code (:mod:`robntk.parity`). Off by
+            default: the step then computes and returns exactly what it did before.
 
     The step's arguments: ``state`` = ``{'params', 'batch_stats' (with running_stats),
     'opt_state', 'step'}``; ``x_all`` (N, H, W, 3) uint8 (scaled by 1/255 after the gather) or
@@ -218,7 +225,10 @@ def make_step(model: Any, tx: optax.GradientTransformation, spec: StepSpec, cell
         new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state, "step": state["step"] + 1}
         if "batch_stats" in state:
             new_state["batch_stats"] = new_bs
-        return new_state, {"loss": loss, "acc": acc, "lr": hp["learning_rate"], "momentum": hp["momentum"]}
+        metrics = {"loss": loss, "acc": acc, "lr": hp["learning_rate"], "momentum": hp["momentum"]}
+        if internals:
+            metrics.update(x_in=x_in, grads=grads)
+        return new_state, metrics
 
     if cell is None:
         return jax.jit(step_fn)
