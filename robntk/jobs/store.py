@@ -189,11 +189,16 @@ class ResultStore:
                 return cls(path, h, rtol)
             if path.exists() and not path.is_dir():
                 raise StoreError(f"{path} is a file, not a robntk result store; refusing to write into it")
-            if path.exists() and any(p.name != ROWS_DIR for p in path.iterdir()):
+            names = {p.name for p in path.iterdir()} if path.is_dir() else set()
+            if HEADER in names:  # another process renamed its store into place since the check above
+                continue
+            if names - {ROWS_DIR}:
                 raise StoreError(
                     f"{path} exists but is not a robntk result store (no {HEADER}); refusing to write into it"
                 )
-            if path.exists() and (path / ROWS_DIR).is_dir() and any((path / ROWS_DIR).iterdir()):
+            if ROWS_DIR in names and any((path / ROWS_DIR).iterdir()):
+                if (path / HEADER).is_file():  # the winner of a race appended after our listing
+                    continue
                 raise StoreError(
                     f"{path} has row files but no {HEADER}: corrupt store; restore the header or start anew"
                 )
