@@ -69,7 +69,7 @@ def test_cli_bound_quick_and_errors(tmp_path, capsys):
     df = pd.read_csv(out / "bounds.csv")
     assert set(df["activations"]) == {"gelu|gelu"} and df["holds_ana"].all()
     assert cli.main(["bound", "--quick", "--out", str(out), "--widths", "0"]) == 2
-    assert "width must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert "--widths must be integers >= 1, got 0" in capsys.readouterr().err
     override.write_text(json.dumps({"betas": [0.5, 2.0]}))
     assert cli.main(["bound", "--quick", "--out", str(out), "--config", str(override)]) == 2
     assert "beta must be in [0, 1], got 2.0" in capsys.readouterr().err
@@ -92,7 +92,7 @@ def test_cli_bound_quick_and_errors(tmp_path, capsys):
         ({"fcn": 5}, [], "config key 'fcn' must be an object, got int 5"),
         ({"fcn": {"structures": [[2]]}}, [], "config key 'fcn.structures[0]' must be a list like [1, 'none']"),
         ({"fcn": {"depth": 2}}, [], "unknown config key 'fcn.depth'"),
-        ({"attack_width": None, "rhos": [0.3]}, ["--seeds", "-1"], "seeds must be integers >= 0, got -1"),
+        ({"attack_width": None, "rhos": [0.3]}, ["--seeds", "-1"], "--seeds must be an integer >= 0, got -1"),
         ({}, ["--seeds", ","], "--seeds must list at least one integer, got ','"),
         ({}, ["--widths", "a,b"], "--widths must be comma-separated integers, got 'a,b'"),
     ],
