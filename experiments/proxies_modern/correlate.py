@@ -40,14 +40,10 @@ def load_store(store: Path) -> pd.DataFrame:
     return pd.DataFrame(cols).sort_index()
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", default=str(HERE / "store"))
-    ap.add_argument("--data-dir", default="../shared/data")
-    ap.add_argument("--n-boot", type=int, default=200)
-    a = ap.parse_args(argv)
-    df = load_store(Path(a.store))
-    bench = RobBench.load(a.data_dir)
+def add_derived(df: pd.DataFrame, bench: RobBench) -> pd.DataFrame:
+    """Add ``swap_reg`` (from ``swap`` and the parameter count) and ``az_nas`` (AZ-NAS's rank
+    aggregation over the archs of ``df``) where their inputs are present."""
+    df = df.copy()
     net = TinyNetwork.for_dataset("cifar10")
     if "swap" in df:
         P = np.array([int(param_count(net, bench.space.ops(int(i)))) / 1e3 for i in df.index])
@@ -57,6 +53,18 @@ def main(argv=None) -> int:
         have = df[comps + ["flops"]].notna().any(axis=1) & df["flops"].notna()
         sub = df.loc[have]
         df.loc[have, "az_nas"] = az_nas_rank(sub.assign(**{c: sub[c].fillna(-np.inf) for c in comps}))
+    return df
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", default=str(HERE / "store"))
+    ap.add_argument("--data-dir", default="../shared/data")
+    ap.add_argument("--n-boot", type=int, default=200)
+    a = ap.parse_args(argv)
+    df = load_store(Path(a.store))
+    bench = RobBench.load(a.data_dir)
+    df = add_derived(df, bench)
     df.index.name = "nb201_index"
     cols = [c for c in df.columns if c != "vkdnw_dim" and df[c].notna().sum() >= 30]  # skip stray partial columns
     tab = correlation_table(
