@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from robntk.analysis import combine as K
+from robntk.analysis import combine_fit as KF
 from robntk.analysis.correlation import kendall_tau
 from robntk.data import suite_zero as Z
 
@@ -185,13 +186,13 @@ def test_specs_round_trip_and_errors():
 # --------------------------------------------------------------------------- learned
 def test_split_is_seeded_disjoint_and_halved():
     keys = np.arange(100, 201)
-    tr, te = K.split(keys, seed=4)
+    tr, te = KF.split(keys, seed=4)
     assert len(tr) == 50 and len(te) == 51 and not set(tr) & set(te) and set(tr) | set(te) == set(keys)
-    tr2, _ = K.split(keys[::-1], seed=4)
+    tr2, _ = KF.split(keys[::-1], seed=4)
     np.testing.assert_array_equal(tr, tr2)  # independent of the input order
-    assert not np.array_equal(tr, K.split(keys, seed=5)[0])
+    assert not np.array_equal(tr, KF.split(keys, seed=5)[0])
     with pytest.raises(ValueError, match="train_fraction"):
-        K.split(keys, 0, 1.0)
+        KF.split(keys, 0, 1.0)
 
 
 def _planted(n=600, seed=0):
@@ -203,30 +204,30 @@ def _planted(n=600, seed=0):
 
 def test_learned_fits_recover_planted_structure():
     df = _planted()
-    tr, te = K.split(df.index, seed=0)
+    tr, te = KF.split(df.index, seed=0)
     ra = df["a"].rank(pct=True)
     y = 2 * ra - df["b"].rank(pct=True)  # target: a linear function of the ranks, b negatively
-    lin = K.fit(df, y, ["a", "b", "noise"], "linear", train_index=tr)
+    lin = KF.fit(df, y, ["a", "b", "noise"], "linear", train_index=tr)
     w = np.asarray(lin.weights)  # fitted to the target's percentile rank: the ratio 2 : -1 : 0 survives
     assert w[0] / -w[1] == pytest.approx(2, rel=0.1) and abs(w[2]) < 0.05 * w[0]
     assert kendall_tau(lin.predict(df).loc[te], y.loc[te]) > 0.97
-    pl = K.fit(df, y, ["a", "b", "noise"], "pairwise_logistic", train_index=tr, n_pairs=20_000)
+    pl = KF.fit(df, y, ["a", "b", "noise"], "pairwise_logistic", train_index=tr, n_pairs=20_000)
     w = np.asarray(pl.weights)
     assert w[0] > 0 > w[1] and abs(w[2]) < 0.2 * w[0] and w[0] / -w[1] == pytest.approx(2, rel=0.25)
-    quad = K.fit(df, ra**2, ["a", "b"], "quadratic", train_index=tr, ridge=1e-8)
+    quad = KF.fit(df, ra**2, ["a", "b"], "quadratic", train_index=tr, ridge=1e-8)
     assert kendall_tau(quad.predict(df).loc[te], ra.loc[te]) > 0.999
-    g = K.fit(df, -df["b"], ["a", "b", "noise"], "greedy_mean_rank", train_index=tr)
+    g = KF.fit(df, -df["b"], ["a", "b", "noise"], "greedy_mean_rank", train_index=tr)
     assert g.columns == ("b",) and g.signs == (-1.0,) and g.name == "greedy_mean_rank(-b)"
     with pytest.raises(ValueError, match="unknown learned"):
-        K.fit(df, y, ["a"], "svm")
+        KF.fit(df, y, ["a"], "svm")
     with pytest.raises(ValueError, match="training keys"):
-        K.fit(df, y, ["a"], train_index=[10_000])
+        KF.fit(df, y, ["a"], train_index=[10_000])
 
 
 def test_report_on_naslib_proxies(zc, bench):
     """Real numbers: zero-shot over all 6,285 classes; learned on split seed 0 (3,142 train / 3,143 test)."""
     cols = list(Z.PROXIES)
-    table, models = K.report(
+    table, models = KF.report(
         zc,
         bench,
         singles=["params"],

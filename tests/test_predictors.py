@@ -15,6 +15,8 @@ import pytest
 
 pytest.importorskip("sklearn")
 
+from robntk.analysis import cell_features as CF  # noqa: E402
+from robntk.analysis import predictor_eval as PE  # noqa: E402
 from robntk.analysis import predictors as P  # noqa: E402
 from robntk.analysis.correlation import kendall_tau  # noqa: E402
 from robntk.commands import predict as cmd  # noqa: E402
@@ -25,17 +27,17 @@ FAST = P.PredictorConfig(n_estimators=20, cv_folds=3, grid={"max_features": (1.0
 
 # --------------------------------------------------------------------------- encodings
 def test_onehot_hand_example():
-    ops = P.arch_ops(["|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"])
+    ops = CF.arch_ops(["|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"])
     np.testing.assert_array_equal(ops, [[3, 0, 0, 1, 0, 4]])
-    oh = P.onehot_features(ops)
+    oh = CF.onehot_features(ops)
     assert oh.shape == (1, 30) and oh.to_numpy().sum() == 6
     assert oh.loc[0, "e0_nor_conv_3x3"] == 1 and oh.loc[0, "e3_skip_connect"] == 1 and oh.loc[0, "e5_avg_pool_3x3"] == 1
     assert oh.loc[0, "e0_none"] == 0
 
 
 def test_graf_hand_examples():
-    g = P.graf_features(
-        P.arch_ops(
+    g = CF.graf_features(
+        CF.arch_ops(
             [
                 "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",  # only 0→3 skip is live
                 ("skip_connect",) * 6,
@@ -61,13 +63,13 @@ def test_graf_hand_examples():
 
 def test_encoding_errors_name_the_bad_value():
     with pytest.raises(ValueError, match="unknown op 'conv5'"):
-        P.arch_ops(["|conv5~0|+|none~0|none~1|+|none~0|none~1|none~2|"])
+        CF.arch_ops(["|conv5~0|+|none~0|none~1|+|none~0|none~1|none~2|"])
     with pytest.raises(ValueError, match=r"op ids must be in 0..4, got values in 0..7"):
-        P.graf_features(np.array([[0, 0, 0, 0, 0, 7]]))
+        CF.graf_features(np.array([[0, 0, 0, 0, 0, 7]]))
     with pytest.raises(ValueError, match=r"integer \(n, 6\) array"):
-        P.onehot_features(np.zeros((2, 5), dtype=int))
+        CF.onehot_features(np.zeros((2, 5), dtype=int))
     with pytest.raises(ValueError, match=r"unknown encoding\(s\) \['bag'\]"):
-        P.feature_table([0], ["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"], encodings=("bag",))
+        CF.feature_table([0], ["|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"], encodings=("bag",))
 
 
 # --------------------------------------------------------------------------- models
@@ -130,15 +132,15 @@ def test_tau_top_and_summary_hand_values():
     y = np.arange(10.0)
     pred = y.copy()
     pred[[8, 9]] = pred[[9, 8]]  # swap inside the top
-    assert P.tau_top(pred, y, 0.3) == pytest.approx(1 / 3)  # kept y = 7, 8, 9: 2 concordant pairs, 1 discordant
-    assert P.tau_top(y, y, 0.5) == pytest.approx(1.0)
+    assert PE.tau_top(pred, y, 0.3) == pytest.approx(1 / 3)  # kept y = 7, 8, 9: 2 concordant pairs, 1 discordant
+    assert PE.tau_top(y, y, 0.5) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="top fraction must be in"):
-        P.tau_top(y, y, 0.0)
+        PE.tau_top(y, y, 0.0)
     d = pd.DataFrame(
         {"predictor": "p", "kind": "few_shot", "budget": 10, "draw": [0, 1, 2], "eval": "target", "n_train": 10,
          "n_test": 90, "tau": [0.1, 0.2, 0.3], "tau_top": [0.0, 0.0, 0.3]}
     )  # fmt: skip
-    s = P.summarise_draws(d).iloc[0]
+    s = PE.summarise_draws(d).iloc[0]
     half = 4.302652729911275 * 0.1 / math.sqrt(3)  # t(0.975, 2) · sd / √n
     assert s["tau_mean"] == pytest.approx(0.2) and s["tau_sd"] == pytest.approx(0.1)
     assert (s["tau_ci_low"], s["tau_ci_high"]) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
@@ -147,8 +149,8 @@ def test_tau_top_and_summary_hand_values():
 
 def test_tau_top_keeps_rows_at_or_above_the_quantile():
     y = np.arange(10.0)  # top 20 %: y ≥ 7.2 → y = 8, 9 (2 rows) → fewer than 3 → NaN
-    assert math.isnan(P.tau_top(y, y, 0.2))
-    assert P.tau_top(-y, y, 0.3) == pytest.approx(-1.0)  # y ≥ 6.3: 7, 8, 9 reversed
+    assert math.isnan(PE.tau_top(y, y, 0.2))
+    assert PE.tau_top(-y, y, 0.3) == pytest.approx(-1.0)  # y ≥ 6.3: 7, 8, 9 reversed
 
 
 def test_test_labels_never_reach_the_fit():
@@ -161,7 +163,7 @@ def test_test_labels_never_reach_the_fit():
     seen, preds = [], {}
 
     def spy(tag):
-        inner = P.model_predict_fn(feats, FAST)
+        inner = PE.model_predict_fn(feats, FAST)
 
         def fn(train, y_train, seed):
             seen.append((tag, train.copy(), y_train.copy()))
@@ -173,18 +175,20 @@ def test_test_labels_never_reach_the_fit():
 
     y2 = y.copy()
     y2[60:] = np.random.default_rng(9).normal(size=60)  # labels of the test part scrambled
-    a = P.few_shot_draws({"m": ("few_shot", spy("a"))}, keys, y, [10, 30], 2, seed=5, pool=pool, test=test)
-    b = P.few_shot_draws({"m": ("few_shot", spy("b"))}, keys, y2, [10, 30], 2, seed=5, pool=pool, test=test)
+    a = PE.few_shot_draws({"m": ("few_shot", spy("a"))}, keys, y, [10, 30], 2, seed=5, pool=pool, test=test)
+    b = PE.few_shot_draws({"m": ("few_shot", spy("b"))}, keys, y2, [10, 30], 2, seed=5, pool=pool, test=test)
     for (_, tr, yt), (_, tr2, yt2) in zip([s for s in seen if s[0] == "a"], [s for s in seen if s[0] == "b"]):
         assert np.isin(tr, pool).all() and np.array_equal(tr, tr2)
         np.testing.assert_array_equal(yt, y[tr - 1000])
         assert yt.tobytes() == yt2.tobytes()
     for p, q in zip(preds["a"], preds["b"]):
         assert p.tobytes() == q.tobytes()
-    assert list(a.columns) == list(P.DRAW_COLUMNS) and len(a) == 4
+    assert list(a.columns) == list(PE.DRAW_COLUMNS) and len(a) == 4
     assert (a["n_test"] == 60).all() and not a["tau"].equals(b["tau"])  # evaluated on different labels
     assert (a["tau"] > 0.5).all()
-    again = P.few_shot_draws({"m": ("few_shot", P.model_predict_fn(feats, FAST))}, keys, y, [10, 30], 2, 5, pool, test)
+    again = PE.few_shot_draws(
+        {"m": ("few_shot", PE.model_predict_fn(feats, FAST))}, keys, y, [10, 30], 2, 5, pool, test
+    )
     assert again[["tau", "tau_top"]].to_numpy().tobytes() == a[["tau", "tau_top"]].to_numpy().tobytes()
 
 
@@ -192,11 +196,11 @@ def test_few_shot_draws_bad_inputs():
     keys = np.arange(50)
     fns = {"z": ("zero_shot", lambda tr, yt, s: np.zeros(50))}
     with pytest.raises(ValueError, match=r"budget 60 must be in 5..50"):
-        P.few_shot_draws(fns, keys, np.arange(50.0), [60], 1)
+        PE.few_shot_draws(fns, keys, np.arange(50.0), [60], 1)
     with pytest.raises(ValueError, match="n_draws must be an int ≥ 1, got 0"):
-        P.few_shot_draws(fns, keys, np.arange(50.0), [10], 0)
+        PE.few_shot_draws(fns, keys, np.arange(50.0), [10], 0)
     with pytest.raises(ValueError, match=r"pool keys must be among keys, e.g. \[99\]"):
-        P.few_shot_draws(fns, keys, np.arange(50.0), [10], 1, pool=[1, 99])
+        PE.few_shot_draws(fns, keys, np.arange(50.0), [10], 1, pool=[1, 99])
 
 
 # --------------------------------------------------------------------------- real data
@@ -206,7 +210,7 @@ def real(bench, data_dir):
 
     zc = load_suite_zero("cifar10", data_dir, per_class="smallest")
     keys = zc.index.to_numpy(np.int64)
-    feats = P.feature_table(keys, [bench.space.arch_strs[i] for i in keys], zc, list(PROXIES))
+    feats = CF.feature_table(keys, [bench.space.arch_strs[i] for i in keys], zc, list(PROXIES))
     return feats, bench.values(keys, "cifar10", "val_pgd_8.0_acc")
 
 
@@ -220,23 +224,23 @@ def test_real_feature_table(real, bench):
     assert (row["paths_conv3x3"], row["paths_conv"], row["minpath_conv"], row["maxpath_conv"]) == (2, 3, 2, 3)
     assert (row["paths_skip"], row["live_nor_conv_3x3"], row["live_skip_connect"]) == (1, 4, 1)
     # percentile rank of its NASLib params (1.073466 M) among the 6,285 scored classes, average rank on ties
-    v = P.feature_table([2581], [bench.space.arch_strs[2581]], None).shape  # encodings alone: 66 columns
+    v = CF.feature_table([2581], [bench.space.arch_strs[2581]], None).shape  # encodings alone: 66 columns
     assert v == (1, 66) and row["zc_params"] == pytest.approx(0.988385, abs=1e-6)
-    low, high = P.conv3x3_split(feats, P.arch_ops([bench.space.arch_strs[i] for i in feats.index]))
+    low, high = PE.conv3x3_split(feats, CF.arch_ops([bench.space.arch_strs[i] for i in feats.index]))
     assert low.size + high.size == 6285 and 2581 in high
     # the all-representative table drops the 181 classes NASLib did not score
     from robntk.data.suite_zero import load_suite_zero
 
     reps = np.asarray(bench.space.representatives)
-    full = P.feature_table(reps, [bench.space.arch_strs[i] for i in reps], load_suite_zero("cifar10", None))
+    full = CF.feature_table(reps, [bench.space.arch_strs[i] for i in reps], load_suite_zero("cifar10", None))
     assert len(full) + full.attrs["n_dropped"] == 6466
 
 
 def test_real_100_labels_beat_every_single_proxy(real):
     """100 CIFAR-10 PGD-8 labels, one draw: τ on the other 6,185 ≈ 0.82 (README); params alone 0.653."""
     feats, y = real
-    d = P.few_shot_draws(
-        {"et": ("few_shot", P.model_predict_fn(feats, P.PredictorConfig(n_estimators=50, cv_folds=3)))},
+    d = PE.few_shot_draws(
+        {"et": ("few_shot", PE.model_predict_fn(feats, P.PredictorConfig(n_estimators=50, cv_folds=3)))},
         feats.index.to_numpy(),
         y,
         [100],
@@ -313,9 +317,9 @@ def test_plot_budgets(tmp_path):
         for b in (10, 100):
             for d in range(3):
                 rows.append((name, kind, b, d, "target", b, 50, 0.5 + 0.001 * b + 0.01 * d, 0.2 + 0.01 * d))
-    s = P.summarise_draws(pd.DataFrame(rows, columns=list(P.DRAW_COLUMNS)))
+    s = PE.summarise_draws(pd.DataFrame(rows, columns=list(PE.DRAW_COLUMNS)))
     assert len(s) == 4 and s.loc[0, "tau_mean"] == pytest.approx(0.52)
-    out = P.plot_budgets(s, tmp_path / "f.png", title="t")
+    out = PE.plot_budgets(s, tmp_path / "f.png", title="t")
     assert out.stat().st_size > 10_000
     with pytest.raises(ValueError, match="no rows for eval 'nope'"):
-        P.plot_budgets(s, tmp_path / "g.png", "nope")
+        PE.plot_budgets(s, tmp_path / "g.png", "nope")

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from robntk.analysis import search as S
+from robntk.analysis import search_curves as SC
 from robntk.commands import search as cmd
 from robntk.nb201.searchspace import NUM_ARCHS
 
@@ -77,14 +78,14 @@ def test_oracle_counts_isomorphic_queries_once(land):
 
 # --------------------------------------------------------------------------- random search
 def test_expected_best_random_closed_form_and_documented_values(land):
-    assert S.expected_best_random([1.0, 2.0, 3.0], 2) == pytest.approx(8 / 3, abs=1e-12)
-    assert S.expected_best_random([5.0, 1.0, 3.0, 2.0], 1) == pytest.approx(2.75, abs=1e-12)
+    assert SC.expected_best_random([1.0, 2.0, 3.0], 2) == pytest.approx(8 / 3, abs=1e-12)
+    assert SC.expected_best_random([5.0, 1.0, 3.0, 2.0], 1) == pytest.approx(2.75, abs=1e-12)
     v = land.metric("robust")[land.representatives]
     # docs/nasrobbench201.md §5: expected PGD-8 of the best of k random archs (C10)
     for k, ref in ((10, 0.4617), (100, 0.4726), (500, 0.4764)):
-        assert S.expected_best_random(v, k) == pytest.approx(ref, abs=6e-5)  # doc rounds 0.472651 to 0.4726
+        assert SC.expected_best_random(v, k) == pytest.approx(ref, abs=6e-5)  # doc rounds 0.472651 to 0.4726
     with pytest.raises(ValueError, match="k must be"):
-        S.expected_best_random(v, 0)
+        SC.expected_best_random(v, 0)
 
 
 def test_random_search_matches_closed_form(land):
@@ -92,11 +93,11 @@ def test_random_search_matches_closed_form(land):
     res = S.run_search("random", land, "robust", cfg, progress=False)
     assert all(len(set(r.tolist())) == 100 for r in res.queried)
     assert np.isin(res.queried, land.representatives).all()
-    cur = S.curves([res], land, report=["robust"])
+    cur = SC.curves([res], land, report=["robust"])
     v = land.metric("robust")[land.representatives]
     for k in (10, 100):
         row = cur[cur["queries"] == k].iloc[0]
-        exact = S.expected_best_random(v, k)
+        exact = SC.expected_best_random(v, k)
         assert row["ci_low"] - 0.001 < exact < row["ci_high"] + 0.001
         assert abs(row["mean"] - exact) < 0.0025
 
@@ -104,7 +105,7 @@ def test_random_search_matches_closed_form(land):
 def test_full_budget_random_search_finds_the_optimum(land):
     res = S.run_search("random", land, "robust", S.SearchConfig(budget=6466, n_seeds=1), progress=False)
     assert sorted(res.queried[0].tolist()) == land.representatives.tolist()
-    assert S.incumbents(res.queried, land.metric("robust"))[0, -1] == 2581
+    assert SC.incumbents(res.queried, land.metric("robust"))[0, -1] == 2581
 
 
 # --------------------------------------------------------------------------- incumbents, reach
@@ -112,7 +113,7 @@ def test_incumbents_hand_example():
     values = np.zeros(NUM_ARCHS)
     values[[3, 5, 7, 9]] = [0.5, 0.7, 0.7, 0.9]
     q = np.array([[3, 5, 7, 9], [7, 3, -1, -1], [-1, -1, -1, -1]])
-    inc = S.incumbents(q, values)
+    inc = SC.incumbents(q, values)
     np.testing.assert_array_equal(inc, [[3, 5, 5, 9], [7, 7, 7, 7], [-1, -1, -1, -1]])
 
 
@@ -124,10 +125,10 @@ def test_queries_to_reach_counts_first_hit(land):
     q[2] = [others[0], others[1], others[2], others[3], 9930]  # 9930 is 0.4779 < 0.478: never
     cfg = S.SearchConfig(budget=5, n_seeds=3)
     res = S.SearchResult("random", "robust", q, np.arange(3), cfg)
-    r = S.queries_to_reach(res, land, 0.478)
+    r = SC.queries_to_reach(res, land, 0.478)
     assert (r["n_reached"], r["fraction"], r["mean_reached"], r["median"]) == (2, 2 / 3, 2.0, 3.0)
     # by the clean criterion the incumbent of run 0 is 9930 (clean optimum), so 0.478 is not reached
-    r = S.queries_to_reach(S.SearchResult("random", "clean", q, np.arange(3), cfg), land, 0.478)
+    r = SC.queries_to_reach(S.SearchResult("random", "clean", q, np.arange(3), cfg), land, 0.478)
     assert r["n_reached"] == 1 and r["mean_reached"] == 1.0
 
 
@@ -150,11 +151,11 @@ def test_same_seed_same_trajectory(land, method):
 def test_rea_and_ls_beat_random_and_ls_finds_optimum(land):
     cfg = S.SearchConfig(budget=300, n_seeds=20)
     res = {m: S.run_search(m, land, "robust", cfg, progress=False) for m in ("random", "rea", "ls")}
-    cur = S.curves(list(res.values()), land, report=["robust"])
+    cur = SC.curves(list(res.values()), land, report=["robust"])
     final = cur[cur["queries"] == 300].set_index("method")["mean"]
     assert final["ls"] == pytest.approx(0.4811, abs=5e-5)  # every seed reaches 2581 by 300 queries
     assert final["rea"] > final["random"] + 0.001
-    assert S.queries_to_reach(res["ls"], land, 0.478)["fraction"] == 1.0
+    assert SC.queries_to_reach(res["ls"], land, 0.478)["fraction"] == 1.0
 
 
 def test_local_search_walks_to_the_best_neighbour(land):
@@ -296,7 +297,7 @@ def test_predictor_search_reaches_a_planted_optimum(land):
     assert res.label == "predictor:const"
     for row in res.queried:
         assert len(set(row.tolist())) == 40 and 2581 in row[10:].tolist()
-    assert S.queries_to_reach(res, land, 0.478)["fraction"] == 1.0
+    assert SC.queries_to_reach(res, land, 0.478)["fraction"] == 1.0
     again = S.run_search("predictor", land, "robust", cfg, score=const, features=_features(land), progress=False)
     assert again.queried.tobytes() == res.queried.tobytes()  # same seed → same bits
     # warm start = the tf order: an oracle score puts 2581 first

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from robntk.analysis import combine as K
+from robntk.analysis import combine_fit as KF
 from robntk.analysis.correlation import baselines, bootstrap_ci, kendall_tau
 from robntk.core.paths import atomic_save, atomic_write
 from robntk.data.benchmark import RobBench, load_nb201_accuracy
@@ -41,7 +42,7 @@ ZERO_SHOT = [
     f"harmonic_rank({','.join(ABDELFATTAH)})",
 ]
 LEARNED = [("linear", ALL), ("pairwise_logistic", ALL), ("greedy_mean_rank", ALL), ("quadratic", ALL)]
-TARGETS = K.EVAL_TARGETS
+TARGETS = KF.EVAL_TARGETS
 
 
 def main() -> None:
@@ -55,15 +56,15 @@ def main() -> None:
     # representative cell, all 6,285 classes; no NAS-RobBench-201 label is used.
     nb201 = load_nb201_accuracy()["cifar10_nb201_test_acc"].reindex(scores.index)
     other = {
-        "nb201clean_greedy": K.fit(scores, nb201, ALL, "greedy_mean_rank"),
-        "nb201clean_linear": K.fit(scores, nb201, ALL, "linear"),
+        "nb201clean_greedy": KF.fit(scores, nb201, ALL, "greedy_mean_rank"),
+        "nb201clean_linear": KF.fit(scores, nb201, ALL, "linear"),
     }
     fixed = {
         f"{c.name} [fit on NB201 std-training clean acc]": ("tuned_other_benchmark", c.predict(scores))
         for c in other.values()
     }
 
-    table, models = K.report(
+    table, models = KF.report(
         scores,
         bench,
         singles=ALL,
@@ -75,12 +76,12 @@ def main() -> None:
         n_boot=N_BOOT,
         seed=0,
     )
-    train, test = K.split(scores.index, SPLIT_SEED)
+    train, test = KF.split(scores.index, SPLIT_SEED)
 
     # learned weights applied to the ImageNet16-120 proxies (same names), held-out classes, IN16 PGD-8
     extra = []
     for label, comb in models.items():
-        ev = K.evaluate(
+        ev = KF.evaluate(
             comb.predict(zc_in[ALL]), bench, [("ImageNet16-120", "val_pgd_8.0_acc")], index=test, n_boot=N_BOOT
         )
         for r in ev.itertuples(index=False):
@@ -98,7 +99,7 @@ def main() -> None:
                 )
             )
     for spec in ("params", "nwot", f"vote({','.join(ABDELFATTAH)})"):
-        ev = K.evaluate(
+        ev = KF.evaluate(
             K.from_spec(zc_in[ALL], spec),
             bench,
             [("ImageNet16-120", "val_pgd_8.0_acc")],
@@ -139,16 +140,16 @@ def main() -> None:
                 hi,
             )
         )
-    table = pd.concat([table, pd.DataFrame(extra, columns=list(K.REPORT_COLUMNS))], ignore_index=True)
+    table = pd.concat([table, pd.DataFrame(extra, columns=list(KF.REPORT_COLUMNS))], ignore_index=True)
     atomic_save(HERE / "combination_table.csv", lambda p: table.to_csv(p, index=False, float_format="%.4f"))
 
     # robustness of the learned fits to the split: 10 seeds, test τ vs CIFAR-10 PGD-8 (no CIs)
-    y_c10 = pd.Series(bench.values(scores.index.to_numpy(), *K.TARGET), index=scores.index)
+    y_c10 = pd.Series(bench.values(scores.index.to_numpy(), *KF.TARGET), index=scores.index)
     rows = []
     for s in range(10):
-        tr, te = K.split(scores.index, s)
+        tr, te = KF.split(scores.index, s)
         for m, cols in LEARNED:
-            c = K.fit(scores, y_c10, cols, m, train_index=tr)
+            c = KF.fit(scores, y_c10, cols, m, train_index=tr)
             p = c.predict(scores).loc[te]
             rows.append(
                 (

@@ -23,9 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from robntk.analysis import cell_features as CF
 from robntk.analysis import combine as K
+from robntk.analysis import combine_fit as KF
+from robntk.analysis import predictor_eval as PE
 from robntk.analysis import predictors as P
-from robntk.analysis.combine import split
+from robntk.analysis.combine_fit import split
 from robntk.core.paths import atomic_write
 from robntk.core.tables import write_json, write_table
 from robntk.data.benchmark import RobBench, load_nb201_accuracy
@@ -44,9 +47,9 @@ def setup():
     keys = zc.index.to_numpy(np.int64)
     strs = [bench.space.arch_strs[i] for i in keys]
     feats = {
-        "proxies+onehot+graf": P.feature_table(keys, strs, zc, list(PROXIES)),
-        "onehot": P.feature_table(keys, strs, None, encodings=("onehot",)),
-        "params+nwot": P.feature_table(keys, strs, zc, ["params", "nwot"], encodings=()),
+        "proxies+onehot+graf": CF.feature_table(keys, strs, zc, list(PROXIES)),
+        "onehot": CF.feature_table(keys, strs, None, encodings=("onehot",)),
+        "params+nwot": CF.feature_table(keys, strs, zc, ["params", "nwot"], encodings=()),
     }
     nb = load_nb201_accuracy()["cifar10_nb201_test_acc"].reindex(keys)
     full = feats["proxies+onehot+graf"].copy()
@@ -55,12 +58,12 @@ def setup():
     for f in feats.values():
         assert (f.index.to_numpy() == keys).all()
     y = {"target": bench.values(keys, *TARGET), **{k: bench.values(keys, *v) for k, v in OTHER.items()}}
-    ops = P.arch_ops(strs)
+    ops = CF.arch_ops(strs)
     return bench, zc, keys, feats, y, ops
 
 
 def predictors(zc, feats, cfg, with_other=True):
-    fns = {f"extra_trees[{k}]": ("few_shot", P.model_predict_fn(f, cfg)) for k, f in feats.items()}
+    fns = {f"extra_trees[{k}]": ("few_shot", PE.model_predict_fn(f, cfg)) for k, f in feats.items()}
     if with_other:
         fns["extra_trees[proxies+onehot+graf+nb201clean]"] = (
             "few_shot+other_benchmark",
@@ -71,7 +74,7 @@ def predictors(zc, feats, cfg, with_other=True):
     scores = zc[list(PROXIES)]
 
     def quadratic(train, y_train, seed):
-        comb = K.fit(scores, pd.Series(y_train, index=train), list(PROXIES), "quadratic", train_index=train)
+        comb = KF.fit(scores, pd.Series(y_train, index=train), list(PROXIES), "quadratic", train_index=train)
         return comb.predict(scores).to_numpy()
 
     fns["quadratic[13 proxies] (combine.fit)"] = ("few_shot", quadratic)
@@ -87,16 +90,16 @@ def run(part: str, draws: int, budgets, tag: str = "", cv_folds: int = 3) -> Non
     cfg = P.PredictorConfig(cv_folds=cv_folds)
     evals = {k: v for k, v in y.items() if k != "target"}
     if part == "budgets":
-        res = P.few_shot_draws(
+        res = PE.few_shot_draws(
             predictors(zc, feats, cfg), keys, y["target"], budgets, draws, SEED, evals=evals, progress=True
         )
     elif part == "shift":
-        low, high = P.conv3x3_split(feats["onehot"], ops, at_most=2)
+        low, high = PE.conv3x3_split(feats["onehot"], ops, at_most=2)
         keep = ("extra_trees[proxies+onehot+graf]", "extra_trees[onehot]", "params", "vote(synflow,jacov,snip)")
         fns = {k: v for k, v in predictors(zc, feats, cfg, with_other=False).items() if k in keep}
         parts = []
         for name, pool, test in (("train<=2_test>=3", low, high), ("train>=3_test<=2", high, low)):
-            r = P.few_shot_draws(fns, keys, y["target"], [b for b in budgets if b <= pool.size], draws,
+            r = PE.few_shot_draws(fns, keys, y["target"], [b for b in budgets if b <= pool.size], draws,
                                  SEED, pool=pool, test=test, progress=True)  # fmt: skip
             r.insert(0, "split", name)
             r["n_pool"] = pool.size
@@ -107,7 +110,7 @@ def run(part: str, draws: int, budgets, tag: str = "", cv_folds: int = 3) -> Non
         fns = {k: v for k, v in predictors(zc, feats, cfg, with_other=False).items() if k.startswith("extra_trees[p")}
         fns = {"extra_trees[proxies+onehot+graf]": fns["extra_trees[proxies+onehot+graf]"]}
         for fit_on in ("cifar100_pgd8", "in16_pgd8"):  # fitted on the target dataset's own labels
-            r = P.few_shot_draws(fns, keys, y[fit_on], budgets, draws, SEED, progress=True)
+            r = PE.few_shot_draws(fns, keys, y[fit_on], budgets, draws, SEED, progress=True)
             r.insert(0, "fit_on", fit_on)
             parts.append(r)
         res = pd.concat(parts, ignore_index=True)
@@ -120,7 +123,7 @@ def run(part: str, draws: int, budgets, tag: str = "", cv_folds: int = 3) -> Non
             if k in ("extra_trees[proxies+onehot+graf]", "quadratic[13 proxies] (combine.fit)")
         }
         fns = {k: ("supervised", fn) for k, (_, fn) in fns.items()}
-        res = P.few_shot_draws(fns, keys, y["target"], [train.size], draws, SEED, evals=evals, progress=True)
+        res = PE.few_shot_draws(fns, keys, y["target"], [train.size], draws, SEED, evals=evals, progress=True)
     else:
         raise SystemExit(f"unknown part {part!r}")
     wall = time.perf_counter() - t0
@@ -143,21 +146,21 @@ def summarise() -> None:
         by = [c for c in ("split", "fit_on") if c in d.columns]
         if by:
             s = pd.concat(
-                [P.summarise_draws(g).assign(**dict(zip(by, k if isinstance(k, tuple) else (k,))))
+                [PE.summarise_draws(g).assign(**dict(zip(by, k if isinstance(k, tuple) else (k,))))
                  for k, g in d.groupby(by, sort=False)], ignore_index=True)  # fmt: skip
         else:
-            s = P.summarise_draws(d)
+            s = PE.summarise_draws(d)
         write_table(s, HERE / f"summary_{part}.csv")
         out[part] = len(s)
         if part == "budgets":
-            P.plot_budgets(
+            PE.plot_budgets(
                 s,
                 HERE / "tau_vs_budget.png",
                 "target",
                 "CIFAR-10 PGD-8, NAS-RobBench-201: τ on the archs not labelled (mean, 95% CI over draws)",
             )
             for ev, lab in (("cifar100_pgd8", "CIFAR-100"), ("in16_pgd8", "ImageNet16-120")):
-                P.plot_budgets(
+                PE.plot_budgets(
                     s,
                     HERE / f"transfer_{ev}.png",
                     ev,

@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from robntk.analysis import combine as K  # noqa: E402
+from robntk.analysis import combine_fit as KF  # noqa: E402
 from robntk.analysis.correlation import correlation_table, kendall_tau, spearman_rho  # noqa: E402
 from robntk.cli import main as robntk_main  # noqa: E402
 from robntk.core.figures import tau_heatmap  # noqa: E402
@@ -225,7 +226,7 @@ def analyse(data_dir) -> None:
     # combinations of robntk's own proxies (all archs): zero-shot rules and learned on a half split
     targets = [(d, m) for d in DATASETS for m in METRICS]
     if all_ is not None and len(all_):
-        rep, models = K.report(
+        rep, models = KF.report(
             all_[list(ALL_PROXIES)],
             bench,
             singles=list(ALL_PROXIES),
@@ -251,7 +252,7 @@ def analyse(data_dir) -> None:
         if sam is None or len(sam) < 20:
             continue
         have = [c for c in SAMPLE_PROXIES if c in sam.columns]
-        rep, _ = K.report(
+        rep, _ = KF.report(
             sam[have],
             bench,
             singles=have,
@@ -271,7 +272,7 @@ def analyse(data_dir) -> None:
     rest = _read(STAGES["all_rest"][0])
     if sc is not None and rest is not None:
         both = sc[NTK_COLS].join(rest[list(SAMPLE_PROXIES)], how="inner")
-        rep, _ = K.report(
+        rep, _ = KF.report(
             both,
             bench,
             singles=NTK_COLS + ["params", "nwot"],

@@ -4,8 +4,8 @@ Reads a scores table (CSV/TSV/parquet with ``nb201_index``; isomorphs deduplicat
 :func:`robntk.analysis.combine.score_table`) or ``suite_zero[:dataset]`` (the NAS-Bench-Suite-Zero NASLib
 proxies), evaluates every ``--single`` column and ``--zero-shot`` spec on all rows and on the
 held-out part, fits every ``--learned`` method on the training part of a seeded split
-(:func:`robntk.analysis.combine.split`) with ``--target`` and evaluates it on the held-out part only
-(:func:`robntk.analysis.combine.report`). Writes ``--out`` (the long τ table with bootstrap CIs), a JSON
+(:func:`robntk.analysis.combine_fit.split`) with ``--target`` and evaluates it on the held-out part only
+(:func:`robntk.analysis.combine_fit.report`). Writes ``--out`` (the long τ table with bootstrap CIs), a JSON
 sidecar with the split and the fitted weights, and, with ``--write-scores``, a table of the
 combined scores keyed by ``nb201_index`` (usable as ``robntk search --scores``).
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from robntk.analysis import combine as K
+from robntk.analysis import combine_fit as KF
 from robntk.analysis.correlation import DEFAULT_N_BOOT, check_n_boot, score_columns
 from robntk.commands._common import is_suite_zero, load_scores
 from robntk.commands._flags import add_dataclass_flags, config_from_args
@@ -29,7 +30,7 @@ from robntk.data.benchmark import RobBench
 
 @dataclass(frozen=True, kw_only=True)
 class CombineOptions:
-    """The options of ``robntk combine`` (the arguments of :func:`robntk.analysis.combine.report`).
+    """The options of ``robntk combine`` (the arguments of :func:`robntk.analysis.combine_fit.report`).
 
     Attributes:
         scores: a scores table with ``nb201_index``, or ``'suite_zero[:dataset]'``.
@@ -63,11 +64,11 @@ class CombineOptions:
         ),
     )
     learned: tuple[str, ...] = field(
-        default=K.LEARNED_METHODS[:3],
-        metadata=flag("learned methods fitted on --columns", nargs="*", choices=K.LEARNED_METHODS),
+        default=KF.LEARNED_METHODS[:3],
+        metadata=flag("learned methods fitted on --columns", nargs="*", choices=KF.LEARNED_METHODS),
     )
     target: tuple[str, ...] = field(
-        default=K.TARGET, metadata=flag("benchmark target of the learned fits", nargs=2, metavar=("DATASET", "METRIC"))
+        default=KF.TARGET, metadata=flag("benchmark target of the learned fits", nargs=2, metavar=("DATASET", "METRIC"))
     )
     split_seed: int = field(default=0, metadata=flag("seed of the train/test split"))
     train_fraction: float = field(default=0.5, metadata=flag("share of archs in the training part"))
@@ -78,9 +79,9 @@ class CombineOptions:
     no_progress: bool = field(default=False, metadata=flag("hide the progress bar"))
 
     def __post_init__(self):
-        bad = [m for m in self.learned if m not in K.LEARNED_METHODS]
+        bad = [m for m in self.learned if m not in KF.LEARNED_METHODS]
         if bad:
-            raise ValueError(f"unknown learned method(s) {bad}; allowed: {', '.join(K.LEARNED_METHODS)}")
+            raise ValueError(f"unknown learned method(s) {bad}; allowed: {', '.join(KF.LEARNED_METHODS)}")
         if len(self.target) != 2:
             raise ValueError(f"--target must be DATASET METRIC, got {list(self.target)}")
         if not 0.0 < self.train_fraction < 1.0:
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         else list(opts.zero_shot or [])
     )
     target = tuple(opts.target)
-    res, models = K.report(
+    res, models = KF.report(
         table,
         bench,
         singles=singles,

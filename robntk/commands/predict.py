@@ -4,7 +4,7 @@ Reads ``--labels`` (CSV/TSV/parquet with an ``arch_str`` or ``nb201_index`` colu
 ``--target`` column, higher = better, e.g. the PGD accuracy of networks you trained
 adversarially), maps every row to its isomorphism-class representative (several rows of one class
 are averaged), builds label-free features for every class that has all of them
-(:func:`robntk.analysis.predictors.feature_table`: the ``--features`` proxy columns of
+(:func:`robntk.analysis.cell_features.feature_table`: the ``--features`` proxy columns of
 ``--scores`` as percentile ranks, default every proxy of the NAS-Bench-Suite-Zero CIFAR-10 table,
 plus the ``--encodings``), fits :func:`robntk.analysis.predictors.fit_predictor` (every
 hyper-parameter chosen by inner cross-validation on your labels only) and writes ``--out``: every
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from robntk.analysis import cell_features as CF
 from robntk.analysis import predictors as P
 from robntk.commands._common import is_suite_zero, load_scores
 from robntk.commands._flags import add_dataclass_flags, config_from_args
@@ -42,7 +43,7 @@ class PredictOptions:
         target: the label column (higher = better).
         scores: proxies: a table with ``nb201_index`` or ``'suite_zero[:dataset]'``.
         features: proxy columns used (None: every proxy column of ``scores``).
-        encodings: architecture encodings added (:data:`robntk.analysis.predictors.ENCODINGS`).
+        encodings: architecture encodings added (:data:`robntk.analysis.cell_features.ENCODINGS`).
         out: the ranked table. unlabelled_only: leave the labelled classes out of ``out``.
 
     Raises:
@@ -58,15 +59,15 @@ class PredictOptions:
         default=None, metadata=flag("proxy columns of --scores used as features (default: every proxy column)")
     )
     encodings: tuple[str, ...] = field(
-        default=P.ENCODINGS, metadata=flag("architecture encodings added", nargs="*", choices=P.ENCODINGS)
+        default=CF.ENCODINGS, metadata=flag("architecture encodings added", nargs="*", choices=CF.ENCODINGS)
     )
     out: str = field(metadata=flag("ranked output table (.csv/.tsv/.parquet)"))
     unlabelled_only: bool = field(default=False, metadata=flag("leave the labelled archs out of --out"))
 
     def __post_init__(self):
-        bad = [e for e in self.encodings if e not in P.ENCODINGS]
+        bad = [e for e in self.encodings if e not in CF.ENCODINGS]
         if bad:
-            raise ValueError(f"unknown encoding(s) {bad}; allowed: {', '.join(P.ENCODINGS)}")
+            raise ValueError(f"unknown encoding(s) {bad}; allowed: {', '.join(CF.ENCODINGS)}")
         for name, vals in (("--features", self.features or ()), ("--encodings", self.encodings)):
             dup = sorted({v for v in vals if list(vals).count(v) > 1})
             if dup:
@@ -136,10 +137,10 @@ def run(args: argparse.Namespace) -> int:
     labels, info = read_labels(opts.labels, opts.target, space)
     table = load_scores(opts.scores, bench, data_dir)
     cols = (
-        list(opts.features) if opts.features else P.proxy_columns_of(table.drop(columns=["arch_str"], errors="ignore"))
+        list(opts.features) if opts.features else CF.proxy_columns_of(table.drop(columns=["arch_str"], errors="ignore"))
     )
     keys = np.asarray(space.representatives, dtype=np.int64)
-    feats = P.feature_table(
+    feats = CF.feature_table(
         keys, [space.arch_strs[i] for i in keys], table if cols else None, cols or None, opts.encodings
     )
     have = labels.index.isin(feats.index)

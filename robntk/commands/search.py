@@ -5,9 +5,9 @@ Runs the chosen methods for every search criterion (``clean``: CIFAR-10 clean ac
 ``--out``:
 
 * ``curves.csv``: mean / Student-t CI / median over seeds of the incumbent's clean and PGD-8
-  accuracy vs the number of queries (:func:`robntk.analysis.search.curves`);
+  accuracy vs the number of queries (:func:`robntk.analysis.search_curves.curves`);
 * ``reach.csv``: queries needed until the incumbent's PGD-8 accuracy reaches each ``--threshold``
-  (:func:`robntk.analysis.search.queries_to_reach`);
+  (:func:`robntk.analysis.search_curves.queries_to_reach`);
 * ``queried.npz``: the queried representatives of every run (int16 (seeds, budget) per run, -1 = none);
 * ``config.json``: the exact settings; ``curves.png``: the figure (unless ``--no-figure``).
 
@@ -22,7 +22,7 @@ Predictor-guided search (``--methods predictor``, not run by default) starts fro
 ``--warm-start`` spec's order (default: the first ``--score``) and refits an extra-trees
 predictor on the queried labels (:func:`robntk.analysis.search.predictor_search`); its features
 are the ``--features`` columns of ``--scores`` (default: every proxy column) as percentile ranks,
-plus the one-hot and GRAF encodings (:func:`robntk.analysis.predictors.feature_table`). Only
+plus the one-hot and GRAF encodings (:func:`robntk.analysis.cell_features.feature_table`). Only
 classes with every feature are candidates. Never give it a column fitted on benchmark labels.
 """
 
@@ -36,8 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from robntk.analysis import cell_features as CF
 from robntk.analysis import predictors as P
 from robntk.analysis import search as S
+from robntk.analysis import search_curves as SC
 from robntk.analysis.combine import from_spec
 from robntk.commands._common import load_scores
 from robntk.commands._flags import add_dataclass_flags, config_from_args
@@ -149,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
         cols = (
             list(opts.features)
             if opts.features
-            else P.proxy_columns_of(table.drop(columns=["arch_str"], errors="ignore"))
+            else CF.proxy_columns_of(table.drop(columns=["arch_str"], errors="ignore"))
         )
-        features = P.feature_table(table.index, [bench.space.arch_strs[i] for i in table.index], table, cols)
+        features = CF.feature_table(table.index, [bench.space.arch_strs[i] for i in table.index], table, cols)
     t0 = time.perf_counter()
     results = []
     for m in opts.methods:
@@ -164,9 +166,9 @@ def run(args: argparse.Namespace) -> int:
                 results.append(S.run_search(m, land, c, cfg, score=sc, progress=not opts.no_progress))
     wall = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    curves = S.curves(results, land, report=("clean", "robust"))
+    curves = SC.curves(results, land, report=("clean", "robust"))
     write_table(curves, out / "curves.csv")
-    reach = pd.DataFrame([S.queries_to_reach(r, land, t, "robust") for r in results for t in opts.threshold])
+    reach = pd.DataFrame([SC.queries_to_reach(r, land, t, "robust") for r in results for t in opts.threshold])
     write_table(reach, out / "reach.csv")
     arrays = {f"{r.label}|{r.criterion}": r.queried.astype(np.int16) for r in results}  # indices < 2**15
     atomic_save(out / "queried.npz", lambda p: np.savez_compressed(p, **arrays))
@@ -194,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         out / "config.json",
     )
     if not opts.no_figure:
-        S.plot_curves(
+        SC.plot_curves(
             curves,
             land,
             out / "curves.png",
