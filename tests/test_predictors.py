@@ -106,6 +106,31 @@ def test_same_seed_same_bits_and_seed_matters():
     assert not np.array_equal(a, c)
 
 
+def test_prior_blend_weight_is_chosen_by_inner_cv():
+    """A prior column equal to the labels' order wins alone (w = 1: predictions are the prior);
+    a noise prior loses (w = 0: predictions are bit-equal to the plain model's)."""
+    x, y = _synthetic(120)
+    rng = np.random.default_rng(1)
+    good = np.column_stack([x, pd.Series(y).rank(pct=True).to_numpy()])
+    cfg = P.PredictorConfig(model="ridge", cv_folds=3, grid={"alpha": (1.0,)}, prior_column=5)
+    fp = P.fit_predictor(good[:60], y[:60], cfg)
+    assert fp.prior_weight == 1.0 and fp.describe()["prior_weight"] == 1.0
+    np.testing.assert_array_equal(fp.predict(good[60:]), good[60:, 5])
+    assert len(fp.cv_tau) == 5 and fp.cv_tau[-1] == 1.0  # one τ per (candidate, weight)
+    noise = np.column_stack([x, rng.uniform(size=120)])
+    fq = P.fit_predictor(noise[:60], y[:60], P.PredictorConfig(model="ridge", cv_folds=3, grid={"alpha": (1.0,)},
+                                                            prior_column=5))  # fmt: skip
+    plain = P.fit_predictor(noise[:60], y[:60], P.PredictorConfig(model="ridge", cv_folds=3, grid={"alpha": (1.0,)}))
+    assert fq.prior_weight == 0.0 and plain.prior_weight is None
+    assert fq.predict(noise[60:]).tobytes() == plain.predict(noise[60:]).tobytes()
+    with pytest.raises(ValueError, match="prior_weights must be weights in"):
+        P.PredictorConfig(prior_column=0, prior_weights=(0.5, 2.0))
+    with pytest.raises(ValueError, match="prior_column must be None or a column index"):
+        P.PredictorConfig(prior_column=-1)
+    with pytest.raises(ValueError, match="prior_column 9 is not a column of features with 6 columns"):
+        P.fit_predictor(noise[:60], y[:60], P.PredictorConfig(prior_column=9))
+
+
 def test_predictor_bad_inputs():
     x, y = _synthetic(20)
     with pytest.raises(ValueError, match="unknown predictor model 'xgboost'"):

@@ -16,6 +16,7 @@ one part can run in two processes; ``summarise`` reads every draws_<part>*.csv).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -84,6 +85,32 @@ def predictors(zc, feats, cfg, with_other=True):
     return fns
 
 
+MODERN = ("az_expressivity", "az_progressivity", "az_trainability", "meco", "swap", "swap_reg")
+#: The zero-shot rule chosen on NB201 standard-training labels (experiments/proxies_modern/zero_shot.py).
+ZS_NB201 = ("geometric_rank", ("az_progressivity", "meco", "jacov", "params"))
+
+
+def modern_setup(zc, keys, feats, y):
+    """Restrict to the archs the modern-proxy store holds (a uniform random sample of the
+    representatives) and add the modern proxies and the NB201-chosen zero-shot rule as features
+    (percentile ranks over the sample; an undefined proxy ranks last, 0)."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parent / "proxies_modern"))
+    from correlate import add_derived, load_store
+
+    bench = RobBench.load()
+    mod = add_derived(load_store(HERE.parent / "proxies_modern" / "store"), bench)
+    sub = np.array([k for k in keys if k in mod.index and mod.loc[k, list(MODERN)].notna().any()], np.int64)
+    raw = pd.concat([mod.loc[sub, list(MODERN)], zc.loc[sub, list(PROXIES)]], axis=1).fillna(-np.inf)
+    zs = K.zero_shot(raw, ZS_NB201[1], ZS_NB201[0]).rank(pct=True).rename("zs_nb201")
+    extra = pd.concat([raw[list(MODERN)].rank(pct=True).add_prefix("mod_"), zs], axis=1)
+    pos = pd.Series(np.arange(keys.size), index=keys).loc[sub].to_numpy()
+    base = feats["proxies+onehot+graf"].loc[sub]
+    fs = {"proxies+onehot+graf": base, "proxies+modern+zs+onehot+graf": pd.concat([base, extra], axis=1)}
+    return sub, fs, {k: v[pos] for k, v in y.items()}, zs.to_numpy()
+
+
 def run(part: str, draws: int, budgets, tag: str = "", cv_folds: int = 3) -> None:
     t0 = time.perf_counter()
     bench, zc, keys, feats, y, ops = setup()
@@ -114,6 +141,18 @@ def run(part: str, draws: int, budgets, tag: str = "", cv_folds: int = 3) -> Non
             r.insert(0, "fit_on", fit_on)
             parts.append(r)
         res = pd.concat(parts, ignore_index=True)
+    elif part == "modern":  # the sample the modern proxies cover; the same draws for every row
+        keys, fs, y, zs = modern_setup(zc, keys, feats, y)
+        fns = {f"extra_trees[{k}]": ("few_shot", PE.model_predict_fn(f, cfg)) for k, f in fs.items()}
+        big = fs["proxies+modern+zs+onehot+graf"]
+        prior = dataclasses.replace(cfg, prior_column=big.columns.get_loc("zs_nb201"))
+        fns["extra_trees[proxies+modern+zs+onehot+graf] blended with the zero-shot prior (w by inner CV)"] = (
+            "few_shot",
+            PE.model_predict_fn(big, prior),
+        )
+        fns["zero_shot: " + K.spec_string(ZS_NB201[0], ZS_NB201[1])] = ("zero_shot", lambda tr, yt, sd: zs)
+        evals = {k: v for k, v in y.items() if k != "target"}
+        res = PE.few_shot_draws(fns, keys, y["target"], budgets, draws, SEED, evals=evals, progress=True)
     elif part == "supervised":  # random halves of the size of experiments/combine's split (3,142 labels)
         train, _ = split(keys, SEED)
         fns = predictors(zc, feats, cfg)
@@ -138,7 +177,7 @@ def run(part: str, draws: int, budgets, tag: str = "", cv_folds: int = 3) -> Non
 
 def summarise() -> None:
     out = {}
-    for part in ("budgets", "shift", "transfer", "supervised"):
+    for part in ("budgets", "shift", "transfer", "supervised", "modern"):
         paths = sorted(HERE.glob(f"draws_{part}*.csv"))
         if not paths:
             continue
@@ -192,7 +231,7 @@ def markdown() -> str:
                     g = g.set_index("budget")
                     cells = [_fmt(g.loc[b], col) if b in g.index else "" for b in budgets]
                     lines += [f"| {name} | {kind} | " + " | ".join(cells) + " |"]
-    for part, by in (("shift", "split"), ("transfer", "fit_on"), ("supervised", None)):
+    for part, by in (("shift", "split"), ("transfer", "fit_on"), ("supervised", None), ("modern", None)):
         path = HERE / f"summary_{part}.csv"
         if not path.is_file():
             continue
@@ -220,7 +259,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=("budgets", "shift", "transfer", "supervised", "summarise"))
+    ap.add_argument("part", choices=("budgets", "shift", "transfer", "supervised", "modern", "summarise"))
     ap.add_argument("--draws", type=int, default=30)
     ap.add_argument("--budgets", type=int, nargs="+", default=BUDGETS)
     ap.add_argument("--cv-folds", type=int, default=3, help="inner CV folds (3 keeps the 2-core run short)")

@@ -12,6 +12,7 @@ the label budget.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -93,7 +94,7 @@ def model_predict_fn(features: pd.DataFrame, config: PredictorConfig = Predictor
     pos = pd.Series(np.arange(len(features)), index=features.index)
 
     def fn(train_keys: np.ndarray, y_train: np.ndarray, seed: int) -> np.ndarray:
-        cfg = PredictorConfig(config.model, config.n_estimators, config.cv_folds, seed, config.grid)
+        cfg = dataclasses.replace(config, seed=seed)
         fp = fit_predictor(x_all[pos.loc[train_keys].to_numpy()], y_train, cfg)
         return fp.predict(x_all)
 

@@ -79,10 +79,16 @@ class PredictorConfig:
         cv_folds: inner cross-validation folds (fewer when there are fewer labels).
         seed: seed of the inner folds and of the model.
         grid: hyper-parameter candidates (None: :data:`DEFAULT_GRIDS` of the model).
+        prior_column: index of a feature column holding a zero-shot prior as a percentile rank in
+            [0, 1] (e.g. a fixed proxy aggregation), or None. With it, the prediction is
+            ``(1 − w)·model + w·prior`` and the weight ``w`` is one more hyper-parameter chosen by
+            the inner CV from ``prior_weights`` (w = 1: the prior alone; w = 0: the model alone),
+            so a few labels fall back on the prior and many labels on the model.
+        prior_weights: the candidate weights ``w`` (each in [0, 1]).
 
     Raises:
         ValueError: unknown model, n_estimators < 1, cv_folds < 2, a bad seed, a grid key the
-            model does not take.
+            model does not take, a negative prior column, a prior weight outside [0, 1].
     """
 
     model: str = field(default="extra_trees", metadata=flag("predictor model", choices=MODELS))
@@ -90,6 +96,8 @@ class PredictorConfig:
     cv_folds: int = field(default=5, metadata=flag("inner cross-validation folds"))
     seed: int = field(default=0, metadata=flag("seed of the inner folds and of the model"))
     grid: Mapping[str, tuple] | None = None
+    prior_column: int | None = None
+    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -106,6 +114,12 @@ class PredictorConfig:
                 raise ValueError(
                     f"grid keys for {self.model} must be among {sorted(allowed)} with values, got {self.grid}"
                 )
+        pc = self.prior_column
+        if pc is not None and (isinstance(pc, bool) or not isinstance(pc, (int, np.integer)) or pc < 0):
+            raise ValueError(f"prior_column must be None or a column index ≥ 0, got {pc!r}")
+        w = np.asarray(self.prior_weights, dtype=np.float64)
+        if w.ndim != 1 or w.size == 0 or not ((w >= 0) & (w <= 1)).all():
+            raise ValueError(f"prior_weights must be weights in [0, 1], got {self.prior_weights!r}")
 
     def candidates(self) -> list[dict]:
         """Every hyper-parameter combination of the grid, in grid order."""
@@ -180,7 +194,9 @@ def inner_cv(x, y, config: PredictorConfig = PredictorConfig()) -> tuple[dict, l
 
     For each candidate of ``config.candidates()`` the out-of-fold predictions of K seeded shuffled
     folds (K = min(cv_folds, n)) are pooled and scored by Kendall τ-b against ``y``; the best
-    (first on ties; NaN counts as −∞) wins.
+    (first on ties; NaN counts as −∞) wins. With ``config.prior_column``, every candidate is
+    scored blended with the prior at each of ``config.prior_weights`` (candidate-major order),
+    and the chosen parameters carry the weight as ``'prior_weight'``.
 
     Args:
         x: float64 (n, k) training features. y: float64 (n,) training labels (higher = better).
@@ -198,16 +214,22 @@ def inner_cv(x, y, config: PredictorConfig = PredictorConfig()) -> tuple[dict, l
 
     x, y = _check_xy(x, y)
     folds = list(KFold(n_splits=min(config.cv_folds, y.size), shuffle=True, random_state=config.seed).split(x))
-    cands = config.candidates()
-    taus = []
-    for params in cands:
+    weights = (None,) if config.prior_column is None else tuple(float(w) for w in config.prior_weights)
+    cands, taus = [], []
+    for params in config.candidates():
         oof = np.empty(y.size)
         for tr, te in folds:
             m = make_model(config.model, params, config.n_estimators, config.seed).fit(x[tr], _rank_target(y[tr]))
             oof[te] = m.predict(x[te])
-        taus.append(kendall_tau(oof, y))
+        for w in weights:
+            cands.append(params if w is None else {**params, "prior_weight": w})
+            taus.append(kendall_tau(oof if w is None else _blend(oof, x[:, config.prior_column], w), y))
     best = int(np.argmax([-np.inf if math.isnan(t) else t for t in taus]))
     return cands[best], taus
+
+
+def _blend(pred: np.ndarray, prior: np.ndarray, w: float) -> np.ndarray:
+    return pred if w == 0 else prior if w == 1 else (1 - w) * pred + w * prior
 
 
 @dataclass
@@ -218,6 +240,7 @@ class FittedPredictor:
         config: the settings. params: the hyper-parameters chosen by inner CV.
         cv_tau: the inner-CV τ of every candidate. n_train: labels used. estimator: the
         scikit-learn model refitted on all training labels. feature_names: column names (or None).
+        prior_weight: the chosen weight of ``config.prior_column`` (None without a prior).
     """
 
     config: PredictorConfig
@@ -226,6 +249,7 @@ class FittedPredictor:
     n_train: int
     estimator: object
     feature_names: list[str] | None = None
+    prior_weight: float | None = None
 
     def predict(self, x) -> np.ndarray:
         """float64 (m,) predicted scores (higher = predicted better; the scale is the percentile
@@ -240,7 +264,8 @@ class FittedPredictor:
             raise ValueError(f"features must be (m, {nf}), got {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError("features hold NaN or inf")
-        return np.asarray(self.estimator.predict(x), dtype=np.float64)
+        pred = np.asarray(self.estimator.predict(x), dtype=np.float64)
+        return pred if self.prior_weight is None else _blend(pred, x[:, self.config.prior_column], self.prior_weight)
 
     def describe(self) -> dict:
         """JSON-ready summary (model, chosen parameters, inner-CV τ, labels used)."""
@@ -252,6 +277,8 @@ class FittedPredictor:
             "candidates": self.config.candidates(),
             "cv_tau": self.cv_tau,
             "params": self.params,
+            "prior_column": self.config.prior_column,
+            "prior_weight": self.prior_weight,
             "n_train": self.n_train,
         }
 
@@ -273,8 +300,10 @@ def fit_predictor(x, y, config: PredictorConfig = PredictorConfig(), feature_nam
         ValueError: see :func:`inner_cv`.
     """
     x, y = _check_xy(x, y)
+    if config.prior_column is not None and config.prior_column >= x.shape[1]:
+        raise ValueError(f"prior_column {config.prior_column} is not a column of features with {x.shape[1]} columns")
     params, taus = inner_cv(x, y, config)
-    est = make_model(config.model, params, config.n_estimators, config.seed).fit(x, _rank_target(y))
-    return FittedPredictor(
-        config, params, taus, int(y.size), est, None if feature_names is None else list(feature_names)
-    )
+    model_params = {k: v for k, v in params.items() if k != "prior_weight"}
+    est = make_model(config.model, model_params, config.n_estimators, config.seed).fit(x, _rank_target(y))
+    names = None if feature_names is None else list(feature_names)
+    return FittedPredictor(config, model_params, taus, int(y.size), est, names, params.get("prior_weight"))
