@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 from robntk.analysis import cell_features as CF  # noqa: E402
+from robntk.analysis import combine as K  # noqa: E402
 from robntk.analysis import predictor_eval as PE  # noqa: E402
 from robntk.analysis import predictors as P  # noqa: E402
 from robntk.analysis.correlation import kendall_tau  # noqa: E402
@@ -315,6 +316,28 @@ def test_predict_command(tmp_path, data_dir, bench):
     argv2 = argv[:-5] + [str(tmp_path / "r2.csv")] + argv[-4:]
     assert cmd.run(_parser().parse_args(argv2)) == 0
     assert (tmp_path / "r.csv").read_bytes() == (tmp_path / "r2.csv").read_bytes()
+
+
+def test_predict_command_with_a_zero_shot_prior(tmp_path, data_dir, bench):
+    """With labels equal to the prior's own order the inner CV trusts the prior alone (w = 1), so
+    the ranking of every class is the prior's percentile rank; an unknown column is named."""
+    from robntk.data.suite_zero import load_suite_zero
+
+    zc = load_suite_zero("cifar10", data_dir, per_class="smallest")
+    prior = K.from_spec(zc, "geometric_rank(jacov,params)")
+    pick = np.random.default_rng(1).choice(zc.index.to_numpy(), 40, replace=False)
+    pd.DataFrame({"nb201_index": pick, "y": prior.loc[pick].to_numpy()}).to_csv(tmp_path / "l.csv", index=False)
+    argv = ["--data-dir", str(data_dir), "--labels", str(tmp_path / "l.csv"), "--target", "y", "--n-estimators", "10"]
+    argv += ["--cv-folds", "3", "--prior", "geometric_rank(jacov,params)", "--out", str(tmp_path / "r.csv")]
+    assert cmd.run(_parser().parse_args(argv)) == 0
+    r = pd.read_csv(tmp_path / "r.csv")
+    side = json.loads((tmp_path / "r.csv.json").read_text())
+    assert side["prior"] == "geometric_rank(jacov,params)" and side["predictor"]["prior_weight"] == 1.0
+    assert "prior" in side["features"] and len(r) == len(zc)
+    expect = prior.rank(pct=True).reindex(r["nb201_index"]).to_numpy()
+    np.testing.assert_allclose(r["predicted"].to_numpy(), expect, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="nosuch"):
+        cmd.run(_parser().parse_args(argv[:-3] + ["geometric_rank(nosuch,params)", "--out", str(tmp_path / "x.csv")]))
 
 
 def test_predict_command_bad_labels_are_named(tmp_path, data_dir):

@@ -12,6 +12,12 @@ class ranked by the predicted score (``rank``, ``nb201_index``, ``arch_str``, ``
 ``labelled``, ``label``), best first, with a JSON sidecar holding the configuration, the chosen
 hyper-parameters, the inner-CV τ of every candidate and the number of labels used.
 
+``--prior SPEC`` adds a zero-shot prior (a :func:`robntk.analysis.combine.from_spec` spec over the
+columns of ``--scores``, e.g. ``'geometric_rank(jacov,params)'``) as a feature and blends it with
+the model, ``(1 − w)·model + w·prior``, at the weight the inner CV chooses
+(:class:`~robntk.analysis.predictors.PredictorConfig` ``prior_column``): with few labels the
+ranking falls back on the prior (``experiments/predictors/README.md``, part ``modern``).
+
 Example::
 
     robntk predict --labels my_pgd.csv --target pgd_acc --out ranked.csv
@@ -20,12 +26,14 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from robntk.analysis import cell_features as CF
+from robntk.analysis import combine as K
 from robntk.analysis import predictors as P
 from robntk.commands._common import is_suite_zero, load_scores
 from robntk.commands._flags import add_dataclass_flags, config_from_args
@@ -45,6 +53,7 @@ class PredictOptions:
         features: proxy columns used (None: every proxy column of ``scores``).
         encodings: architecture encodings added (:data:`robntk.analysis.cell_features.ENCODINGS`).
         out: the ranked table. unlabelled_only: leave the labelled classes out of ``out``.
+        prior: a zero-shot spec over ``scores`` columns blended with the model (None: no prior).
 
     Raises:
         ValueError: an unknown encoding, a value listed twice.
@@ -63,6 +72,13 @@ class PredictOptions:
     )
     out: str = field(metadata=flag("ranked output table (.csv/.tsv/.parquet)"))
     unlabelled_only: bool = field(default=False, metadata=flag("leave the labelled archs out of --out"))
+    prior: str | None = field(
+        default=None,
+        metadata=flag(
+            "zero-shot prior over --scores columns, e.g. 'geometric_rank(jacov,params)', blended with the model "
+            "at a weight chosen by inner CV"
+        ),
+    )
 
     def __post_init__(self):
         bad = [e for e in self.encodings if e not in CF.ENCODINGS]
@@ -143,6 +159,17 @@ def run(args: argparse.Namespace) -> int:
     feats = CF.feature_table(
         keys, [space.arch_strs[i] for i in keys], table if cols else None, cols or None, opts.encodings
     )
+    if opts.prior:
+        numeric = table.drop(columns=["arch_str"], errors="ignore")
+        prior = K.from_spec(numeric.set_index("nb201_index") if "nb201_index" in numeric else numeric, opts.prior)
+        prior = prior.reindex(feats.index)
+        if prior.isna().any():
+            print(
+                f"predict: {int(prior.isna().sum())} classes have no value of --prior {opts.prior!r} and are left out"
+            )
+        feats = feats.assign(prior=prior).dropna()
+        feats["prior"] = feats["prior"].rank(pct=True)
+        cfg = dataclasses.replace(cfg, prior_column=feats.columns.get_loc("prior"))
     have = labels.index.isin(feats.index)
     if (~have).any():
         info["n_without_features"] = int((~have).sum())
@@ -169,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         "scores": opts.scores,
         "proxy_columns": cols,
         "encodings": list(opts.encodings),
+        "prior": opts.prior,
         "features": list(feats.columns),
         "n_classes_ranked": len(feats),
         "kind": f"few_shot ({fp.n_train} labels)",
@@ -176,10 +204,11 @@ def run(args: argparse.Namespace) -> int:
         "predictor": fp.describe(),
     }
     write_table(res, out, side)
-    best = fp.cv_tau[fp.config.candidates().index(fp.params)]
+    best = max(-np.inf if np.isnan(t) else t for t in fp.cv_tau)
+    blend = "" if fp.prior_weight is None else f", prior weight {fp.prior_weight:g}"
     print(
         f"predict: fitted {cfg.model} on {fp.n_train} labelled classes ({info['n_merged']} duplicate rows merged), "
-        f"inner-CV τ {best:.3f} with {fp.params}; ranked {len(feats)} classes"
+        f"inner-CV τ {best:.3f} with {fp.params}{blend}; ranked {len(feats)} classes"
     )
     print(f"wrote {out}")
     return 0
