@@ -55,7 +55,8 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from robntk.nb201.network import TinyNetwork, op_ids  # noqa: E402
+from robntk.nb201.cell import op_ids  # noqa: E402
+from robntk.nb201.network import TinyNetwork  # noqa: E402
 from robntk.ntk import empirical as ntk  # noqa: E402
 from robntk.ntk import layerwise as layer_ntk  # noqa: E402
 

@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 from robntk import proxies as P  # noqa: E402
 from robntk.commands._common import select_indices  # noqa: E402
 from robntk.commands.proxies import DEFAULT_BATCH  # noqa: E402
-from robntk.nb201.network import TinyNetwork, op_ids  # noqa: E402
+from robntk.nb201.cell import op_ids  # noqa: E402
+from robntk.nb201.network import TinyNetwork  # noqa: E402
 from robntk.nb201.searchspace import SearchSpace  # noqa: E402
 from robntk.scoring.config import ScoreConfig, load_batch  # noqa: E402
 

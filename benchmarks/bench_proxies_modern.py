@@ -29,8 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from robntk.nb201.network import TinyNetwork, op_ids  # noqa: E402
-from robntk.proxies import modern as M  # noqa: E402
+from robntk.nb201.cell import op_ids  # noqa: E402
+from robntk.nb201.network import TinyNetwork  # noqa: E402
+from robntk.proxies import az_nas as AZ  # noqa: E402
+from robntk.proxies import meco_swap as MS  # noqa: E402
+from robntk.proxies import vkdnw as VK  # noqa: E402
 
 ARCHS = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
@@ -59,21 +62,21 @@ def main(argv=None) -> int:
     v = net.init(jax.random.PRNGKey(0))
     x = jax.random.normal(jax.random.PRNGKey(1), (a.batch, 32, 32, 3))
     y = jax.random.randint(jax.random.PRNGKey(2), (a.batch,), 0, 10)
-    g = M.az_nas_cotangents(net, x.shape, jax.random.PRNGKey(5))
+    g = AZ.az_nas_cotangents(net, x.shape, jax.random.PRNGKey(5))
     xt = torch.tensor(np.asarray(x).transpose(0, 3, 1, 2).copy())
     gt = [torch.tensor(np.asarray(c).transpose(0, 3, 1, 2).copy()) for c in g]
     # weights, batch and cotangents are jit arguments (closed over, XLA would constant-fold them)
     ours = {
-        "az_nas": lambda c, v, x, y, g: M.az_nas_proxies(net, v, c, x, y, cotangents=g),
-        "vkdnw": lambda c, v, x, y, g: M.vkdnw(net, v, c, x, y),
-        "meco": lambda c, v, x, y, g: M.meco(net, v, c, x, y),
-        "swap": lambda c, v, x, y, g: M.swap(net, v, c, x, y),
+        "az_nas": lambda c, v, x, y, g: AZ.az_nas_proxies(net, v, c, x, y, cotangents=g),
+        "vkdnw": lambda c, v, x, y, g: VK.vkdnw(net, v, c, x, y),
+        "meco": lambda c, v, x, y, g: MS.meco(net, v, c, x, y),
+        "swap": lambda c, v, x, y, g: MS.swap(net, v, c, x, y),
     }
     theirs = {
         "az_nas": lambda m: T.ref_az_nas(m, xt, gt),
         "vkdnw": lambda m: T.ref_vkdnw(m, xt),
         "meco": lambda m: T.ref_meco(m, xt),
-        "swap": lambda m: T.ref_swap(m, xt[: M.SWAP_SAMPLES]),
+        "swap": lambda m: T.ref_swap(m, xt[: MS.SWAP_SAMPLES]),
     }
     archs = ARCHS[: a.archs]
     res = {}

@@ -38,7 +38,8 @@ from robntk.parity import torch_reference as ref  # noqa: E402
 from robntk.parity.eval_parity import pgd_start_noise  # noqa: E402
 from robntk.parity.train_parity import crop_flip, robntk_draws  # noqa: E402
 from robntk.train.config import TrainConfig  # noqa: E402
-from robntk.train.evaluation import EvalConfig, RobustnessEvaluator  # noqa: E402
+from robntk.train.eval_config import EvalConfig  # noqa: E402
+from robntk.train.evaluation import RobustnessEvaluator  # noqa: E402
 from robntk.train.loop import build_model, init_state, make_optimizer, make_train_step, step_key  # noqa: E402
 from robntk.train.step import StepSpec  # noqa: E402
 

@@ -51,7 +51,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from robntk.core.registry import DATASETS  # noqa: E402
-from robntk.nb201.network import TinyNetwork, op_ids  # noqa: E402
+from robntk.nb201.cell import op_ids  # noqa: E402
+from robntk.nb201.network import TinyNetwork  # noqa: E402
 from robntk.ntk import empirical_ntk_fn  # noqa: E402
 from robntk.ntk import layerwise as layer_ntk  # noqa: E402
 

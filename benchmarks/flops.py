@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from robntk.nb201.network import num_params_closed_form  # noqa: E402
+from robntk.nb201.network import TinyNetwork  # noqa: E402
 from robntk.nb201.searchspace import EDGES, SearchSpace  # noqa: E402
 
 H200_FP32_PEAK = 67e12  # FLOP/s, FP32 non-tensor-core (H100/H200 SXM datasheet); HIGHEST precision
@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     space = SearchSpace.load(args.data_dir)
+    num_params_closed_form = TinyNetwork.for_dataset("cifar10").num_params  # reference PyTorch count
     reps = space.representatives
     F = np.array([forward_flops(space.ops(i)) for i in reps])
     P = np.array([num_params_closed_form(space.ops(i)) for i in reps], float)

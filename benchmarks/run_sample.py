@@ -34,7 +34,8 @@ from robntk.core.paths import atomic_write  # noqa: E402
 from robntk.jobs.store import ResultStore  # noqa: E402
 from robntk.nb201.searchspace import SearchSpace  # noqa: E402
 from robntk.scoring.config import ScoreConfig, load_batch, provenance  # noqa: E402
-from robntk.scoring.engine import EngineOptions, run_engine  # noqa: E402
+from robntk.scoring.engine import EngineOptions  # noqa: E402
+from robntk.scoring.runner import run_engine  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,7 @@ _FACE: dict[str, str] = {
     "SearchSpace": "robntk.nb201.searchspace",
     "TinyNetwork": "robntk.nb201.network",
     "NetworkFn": "robntk.nb201.network",
-    "op_ids": "robntk.nb201.network",
+    "op_ids": "robntk.nb201.cell",
     # data and benchmark readers
     "fixed_batch": "robntk.data.datasets",
     "load_dataset": "robntk.data.datasets",
@@ -36,7 +36,7 @@ _FACE: dict[str, str] = {
     "fgsm": "robntk.attacks.iterative",
     "pgd": "robntk.attacks.iterative",
     "apgd": "robntk.attacks.autoattack",
-    "square": "robntk.attacks.autoattack",
+    "square": "robntk.attacks.score_based",
     # kernels and spectra
     "empirical_ntk_fn": "robntk.ntk.ntk_fn",
     "KernelFamily": "robntk.ntk.kernels",
@@ -53,7 +53,7 @@ _FACE: dict[str, str] = {
     "ScoreConfig": "robntk.scoring.config",
     "Engine": "robntk.scoring.engine",
     "EngineOptions": "robntk.scoring.engine",
-    "run_engine": "robntk.scoring.engine",
+    "run_engine": "robntk.scoring.runner",
     "aggregate_draws": "robntk.scoring.draws",
     "run_job": "robntk.jobs.driver",
     "ResultStore": "robntk.jobs.store",
@@ -69,7 +69,7 @@ _FACE: dict[str, str] = {
     "TrainConfig": "robntk.train.config",
     "adversarial_train": "robntk.train.loop:train",  # robntk.train is the subpackage
     "load_trained": "robntk.train.loop",
-    "EvalConfig": "robntk.train.evaluation",
+    "EvalConfig": "robntk.train.eval_config",
     "evaluate_run": "robntk.train.evaluation",
 }
 

@@ -147,7 +147,7 @@ def test_library_configs_use_the_one_flag_helper():
     from robntk.scoring import config as score_cfg
     from robntk.scoring.engine import EngineOptions
     from robntk.train import config as train_cfg
-    from robntk.train.evaluation import EvalConfig
+    from robntk.train.eval_config import EvalConfig
 
     assert score_cfg._flag is flag and train_cfg._flag is flag
     for cls in (score_cfg.ScoreConfig, train_cfg.TrainConfig, EvalConfig, EngineOptions, SearchConfig):
@@ -327,7 +327,8 @@ def test_no_command_imports_another():
 
 def test_library_logic_lives_in_the_library():
     from robntk.scoring import draws
-    from robntk.theory import check_override, experiment
+    from robntk.theory import check_override
+    from robntk.theory import grid as experiment
 
     defined = {
         n.name

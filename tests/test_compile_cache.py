@@ -88,7 +88,7 @@ SCRIPT = textwrap.dedent("""
     from robntk.core import compile_cache
     from robntk.scoring.config import ScoreConfig
     from robntk.scoring.engine import Engine, EngineOptions
-    from robntk.nb201.network import op_ids
+    from robntk.nb201.cell import op_ids
 
     cfg = ScoreConfig(batch_size=4, C=2, N=1, pgd_steps=1, eps=(8 / 255,), bn_mode="eval")
     eng = Engine(cfg, EngineOptions(implementation="layerwise"))

@@ -29,7 +29,7 @@ from robntk.data import fetch as F
 from robntk.data import jung as J
 from robntk.data import sources as S
 from robntk.data import suite_zero as Z
-from robntk.data.sources import Download, Entry, Target
+from robntk.data.entry import Download, Entry, Target
 from robntk.nb201.searchspace import SearchSpace
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}

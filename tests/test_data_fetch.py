@@ -24,7 +24,7 @@ import pytest
 from robntk.data import convert as C
 from robntk.data import fetch as F
 from robntk.data import sources as S
-from robntk.data.sources import Download, Entry, Target
+from robntk.data.entry import Download, Entry, Target
 
 
 # --------------------------------------------------------------------------- fake files + registry

@@ -30,7 +30,8 @@ from robntk.nb201.searchspace import all_archs_lexicographic, format_arch_str
 from robntk.ntk import kernels
 from robntk.scoring import config as scoring
 from robntk.scoring.config import ScoreConfig
-from robntk.scoring.engine import Engine, EngineOptions, run_engine, store_key
+from robntk.scoring.engine import Engine, EngineOptions
+from robntk.scoring.runner import run_engine, store_key
 
 REPO = Path(__file__).resolve().parents[1]
 # no test writes into the user's compilation cache (robntk.core.compile_cache); subprocesses get a tmp one
@@ -382,7 +383,8 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import jax
     from robntk.jobs import store as S
-    from robntk.scoring.engine import Engine, EngineOptions, run_engine
+    from robntk.scoring.engine import Engine, EngineOptions
+    from robntk.scoring.runner import run_engine
     from robntk.scoring.config import ScoreConfig
     sys.path.insert(0, os.environ["TESTS_DIR"])
     from test_engine import TINY, INDICES, ARCH_STRS, tiny_batch

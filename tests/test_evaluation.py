@@ -1,4 +1,4 @@
-"""Robustness evaluation (robntk.attacks.autoattack, robntk.train.evaluation).
+"""Robustness evaluation (robntk.attacks.autoattack, .score_based, robntk.train.evaluation).
 
 Attack correctness on linear models with a known optimum, gradient-masking sanity checks in the
 spirit of AutoAttack's on a tiny TinyNetwork, batching independence, key names, bad input, CLI.
@@ -13,11 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from robntk import attacks
 from robntk.attacks import autoattack as aa
-from robntk.attacks import iterative as attacks
+from robntk.attacks import score_based as sq
 from robntk.core.registry import metric_name
 from robntk.nb201.network import TinyNetwork
-from robntk.train.evaluation import ATTACKS, EvalConfig, RobustnessEvaluator, parse_attacks, sanity_checks
+from robntk.train.eval_config import ATTACKS, EvalConfig, parse_attacks
+from robntk.train.evaluation import RobustnessEvaluator, sanity_checks
 
 EPS = 8 / 255
 ARCH_T = "|nor_conv_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
@@ -103,7 +105,7 @@ def test_apgd_targeted_verdicts_match_the_closed_form(multiclass):
 def test_square_is_never_stronger_than_the_optimum(multiclass):
     params, x, y, gap = multiclass
     truth = np.asarray(gap > 0)
-    x_adv, rob = jax.jit(lambda p: aa.square(linear, p, x, y, EPS, key=jax.random.key(0), n_queries=300))(params)
+    x_adv, rob = jax.jit(lambda p: sq.square(linear, p, x, y, EPS, key=jax.random.key(0), n_queries=300))(params)
     rob = np.asarray(rob)
     assert np.all(rob[truth])  # a black-box attack cannot break a provably robust point
     assert rob.sum() <= truth.sum() + 0.5 * (~truth).sum()  # and finds most breakable ones
@@ -129,7 +131,7 @@ def test_apgd_loop_modes_and_batching_agree(multiclass):
 def test_apgd_checkpoint_parameters_and_square_schedule():
     assert aa.apgd_schedule(100) == (22, 6, 3)
     assert aa.apgd_schedule(10) == (2, 1, 1)
-    p = [float(aa.square_p(jnp.asarray(i), 5000)) for i in (0, 5, 6, 25, 26, 100, 101, 2500, 4999)]
+    p = [float(sq.square_p(jnp.asarray(i), 5000)) for i in (0, 5, 6, 25, 26, 100, 101, 2500, 4999)]
     assert p == pytest.approx([0.8, 0.8, 0.4, 0.4, 0.2, 0.2, 0.1, 0.8 / 128, 0.8 / 512])
 
 
@@ -157,7 +159,7 @@ def test_attack_argument_errors(binary):
     with pytest.raises(ValueError, match="at least 4 classes"):
         aa.apgd_targeted(linear, params, x, y, EPS, key=jax.random.key(0))
     with pytest.raises(ValueError, match="n_queries"):
-        aa.square(linear, params, x, y, EPS, key=jax.random.key(0), n_queries=0)
+        sq.square(linear, params, x, y, EPS, key=jax.random.key(0), n_queries=0)
     with pytest.raises(ValueError, match="loop"):
         attacks.run_loop(lambda i, c: c, 0, 0, 1, loop="while")
 

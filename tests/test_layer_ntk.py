@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from robntk.nb201 import cell as nc
 from robntk.nb201 import network as nw
 from robntk.ntk import empirical as ntk
 from robntk.ntk import layerwise as layer_ntk
@@ -48,7 +49,7 @@ def test_layerwise_equals_jacobian_contraction(env, bn_mode):
     chunk = {m: (6 if m == "trace" else None) if train else 2 for m in MODES}
     data = jax.jit(lambda p, s, i: {m: layer_ntk.layerwise_ntk(net, p, s, i, x, y, m, train, chunk[m]) for m in MODES})
     for ids in (ARCHS[0], ARCHS[2]):  # every op kind; the all-none cell (constant kernel)
-        ops, sub = nw.ids_to_ops(ids), net.extract(v, ids)
+        ops, sub = nc.ids_to_ops(ids), net.extract(v, ids)
         f, p = net.make_apply(sub, ops, bn_mode)
         want, fixed = jax.jit(
             lambda q: (
@@ -67,7 +68,7 @@ def test_layerwise_equals_jacobian_contraction(env, bn_mode):
 @pytest.mark.parametrize("bn_mode", ["train", "eval"])
 def test_layerwise_equals_finite_differences(env, bn_mode):
     net, v, x, y = env
-    ops = nw.ids_to_ops(ARCHS[0])
+    ops = nc.ids_to_ops(ARCHS[0])
     sub = net.extract(v, ARCHS[0])
     f, p = net.make_apply(sub, ops, bn_mode)
     K = jax.jit(lambda q: layer_ntk.layerwise_ntk(net, q, sub["batch_stats"], ops, x, y, "full", bn_mode == "train"))(p)
@@ -79,7 +80,7 @@ def test_train_mode_is_the_batch_function_ntk(env):
     """Coupled rows: the NTK of the batch differs from per-example gradients, and from the NTK
     of a sub-batch (the statistics change)."""
     net, v, x, y = env
-    ops = nw.ids_to_ops(ARCHS[1])
+    ops = nc.ids_to_ops(ARCHS[1])
     sub = net.extract(v, ops)
 
     def run(p, s):

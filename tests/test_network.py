@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from support import reference_flax as ref
 
+from robntk.nb201 import cell as nc
+from robntk.nb201 import layers
 from robntk.nb201 import network as nw
 from robntk.nb201 import searchspace as ss
 from robntk.ntk import empirical as ntk
@@ -65,9 +67,9 @@ def _rel(a, b):
 # --------------------------------------------------------------------------- cells and op ids
 def test_op_ids_parsing_and_validation():
     s = "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
-    assert nw.op_ids(s).tolist() == [3, 2, 4, 1, 3, 0]
-    assert nw.op_ids(("nor_conv_3x3", "none", "none", "none", "none", "none")).tolist() == [3, 0, 0, 0, 0, 0]
-    assert nw.ids_to_ops([3, 2, 4, 1, 3, 0]) == (
+    assert nc.op_ids(s).tolist() == [3, 2, 4, 1, 3, 0]
+    assert nc.op_ids(("nor_conv_3x3", "none", "none", "none", "none", "none")).tolist() == [3, 0, 0, 0, 0, 0]
+    assert nc.ids_to_ops([3, 2, 4, 1, 3, 0]) == (
         "nor_conv_3x3",
         "nor_conv_1x1",
         "avg_pool_3x3",
@@ -75,8 +77,8 @@ def test_op_ids_parsing_and_validation():
         "nor_conv_3x3",
         "none",
     )
-    assert nw.check_op_ids(np.zeros((7, 6))).dtype == np.int32
-    assert nw.static_cell(s) == nw.ids_to_ops([3, 2, 4, 1, 3, 0]) and nw.static_cell(jnp.zeros(6, int)) is None
+    assert nc.check_op_ids(np.zeros((7, 6))).dtype == np.int32
+    assert nc.static_cell(s) == nc.ids_to_ops([3, 2, 4, 1, 3, 0]) and nc.static_cell(jnp.zeros(6, int)) is None
     for bad, msg in (
         ([1, 2, 3], "shape"),
         ([0, 1, 2, 3, 4, 5], "0..4"),
@@ -84,9 +86,9 @@ def test_op_ids_parsing_and_validation():
         ([0.5, 1, 2, 3, 4, 1], "integers"),
     ):
         with pytest.raises(ValueError, match=msg):
-            nw.check_op_ids(bad)
+            nc.check_op_ids(bad)
     with pytest.raises(ValueError):
-        nw.op_ids("|bogus~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+        nc.op_ids("|bogus~0|+|none~0|none~1|+|none~0|none~1|none~2|")
 
 
 # --------------------------------------------------------------------------- parameters
@@ -192,8 +194,8 @@ def test_none_paths_are_exactly_zero():
     net = nw.TinyNetwork(C=4, N=1)
     v = net.init(jax.random.PRNGKey(0), jnp.float64, arch=ops10)
     xs = jax.random.uniform(jax.random.PRNGKey(2), (3, 16, 16, 3), jnp.float64)
-    for cell in (ops10, jnp.asarray(nw.op_ids(ops10))):
-        vv = v if nw.static_cell(cell) else net.init(jax.random.PRNGKey(0), jnp.float64)
+    for cell in (ops10, jnp.asarray(nc.op_ids(ops10))):
+        vv = v if nc.static_cell(cell) else net.init(jax.random.PRNGKey(0), jnp.float64)
         for mode in ("eval", "train"):
             f, p = net.make_apply(vv, cell, mode)
             y1, y2 = f(p, xs), f(p, jnp.flip(xs, 0) * 0.3)
@@ -203,11 +205,11 @@ def test_none_paths_are_exactly_zero():
 
 def test_avg_pool_count_include_pad_false():
     x = jnp.ones((1, 4, 4, 2))
-    np.testing.assert_array_equal(np.asarray(nw.avg_pool_3x3(x)), np.ones((1, 4, 4, 2)))
+    np.testing.assert_array_equal(np.asarray(layers.avg_pool_3x3(x)), np.ones((1, 4, 4, 2)))
     x = jnp.arange(16.0).reshape(1, 4, 4, 1)
     # corner (0,0): mean of the 4 valid entries 0,1,4,5 (PyTorch count_include_pad=False)
-    assert float(nw.avg_pool_3x3(x)[0, 0, 0, 0]) == pytest.approx(2.5)
-    assert float(nw.avg_pool_3x3(x)[0, 1, 1, 0]) == pytest.approx(np.mean([0, 1, 2, 4, 5, 6, 8, 9, 10]))
+    assert float(layers.avg_pool_3x3(x)[0, 0, 0, 0]) == pytest.approx(2.5)
+    assert float(layers.avg_pool_3x3(x)[0, 1, 1, 0]) == pytest.approx(np.mean([0, 1, 2, 4, 5, 6, 8, 9, 10]))
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -215,7 +217,7 @@ def test_fixed_cell_data_cell_and_reference_agree(env, data_fn, train):
     net, v, x, _ = env
     mode = "train" if train else "eval"
     for ids in ARCHS:
-        ops = nw.ids_to_ops(ids)
+        ops = nc.ids_to_ops(ids)
         sub = net.extract(v, ids)
         fr, pr = ref.make_apply(ref.TinyNetwork(ops, C=2, N=1), sub, mode)  # independent flax port
         want = fr(pr, x)
@@ -229,7 +231,7 @@ def test_fixed_cell_data_cell_and_reference_agree(env, data_fn, train):
 def test_bn_train_mode_updates_running_statistics_like_pytorch(env):
     net, v, x, _ = env
     for ids in ARCHS[:3]:
-        ops = nw.ids_to_ops(ids)
+        ops = nc.ids_to_ops(ids)
         sub = net.extract(v, ids)
         out, upd = ref.TinyNetwork(ops, C=2, N=1).apply(sub, x, train=True, mutable=["batch_stats"])
         logits, new = net.apply_train(sub, x, ops)
@@ -301,7 +303,7 @@ def test_ntk_and_lambda_min_equal_between_forms(env, bn_mode):
     net, v, x, y = env
     train = bn_mode == "train"
     for ids in (ARCHS[0], ARCHS[2]):
-        ops, sub = nw.ids_to_ops(ids), net.extract(v, ids)
+        ops, sub = nc.ids_to_ops(ids), net.extract(v, ids)
         fr, pr = ref.make_apply(ref.TinyNetwork(ops, C=2, N=1), sub, bn_mode)
         fs, ps = net.make_apply(sub, ops, bn_mode)
         fd, pd = net.make_apply(v, jnp.asarray(ids), bn_mode)
@@ -339,7 +341,7 @@ def test_unused_parameters_get_exactly_zero_gradient(env, batched):
     # the used leaves are exactly the fixed cell's gradient
     for ids, g in list(zip(ARCHS, grads))[:2]:
         sub = net.extract(v, ids)
-        fs, ps = net.make_apply(sub, nw.ids_to_ops(ids), "eval")
+        fs, ps = net.make_apply(sub, nc.ids_to_ops(ids), "eval")
         gd = jax.grad(lambda p: jnp.sum(fs(p, x) ** 2))(ps)
         gs = net.extract({"params": g}, ids)["params"]
         assert (
@@ -358,7 +360,7 @@ def test_cell_conv_vjp_equals_autodiff():
     for k in (1, 3):
         w = jnp.asarray(rng.normal(size=(k, k, 3, 4)))
         g = jnp.asarray(rng.normal(size=(2, 6, 6, 4)))
-        for u, t in zip(jax.vjp(nw.cell_conv, x, w)[1](g), jax.vjp(nw.conv, x, w)[1](g)):
+        for u, t in zip(jax.vjp(layers.cell_conv, x, w)[1](g), jax.vjp(nw.conv, x, w)[1](g)):
             assert _rel(u, t) <= 1e-12
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from robntk.nb201 import cell as nc
 from robntk.nb201 import network as nw
 from robntk.ntk import IMPLEMENTATIONS, NT_IMPLEMENTATION_CODES, empirical_ntk_fn
 from robntk.ntk import empirical as ntk
@@ -239,7 +240,7 @@ def test_nb201_cell_as_data_layerwise(nb201):
     """The engine's form: the full parameter tree and the cell as int op ids (lax.switch)."""
     net, _, x, _ = nb201
     v = net.init(jax.random.PRNGKey(0), jnp.float64)
-    f, p = net.make_apply(v, jnp.asarray(nw.op_ids(A)), "eval")
+    f, p = net.make_apply(v, jnp.asarray(nc.op_ids(A)), "eval")
     fixed, q = net.make_apply(net.extract(v, A), A, "eval")
     want = reference(fixed, q, x, None, (), ())
     K = empirical_ntk_fn(f, trace_axes=(), implementation=3)(x, None, p)

@@ -20,7 +20,8 @@ pytest.importorskip(
 from robntk.core.registry import AA_METRIC  # noqa: E402
 from robntk.parity.eval_parity import pgd_start_noise, run_eval_parity  # noqa: E402
 from robntk.train.config import TrainConfig  # noqa: E402
-from robntk.train.evaluation import EvalConfig, RobustnessEvaluator  # noqa: E402
+from robntk.train.eval_config import EvalConfig  # noqa: E402
+from robntk.train.evaluation import RobustnessEvaluator  # noqa: E402
 from robntk.train.loop import build_model, init_state, make_optimizer, make_train_step, step_key  # noqa: E402
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"

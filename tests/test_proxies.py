@@ -9,7 +9,8 @@ import pytest
 
 from robntk import proxies as P
 from robntk.nb201 import layers as nl
-from robntk.nb201.network import TinyNetwork, op_ids, to_ops
+from robntk.nb201.cell import op_ids, to_ops
+from robntk.nb201.network import TinyNetwork
 from robntk.proxies import _common as PC
 from robntk.proxies import robust as PR
 from robntk.proxies import zen_zico_tenas as PZ

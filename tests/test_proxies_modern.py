@@ -1,4 +1,5 @@
-"""Tests of robntk.proxies.modern (AZ-NAS, VKDNW, MeCo, SWAP, PGD variants, rank aggregations).
+"""Tests of robntk.proxies.az_nas, .vkdnw, .meco_swap and .perturbed (AZ-NAS, VKDNW, MeCo, SWAP, PGD
+variants, rank aggregations).
 
 The cross-checks run the authors' algorithms — ported to PyTorch, test-side only, from
 cvlab-yonsei/AZ-NAS ``NB201/ZeroShotProxy/compute_az_nas_score.py``, ondratybl/VKDNW
@@ -17,9 +18,13 @@ import pandas as pd
 import pytest
 
 from robntk import proxies as P
-from robntk.nb201.network import TinyNetwork, op_ids, to_ops
+from robntk.nb201.cell import op_ids, to_ops
+from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import EDGES
-from robntk.proxies import modern as M
+from robntk.proxies import az_nas as AZ
+from robntk.proxies import meco_swap as MS
+from robntk.proxies import perturbed as PI
+from robntk.proxies import vkdnw as VK
 
 ARCHS = (
     "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|",
@@ -200,7 +205,7 @@ def ref_vkdnw(model, x, params_grad_len=128):
 
 def ref_meco(model, x):
     """MeCo (``NAS_Bench_201.py:11-43``, ``measure='meco'``) with forward hooks on the modules of
-    :func:`robntk.proxies.modern.meco_layers`: every Conv2d and BatchNorm2d, the stem and every
+    :func:`robntk.proxies.meco_swap.meco_layers`: every Conv2d and BatchNorm2d, the stem and every
     block; train mode, one image."""
     import torch
 
@@ -266,8 +271,8 @@ def test_az_nas_matches_reference(setup64):
     net, v, x, y = setup64
     with jax.enable_x64(True):
         key = jax.random.PRNGKey(5)
-        g = M.az_nas_cotangents(net, x.shape, key, jnp.float64)
-        f = jax.jit(lambda c: M.az_nas_proxies(net, v, c, x, y, cotangents=g))
+        g = AZ.az_nas_cotangents(net, x.shape, key, jnp.float64)
+        f = jax.jit(lambda c: AZ.az_nas_proxies(net, v, c, x, y, cotangents=g))
         for arch in ARCHS + (IDENTITY,):
             got = {k: float(val) for k, val in f(jnp.asarray(op_ids(arch))).items()}
             want = ref_az_nas(torch_net(net, v, arch), _nchw(x), [_nchw(a) for a in g])
@@ -277,7 +282,7 @@ def test_az_nas_matches_reference(setup64):
                 else:
                     assert _rel(got[k], want[k]) < 1e-9, (arch, k, got[k], want[k])
         # the key-drawn cotangents are the ones passed above
-        assert float(M.az_trainability(net, v, ARCHS[0], x, y, key)) == pytest.approx(
+        assert float(AZ.az_trainability(net, v, ARCHS[0], x, y, key)) == pytest.approx(
             float(f(jnp.asarray(op_ids(ARCHS[0])))["az_trainability"]), rel=1e-12
         )
         assert all(np.isnan(float(val)) for val in f(jnp.asarray(op_ids(DISC))).values())
@@ -291,13 +296,13 @@ def test_vkdnw_matches_reference(setup64):
     named parameters."""
     net, v, x, y = setup64
     with jax.enable_x64(True):
-        f = jax.jit(lambda c, n: M.vkdnw(net, v, c, x, y, params_grad_len=n))  # one compile
+        f = jax.jit(lambda c, n: VK.vkdnw(net, v, c, x, y, params_grad_len=n))  # one compile
         for arch, n in ((ARCHS[0], 128), (ARCHS[1], 128), (ARCHS[1], 20), (ARCHS[2], 11)):
             model = torch_net(net, v, arch)
             got = float(f(jnp.asarray(op_ids(arch)), n))
             want = ref_vkdnw(model, _nchw(x), n)
             assert _rel(got, want) < 1e-6, (arch, n, got, want)
-            assert float(M.vkdnw_dim(net, None, arch)) == len(list(model.named_parameters()))
+            assert float(VK.vkdnw_dim(net, None, arch)) == len(list(model.named_parameters()))
         assert np.isnan(float(f(jnp.asarray(op_ids(DISC)), 128)))
 
 
@@ -306,8 +311,8 @@ def test_meco_and_swap_match_reference(setup64):
     the reference's unique-pattern count exactly (8 images), cell as data, three archs."""
     net, v, x, y = setup64
     with jax.enable_x64(True):
-        fm = jax.jit(lambda c: M.meco(net, v, c, x, y))
-        fs = jax.jit(lambda c: M.swap(net, v, c, x, y, samples=8))
+        fm = jax.jit(lambda c: MS.meco(net, v, c, x, y))
+        fs = jax.jit(lambda c: MS.swap(net, v, c, x, y, samples=8))
         for arch in ARCHS:
             c = jnp.asarray(op_ids(arch))
             model = torch_net(net, v, arch)
@@ -324,26 +329,29 @@ def test_unique_rows_and_swap_reg():
     bits = rng.integers(0, 2, (500, 40)).astype(bool)
     bits[250:] = bits[:250]  # every row twice
     bits[::7, 5] ^= True
-    assert int(M._count_unique_rows(jnp.asarray(bits))) == len(np.unique(bits, axis=0))
+    assert int(MS._count_unique_rows(jnp.asarray(bits))) == len(np.unique(bits, axis=0))
     net = TinyNetwork(C=3, N=1, num_classes=10, dataset="cifar10")
     v = net.init(jax.random.PRNGKey(0))
     x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3))
     a, b = jax.jit(
-        lambda: (M.swap(net, v, ARCHS[0], x, samples=4), M.swap_reg(net, v, ARCHS[0], x, mu=2.0, sigma=9.0, samples=4))
+        lambda: (
+            MS.swap(net, v, ARCHS[0], x, samples=4),
+            MS.swap_reg(net, v, ARCHS[0], x, mu=2.0, sigma=9.0, samples=4),
+        )
     )()
     P_k = int(P.param_count(net, ARCHS[0])) / 1e3
     assert float(b) == pytest.approx(float(a) * np.exp(-((P_k - 2.0) ** 2) / 9.0), rel=1e-5)
     with pytest.raises(ValueError, match="samples"):
-        M.swap(net, v, ARCHS[0], x, samples=0)
+        MS.swap(net, v, ARCHS[0], x, samples=0)
     with pytest.raises(ValueError, match="sigma"):
-        M.swap_reg(net, v, ARCHS[0], x, sigma=0.0)
+        MS.swap_reg(net, v, ARCHS[0], x, sigma=0.0)
 
 
 def test_cholesky_factor_and_quantiles():
     """L Lᵀ = diag(p) − p pᵀ for the smoothed softmax; the top-n quantiles equal numpy's."""
     logits = jax.random.normal(jax.random.PRNGKey(0), (5, 10)) * 3
-    L = np.asarray(M.vkdnw_cholesky(logits), np.float64)
-    p = np.asarray(jax.nn.softmax(logits) * (1 - M.VKDNW_ALPHA) + M.VKDNW_ALPHA / 10, np.float64)
+    L = np.asarray(VK.vkdnw_cholesky(logits), np.float64)
+    p = np.asarray(jax.nn.softmax(logits) * (1 - VK.VKDNW_ALPHA) + VK.VKDNW_ALPHA / 10, np.float64)
     cov = np.einsum("bi,ij->bij", p, np.eye(10)) - p[:, :, None] * p[:, None, :]
     err = np.abs(L @ L.transpose(0, 2, 1) - cov).max()
     assert 1e-6 < err < 1e-3  # the float16 smoothing constants (the reference's back-test bound)
@@ -351,7 +359,7 @@ def test_cholesky_factor_and_quantiles():
     v = jnp.asarray([0.0, 0.0, 0.0, 3.0, 1.0, 7.0, 2.0])
     qs = jnp.arange(1, 10) / 10
     np.testing.assert_allclose(
-        M._quantiles_of_top(v, jnp.asarray(4), qs), np.quantile([3, 1, 7, 2], np.asarray(qs)), rtol=1e-6
+        VK._quantiles_of_top(v, jnp.asarray(4), qs), np.quantile([3, 1, 7, 2], np.asarray(qs)), rtol=1e-6
     )
 
 
@@ -364,13 +372,13 @@ def test_disconnected_nan_pgd_variant_and_table(space):
     x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3))
     y = jnp.array([0, 3, 7, 3])
     key = jax.random.PRNGKey(2)
-    swap2 = M.on_pgd_inputs(M.swap, steps=2)
+    swap2 = PI.on_pgd_inputs(MS.swap, steps=2)
     xa, a, b, c = jax.jit(
         lambda v, x: (
-            M.pgd_inputs(net, v, ARCHS[0], x, y, key, steps=2),
+            PI.pgd_inputs(net, v, ARCHS[0], x, y, key, steps=2),
             swap2(net, v, ARCHS[0], x, y, key),
-            M.swap(net, v, ARCHS[0], M.pgd_inputs(net, v, ARCHS[0], x, y, key, steps=2)),
-            M.swap(net, v, ARCHS[0], x),
+            MS.swap(net, v, ARCHS[0], PI.pgd_inputs(net, v, ARCHS[0], x, y, key, steps=2)),
+            MS.swap(net, v, ARCHS[0], x),
         )
     )(v, x)
     assert 0 < float(jnp.abs(xa - x).max()) <= 8 / 255 + 1e-6 and float(a) == float(b) and swap2.__name__ == "swap_pgd"
@@ -378,7 +386,7 @@ def test_disconnected_nan_pgd_variant_and_table(space):
     t = P.proxy_table(["swap", "vkdnw_dim"], [i0, i1], net, v, x, y, space, key=key, progress=False)
     assert np.isnan(t.loc[i1, "swap"]) and t.loc[i1, "swap_undefined"] and not t.loc[i0, "swap_undefined"]
     assert t.loc[i0, "swap"] == float(c) and t.loc[i0, "vkdnw_dim"] == 21 + 9 * 3
-    assert float(M.vkdnw_dim(net, None, DISC)) == 21 + 9 * 1 and t.loc[i1, "vkdnw_dim_undefined"]
+    assert float(VK.vkdnw_dim(net, None, DISC)) == 21 + 9 * 1 and t.loc[i1, "vkdnw_dim_undefined"]
 
 
 def test_rank_aggregations():
@@ -395,14 +403,14 @@ def test_rank_aggregations():
     want = sum(
         np.log(rankdata(df[c]) / 30) for c in ("flops", "az_expressivity", "az_progressivity", "az_trainability")
     )
-    np.testing.assert_allclose(M.az_nas_rank(df).to_numpy(), want, rtol=1e-12)
-    single = M.vkdnw_rank(df)
+    np.testing.assert_allclose(AZ.az_nas_rank(df).to_numpy(), want, rtol=1e-12)
+    single = VK.vkdnw_rank(df)
     order = sorted(zip(df.vkdnw_dim, df.vkdnw))
     assert single.max() == 30 and single.iloc[0] == order.index((df.vkdnw_dim[0], df.vkdnw[0])) + 1
-    agg = M.vkdnw_agg_rank(df)
+    agg = VK.vkdnw_agg_rank(df)
     want = np.log(single) + sum(
         np.log(rankdata(df[c])) for c in ("az_expressivity", "az_trainability", "flops", "jacov")
     )
     np.testing.assert_allclose(agg.to_numpy(), want, rtol=1e-12)
     df.loc[3, "jacov"] = np.nan
-    assert np.isnan(M.vkdnw_agg_rank(df)[3]) and np.isnan(M.az_nas_rank(df.assign(flops=df.jacov))[3])
+    assert np.isnan(VK.vkdnw_agg_rank(df)[3]) and np.isnan(AZ.az_nas_rank(df.assign(flops=df.jacov))[3])

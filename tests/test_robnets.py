@@ -172,7 +172,8 @@ def test_fsp_matrix_hand_value():
 def test_fsp_losses_identity_cell_and_zero_eps():
     """A cell that is only the skip 0→3 outputs its input (cell_io pairs are equal), and with
     eps = 0 the PGD example is x itself, so every FSP loss is 0 (to rounding); with eps > 0 it is not."""
-    from robntk.nb201.network import TinyNetwork, op_ids
+    from robntk.nb201.cell import op_ids
+    from robntk.nb201.network import TinyNetwork
     from robntk.robnets.fsp import cell_io, fsp_losses
 
     net = TinyNetwork(C=4, N=1)

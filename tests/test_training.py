@@ -479,7 +479,7 @@ def test_train_repro_commands_parse():
 
     from robntk.cli import build_parser
     from robntk.commands._flags import config_from_args
-    from robntk.train.evaluation import EvalConfig
+    from robntk.train.eval_config import EvalConfig
 
     text = (Path(__file__).resolve().parents[1] / "experiments" / "train_repro" / "command.sh").read_text()
     lines = [ln for ln in text.replace("\\\n", " ").splitlines() if ln.startswith("python -m robntk.cli")]

@@ -4,7 +4,7 @@
     python experiments/bounds/run_bounds.py --quick    # test-sized grid → results_quick/
 
 Equivalent to ``robntk bound --config experiments/bounds/config.json --out experiments/bounds/results``.
-The overrides in config.json are merged into robntk.theory.experiment.DEFAULT_CONFIG (or
+The overrides in config.json are merged into robntk.theory.grid.DEFAULT_CONFIG (or
 QUICK_CONFIG with --quick); the resolved configuration, timing and summary are written to
 results/config.json next to bounds.csv, summary.md and the figures.
 """

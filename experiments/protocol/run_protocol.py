@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from robntk.nb201.searchspace import SearchSpace  # noqa: E402
 from robntk.scoring.config import ScoreConfig  # noqa: E402
-from robntk.scoring.engine import EngineOptions, run_engine  # noqa: E402
+from robntk.scoring.engine import EngineOptions  # noqa: E402
+from robntk.scoring.runner import run_engine  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 #: β ∈ {0, 0.1, …, 1} for the mixed-kernel claim (β only mixes blocks of the same Gram: no extra NTK).

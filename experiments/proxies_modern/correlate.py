@@ -3,8 +3,8 @@ PGD-8 and clean accuracy, on whatever the resumable store of the background run 
 
 Reads ``store/<proxy>`` (the stores ``robntk proxies`` writes; safe while the run is appending;
 each column on the archs its store holds, n per row), adds ``swap_reg`` post hoc (``swap`` × exp(−(P − μ)²/σ), P the
-parameter count in thousands, the defaults of :func:`robntk.proxies.modern.swap_reg`) and
-``az_nas`` (:func:`robntk.proxies.modern.az_nas_rank` over the scored archs, a NaN component
+parameter count in thousands, the defaults of :func:`robntk.proxies.meco_swap.swap_reg`) and
+``az_nas`` (:func:`robntk.proxies.az_nas.az_nas_rank` over the scored archs, a NaN component
 ranked last as the reference's −∞), and writes
 ``correlation.csv`` / ``correlation.md`` (τ-b with 95 % bootstrap CIs, 200 resamples, n stated).
 
@@ -25,7 +25,8 @@ from robntk.data.benchmark import RobBench
 from robntk.jobs.store import ResultStore
 from robntk.nb201.network import TinyNetwork
 from robntk.proxies import param_count
-from robntk.proxies.modern import SWAP_MU, SWAP_SIGMA, az_nas_rank
+from robntk.proxies.az_nas import az_nas_rank
+from robntk.proxies.meco_swap import SWAP_MU, SWAP_SIGMA
 
 HERE = Path(__file__).resolve().parent
 

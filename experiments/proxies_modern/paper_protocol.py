@@ -4,7 +4,7 @@ on a random sample of NB201 cells, against NB201 (NATS-Bench) CIFAR-10 test accu
 Protocol (cvlab-yonsei/AZ-NAS ``NB201/tss_general.ipynb``, ondratybl/VKDNW ``NB201/tss_general_.py``):
 TinyNetwork C=16, N=5, kaiming-normal (fan_in) weights, one batch of 64 N(0, 1) images fed to the
 stem without normalisation, train-mode BN; AZ-NAS = Σ log(rank/n) over FLOPs, expressivity,
-progressivity, trainability (:func:`robntk.proxies.modern.az_nas_rank`); with ``--proxies ... vkdnw
+progressivity, trainability (:func:`robntk.proxies.az_nas.az_nas_rank`); with ``--proxies ... vkdnw
 vkdnw_dim jacov`` also VKDNW_single and VKDNW_agg (jacov here on the same Gaussian batch; VKDNW's
 script feeds jacov real images). The sample: ``--n`` NB201
 indices drawn uniformly from all 15,625 cells with numpy ``default_rng(--seed)`` (the published
@@ -27,7 +27,8 @@ from robntk.analysis.correlation import bootstrap_ci, kendall_tau, spearman_rho
 from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import SearchSpace
 from robntk.proxies import proxy_table
-from robntk.proxies.modern import az_nas_rank, vkdnw_agg_rank, vkdnw_rank
+from robntk.proxies.az_nas import az_nas_rank
+from robntk.proxies.vkdnw import vkdnw_agg_rank, vkdnw_rank
 
 HERE = Path(__file__).resolve().parent
 

@@ -28,7 +28,7 @@ narrow (C=4, N=1) and the sample is 12 architectures; `robntk reproduce` runs th
     ("code", """import jax
 import numpy as np
 from robntk import SearchSpace, RobBench, TinyNetwork, fixed_batch, kernel_family, spectrum
-from robntk.scoring.engine import run_engine
+from robntk.scoring.runner import run_engine
 from robntk.scoring.config import ScoreConfig
 
 space = SearchSpace.load()          # reads $ROBNTK_DATA (or ./data)

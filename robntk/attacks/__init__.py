@@ -2,11 +2,12 @@
 
 ε (and every step size) is in [0, 1] pixel units (8/255 = 0.0314), images are in [0, 1].
 Every attack the evaluator runs is an :class:`IterativeAttack` (``init`` / ``step`` /
-``finish``, one signature each) run by one driver, :func:`run_attack`:
+``finish``, one signature each) run by one driver, :func:`run_attack`
+(:mod:`robntk.attacks.protocol`):
 
 * :func:`fgsm_attack`, :func:`pgd_attack` (:mod:`robntk.attacks.iterative`);
-* :func:`apgd_attack` (APGD-CE, APGD-DLR, one APGD-T target) and :func:`square_attack`
-  (:mod:`robntk.attacks.autoattack`).
+* :func:`apgd_attack` (APGD-CE, APGD-DLR, one APGD-T target; :mod:`robntk.attacks.autoattack`)
+  and :func:`square_attack` (:mod:`robntk.attacks.score_based`).
 
 The functions :func:`fgsm`, :func:`pgd`, :func:`twice_perturbed`, :func:`mifgsm`,
 :func:`deepfool`, :func:`apgd`, :func:`apgd_targeted` and :func:`square` run one attack on a batch
@@ -15,7 +16,6 @@ The functions :func:`fgsm`, :func:`pgd`, :func:`twice_perturbed`, :func:`mifgsm`
 
 from robntk.attacks.autoattack import (
     APGDState,
-    SquareState,
     apgd,
     apgd_attack,
     apgd_robust,
@@ -25,13 +25,9 @@ from robntk.attacks.autoattack import (
     dlr_loss_targeted,
     example_keys,
     margin,
-    square,
-    square_attack,
-    square_robust,
     target_classes,
 )
 from robntk.attacks.iterative import (
-    IterativeAttack,
     check_attack_args,
     cross_entropy,
     deepfool,
@@ -43,11 +39,10 @@ from robntk.attacks.iterative import (
     pgd_attack,
     project,
     random_start,
-    run_attack,
-    run_attack_carry,
-    run_loop,
     twice_perturbed,
 )
+from robntk.attacks.protocol import IterativeAttack, run_attack, run_attack_carry, run_loop
+from robntk.attacks.score_based import SquareState, square, square_attack, square_robust
 
 __all__ = [
     "IterativeAttack",

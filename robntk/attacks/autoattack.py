@@ -1,12 +1,14 @@
-"""AutoAttack's components in JAX: APGD-CE, APGD-DLR, APGD-T (targeted DLR) and Square (L∞).
+"""AutoAttack's components in JAX: APGD-CE, APGD-DLR, APGD-T (targeted DLR) here, and Square (L∞)
+in :mod:`robntk.attacks.score_based`, with the per-example losses and keys they share.
 
 All functions take a pure ``f(params, x) -> logits`` (BN in eval mode for evaluation), images
 ``x`` float (B, H, W, C) in [0, 1] (NHWC), integer labels ``y`` (B,), and ``eps`` in [0, 1] pixel
-units (8/255 = 0.0314). Each attack is an :class:`robntk.attacks.iterative.IterativeAttack`
-(:func:`apgd_attack` — APGD-CE, APGD-DLR, and one APGD-T target; :func:`square_attack`), the
-protocol PGD and FGSM share, so one driver (:func:`robntk.attacks.iterative.run_attack`) runs
-them in a trace or from the host (:mod:`robntk.train.evaluation`). The convenience functions
-:func:`apgd`, :func:`apgd_targeted` and :func:`square` run them in a trace (``lax.fori_loop`` /
+units (8/255 = 0.0314). Each attack is an :class:`robntk.attacks.protocol.IterativeAttack`
+(:func:`apgd_attack` — APGD-CE, APGD-DLR, and one APGD-T target;
+:func:`robntk.attacks.score_based.square_attack`), the protocol PGD and FGSM share, so one driver
+(:func:`robntk.attacks.protocol.run_attack`) runs them in a trace or from the host
+(:mod:`robntk.train.evaluation`). The convenience functions :func:`apgd`, :func:`apgd_targeted`
+and :func:`robntk.attacks.score_based.square` run them in a trace (``lax.fori_loop`` /
 ``lax.while_loop``, jit-compatible) and return ``(x_adv, robust)``: ``robust`` (B,) bool is False
 where the attack found a misclassified point inside the ε-ball (or the clean point is already
 misclassified); ``x_adv`` holds that point where ``robust`` is False and ``x`` itself where it
@@ -29,18 +31,14 @@ Sources (read line by line, reproduced step for step):
   (z_π1 − (z_π3 + z_π4)/2), negated so that it is maximised.
 * APGD-T — ``APGDAttack_targeted.perturb``: targets are the 2nd … (n_target_classes+1)-th
   largest clean logits, one APGD-DLR-targeted run per target on the points still robust.
-* Square — Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a query-efficient
-  black-box adversarial attack via random search", ECCV 2020; reference ``autoattack/square.py``
-  (= torchattacks 3.4.0 ``Square``), L∞, margin loss, p_init 0.8, the p-schedule rescaled to
-  ``n_queries`` (``resc_schedule=True``), vertical-stripe initialisation.
+* Square — :mod:`robntk.attacks.score_based` (its sources there); its margin loss
+  :func:`margin` and per-example keys :func:`example_keys` are this module's.
 
 Randomness is **per example**: every example draws its own random numbers from
 ``fold_in(key, i)`` (``key`` a single key) or from ``key[i]`` (a batch of keys), so an example's
 result does not depend on the other members of its batch. This lets an evaluator run attacks
 only on the still-robust points (as AutoAttack does) and still get exactly the same per-example
-outcome as a full run. The one consequence for Square: the reference draws one square position
-and colour per iteration shared by the whole batch; here each example draws its own (the same
-distribution per example).
+outcome as a full run (for Square's one consequence, see :mod:`robntk.attacks.score_based`).
 """
 
 from __future__ import annotations
@@ -51,7 +49,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from robntk.attacks.iterative import IterativeAttack, check_attack_args, is_key_batch, run_attack_carry, run_loop
+from robntk.attacks.iterative import check_attack_args
+from robntk.attacks.protocol import IterativeAttack, is_key_batch, run_attack_carry, run_loop
 
 Fn = Callable[[Any, jax.Array], jax.Array]
 APGD_LOSSES = ("ce", "dlr", "dlr-targeted")
@@ -295,7 +294,7 @@ def _apgd_finish(x, c: APGDState) -> jax.Array:
 def apgd_attack(
     f: Fn, *, steps: int = 100, loss: str = "ce", rho: float = 0.75, y_target: jax.Array | None = None, target_rank=None
 ) -> IterativeAttack:
-    """Auto-PGD (L∞, one restart) as an :class:`~robntk.attacks.iterative.IterativeAttack`
+    """Auto-PGD (L∞, one restart) as an :class:`~robntk.attacks.protocol.IterativeAttack`
     (Croce & Hein 2020; ``APGDAttack.attack_single_run`` of ``fra31/auto-attack``).
 
     ``init(params, x, y, eps, key)``: the random start x + ε·t/‖t‖∞ (t ~ U(−1, 1) from the
@@ -372,7 +371,7 @@ def apgd(
     loop: str = "fori",
 ) -> tuple[jax.Array, jax.Array]:
     """Auto-PGD, L∞, one restart (Croce & Hein 2020; ``APGDAttack.attack_single_run``):
-    :func:`apgd_attack` run by :func:`robntk.attacks.iterative.run_attack_carry`.
+    :func:`apgd_attack` run by :func:`robntk.attacks.protocol.run_attack_carry`.
 
     Args:
         f, steps, loss, rho, y_target: as :func:`apgd_attack` (``y_target`` (B,) required with
@@ -381,7 +380,7 @@ def apgd(
         key: one PRNG key (per-example keys are folded in) or B keys.
         return_best: return ``(x_best, loss_best)`` instead — the highest-loss point found and
             its per-example loss (the reference's ``perturb(best_loss=True)``).
-        loop: ``'fori'`` or ``'unroll'`` (:func:`robntk.attacks.iterative.run_loop`).
+        loop: ``'fori'`` or ``'unroll'`` (:func:`robntk.attacks.protocol.run_loop`).
 
     Returns:
         ``(x_adv, robust)``: robust (B,) bool = correctly classified at the clean point and at
@@ -465,179 +464,3 @@ def apgd_targeted(
         return jnp.where(_per_example(newly, x), xa, x_out), robust & rob
 
     return run_loop(body, (x, robust0), 2, n_target_classes + 2, loop)
-
-
-# --------------------------------------------------------------------------------------------
-# Square
-
-
-def square_p(i: jax.Array, n_queries: int, p_init: float = 0.8, rescale: bool = True) -> jax.Array:
-    """Square's schedule of the square-area fraction p at iteration ``i`` (``p_selection``):
-    p_init halved after iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of a
-    10,000-query budget, the iteration rescaled to ``i·10000 // n_queries`` when ``rescale``."""
-    it = (i * 10000) // n_queries if rescale else i
-    bounds = jnp.asarray([10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000])
-    return p_init / (2.0 ** jnp.sum(it > bounds))
-
-
-def _check_square(n_queries, p_init):
-    if not isinstance(n_queries, int) or isinstance(n_queries, bool) or n_queries < 1:
-        raise ValueError(f"n_queries must be an integer >= 1, got {n_queries!r}")
-    if not 0.0 < p_init <= 1.0:
-        raise ValueError(f"p_init must be in (0, 1], got {p_init!r}")
-
-
-class SquareState(NamedTuple):
-    """Square's carry (B examples).
-
-    Attributes:
-        x_best: (B, H, W, C) current point. margin: (B,) its margin z_y − max_{i≠y} z_i (≤ 0:
-            fooled). loss: (B,) the margin loss of the last accepted improvement. keys: (B,)
-            per-example keys. clean_ok: (B,) bool, correct at x.
-    """
-
-    x_best: jax.Array
-    margin: jax.Array
-    loss: jax.Array
-    keys: jax.Array
-    clean_ok: jax.Array
-
-
-def _square_init(f: Fn, params, x, y, eps, key) -> SquareState:
-    """Vertical-stripe start x + ε·(±1 per example, column, channel) clipped to [0, 1], its
-    margin, per-example keys."""
-    check_attack_args(eps)
-    y = y.astype(jnp.int32)
-    B, H, W, C = x.shape
-    keys = example_keys(key, B)
-    stripes = jax.vmap(lambda k: jnp.sign(jax.random.uniform(jax.random.fold_in(k, 0), (1, W, C), x.dtype) * 2 - 1))(
-        keys
-    )
-    x_best = jnp.clip(x + eps * stripes, 0.0, 1.0)
-    m0 = margin(f(params, x_best), y)
-    clean_ok = jnp.argmax(f(params, x), -1) == y
-    return SquareState(x_best=x_best, margin=m0, loss=m0, keys=keys, clean_ok=clean_ok)
-
-
-def _square_step(
-    f: Fn, params, x, y, eps, c: SquareState, i, *, n_queries: int, p_init: float, rescale_schedule: bool
-) -> SquareState:
-    """Square iteration ``i`` (one query per still-robust example): square side
-    s = max(round(√(p·H·W)), 1), position (⌊(H − s)·U⌋, ⌊(W − s)·U⌋), colour ±2ε per channel,
-    added to the current best point, projected; accepted if the margin loss decreases or the
-    point is misclassified. Fooled examples are left unchanged."""
-    y = y.astype(jnp.int32)
-    B, H, W, C = x.shape
-    active = c.margin > 0
-    p = square_p(i, n_queries, p_init, rescale_schedule)
-    s = jnp.maximum(jnp.round(jnp.sqrt(p * H * W)), 1).astype(jnp.int32)
-
-    def draw(k):
-        k = jax.random.fold_in(k, i + 1)
-        kh, kw, kc = jax.random.split(k, 3)
-        vh = jnp.floor((H - s) * jax.random.uniform(kh)).astype(jnp.int32)
-        vw = jnp.floor((W - s) * jax.random.uniform(kw)).astype(jnp.int32)
-        return vh, vw, jnp.sign(jax.random.uniform(kc, (C,), x.dtype) * 2 - 1)
-
-    vh, vw, sign = jax.vmap(draw)(c.keys)
-    rows, cols = jnp.arange(H), jnp.arange(W)
-    in_h = (rows[None] >= vh[:, None]) & (rows[None] < (vh + s)[:, None])  # (B, H)
-    in_w = (cols[None] >= vw[:, None]) & (cols[None] < (vw + s)[:, None])  # (B, W)
-    mask = (in_h[:, :, None] & in_w[:, None, :])[..., None].astype(x.dtype)  # (B, H, W, 1)
-    x_new = _clip_ball(c.x_best + mask * 2.0 * eps * sign[:, None, None, :], x, eps)
-    m_new = margin(f(params, x_new), y)
-    improved = m_new < c.loss  # margin loss: loss == margin
-    upd = active & (improved | (m_new <= 0))
-    return SquareState(
-        x_best=jnp.where(_per_example(upd, x), x_new, c.x_best),
-        margin=jnp.where(upd, m_new, c.margin),
-        loss=jnp.where(active & improved, m_new, c.loss),
-        keys=c.keys,
-        clean_ok=c.clean_ok,
-    )
-
-
-def square_robust(c: SquareState) -> jax.Array:
-    """(B,) bool: clean-correct and margin > 0 (not fooled) in a Square carry."""
-    return c.clean_ok & (c.margin > 0)
-
-
-def _square_finish(x, c: SquareState) -> jax.Array:
-    return jnp.where(_per_example(square_robust(c) | ~c.clean_ok, x), x, c.x_best)
-
-
-def _square_done(c: SquareState) -> jax.Array:
-    return ~jnp.any(c.margin > 0)
-
-
-def square_attack(
-    f: Fn, *, n_queries: int = 5000, p_init: float = 0.8, rescale_schedule: bool = True
-) -> IterativeAttack:
-    """Square Attack (L∞, untargeted, margin loss) as an
-    :class:`~robntk.attacks.iterative.IterativeAttack` (Andriushchenko et al. 2020;
-    ``autoattack/square.py`` ``attack_single_run``). Score-based: uses only ``f``'s outputs.
-
-    ``init(params, x, y, eps, key)``: the vertical-stripe start x + ε·(±1 per example, column,
-    channel) from the per-example keys :func:`example_keys` of ``key`` (carry:
-    :class:`SquareState`). ``step(..., i)``: query i (one per still-robust example): a square
-    of side s = max(round(√(p_i·H·W)), 1) (p_i = :func:`square_p`) at a uniform position with
-    colour ±2ε per channel, drawn from ``fold_in(key_b, i + 1)``, added to the current best
-    point and projected; accepted if the margin decreases or the point is misclassified; fooled
-    points are frozen, so ``done`` (every point fooled) ends the run without changing its
-    result. ``finish(x, carry)``: the fooling point where the example was broken, else x
-    (:func:`square_robust` gives the verdicts from the carry). ``steps`` = ``n_queries``.
-
-    Args:
-        f: ``f(params, x) -> (B, K)`` logits; x (B, H, W, C) in [0, 1]; eps in pixel units.
-        n_queries: iteration budget (AutoAttack 5000). p_init: initial fraction (0.8).
-        rescale_schedule: rescale the p-schedule to ``n_queries`` (True, as AutoAttack).
-
-    Raises:
-        ValueError: n_queries < 1, p_init outside (0, 1]; at ``init``: bad eps.
-    """
-    _check_square(n_queries, p_init)
-
-    def step(params, x, y, eps, c, i):
-        return _square_step(
-            f, params, x, y, eps, c, i, n_queries=n_queries, p_init=p_init, rescale_schedule=rescale_schedule
-        )
-
-    return IterativeAttack(
-        lambda params, x, y, eps, key: _square_init(f, params, x, y, eps, key),
-        step,
-        _square_finish,
-        n_queries,
-        _square_done,
-    )
-
-
-def square(
-    f: Fn,
-    params,
-    x: jax.Array,
-    y: jax.Array,
-    eps,
-    *,
-    key: jax.Array,
-    n_queries: int = 5000,
-    p_init: float = 0.8,
-    rescale_schedule: bool = True,
-) -> tuple[jax.Array, jax.Array]:
-    """Square Attack, L∞, untargeted, margin loss (Andriushchenko et al. 2020;
-    ``autoattack/square.py`` ``attack_single_run``): :func:`square_attack` run by
-    :func:`robntk.attacks.iterative.run_attack_carry` in a ``lax.while_loop`` until
-    ``n_queries`` iterations or every point is fooled.
-
-    Args: f, params, x (B, H, W, C) in [0, 1], y (B,), eps (pixel units), key (one or B keys):
-    as :func:`apgd`; n_queries, p_init, rescale_schedule: as :func:`square_attack`.
-
-    Returns:
-        ``(x_adv, robust)`` as :func:`apgd`, robust = clean-correct and margin > 0 at the end.
-
-    Raises:
-        ValueError: bad eps, n_queries < 1, p_init outside (0, 1].
-    """
-    check_attack_args(eps)
-    atk = square_attack(f, n_queries=n_queries, p_init=p_init, rescale_schedule=rescale_schedule)
-    c = run_attack_carry(atk, params, x, y, eps, key, loop="fori")
-    return jax.lax.stop_gradient(atk.finish(x, c)), square_robust(c)

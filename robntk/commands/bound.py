@@ -4,8 +4,8 @@ Runs :func:`robntk.theory.experiment.run_experiment` over activations × skip pa
 ρ × β × width (plus a residual CNN over filter sizes) and writes ``bounds.csv``,
 ``config.json``, ``summary.md`` and PNG figures atomically to ``--out``.
 
-The grid is a JSON-like dict (:data:`robntk.theory.experiment.DEFAULT_CONFIG`); ``--config``
-overrides are type-checked against the default grid (:func:`robntk.theory.experiment.check_override`)
+The grid is a JSON-like dict (:data:`robntk.theory.grid.DEFAULT_CONFIG`); ``--config``
+overrides are type-checked against the default grid (:func:`robntk.theory.grid.check_override`)
 before anything runs.
 
 Examples::
@@ -51,7 +51,7 @@ class BoundOptions:
     synthetic points on the unit sphere).
 
     Attributes:
-        quick: start from :data:`robntk.theory.experiment.QUICK_CONFIG` (seconds).
+        quick: start from :data:`robntk.theory.grid.QUICK_CONFIG` (seconds).
         out: output directory. config: a JSON file of grid overrides.
         widths, seeds: comma-separated FCN widths / seeds overriding the grid's.
         no_plots: skip the PNG figures. progress: print one line per architecture.
@@ -127,16 +127,8 @@ def run(args: argparse.Namespace) -> int:
         ValueError: bad configuration values (robntk.cli turns this into exit code 2).
         FileNotFoundError: ``--config`` file missing. PermissionError: ``--out`` not writable.
     """
-    from robntk.theory.experiment import (
-        DEFAULT_CONFIG,
-        QUICK_CONFIG,
-        check_override,
-        merge_config,
-        run_experiment,
-        summarise,
-        summary_markdown,
-        validate_config,
-    )
+    from robntk.theory.experiment import run_experiment, summarise, summary_markdown
+    from robntk.theory.grid import DEFAULT_CONFIG, QUICK_CONFIG, check_override, merge_config, validate_config
 
     opts = config_from_args(BoundOptions, args)
     override = check_override(opts.override())

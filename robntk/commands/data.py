@@ -25,6 +25,7 @@ from robntk.core.config import flag
 from robntk.core.tables import check_writable
 from robntk.data import fetch as fetching
 from robntk.data import sources
+from robntk.data.entry import Entry
 
 _DATA_DIR_HELP = (
     "data directory (default $ROBNTK_DATA, then ./data if it exists, then $XDG_DATA_HOME/robntk, "
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     return args._data_run(args)
 
 
-def _files(e: sources.Entry) -> str:
+def _files(e: Entry) -> str:
     if len(e.files) == 1:
         return e.files[0].path
     return f"{os.path.dirname(e.files[0].path)}/ ({len(e.files)} files)"

@@ -2,7 +2,7 @@
 benchmark's metric names (clean, FGSM, PGD, APGD-CE, APGD-T, Square, the AutoAttack-style
 ensemble; :mod:`robntk.train.evaluation`).
 
-Flags are generated from :class:`robntk.train.evaluation.EvalConfig` (radii in [0, 1] pixel units,
+Flags are generated from :class:`robntk.train.eval_config.EvalConfig` (radii in [0, 1] pixel units,
 ``--eps 3/255 8/255``) and :class:`EvaluateOptions`. The split is the benchmark's evaluation
 split (test; ImageNet16-120: val), optionally a class-balanced subset (``--limit``). The output
 is checked for writability, and the run directory (config, checkpoint, network) is loaded and
@@ -20,13 +20,14 @@ from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
 from robntk.core.tables import check_writable, write_json
 from robntk.data.datasets import load_split
-from robntk.train.evaluation import EvalConfig, evaluate_run
+from robntk.train.eval_config import EvalConfig
+from robntk.train.evaluation import evaluate_run
 from robntk.train.loop import load_trained
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvaluateOptions:
-    """The options of ``robntk evaluate`` besides :class:`~robntk.train.evaluation.EvalConfig`.
+    """The options of ``robntk evaluate`` besides :class:`~robntk.train.eval_config.EvalConfig`.
 
     Attributes:
         checkpoint: the training run directory (``robntk train --out``).

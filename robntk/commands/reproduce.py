@@ -39,7 +39,7 @@ from robntk.core.registry import CLEAN_METRIC, PGD8_METRIC, beta_tag, eps_tag
 from robntk.core.tables import check_writable, read_table, write_table
 from robntk.data.benchmark import DATASETS, RobBench
 from robntk.nb201.searchspace import SearchSpace, sample_indices
-from robntk.scoring.engine import run_engine
+from robntk.scoring.runner import run_engine
 
 DEFAULT_SAMPLE = 75
 DEFAULT_OUT_DIR = "robntk-reproduce"

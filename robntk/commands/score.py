@@ -45,7 +45,8 @@ from robntk.jobs.submit import run_sharded
 from robntk.nb201.searchspace import SearchSpace
 from robntk.scoring.config import ScoreConfig
 from robntk.scoring.draws import AGGREGATE_NOTE, aggregate_draws, draw_configs, draw_path
-from robntk.scoring.engine import EngineOptions, run_engine
+from robntk.scoring.engine import EngineOptions
+from robntk.scoring.runner import run_engine
 
 #: Job name of the aggregate table's sidecar (``score`` with several draws).
 DRAWS_JOB = "score (several draws)"

@@ -18,7 +18,7 @@ from robntk.commands._flags import add_dataclass_flags, config_from_args
 from robntk.core.config import flag
 from robntk.core.tables import check_writable
 from robntk.data.datasets import load_split
-from robntk.nb201.network import to_ops
+from robntk.nb201.cell import to_ops
 from robntk.nb201.searchspace import SearchSpace, format_arch_str
 from robntk.train import rundir
 from robntk.train.loop import NonFiniteLossError, TrainConfig, train

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from robntk.data.sources import Download, Entry, Target
+from robntk.data.entry import Download, Entry, Target
 from robntk.data.suite_zero import PROXIES as _PROXIES
 from robntk.nb201.searchspace import NUM_ARCHS
 

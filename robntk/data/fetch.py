@@ -51,7 +51,8 @@ from robntk._version import __version__
 from robntk.core import paths
 from robntk.data import sources
 from robntk.data.convert import CHUNK, check_file, convert
-from robntk.data.sources import HASH_LIMIT, Download, Entry, Target
+from robntk.data.entry import Download, Entry, Target
+from robntk.data.sources import HASH_LIMIT
 
 MIRROR_ENV = "ROBNTK_DATA_MIRROR"
 DOWNLOADS = ".downloads"

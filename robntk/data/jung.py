@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from robntk.core import paths
-from robntk.data.benchmark import DATASETS, read_js_json
+from robntk.data.benchmark import DATASETS
+from robntk.data.robbench_formats import read_js_json
 from robntk.nb201.searchspace import NUM_ARCHS
 
 JUNG_CSV = "jung_robustness_nb201_summary/jung_acc_summary_15625.csv"

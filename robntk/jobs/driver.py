@@ -1,6 +1,6 @@
 """The one resumable per-architecture job driver.
 
-Every long robntk job — NTK scores (:func:`robntk.scoring.engine.run_engine`), zero-cost proxies
+Every long robntk job — NTK scores (:func:`robntk.scoring.runner.run_engine`), zero-cost proxies
 (:func:`robntk.proxies.proxy_table`), the RobNets FSP study and the one-shot candidate evaluation
 (:mod:`robntk.robnets`) — is the same loop, written once here::
 

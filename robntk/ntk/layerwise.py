@@ -43,8 +43,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from robntk.nb201.cell import CONV1, CONV3, edge_module_name, static_cell
 from robntk.nb201.layers import BN_EPS
-from robntk.nb201.network import CONV1, CONV3, TinyNetwork, edge_module_name, static_cell
+from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import NUM_EDGES
 from robntk.ntk import empirical as ntk
 

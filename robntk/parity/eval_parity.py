@@ -25,7 +25,8 @@ import torch
 
 from robntk.core.registry import AA_METRIC, metric_name
 from robntk.parity import torch_reference as ref
-from robntk.train.evaluation import EvalConfig, RobustnessEvaluator
+from robntk.train.eval_config import EvalConfig
+from robntk.train.evaluation import RobustnessEvaluator
 
 
 def pgd_start_noise(evaluator: RobustnessEvaluator, eps: float, n: int) -> np.ndarray:
@@ -65,7 +66,7 @@ def run_eval_parity(
         seed: robntk's evaluation seed and torchattacks AutoAttack's ``seed``.
         C, N: network size (for the reference model).
         torch_threads: ``torch.set_num_threads`` during the reference (None: leave it).
-        min_batch: robntk's smallest padded batch (:class:`~robntk.train.evaluation.EvalConfig`;
+        min_batch: robntk's smallest padded batch (:class:`~robntk.train.eval_config.EvalConfig`;
             padding changes only the work done, not the verdicts: every example has its own keys).
 
     Returns:

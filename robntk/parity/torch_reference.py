@@ -51,7 +51,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from robntk.core.registry import DATASETS, NUM_CLASSES
-from robntk.nb201.network import to_ops
+from robntk.nb201.cell import to_ops
 from robntk.nb201.searchspace import EDGES
 
 BN_MOMENTUM = 0.1  # PyTorch convention (robntk/flax: 0.9)

@@ -32,6 +32,27 @@ and input Jacobians: ``nwot``, ``linear_regions``, ``jacov``, ``epe_nas``),
 :mod:`~robntk.proxies.robust` (``croze``); :mod:`~robntk.proxies.table` holds the suite
 (:data:`PROXIES`) and :func:`proxy_table`, the resumable job over many archs.
 
+Recent zero-cost proxies, one module per family: :mod:`~robntk.proxies.az_nas` (AZ-NAS:
+``az_expressivity``, ``az_progressivity``, ``az_trainability``; Lee & Ham, CVPR 2024),
+:mod:`~robntk.proxies.vkdnw` (VKDNW: ``vkdnw``, ``vkdnw_dim``; Týbl & Neumann, CVPR 2025),
+:mod:`~robntk.proxies.meco_swap` (MeCo: ``meco``; Jiang et al., NeurIPS 2023; SWAP: ``swap``,
+``swap_reg``; Peng et al., ICLR 2024), each with its population-level rank aggregations
+(:func:`~robntk.proxies.az_nas.az_nas_rank`, :func:`~robntk.proxies.vkdnw.vkdnw_rank`,
+:func:`~robntk.proxies.vkdnw.vkdnw_agg_rank`), and :mod:`~robntk.proxies.perturbed`
+(:func:`~robntk.proxies.perturbed.on_pgd_inputs`, which turns any proxy into its perturbed-input
+variant: the proxy computed on PGD examples of the network at init). They too have the suite's
+signature ``proxy(net, variables, cell, x, y, key) -> scalar``: ``x`` (B, H, W, 3) in [0, 1] is
+normalised by ``net.dataset`` inside; the cell may be an arch string / op names (fixed) or int
+(6,) op ids (data, traceable: one ``jax.jit`` serves every cell). NaN where the proxy is
+undefined, in particular for a cell without an input→output path
+(:func:`robntk.proxies._common.connected`); :func:`proxy_table` flags every non-finite value.
+The authors' *protocols* differ from the suite's defaults; the functions compute the authors'
+*definitions* on whatever network, weights and batch they are given, so the protocol is the
+caller's choice (each module states its authors'; ``experiments/proxies_modern/README.md``
+states both). Not implemented: ZCPRob (Feng et al., ICLR 2025): its code (fyqsama/Robust_ZCP)
+could not be retrieved here and the paper's formula is not restated in any source at hand; it
+is left out rather than guessed.
+
 References: NASLib ``naslib/predictors/pruners/measures/*.py`` (automl/NASLib) and
 SamsungLabs/zero-cost-nas ``foresight/pruners/measures/*.py`` (Abdelfattah et al., "Zero-Cost
 Proxies for Lightweight NAS", ICLR 2021); NAS-Bench-Suite-Zero (Krishnakumar et al., NeurIPS

@@ -10,7 +10,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from robntk.nb201.network import CONV1, CONV3, NONE, TinyNetwork, op_ids
+from robntk.nb201.cell import CONV1, CONV3, NONE, op_ids
+from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import EDGES, NUM_EDGES
 
 #: A proxy: ``proxy(net, variables, cell, x, y, key) -> scalar`` (see :mod:`robntk.proxies`).

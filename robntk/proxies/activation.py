@@ -7,8 +7,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from robntk.nb201.cell import CONV1, CONV3
 from robntk.nb201.layers import batch_norm, normalize
-from robntk.nb201.network import CONV1, CONV3
 from robntk.nb201.searchspace import NUM_EDGES
 from robntk.proxies._common import _ids, _nan_unless_connected, _plain_net
 

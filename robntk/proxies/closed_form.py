@@ -7,7 +7,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from robntk.nb201.network import CONV1, CONV3, POOL, TinyNetwork
+from robntk.nb201.cell import CONV1, CONV3, POOL
+from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import edge_params
 from robntk.proxies._common import _count_dtype, _ids
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from robntk.nb201.cell import CONV1, CONV3
 from robntk.nb201.layers import BN_EPS, conv, normalize
-from robntk.nb201.network import CONV1, CONV3
 from robntk.nb201.searchspace import NUM_EDGES
 from robntk.proxies._common import _ce, _ids, _plain_net, _weight_leaves
 

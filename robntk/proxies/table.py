@@ -15,28 +15,18 @@ import pandas as pd
 
 from robntk.jobs.driver import config_key, run_job
 from robntk.jobs.store import KEY, ResultStore
-from robntk.nb201.network import TinyNetwork, check_op_ids, op_ids
+from robntk.nb201.cell import check_op_ids, op_ids
+from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import is_connected
 from robntk.proxies._common import Proxy
 from robntk.proxies.activation import epe_nas, input_jacobian_proxies, jacov, linear_regions, nwot
+from robntk.proxies.az_nas import az_expressivity, az_nas_proxies, az_progressivity, az_trainability
 from robntk.proxies.closed_form import flop_count, flops, param_count, params
 from robntk.proxies.gradient import fisher, grad_norm, grasp, l2_norm, loss_gradient_proxies, plain, snip, synflow
-from robntk.proxies.modern import (
-    az_expressivity,
-    az_nas_pgd_proxies,
-    az_nas_proxies,
-    az_progressivity,
-    az_trainability,
-    meco,
-    meco_pgd,
-    swap,
-    swap_pgd,
-    swap_reg,
-    vkdnw,
-    vkdnw_dim,
-    vkdnw_pgd,
-)
+from robntk.proxies.meco_swap import meco, swap, swap_reg
+from robntk.proxies.perturbed import az_nas_pgd_proxies, meco_pgd, swap_pgd, vkdnw_pgd
 from robntk.proxies.robust import croze
+from robntk.proxies.vkdnw import vkdnw, vkdnw_dim
 from robntk.proxies.zen_zico_tenas import tenas_ntk_cond, zen, zico
 
 #: Proxy name → function (NASLib names).
@@ -58,7 +48,7 @@ PROXIES: dict[str, Proxy] = {
     "tenas_ntk_cond": tenas_ntk_cond,
     "linear_regions": linear_regions,
     "croze": croze,
-    # robntk.proxies.modern: AZ-NAS, VKDNW, MeCo, SWAP and their perturbed-input (PGD) variants
+    # robntk.proxies.az_nas, .vkdnw, .meco_swap: AZ-NAS, VKDNW, MeCo, SWAP; .perturbed: their PGD variants
     "az_expressivity": az_expressivity,
     "az_progressivity": az_progressivity,
     "az_trainability": az_trainability,

@@ -7,8 +7,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from robntk.nb201.cell import CONV1, CONV3
 from robntk.nb201.layers import BN_MOMENTUM, batch_norm
-from robntk.nb201.network import CONV1, CONV3, TinyNetwork
+from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import NUM_EDGES
 from robntk.ntk import layerwise as layer_ntk
 from robntk.proxies._common import _ids, _nan_unless_connected, _plain_net, _weight_leaves

@@ -32,7 +32,8 @@ import pandas as pd
 from robntk.attacks.iterative import pgd
 from robntk.core.tables import check_writable, write_json, write_table
 from robntk.jobs import ResultStore, config_key, run_job
-from robntk.nb201.network import TinyNetwork, op_ids
+from robntk.nb201.cell import op_ids
+from robntk.nb201.network import TinyNetwork
 from robntk.nb201.searchspace import DISCONNECTED_REPRESENTATIVES
 from robntk.robnets.config import FSPConfig
 from robntk.robnets.findings import tau_table

@@ -23,10 +23,10 @@ Usage::
 
 Modules: :mod:`.activations`, :mod:`.hermite` (μ_r, duals), :mod:`.arch` (specs, layer
 constants), :mod:`.networks` (JAX), :mod:`.infinite` (analytic NTK, Taylor/path coefficients),
-:mod:`.adversary` (spherical PGD), :mod:`.bounds`, :mod:`.data`, :mod:`.experiment`,
-:mod:`.plots` (``robntk bound`` is :mod:`robntk.commands.bound`; :func:`check_override`
-type-checks its ``--config`` grid overrides). Importing this package does not change JAX's
-global configuration (use ``jax.enable_x64(True)`` around float64 work).
+:mod:`.adversary` (spherical PGD), :mod:`.bounds`, :mod:`.data`, :mod:`.grid` (the bound-check
+grid), :mod:`.experiment`, :mod:`.plots` (``robntk bound`` is :mod:`robntk.commands.bound`;
+:func:`check_override` type-checks its ``--config`` grid overrides). Importing this package does
+not change JAX's global configuration (use ``jax.enable_x64(True)`` around float64 work).
 """
 
 from robntk.theory.activations import ACTIVATIONS, LEAKY_SLOPE, check_activation
@@ -50,7 +50,7 @@ from robntk.theory.bounds import (
     power_grams,
 )
 from robntk.theory.data import normalise, separation, sphere_points
-from robntk.theory.experiment import check_override
+from robntk.theory.grid import check_override
 from robntk.theory.hermite import derivative_hermite, dual, dual_derivative, hermite_coefficients
 from robntk.theory.infinite import (
     analytic_family,

@@ -18,7 +18,8 @@ import numpy as np
 
 from robntk.core.config import flag as _flag
 from robntk.core.registry import DATASETS, NUM_CLASSES, parse_eps
-from robntk.nb201.network import INIT_SCHEMES, to_ops
+from robntk.nb201.cell import to_ops
+from robntk.nb201.network import INIT_SCHEMES
 from robntk.nb201.searchspace import format_arch_str
 from robntk.train import rundir
 

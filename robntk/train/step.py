@@ -50,7 +50,7 @@ from robntk.train.config import METHODS, TRADES_SIGMA, NonFiniteLossError, Train
 
 #: BN modes of the training attack: running statistics (``'eval'``) or batch statistics (``'train'``).
 ATTACK_BN = ("eval", "train")
-#: How the attack's iterations are compiled (:func:`robntk.attacks.iterative.run_loop`).
+#: How the attack's iterations are compiled (:func:`robntk.attacks.protocol.run_loop`).
 ATTACK_LOOPS = ("unroll", "fori")
 
 
