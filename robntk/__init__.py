@@ -65,6 +65,10 @@ _FACE: dict[str, str] = {
     "correlation_table": "robntk.analysis.correlation",
     "run_search": "robntk.analysis.search",
     "SearchConfig": "robntk.analysis.search",
+    "zero_shot": "robntk.analysis.combine",
+    "feature_table": "robntk.analysis.cell_features",
+    "PredictorConfig": "robntk.analysis.predictors",
+    "fit_predictor": "robntk.analysis.predictors",
     # training and evaluation
     "TrainConfig": "robntk.train.config",
     "adversarial_train": "robntk.train.loop:train",  # robntk.train is the subpackage
