@@ -54,6 +54,47 @@ def partial_tau_ci(x, y, z, n_boot: int = 1000, seed: int = 0) -> tuple[float, f
     return partial_tau(x, y, z), float(lo), float(hi)
 
 
+#: The scoring draws on the same first 100 archs: init seeds 0, 1, 2 (weights, batch, attack starts)
+#: and attack seeds 1, 2 on init seed 0's weights and batch.
+DRAWS = ("base", "seed1", "seed2", "attack1", "attack2")
+
+
+def claims_with_draws(levels, bench, pairs, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Each claim's τ(a) − τ(b) on every scoring draw of :data:`DRAWS` (their common archs), and a
+    95 % two-stage bootstrap CI that includes the draw spread: each resample draws the scoring draws
+    with replacement and the archs with replacement (paired: the same archs for a and b and every
+    draw), and averages τ(a) − τ(b) over the resampled draws. A verdict stands only if this CI
+    excludes 0."""
+    present = [d for d in DRAWS if d in levels]
+    keys = sorted(set.intersection(*(set(levels[d]["nb201_index"]) for d in present)))
+    cols = {c for a, b, _ in pairs for c in (a, b) if c != "num_params"}
+    X = {d: levels[d].set_index("nb201_index").loc[keys, sorted(cols)] for d in present}
+    nparams = baselines(pd.Series(keys), bench.space)["num_params"].to_numpy()
+    rng = np.random.default_rng(seed)
+    dsel = rng.integers(0, len(present), size=(n_boot, len(present)))
+    asel = rng.integers(0, len(keys), size=(n_boot, len(keys)))
+    rows = []
+    for a, b, m in pairs:
+        acc = bench.values(np.asarray(keys), "cifar10", m)
+
+        def col(d, c):
+            return nparams if c == "num_params" else X[d][c].to_numpy()
+
+        per = [kendall_tau(col(d, a), acc) - kendall_tau(col(d, b), acc) for d in present]
+        boot = np.empty(n_boot)
+        for r in range(n_boot):
+            i = asel[r]
+            diff = [kendall_tau(col(d, a)[i], acc[i]) - kendall_tau(col(d, b)[i], acc[i]) for d in present]
+            boot[r] = np.mean(np.asarray(diff)[dsel[r]])
+        lo, hi = np.nanquantile(boot, [0.025, 0.975])
+        verdict = "a > b" if lo > 0 else ("a < b" if hi < 0 else "no difference resolved")
+        rows.append(dict(a=a, b=b, metric=m, n_archs=len(keys), n_draws=len(present),
+                         **{f"diff_{d}": v for d, v in zip(present, per)},
+                         diff_mean=float(np.mean(per)), diff_min=float(np.min(per)), diff_max=float(np.max(per)),
+                         ci_low=float(lo), ci_high=float(hi), verdict=verdict))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def load(name):
     p = HERE / f"scores_{name}.csv"
     if not p.is_file():
@@ -79,12 +120,7 @@ def main(argv=None) -> int:
         t.insert(0, "level", name)
         rows.append(t)
     table = pd.concat(rows, ignore_index=True)
-    write_table(
-        table,
-        HERE / "tau_by_level.csv",
-        {"levels": {n: LEVELS[n][0] for n in levels}, "n_boot": args.n_boot},
-        float_format="%.4f",
-    )
+    write_table(table, HERE / "tau_by_level.csv", {"levels": {n: LEVELS[n][0] for n in levels}, "n_boot": args.n_boot})
     lines = [
         "# Protocol study — first results",
         "",
@@ -145,7 +181,18 @@ def main(argv=None) -> int:
                     tau_a_b=kendall_tau(base[a], base[b]),
                 )
             )
-        write_table(pd.DataFrame(claims), HERE / "claims.csv", {"level": "base", "n_boot": 1000}, float_format="%.4f")
+        write_table(pd.DataFrame(claims), HERE / "claims.csv", {"level": "base", "n_boot": 1000})
+        if all(d in levels for d in DRAWS):
+            cd = claims_with_draws(levels, bench, pairs)
+            write_table(cd, HERE / "claims_draws.csv", {"draws": list(DRAWS), "n_boot": 1000, "seed": 0,
+                        "bootstrap": "two-stage: draws and archs resampled with replacement, paired"})  # fmt: skip
+            lines += ["", f"Claims with the spread of the scoring draws ({', '.join(DRAWS)}; their common "
+                      f"{int(cd['n_archs'].iloc[0])} archs; two-stage bootstrap 95% CI over draws and archs):", "",
+                      "| a | b | metric | τ(a) − τ(b) per draw | mean [CI] | verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+            for r in cd.itertuples():
+                per = ", ".join(f"{getattr(r, 'diff_' + d):+.3f}" for d in DRAWS)
+                lines.append(f"| {r.a} | {r.b} | {r.metric} | {per} | {r.diff_mean:+.3f} "
+                             f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] | {r.verdict} |")  # fmt: skip
         fig = new_figure((6, 4))
         ax = fig.subplots()
         for kern, metric, style in (("all", CLEAN_METRIC, "-o"), ("robust_all", PGD8_METRIC, "-s")):
@@ -198,10 +245,7 @@ def main(argv=None) -> int:
                 )
         if lv_rows:
             write_table(
-                pd.DataFrame(lv_rows),
-                HERE / "level_vs_base.csv",
-                {"metric": f"cifar10 {PGD8_METRIC}", "n_boot": 1000},
-                float_format="%.4f",
+                pd.DataFrame(lv_rows), HERE / "level_vs_base.csv", {"metric": f"cifar10 {PGD8_METRIC}", "n_boot": 1000}
             )
             lines += [
                 "",
@@ -235,12 +279,7 @@ def main(argv=None) -> int:
                         ci_high=hi,
                     )
                 )
-        write_table(
-            pd.DataFrame(bn_rows),
-            HERE / "bn_mode_paired.csv",
-            {"levels": ["base", "bn_eval"], "n_boot": 1000},
-            float_format="%.4f",
-        )
+        write_table(pd.DataFrame(bn_rows), HERE / "bn_mode_paired.csv", {"levels": ["base", "bn_eval"], "n_boot": 1000})
         lines += [
             "",
             f"BN mode, paired on the same {len(m)} archs (C10; τ(train) − τ(eval), 95% paired CI):",
@@ -267,7 +306,7 @@ def main(argv=None) -> int:
             for mt in (CLEAN_METRIC, PGD8_METRIC)
             for bt in BETAS
         ]
-        write_table(pd.DataFrame(beta_rows), HERE / "tau_vs_beta.csv", {"level": "base"}, float_format="%.4f")
+        write_table(pd.DataFrame(beta_rows), HERE / "tau_vs_beta.csv", {"level": "base"})
         lines += [
             "",
             "λ_min of the mixed kernels vs β (base level, C10; the β with the largest τ is read off "
@@ -349,10 +388,7 @@ def main(argv=None) -> int:
     if stab:
         st = pd.DataFrame(stab)
         write_table(
-            st,
-            HERE / "stability.csv",
-            {"what": "score stability across draws and precisions", "n_boot": args.n_boot},
-            float_format="%.6g",
+            st, HERE / "stability.csv", {"what": "score stability across draws and precisions", "n_boot": args.n_boot}
         )
         lines += [
             "",
