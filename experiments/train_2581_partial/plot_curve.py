@@ -52,7 +52,7 @@ def main() -> int:
     ax1.set_ylabel("PGD-AT loss (epoch running mean)")
     ax2.plot(df["global_step"], df["train_adv_acc_running"], "-", lw=1, label="training, adversarial (running)")
     for e, m in evals.items():
-        for key, mark, lab in (("val_acc", "o", "test clean"), ("val_pgd_8.0_acc", "s", "test PGD-20 8/255")):
+        for key, mark, lab in (("val_acc", "oC1", "test clean"), ("val_pgd_8.0_acc", "sC2", "test PGD-20 8/255")):
             ax2.plot([e * 195], [m[key]], mark, label=f"{lab} (1,000 images)" if e == min(evals) else None)
     ax2.set_xlabel("optimiser step (195 per epoch)")
     ax2.set_ylabel("accuracy")
