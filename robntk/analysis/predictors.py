@@ -253,7 +253,7 @@ class FittedPredictor:
 
     def predict(self, x) -> np.ndarray:
         """float64 (m,) predicted scores (higher = predicted better; the scale is the percentile
-        rank of the training labels).
+        rank of the training labels; with a prior, ``(1 − w)·model + w·x[:, prior_column]``).
 
         Raises:
             ValueError: wrong number of feature columns, non-finite features.
@@ -297,7 +297,7 @@ def fit_predictor(x, y, config: PredictorConfig = PredictorConfig(), feature_nam
         A :class:`FittedPredictor`. Same inputs and config → same bits.
 
     Raises:
-        ValueError: see :func:`inner_cv`.
+        ValueError: see :func:`inner_cv`; ``config.prior_column`` is not a column of ``x``.
     """
     x, y = _check_xy(x, y)
     if config.prior_column is not None and config.prior_column >= x.shape[1]:
