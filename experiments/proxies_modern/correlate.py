@@ -5,7 +5,7 @@ Reads ``store/<proxy>`` (the stores ``robntk proxies`` writes; safe while the ru
 each column on the archs its store holds, n per row), adds ``swap_reg`` post hoc (``swap`` × exp(−(P − μ)²/σ), P the
 parameter count in thousands, the defaults of :func:`robntk.proxies.meco_swap.swap_reg`) and
 ``az_nas`` (:func:`robntk.proxies.az_nas.az_nas_rank` over the scored archs, a NaN component
-ranked last as the reference's −∞), and writes
+ranked last as the reference's −∞) and ``zcprob`` (from its stored terms), and writes
 ``correlation.csv`` / ``correlation.md`` (τ-b with 95 % bootstrap CIs, 200 resamples, n stated).
 
     ROBNTK_DATA=../shared/data nice -n 19 python experiments/proxies_modern/correlate.py
@@ -27,6 +27,7 @@ from robntk.nb201.network import TinyNetwork
 from robntk.proxies import param_count
 from robntk.proxies.az_nas import az_nas_rank
 from robntk.proxies.meco_swap import SWAP_MU, SWAP_SIGMA
+from robntk.proxies.robust import ZCPROB_T, zcprob_from_terms
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,8 +43,9 @@ def load_store(store: Path) -> pd.DataFrame:
 
 
 def add_derived(df: pd.DataFrame, bench: RobBench) -> pd.DataFrame:
-    """Add ``swap_reg`` (from ``swap`` and the parameter count) and ``az_nas`` (AZ-NAS's rank
-    aggregation over the archs of ``df``) where their inputs are present."""
+    """Add ``swap_reg`` (from ``swap`` and the parameter count), ``az_nas`` (AZ-NAS's rank
+    aggregation over the archs of ``df``) and ``zcprob`` (Eq. 4 from its two stored terms at
+    ``ZCPROB_T``) where their inputs are present."""
     df = df.copy()
     net = TinyNetwork.for_dataset("cifar10")
     if "swap" in df:
@@ -54,6 +56,8 @@ def add_derived(df: pd.DataFrame, bench: RobBench) -> pd.DataFrame:
         have = df[comps + ["flops"]].notna().any(axis=1) & df["flops"].notna()
         sub = df.loc[have]
         df.loc[have, "az_nas"] = az_nas_rank(sub.assign(**{c: sub[c].fillna(-np.inf) for c in comps}))
+    if {"zcprob_ntk", "zcprob_curv"} <= set(df):
+        df["zcprob"] = zcprob_from_terms(df["zcprob_ntk"], df["zcprob_curv"], ZCPROB_T)
     return df
 
 

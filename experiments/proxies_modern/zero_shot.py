@@ -41,6 +41,7 @@ from robntk.core import paths
 from robntk.data.benchmark import RobBench, load_nb201_accuracy
 from robntk.data.suite_zero import PROXIES as NASLIB_PROXIES
 from robntk.data.suite_zero import load_suite_zero
+from robntk.proxies.robust import ZCPROB_T, zcprob_from_terms
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -63,6 +64,9 @@ LITERATURE = {  # rules fixed by their papers (NASLib names / robntk names)
 #: ``archs_shuffled.txt`` scored), before the later archs were scored: tested on those later archs only.
 FIXED_RULE = ("geometric_rank", ("az_progressivity", "meco", "jacov", "params"))
 FIXED_ON_FIRST = 1402
+#: Candidate t of ZCPRob's Eq. 4 (the weight of its NTK factor; t = 0: the curvature factor alone),
+#: chosen like the rules above: by τ against NB201 standard-training labels.
+ZCPROB_T_GRID = (0.0,) + tuple(10.0**k for k in range(0, 9))
 
 
 def candidates(pool, max_size):
@@ -97,10 +101,10 @@ def main(argv=None) -> int:
     tau_nb201, method, cols = sel[0]
 
     # 2. the chosen rule, once, on NAS-RobBench-201
-    def robust_row(score):
+    def robust_row(score, index=idx):
         row = {}
         for d, met in TARGETS:
-            y = bench.values(idx, d, met)
+            y = bench.values(index, d, met)
             lo, hi = bootstrap_ci(score, y, n_boot=a.n_boot)
             row[f"{d}/{met}"] = {"kendall_tau": round(kendall_tau(score, y), 4), "ci95": [round(lo, 4), round(hi, 4)]}
         return row
@@ -138,6 +142,29 @@ def main(argv=None) -> int:
             "cifar10/val_pgd_8.0_acc": {"kendall_tau": round(kendall_tau(fixed[later], y8[later]), 4),
                                         "ci95": [round(lo, 4), round(hi, 4)]},
         }  # fmt: skip
+    zcprob = {}
+    if {"zcprob_ntk", "zcprob_curv"} <= set(ours):  # ZCPRob's t, chosen on NB201 labels too
+        zidx = idx[ours.loc[idx, ["zcprob_ntk", "zcprob_curv"]].notna().all(axis=1).to_numpy()]
+        if zidx.size >= 30:
+            nbz = load_nb201_accuracy(data_dir).loc[zidx, "cifar10_nb201_test_acc"].to_numpy()
+            y8z = bench.values(zidx, "cifar10", "val_pgd_8.0_acc")
+            ntk, curv = ours.loc[zidx, "zcprob_ntk"].to_numpy(), ours.loc[zidx, "zcprob_curv"].to_numpy()
+            grid = [
+                {"t": t, "tau_nb201": round(kendall_tau(zcprob_from_terms(ntk, curv, t), nbz), 4),
+                 "tau_c10_pgd8_reported_not_used": round(kendall_tau(zcprob_from_terms(ntk, curv, t), y8z), 4)}
+                for t in ZCPROB_T_GRID
+            ]  # fmt: skip
+            best = max(grid, key=lambda g: g["tau_nb201"])
+            zcprob = {"n_archs": int(zidx.size), "t_grid": grid, "t_chosen_here": best["t"], "t_in_use": ZCPROB_T}
+            rows[f"ZCPRob, t = {ZCPROB_T:g} (chosen on NB201 labels), on the {zidx.size} archs it covers"] = {
+                "rule": f"zcprob (t = {ZCPROB_T:g})",
+                **robust_row(zcprob_from_terms(ntk, curv, ZCPROB_T), zidx),
+            }
+            for name, sc in (
+                ("ZCPRob NTK factor alone, -zcprob_ntk", -ntk),
+                ("ZCPRob curvature alone, -zcprob_curv", -curv),
+            ):
+                rows[name] = {"rule": name.split(", ")[1], **robust_row(sc, zidx)}
     top = [
         {
             "rule": f"{m}({', '.join(c)})",
@@ -156,6 +183,7 @@ def main(argv=None) -> int:
         "nan_rule": "an undefined proxy ranks last (-inf)",
         "selection_label": "NB201 200-epoch CIFAR-10 test accuracy (standard training), same archs",
         "top10_on_nb201": top,
+        "zcprob": zcprob,
         "rows": rows,
         "command": "ROBNTK_DATA=../shared/data python experiments/proxies_modern/zero_shot.py",
     }

@@ -29,7 +29,7 @@ Modules, by the pass a proxy needs: :mod:`~robntk.proxies.closed_form` (``params
 ``fisher``, ``grasp``; ``synflow``, ``l2_norm``), :mod:`~robntk.proxies.activation` (ReLU codes
 and input Jacobians: ``nwot``, ``linear_regions``, ``jacov``, ``epe_nas``),
 :mod:`~robntk.proxies.zen_zico_tenas` (``zen``, ``zico``, ``tenas_ntk_cond``),
-:mod:`~robntk.proxies.robust` (``croze``); :mod:`~robntk.proxies.table` holds the suite
+:mod:`~robntk.proxies.robust` (``croze``, ``zcprob``); :mod:`~robntk.proxies.table` holds the suite
 (:data:`PROXIES`) and :func:`proxy_table`, the resumable job over many archs.
 
 Recent zero-cost proxies, one module per family: :mod:`~robntk.proxies.az_nas` (AZ-NAS:
@@ -49,9 +49,10 @@ undefined, in particular for a cell without an input→output path
 The authors' *protocols* differ from the suite's defaults; the functions compute the authors'
 *definitions* on whatever network, weights and batch they are given, so the protocol is the
 caller's choice (each module states its authors'; ``experiments/proxies_modern/README.md``
-states both). Not implemented: ZCPRob (Feng et al., ICLR 2025): its code (fyqsama/Robust_ZCP)
-could not be retrieved here and the paper's formula is not restated in any source at hand; it
-is left out rather than guessed.
+states both). ZCPRob (Feng et al., ICLR 2025; :func:`~robntk.proxies.robust.zcprob_terms`)
+follows the paper's Eq. 4, 7 and 8: its code (fyqsama/Robust_ZCP) could not be retrieved here,
+so its factors are checked against independent computations (an explicit gradient Gram matrix,
+a Hessian-vector product), not against the authors' values.
 
 References: NASLib ``naslib/predictors/pruners/measures/*.py`` (automl/NASLib) and
 SamsungLabs/zero-cost-nas ``foresight/pruners/measures/*.py`` (Abdelfattah et al., "Zero-Cost
@@ -63,7 +64,7 @@ from robntk.proxies._common import Proxy, connected
 from robntk.proxies.activation import epe_nas, input_jacobian_proxies, jacov, linear_regions, nwot, relu_inputs
 from robntk.proxies.closed_form import flop_count, flops, param_count, params
 from robntk.proxies.gradient import fisher, grad_norm, grasp, l2_norm, loss_gradient_proxies, plain, snip, synflow
-from robntk.proxies.robust import croze
+from robntk.proxies.robust import croze, zcprob, zcprob_terms
 from robntk.proxies.table import CLOSED_FORM, FLOAT64_PROXIES, GROUPS, PROXIES, check_proxy_names, proxy_table
 from robntk.proxies.zen_zico_tenas import tenas_ntk_cond, zen, zico
 
@@ -97,5 +98,7 @@ __all__ = [
     "synflow",
     "tenas_ntk_cond",
     "zen",
+    "zcprob",
+    "zcprob_terms",
     "zico",
 ]

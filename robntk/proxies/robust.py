@@ -1,16 +1,20 @@
-"""Robustness-aware proxies: CRoZe (``croze``, Jeong et al. NeurIPS 2023), from the consistency of
-features, parameters and gradients between clean and perturbed inputs.
+"""Robustness-aware proxies: CRoZe (``croze``, Ha et al. NeurIPS 2023), from the consistency of
+features, parameters and gradients between clean and perturbed inputs; ZCPRob (``zcprob``, Feng
+et al. ICLR 2025), from an upper bound of the adversarial loss: an NTK factor and an
+input-curvature factor (:func:`zcprob_terms`).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from robntk.attacks import iterative as attacks
 from robntk.nb201.layers import batch_norm, conv
 from robntk.nb201.network import TinyNetwork
-from robntk.proxies._common import _ce, _ids, _nan_unless_connected, _weight_leaves
+from robntk.proxies._common import _ce, _ids, _nan_unless_connected, _plain_net, _weight_leaves
+from robntk.proxies.closed_form import param_count
 from robntk.proxies.gradient import _kernel_mask
 
 
@@ -127,3 +131,93 @@ def croze(net, variables, cell, x, y, key=None, weight_step: float = 2.0, eps: f
         f_sim = jnp.sum(1 + _cos(z_r[i], z[i], 0))
         tot = tot + a * jnp.abs(w_sim * g_sim * f_sim)
     return _nan_unless_connected(tot, cell)
+
+
+# --------------------------------------------------------------------------- ZCPRob
+def zcprob_terms(
+    net, variables, cell, x, y, key=None, n_ntk: int | None = None, n_curv: int | None = None, h: float = 3.0
+) -> dict[str, jax.Array]:
+    """The two factors of ZCPRob (Feng, Ou, Fan, Sun, "Zero-cost Proxy for Adversarial
+    Robustness Evaluation", ICLR 2025, Eq. 4; code fyqsama/Robust_ZCP, which could not be
+    retrieved here: the code facts below are from a third-party reading of its
+    ``exps/Robust_ZCP/functions.py`` and ``regularizer.py``, unverified).
+
+    * ``zcprob_ntk`` (Eq. 8, the NTK factor): Θ̄ = (1/(M N²)) Σ_m Σ_{i,j} g_i^m g_j^m
+      = ‖(1/N) Σ_i g_i‖² / M, with g_i = ∂CE(f(x_i), y_i)/∂θ the loss gradient of image i
+      run *alone* (a batch of one, train-mode BN: the reference's ``batch_size_1=1`` loader),
+      i < N = ``n_ntk`` (default min(50, B): the reference's 50 passes), m over the M = :func:`robntk.proxies.closed_form.param_count` scalar
+      parameters of the cell (unused ops have zero gradient). The sum over i of the
+      single-image losses is differentiated once (Σ_{i,j} ⟨g_i, g_j⟩ = ‖Σ_i g_i‖²).
+    * ``zcprob_curv`` (Eq. 7, the input-loss-landscape factor): with l(x) = ∇_x L(x) for the
+      mean cross-entropy L of the first ``n_curv`` images (default min(32, B): the reference's
+      ``batch_size_2``; eval-mode BN: the reference's
+      ``net.eval()``; at init the running statistics are (0, 1)), z* = sign(l(x)) / ‖sign(l(x))‖
+      per image (the reference's ``(s + 1e-7)/(‖s‖ + 1e-7)``), the finite-difference curvature
+      mean_i ‖(l(x + h z*) − l(x))_i / h‖² (h in [0, 1] pixel units of L2 norm per image; no
+      clipping, as the reference).
+
+    Inputs reach the network unnormalised, as the reference's ``ToTensor()``-only transform
+    (``net.dataset`` is ignored). Eq. 4's score R = −exp(t·Θ̄)·curv is :func:`zcprob`.
+
+    **Not mirrored** (as read from the code): the reference accumulates gradients over its 50
+    single-image passes without zeroing them, keeps the first 100 coordinates of the first
+    parameter tensors of ≥ 50 entries and pairs snapshots 1–25 with 26–50 (normalised by
+    2500); its regulariser is λ·mean_i ‖l(x+hz*) − l(x)‖ (not squared, not divided by h).
+    Here both factors are Eq. 7–8 as printed, exact over all parameters.
+
+    Args: see :mod:`robntk.proxies`; x (B, H, W, 3) in [0, 1], y (B,) int; n_ntk, n_curv:
+        1 ≤ n ≤ B images for each factor; h > 0 (the
+        reference's default 3).
+    Returns: {"zcprob_ntk", "zcprob_curv"}: scalars ≥ 0 (params dtype); NaN for a cell without
+        an input→output path.
+    Raises: ValueError: n_ntk or n_curv outside [1, B], h ≤ 0.
+    """
+    b = x.shape[0]
+    n_ntk = min(50, b) if n_ntk is None else n_ntk
+    n_curv = min(32, b) if n_curv is None else n_curv
+    for name, n in (("n_ntk", n_ntk), ("n_curv", n_curv)):
+        if not isinstance(n, int) or not 1 <= n <= b:
+            raise ValueError(f"zcprob needs 1 <= {name} <= batch size {b}, got {n!r}")
+    if not h > 0:
+        raise ValueError(f"zcprob needs a finite-difference step h > 0, got {h!r}")
+    pnet = _plain_net(net)
+    params, stats = variables["params"], variables["batch_stats"]
+
+    def one_loss(p, xi, yi):
+        return _ce(pnet.forward(p, None, xi[None], cell, True)[0], yi[None])
+
+    gsum = jax.grad(lambda p: jnp.sum(jax.vmap(one_loss, (None, 0, 0))(p, x[:n_ntk], y[:n_ntk])))(params)
+    sq = sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(gsum))
+    dtype = params["stem_conv"]["kernel"].dtype
+    ntk = sq / n_ntk**2 / param_count(net, cell).astype(dtype)
+
+    xc, yc = x[:n_curv].astype(dtype), y[:n_curv]
+    l_of = jax.grad(lambda z: _ce(pnet.forward(params, stats, z, cell, False)[0], yc))
+    lx = l_of(xc)
+    s = jnp.sign(lx)
+    zs = (s + 1e-7) / (jnp.sqrt(jnp.sum(s * s, axis=(1, 2, 3), keepdims=True)) + 1e-7)
+    d = (l_of(xc + h * zs) - lx) / h
+    curv = jnp.mean(jnp.sum(d * d, axis=(1, 2, 3)))
+    return {"zcprob_ntk": _nan_unless_connected(ntk, cell), "zcprob_curv": _nan_unless_connected(curv, cell)}
+
+
+def zcprob_from_terms(ntk, curv, t: float):
+    """Eq. 4's ranking in log form: −(t·Θ̄ + log curv), a monotone function of R = −exp(t·Θ̄)·curv
+    (R itself overflows float for large t·Θ̄). Works on scalars, arrays and pandas columns.
+    Higher = predicted more robust. ``t`` ≥ 0 weighs the NTK factor (t = 0: the curvature
+    factor alone)."""
+    log = jnp.log if isinstance(ntk, jax.Array) else np.log
+    return -(t * ntk + log(curv))
+
+
+#: t of :func:`zcprob`. Chosen without NAS-RobBench-201 labels: see
+#: ``experiments/proxies_modern/README.md`` (ZCPRob).
+ZCPROB_T = 0.0
+
+
+def zcprob(net, variables, cell, x, y, key=None) -> jax.Array:
+    """``zcprob``: ZCPRob's score (Eq. 4) in log form, :func:`zcprob_from_terms` of
+    :func:`zcprob_terms` at t = :data:`ZCPROB_T`. Returns a scalar (higher = predicted more
+    robust); NaN for a cell without an input→output path."""
+    r = zcprob_terms(net, variables, cell, x, y, key)
+    return zcprob_from_terms(r["zcprob_ntk"], r["zcprob_curv"], ZCPROB_T)

@@ -25,7 +25,7 @@ from robntk.proxies.closed_form import flop_count, flops, param_count, params
 from robntk.proxies.gradient import fisher, grad_norm, grasp, l2_norm, loss_gradient_proxies, plain, snip, synflow
 from robntk.proxies.meco_swap import meco, swap, swap_reg
 from robntk.proxies.perturbed import az_nas_pgd_proxies, meco_pgd, swap_pgd, vkdnw_pgd
-from robntk.proxies.robust import croze
+from robntk.proxies.robust import croze, zcprob, zcprob_terms
 from robntk.proxies.vkdnw import vkdnw, vkdnw_dim
 from robntk.proxies.zen_zico_tenas import tenas_ntk_cond, zen, zico
 
@@ -48,6 +48,9 @@ PROXIES: dict[str, Proxy] = {
     "tenas_ntk_cond": tenas_ntk_cond,
     "linear_regions": linear_regions,
     "croze": croze,
+    "zcprob_ntk": lambda *a: zcprob_terms(*a)["zcprob_ntk"],
+    "zcprob_curv": lambda *a: zcprob_terms(*a)["zcprob_curv"],
+    "zcprob": zcprob,
     # robntk.proxies.az_nas, .vkdnw, .meco_swap: AZ-NAS, VKDNW, MeCo, SWAP; .perturbed: their PGD variants
     "az_expressivity": az_expressivity,
     "az_progressivity": az_progressivity,
@@ -77,6 +80,7 @@ GROUPS: dict[Callable[..., dict], tuple[str, ...]] = {
     input_jacobian_proxies: ("jacov", "epe_nas"),
     az_nas_proxies: ("az_expressivity", "az_progressivity", "az_trainability"),
     az_nas_pgd_proxies: ("az_expressivity_pgd", "az_progressivity_pgd", "az_trainability_pgd"),
+    zcprob_terms: ("zcprob_ntk", "zcprob_curv"),
 }
 
 
