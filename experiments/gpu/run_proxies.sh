@@ -14,13 +14,16 @@
 # then merge what comes back (the store's part files have unique names, so unpacking over the
 # committed store is a union; `robntk proxies` re-reads it):
 #   tar xzf <files_at>/proxy_store.tgz -C experiments/proxies_modern
-# CPU smoke test (three archs, a few seconds per step after compiling):
-#   OUT=/tmp/proxy-smoke TOTAL=400 ARCHS=<file with 3 indices> bash experiments/gpu/run_proxies.sh
+# CPU smoke test (three archs, a tiny network, an empty store; ≈ 5 min on 2 cores):
+#   mkdir -p /tmp/empty-store && OUT=/tmp/proxy-smoke TOTAL=600 ARCHS=<file with 3 indices> \
+#     SRC=/tmp/empty-store EXTRA="--C 4 --N 1" bash experiments/gpu/run_proxies.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/gpu_proxies}
 TOTAL=${TOTAL:-540}
 ARCHS=${ARCHS:-experiments/proxies_modern/archs_shuffled.txt}
+SRC=${SRC:-experiments/proxies_modern/store}
+EXTRA=${EXTRA:-}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export ROBNTK_DATA=${ROBNTK_DATA:-$PWD/.gpu_pack} PYTHONUNBUFFERED=1
@@ -28,14 +31,14 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 LOG=$OUT/log.txt
 T0=$SECONDS
 left() { echo $(( TOTAL - (SECONDS - T0) )); }
-rm -rf "$OUT/store" && cp -r experiments/proxies_modern/store "$OUT/store"
+rm -rf "$OUT/store" && cp -r "$SRC" "$OUT/store"
 step() {  # step NAME TIMEOUT_S PROXY...: one bounded `robntk proxies` into the copied store
   local name=$1 limit=$2; shift 2
   if (( limit < 30 )); then echo "== $name: skipped ($limit s left)" >>"$LOG"; return; fi
-  echo "== $name (timeout ${limit}s, at $(( SECONDS - T0 ))s): $*" >>"$LOG"
+  echo "== $name (timeout ${limit}s, at $(( SECONDS - T0 ))s): $* $EXTRA" >>"$LOG"
   timeout --signal=INT --kill-after=15 "$limit" "$PY" -m robntk.cli proxies --no-progress \
     --archs-file "$ARCHS" --proxies "$@" --store "$OUT/store" --out "$OUT/$name.csv" \
-    --minutes "$(awk "BEGIN{print ($limit - 25) / 60}")" >>"$LOG" 2>&1
+    --minutes "$(awk "BEGIN{print ($limit - 25) / 60}")" $EXTRA >>"$LOG" 2>&1
   echo "== $name: exit $? after $(( SECONDS - T0 ))s" >>"$LOG"
 }
 { date -u; git rev-parse HEAD 2>/dev/null; nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1

@@ -39,6 +39,7 @@ from robntk.analysis.combine import zero_shot
 from robntk.analysis.correlation import bootstrap_ci, kendall_tau
 from robntk.core import paths
 from robntk.data.benchmark import RobBench, load_nb201_accuracy
+from robntk.data.jung import load_jung_robustness
 from robntk.data.suite_zero import PROXIES as NASLIB_PROXIES
 from robntk.data.suite_zero import load_suite_zero
 from robntk.proxies.robust import ZCPROB_T, zcprob_from_terms
@@ -156,6 +157,15 @@ def main(argv=None) -> int:
             ]  # fmt: skip
             best = max(grid, key=lambda g: g["tau_nb201"])
             zcprob = {"n_archs": int(zidx.size), "t_grid": grid, "t_chosen_here": best["t"], "t_in_use": ZCPROB_T}
+            # the paper's own check (its Fig. 2: NAS-Bench-201-R, standard-trained weights attacked):
+            # Jung et al.'s CIFAR-10 accuracies at eps = 1/255 on the same archs
+            jung = load_jung_robustness(data_dir).loc[zidx]
+            zcprob["tau_vs_jung_standard_training_eps1"] = {
+                m: {n: round(kendall_tau(sc, jung[f"cifar10_jung_{m}"].to_numpy()), 4)
+                    for n, sc in (("zcprob", zcprob_from_terms(ntk, curv, ZCPROB_T)), ("-zcprob_ntk", -ntk),
+                                  ("-zcprob_curv", -curv), ("params", df.loc[zidx, "params"].to_numpy()))}
+                for m in ("clean", "fgsm", "pgd", "aa_apgd-ce")
+            }  # fmt: skip
             rows[f"ZCPRob, t = {ZCPROB_T:g} (chosen on NB201 labels), on the {zidx.size} archs it covers"] = {
                 "rule": f"zcprob (t = {ZCPROB_T:g})",
                 **robust_row(zcprob_from_terms(ntk, curv, ZCPROB_T), zidx),
