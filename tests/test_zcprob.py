@@ -90,7 +90,8 @@ def test_suite_conventions(setup64):
         one = float(jax.jit(lambda: P.PROXIES["zcprob"](net, v, ARCH, x, y, None))())
         r = jax.jit(lambda: PR.zcprob_terms(net, v, ARCH, x, y))()  # defaults: min(50, B), min(32, B)
         r6 = jax.jit(lambda: PR.zcprob_terms(net, v, ARCH, x, y, n_ntk=6, n_curv=6))()
-        assert one == pytest.approx(-np.log(float(r["zcprob_curv"])), rel=1e-12)  # ZCPROB_T = 0
+        want = -(PR.ZCPROB_T * float(r["zcprob_ntk"]) + np.log(float(r["zcprob_curv"])))
+        assert one == pytest.approx(want, rel=1e-12)
         assert all(float(r[k]) == float(r6[k]) for k in r)
     assert np.isfinite(one)
     for kw, pat in ((dict(n_ntk=0), "n_ntk"), (dict(n_curv=7), "n_curv"), (dict(h=0.0), "h > 0")):

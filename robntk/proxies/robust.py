@@ -145,13 +145,14 @@ def zcprob_terms(
     * ``zcprob_ntk`` (Eq. 8, the NTK factor): Θ̄ = (1/(M N²)) Σ_m Σ_{i,j} g_i^m g_j^m
       = ‖(1/N) Σ_i g_i‖² / M, with g_i = ∂CE(f(x_i), y_i)/∂θ the loss gradient of image i
       run *alone* (a batch of one, train-mode BN: the reference's ``batch_size_1=1`` loader),
-      i < N = ``n_ntk`` (default min(50, B): the reference's 50 passes), m over the M = :func:`robntk.proxies.closed_form.param_count` scalar
-      parameters of the cell (unused ops have zero gradient). The sum over i of the
+      i < N = ``n_ntk`` (default min(50, B): the reference's 50 passes), m over the
+      M = :func:`robntk.proxies.closed_form.param_count` scalar parameters of the cell (unused
+      ops have zero gradient). The sum over i of the
       single-image losses is differentiated once (Σ_{i,j} ⟨g_i, g_j⟩ = ‖Σ_i g_i‖²).
     * ``zcprob_curv`` (Eq. 7, the input-loss-landscape factor): with l(x) = ∇_x L(x) for the
       mean cross-entropy L of the first ``n_curv`` images (default min(32, B): the reference's
-      ``batch_size_2``; eval-mode BN: the reference's
-      ``net.eval()``; at init the running statistics are (0, 1)), z* = sign(l(x)) / ‖sign(l(x))‖
+      ``batch_size_2``; eval-mode BN: the reference's ``net.eval()``; at init the running
+      statistics are (0, 1)), z* = sign(l(x)) / ‖sign(l(x))‖
       per image (the reference's ``(s + 1e-7)/(‖s‖ + 1e-7)``), the finite-difference curvature
       mean_i ‖(l(x + h z*) − l(x))_i / h‖² (h in [0, 1] pixel units of L2 norm per image; no
       clipping, as the reference).
@@ -166,8 +167,7 @@ def zcprob_terms(
     Here both factors are Eq. 7–8 as printed, exact over all parameters.
 
     Args: see :mod:`robntk.proxies`; x (B, H, W, 3) in [0, 1], y (B,) int; n_ntk, n_curv:
-        1 ≤ n ≤ B images for each factor; h > 0 (the
-        reference's default 3).
+        1 ≤ n ≤ B images for each factor; h > 0 (the reference's default 3).
     Returns: {"zcprob_ntk", "zcprob_curv"}: scalars ≥ 0 (params dtype); NaN for a cell without
         an input→output path.
     Raises: ValueError: n_ntk or n_curv outside [1, B], h ≤ 0.
@@ -203,16 +203,21 @@ def zcprob_terms(
 
 def zcprob_from_terms(ntk, curv, t: float):
     """Eq. 4's ranking in log form: −(t·Θ̄ + log curv), a monotone function of R = −exp(t·Θ̄)·curv
-    (R itself overflows float for large t·Θ̄). Works on scalars, arrays and pandas columns.
-    Higher = predicted more robust. ``t`` ≥ 0 weighs the NTK factor (t = 0: the curvature
-    factor alone)."""
+    (R itself overflows float for large t·Θ̄). Higher = predicted more robust.
+
+    Args: ntk, curv: the two factors of :func:`zcprob_terms`, float scalars, arrays (jax or
+        numpy, traceable) or pandas columns of one shape, curv > 0. t: the weight ≥ 0 of the
+        NTK factor (t = 0: the curvature factor alone).
+    Returns: float, the inputs' shape and kind; NaN where an input is NaN, +inf where curv = 0.
+    """
     log = jnp.log if isinstance(ntk, jax.Array) else np.log
     return -(t * ntk + log(curv))
 
 
-#: t of :func:`zcprob`. Chosen without NAS-RobBench-201 labels: see
-#: ``experiments/proxies_modern/README.md`` (ZCPRob).
-ZCPROB_T = 0.0
+#: t of :func:`zcprob`, chosen without NAS-RobBench-201 labels: the best of {0, 10⁰, …, 10⁸} by
+#: Kendall τ against NB201 standard-training CIFAR-10 accuracy on 2,070 representatives
+#: (``experiments/proxies_modern/zero_shot.py``; 1000 was also the choice on the first 310).
+ZCPROB_T = 1000.0
 
 
 def zcprob(net, variables, cell, x, y, key=None) -> jax.Array:
