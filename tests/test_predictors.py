@@ -6,6 +6,7 @@ reach the fit, by construction; same seed → same bits), the real-data feature 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
@@ -117,7 +118,14 @@ def test_prior_blend_weight_is_chosen_by_inner_cv():
     fp = P.fit_predictor(good[:60], y[:60], cfg)
     assert fp.prior_weight == 1.0 and fp.describe()["prior_weight"] == 1.0
     np.testing.assert_array_equal(fp.predict(good[60:]), good[60:, 5])
-    assert len(fp.cv_tau) == 5 and fp.cv_tau[-1] == 1.0  # one τ per (candidate, weight)
+    assert len(fp.cv_tau) == 5 and fp.cv_tau[0] == 1.0  # one τ per (candidate, weight); w = 1 first
+    # a tie goes to the earlier weight: a constant prior leaves the ranking of every w < 1 blend
+    # unchanged (equal τ) and is undefined alone (w = 1: τ NaN, never chosen)
+    const = np.column_stack([x, np.full(120, 0.5)])
+    ft = P.fit_predictor(const[:60], y[:60], cfg)
+    assert math.isnan(ft.cv_tau[0]) and len(set(ft.cv_tau[1:])) == 1 and ft.prior_weight == 0.75
+    rev = dataclasses.replace(cfg, prior_weights=(0.0, 0.25, 0.5, 0.75, 1.0))
+    assert P.fit_predictor(const[:60], y[:60], rev).prior_weight == 0.0
     noise = np.column_stack([x, rng.uniform(size=120)])
     fq = P.fit_predictor(noise[:60], y[:60], P.PredictorConfig(model="ridge", cv_folds=3, grid={"alpha": (1.0,)},
                                                             prior_column=5))  # fmt: skip

@@ -84,7 +84,12 @@ class PredictorConfig:
             ``(1 − w)·model + w·prior`` and the weight ``w`` is one more hyper-parameter chosen by
             the inner CV from ``prior_weights`` (w = 1: the prior alone; w = 0: the model alone),
             so a few labels fall back on the prior and many labels on the model.
-        prior_weights: the candidate weights ``w`` (each in [0, 1]).
+        prior_weights: the candidate weights ``w`` (each in [0, 1]), in order of preference: on
+            a tie of the inner-CV τ the earlier weight wins, so the default runs from the prior
+            alone (w = 1) down to the model alone (w = 0) and a few labels that cannot tell the
+            blends apart keep the label-free prior (with 10 labels on NAS-RobBench-201 this lifts
+            τ from 0.773 to 0.780 over 30 draws, still below the prior alone, 0.794; from 20
+            labels on it changes τ by ≤ 0.001).
 
     Raises:
         ValueError: unknown model, n_estimators < 1, cv_folds < 2, a bad seed, a grid key the
@@ -97,7 +102,7 @@ class PredictorConfig:
     seed: int = field(default=0, metadata=flag("seed of the inner folds and of the model"))
     grid: Mapping[str, tuple] | None = None
     prior_column: int | None = None
-    prior_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    prior_weights: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -195,7 +200,8 @@ def inner_cv(x, y, config: PredictorConfig = PredictorConfig()) -> tuple[dict, l
     For each candidate of ``config.candidates()`` the out-of-fold predictions of K seeded shuffled
     folds (K = min(cv_folds, n)) are pooled and scored by Kendall τ-b against ``y``; the best
     (first on ties; NaN counts as −∞) wins. With ``config.prior_column``, every candidate is
-    scored blended with the prior at each of ``config.prior_weights`` (candidate-major order),
+    scored blended with the prior at each of ``config.prior_weights`` (candidate-major order; the
+    first weight wins a tie),
     and the chosen parameters carry the weight as ``'prior_weight'``.
 
     Args:
