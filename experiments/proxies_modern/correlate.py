@@ -6,7 +6,10 @@ each column on the archs its store holds, n per row), adds ``swap_reg`` post hoc
 parameter count in thousands, the defaults of :func:`robntk.proxies.meco_swap.swap_reg`) and
 ``az_nas`` (:func:`robntk.proxies.az_nas.az_nas_rank` over the scored archs, a NaN component
 ranked last as the reference's −∞) and ``zcprob`` (from its stored terms), and writes
-``correlation.csv`` / ``correlation.md`` (τ-b with 95 % bootstrap CIs, 200 resamples, n stated).
+``correlation.csv`` / ``correlation.md`` / ``tau_heatmap.png``: τ-b (95 % bootstrap CIs, 200
+resamples, n stated) against every NAS-RobBench-201 target (clean, FGSM, PGD-3, PGD-8, AutoAttack
+on CIFAR-10, CIFAR-100, ImageNet16-120) and NB201 standard-training CIFAR-10 accuracy, beside
+NAS-Bench-Suite-Zero's NASLib proxies (``naslib_*``) and the NTK family (1,000 archs).
 
     ROBNTK_DATA=../shared/data nice -n 19 python experiments/proxies_modern/correlate.py
 """
@@ -20,8 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robntk.analysis.correlation import correlation_table
-from robntk.data.benchmark import RobBench
+from robntk.analysis.correlation import bootstrap_ci, correlation_table, kendall_tau
+from robntk.core.figures import tau_heatmap
+from robntk.data.benchmark import RobBench, load_nb201_accuracy
+from robntk.data.suite_zero import PROXIES as NASLIB_PROXIES
+from robntk.data.suite_zero import load_suite_zero
 from robntk.jobs.store import ResultStore
 from robntk.nb201.network import TinyNetwork
 from robntk.proxies import param_count
@@ -61,6 +67,36 @@ def add_derived(df: pd.DataFrame, bench: RobBench) -> pd.DataFrame:
     return df
 
 
+#: Peer rows beside the new proxies: NAS-Bench-Suite-Zero's NASLib proxies (all its classes) and the
+#: NTK family in the default protocol (1,000 archs of experiments/protocol's base level).
+NTK_COLUMNS = ("lambda_min_clean", "lambda_min_all_eps8_beta0.5", "lambda_min_robust_all_eps8_beta0.5")
+NTK_SCORES = HERE.parent / "protocol" / "scores_base.csv"
+
+
+def with_peers(df: pd.DataFrame, data_dir) -> pd.DataFrame:
+    """``df`` joined with the peer rows (``naslib_<proxy>``, the NTK columns), NaN where absent."""
+    naslib = load_suite_zero("cifar10", data_dir, per_class="smallest")[list(NASLIB_PROXIES)].add_prefix("naslib_")
+    out = df.join(naslib, how="left")
+    if NTK_SCORES.is_file():
+        out = out.join(pd.read_csv(NTK_SCORES).set_index("nb201_index")[list(NTK_COLUMNS)], how="left")
+    return out
+
+
+def nb201_rows(df: pd.DataFrame, cols, data_dir, n_boot: int) -> pd.DataFrame:
+    """τ-b [bootstrap CI] of each column against NB201 200-epoch standard-training CIFAR-10 test
+    accuracy (the other benchmark), in :func:`correlation_table`'s long format."""
+    acc = load_nb201_accuracy(data_dir)["cifar10_nb201_test_acc"].reindex(df.index).to_numpy()
+    rows = []
+    for c in cols:
+        x = df[c].to_numpy(np.float64)
+        ok = np.isfinite(x) & np.isfinite(acc)
+        lo, hi = bootstrap_ci(x[ok], acc[ok], n_boot=n_boot)
+        rows.append({"score": c, "kind": "score", "dataset": "nb201_standard_training", "metric": "test_acc",
+                     "n": int(ok.sum()), "kendall_tau": kendall_tau(x[ok], acc[ok]),
+                     "kendall_tau_ci_low": lo, "kendall_tau_ci_high": hi})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", default=str(HERE / "store"))
@@ -72,22 +108,30 @@ def main(argv=None) -> int:
     df = add_derived(df, bench)
     df.index.name = "nb201_index"
     cols = [c for c in df.columns if c != "vkdnw_dim" and df[c].notna().sum() >= 30]  # skip stray partial columns
-    tab = correlation_table(
-        df, bench, datasets=["cifar10"], metrics=["val_pgd_8.0_acc", "val_acc"], n_boot=a.n_boot, columns=cols
-    )
+    df = with_peers(df, a.data_dir)
+    peers = [c for c in df.columns if c.startswith("naslib_") or c in NTK_COLUMNS]
+    tab = correlation_table(df, bench, n_boot=a.n_boot, columns=cols + peers)
+    tab = pd.concat([tab, nb201_rows(df, cols + peers, a.data_dir, a.n_boot)], ignore_index=True)
     tab.to_csv(HERE / "correlation.csv", index=False)
-    show = tab[["score", "kind", "metric", "n", "kendall_tau", "kendall_tau_ci_low", "kendall_tau_ci_high"]]
-    md = ["| " + " | ".join(show.columns) + " |", "|" + "---|" * show.shape[1]]
-    md += ["| " + " | ".join(str(v) for v in r) + " |" for r in show.round(3).itertuples(index=False)]
-    (HERE / "correlation.md").write_text("\n".join(md) + "\n")
+    tau_heatmap(tab[tab.kind == "score"], HERE / "tau_heatmap.png",
+                title="Kendall τ-b: new proxies, NASLib (Suite-Zero) and NTK (1,000 archs) rows")  # fmt: skip
+    wide = tab.assign(target=tab.dataset + " " + tab.metric).pivot_table(
+        index="score", columns="target", values="kendall_tau", sort=False
+    )
+    n = tab.groupby("score", sort=False)["n"].max()
+    md = ["| score | n | " + " | ".join(wide.columns) + " |", "|---|---|" + "---|" * wide.shape[1]]
+    md += [f"| {k} | {n[k]} | " + " | ".join(f"{v:.3f}" for v in r) + " |" for k, r in wide.iterrows()]
+    (HERE / "correlation.md").write_text(
+        "Kendall τ-b vs every NAS-RobBench-201 target and NB201 standard-training accuracy (95 % CIs "
+        f"in correlation.csv, {a.n_boot} resamples); n = archs with the score defined.\n\n" + "\n".join(md) + "\n"
+    )
     (HERE / "correlation.json").write_text(
         json.dumps(
-            {"n_archs_in_store": len(df), "n_with_every_proxy": int(df.notna().all(axis=1).sum()), **tab.attrs},
+            {"n_archs_in_store": len(df), "n_with_every_proxy": int(df[cols].notna().all(axis=1).sum()), **tab.attrs},
             indent=1,
         )
     )
-    print(f"{len(df)} archs in the store, {int(df.notna().all(axis=1).sum())} with every proxy")
-    print(show.round(3).to_string(index=False))
+    print("\n".join(md))
     return 0
 
 
